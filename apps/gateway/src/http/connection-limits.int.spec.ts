@@ -185,3 +185,58 @@ describe('connections that hold the gateway: slow requests, unread answers, too 
     assert.equal((await fetch(`${g.url}/livez`)).status, 200);
   });
 });
+
+describe('a JSON-RPC batch over /mcp costs its key one request per message (real gateway)', () => {
+  let g: SecuredGateway;
+
+  before(async () => {
+    g = await startSecuredGateway('mcp_batch_cost', {
+      rateLimit: {
+        perKey: { points: 5, durationSec: 60 },
+        perIp: { points: 1000, durationSec: 60 },
+        authFailuresPerIp: { points: 10, durationSec: 60 },
+      },
+      modules: [McpServerFeatureModule.withOptions({ catalogRefreshMs: 600_000 })],
+    });
+  });
+  after(async () => {
+    await g?.close();
+  });
+
+  it('a batch within the budget is answered; one past it is 429, though it is one HTTP request', async () => {
+    const key = (await g.makeKey('viewer', 'batch')).key;
+    const post = (body: unknown, session?: string) =>
+      fetch(`${g.url}/mcp`, {
+        method: 'POST',
+        headers: {
+          ...bearer(key),
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          ...(session ? { 'mcp-session-id': session, 'mcp-protocol-version': '2025-03-26' } : {}),
+        },
+        body: JSON.stringify(body),
+      });
+    const init = await post({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-03-26', capabilities: {}, clientInfo: { name: 'batch', version: '1' } },
+    });
+    assert.equal(init.status, 200, await init.clone().text());
+    const session = init.headers.get('mcp-session-id')!;
+    await init.body?.cancel();
+    const pings = (n: number, from: number) =>
+      Array.from({ length: n }, (_, i) => ({ jsonrpc: '2.0', id: from + i, method: 'ping' }));
+    // 1 (initialize) + 3: within the key's 5.
+    const small = await post(pings(3, 10), session);
+    assert.equal(small.status, 200, await small.clone().text());
+    await small.body?.cancel();
+    const big = await post(pings(10, 100), session);
+    assert.equal(big.status, 429, await big.clone().text());
+    assert.ok(Number(big.headers.get('retry-after')) >= 1);
+    assert.match(
+      ((await big.json()) as { error: { message: string } }).error.message,
+      /batch of 10 messages counts 10/,
+    );
+  });
+});

@@ -84,3 +84,12 @@ export class ConnectionQuota {
     };
   }
 }
+
+/** The quota of calls answered on the request that made them (see DEFAULT_HELD_CALLS), for one endpoint. */
+export const heldCallsQuota = (what: string, limits: { perCaller: number; total: number }): ConnectionQuota =>
+  new ConnectionQuota(what, {
+    ...limits,
+    perCallerSetting: 'GATEWAY_HELD_CALLS_PER_CALLER',
+    totalSetting: 'GATEWAY_HELD_CALLS_MAX',
+    howToFree: 'wait for one to end, or start work without waiting for it (wait: false, returnImmediately)',
+  });

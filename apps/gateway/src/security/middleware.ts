@@ -49,6 +49,18 @@ function rateLimitHeaders(res: EdgeReply, outcomes: readonly LimitOutcome[]): vo
   res.setHeader('RateLimit-Reset', String(Math.max(0, Math.ceil(tightest.msBeforeNext / 1000))));
 }
 
+/** Per request with a key under a rate limit: charge its key more (see chargeKeyMore). */
+const extraCosts = new WeakMap<object, (points: number) => Promise<LimitOutcome>>();
+
+/**
+ * Count `points` more against the key of `req`, for a request that carries more than one call (a
+ * JSON-RPC batch of 100 tool calls cost one point of the key's budget, so a key could make 100
+ * times its limit). Undefined when no limit applies (none configured, or no key).
+ */
+export function chargeKeyMore(req: object, points: number): Promise<LimitOutcome> | undefined {
+  return points > 0 ? extraCosts.get(req)?.(points) : undefined;
+}
+
 function tooMany(req: EdgeRequest, res: EdgeReply, what: string, refused: LimitOutcome): void {
   const retryAfter = Math.max(1, Math.ceil(refused.msBeforeNext / 1000));
   rateLimitHeaders(res, [refused]);
@@ -210,6 +222,11 @@ export function authentication(
         counted.push(byKey);
       }
       rateLimitHeaders(res, counted);
+      if (limits) {
+        const charge = (points: number) => limits.keyCost(key.id, points);
+        extraCosts.set(req, charge);
+        extraCosts.set(req.raw, charge);
+      }
       bindRequestKey(req, key, next);
     })().catch((err: unknown) => {
       // The key table unreachable: 503, not a silent pass.

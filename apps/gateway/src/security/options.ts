@@ -61,6 +61,8 @@ export interface ResolvedSecurityOptions {
   readonly requestTimeoutMs: number;
   /** Live event streams (`/api/v1/events/stream`) open at once: per caller and in all. */
   readonly eventStreams: { readonly perCaller: number; readonly total: number };
+  /** Calls over `/mcp` and `/a2a` answered on the request that made them (see heldCallsQuota): per caller and in all. */
+  readonly heldCalls: { readonly perCaller: number; readonly total: number };
   /** How long a client may take to send a request, and to take an answer's bytes (see ConnectionTimeouts). */
   readonly connections: ConnectionTimeouts;
   /** Reads of whole stored payloads (see PayloadReads): at once, and waiting. */
@@ -95,6 +97,8 @@ export interface SecurityOptionsInput {
    * in all; one more is 429 (the caller's share) or 503 (all). Default 20 and 500.
    */
   readonly eventStreams?: { readonly perCaller?: number; readonly total?: number };
+  /** Calls answered on their own request over `/mcp` or `/a2a` in flight at once, per caller and in all. Default 32 and 512 each. */
+  readonly heldCalls?: { readonly perCaller?: number; readonly total?: number };
   readonly connections?: Partial<ConnectionTimeouts>;
   /** Reads of whole stored payloads at once and waiting (see PayloadReads). Default 2 and 32. */
   readonly payloadReads?: { readonly concurrency?: number; readonly queue?: number };
@@ -129,6 +133,10 @@ export function resolveSecurityOptions(o: SecurityOptionsInput): ResolvedSecurit
       perCaller: o.eventStreams?.perCaller ?? DEFAULT_EVENT_STREAMS.perCaller,
       total: o.eventStreams?.total ?? DEFAULT_EVENT_STREAMS.total,
     },
+    heldCalls: {
+      perCaller: o.heldCalls?.perCaller ?? DEFAULT_HELD_CALLS.perCaller,
+      total: o.heldCalls?.total ?? DEFAULT_HELD_CALLS.total,
+    },
     connections: { ...DEFAULT_CONNECTION_TIMEOUTS, ...o.connections },
     payloadReads: {
       concurrency: o.payloadReads?.concurrency ?? DEFAULT_PAYLOAD_READS.concurrency,
@@ -140,6 +148,14 @@ export function resolveSecurityOptions(o: SecurityOptionsInput): ResolvedSecurit
 export const DEFAULT_PAYLOAD_READS = { concurrency: 2, queue: 32 } as const;
 
 export const DEFAULT_EVENT_STREAMS = { perCaller: 20, total: 500 } as const;
+
+/**
+ * A tool call over `/mcp` or a blocking A2A `message/send` keeps its HTTP request open until the
+ * work ends (a workflow tool may wait 30 minutes): 2,047 of them from one key held every
+ * connection the gateway takes, `/livez` included. A share per key, and a total well under the
+ * connection cap (GATEWAY_MAX_CONNECTIONS, 2,048) for each of the two endpoints.
+ */
+export const DEFAULT_HELD_CALLS = { perCaller: 32, total: 512 } as const;
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -171,6 +187,10 @@ export const securityEnvSchema = z.object({
   GATEWAY_EVENT_STREAMS_PER_CALLER: z.coerce.number().int().min(1).max(10_000).default(DEFAULT_EVENT_STREAMS.perCaller),
   /** Live event streams open at once in this gateway (503 above it). */
   GATEWAY_EVENT_STREAMS_MAX: z.coerce.number().int().min(1).max(100_000).default(DEFAULT_EVENT_STREAMS.total),
+  /** Calls over `/mcp` (or A2A requests) one caller may have waiting on their answer at once (429 above it). */
+  GATEWAY_HELD_CALLS_PER_CALLER: z.coerce.number().int().min(1).max(10_000).default(DEFAULT_HELD_CALLS.perCaller),
+  /** Such calls at once in this gateway, each endpoint (503 above it). */
+  GATEWAY_HELD_CALLS_MAX: z.coerce.number().int().min(1).max(100_000).default(DEFAULT_HELD_CALLS.total),
   /** A request not received whole within this long: 408, connection closed. */
   GATEWAY_RECEIVE_TIMEOUT_MS: z.coerce
     .number()
@@ -222,6 +242,7 @@ export function securityOptionsFromEnv(
     requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
     bodyLimit: c.GATEWAY_BODY_LIMIT_BYTES,
     eventStreams: { perCaller: c.GATEWAY_EVENT_STREAMS_PER_CALLER, total: c.GATEWAY_EVENT_STREAMS_MAX },
+    heldCalls: { perCaller: c.GATEWAY_HELD_CALLS_PER_CALLER, total: c.GATEWAY_HELD_CALLS_MAX },
     connections: {
       receiveTimeoutMs: c.GATEWAY_RECEIVE_TIMEOUT_MS,
       sendStallMs: c.GATEWAY_SEND_STALL_MS,

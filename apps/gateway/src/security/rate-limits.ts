@@ -155,9 +155,9 @@ export class RateLimits {
     return this.pool ? 'postgres' : 'memory';
   }
 
-  private static async take(limiter: Limiter, limit: Limit, key: string): Promise<LimitOutcome> {
+  private static async take(limiter: Limiter, limit: Limit, key: string, points = 1): Promise<LimitOutcome> {
     try {
-      const res = await limiter.consume(key);
+      const res = await limiter.consume(key, points);
       return { allowed: true, limit: limit.points, remaining: res.remainingPoints, msBeforeNext: res.msBeforeNext };
     } catch (e) {
       if (e instanceof RateLimiterRes)
@@ -171,6 +171,10 @@ export class RateLimits {
   }
   key(id: string) {
     return RateLimits.take(this.perKey, this.limits.perKey, id);
+  }
+  /** `points` more of a key's budget: a request that carries that many calls more (a JSON-RPC batch). */
+  keyCost(id: string, points: number) {
+    return RateLimits.take(this.perKey, this.limits.perKey, id, points);
   }
   /**
    * Count a bad key against its bucket (address and key id, see failureBucket). Only

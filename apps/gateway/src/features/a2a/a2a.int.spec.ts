@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -54,6 +55,8 @@ function userMessage(parts: Message['parts']): Message {
 }
 /** The gateway's share of long-lived streams per caller in this spec (A2A streams count it apart from event streams). */
 const STREAMS_PER_CALLER = 3;
+/** Calls answered on their own request (a blocking message/send) one key may have in flight. */
+const HELD_PER_CALLER = 4;
 const dataMsg = (value: unknown) =>
   userMessage([
     { content: { $case: 'data', value }, mediaType: 'application/json', filename: '', metadata: undefined },
@@ -115,6 +118,7 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
         ],
         auth: { enabled: true, ...(admin ? { adminKey: admin } : { printAdminKey: (k: string) => void (admin = k) }) },
         eventStreams: { perCaller: STREAMS_PER_CALLER, total: 100 },
+        heldCalls: { perCaller: HELD_PER_CALLER, total: 100 },
       },
     );
     base = (await gw.listen(0, '127.0.0.1')).url;
@@ -475,6 +479,48 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     } finally {
       for (const x of streams) x.close();
     }
+  });
+
+  it("blocking message/send answers hold the caller's share of calls in flight: past it 429, another key is answered", async () => {
+    const send = (key: string, i: number) =>
+      fetch(`${base}/a2a/data_analyst`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: i,
+          method: 'message/send',
+          params: {
+            message: {
+              kind: 'message',
+              role: 'user',
+              messageId: `held-${i}-${Date.now()}`,
+              parts: [{ kind: 'data', data: { task_type: 'noop', input: { sleep_ms: 3_000 } } }],
+            },
+          },
+        }),
+      });
+    const held = Array.from({ length: HELD_PER_CALLER }, (_, i) => send(operator, i));
+    // The held ones are admitted before the next is sent (each takes its slot as it arrives).
+    await sleep(500);
+    const over = await send(operator, 99);
+    assert.equal(over.status, 429);
+    assert.equal(over.headers.get('retry-after'), '1');
+    assert.match(((await over.json()) as any).error.message, /A2A requests in flight.*GATEWAY_HELD_CALLS_PER_CALLER/);
+    // Another key is answered meanwhile.
+    const other = await send(admin, 100);
+    assert.equal(other.status, 200, await other.clone().text());
+    await other.body?.cancel();
+    const answers = await Promise.all(held);
+    assert.deepEqual(
+      answers.map((r) => r.status),
+      Array.from({ length: HELD_PER_CALLER }, () => 200),
+    );
+    for (const r of answers) await r.body?.cancel();
+    // Their slots are free again.
+    const again = await send(operator, 101);
+    assert.equal(again.status, 200);
+    await again.body?.cancel();
   });
 
   it('auth: no key 401, a viewer may read but not send (403); a bad message is JSON-RPC -32602', async () => {

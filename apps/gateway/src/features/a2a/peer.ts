@@ -12,7 +12,7 @@ import {
   type EgressPolicy,
   type Logger,
 } from '@switchyard/platform';
-import { ConnectionQuota } from '../../http/connection-quota.js';
+import { ConnectionQuota, heldCallsQuota } from '../../http/connection-quota.js';
 import { actorOf, connectionHolderOf, correlationIdOf, type GatewayRequest } from '../../http/context.js';
 import { retryAfterSeconds } from '../../http/problem-filter.js';
 import { deferredInputError } from '../../http/route-checks.js';
@@ -132,6 +132,8 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
    * stream the gateway can serve.
    */
   private readonly streams: ConnectionQuota;
+  /** Other calls in flight (a blocking message/send holds its request until the work ends). */
+  private readonly heldCalls: ConnectionQuota;
 
   constructor(
     @Inject(PG_POOL) private readonly pool: Pool,
@@ -156,6 +158,7 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
       perCallerSetting: 'GATEWAY_EVENT_STREAMS_PER_CALLER',
       totalSetting: 'GATEWAY_EVENT_STREAMS_MAX',
     });
+    this.heldCalls = heldCallsQuota('A2A requests in flight', options.heldCalls);
     this.pushStore = new PgPushNotificationStore(pool);
     this.push = new PushDelivery(this.pushStore, mcp, this.log.child({ part: 'push' }), featureOptions.push);
   }
@@ -378,9 +381,22 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
           -32700,
           `the body is not acceptable JSON: ${(inputError as Error).message ?? 'parse error'}`,
         );
-      // 4. a stream holds a slot of the caller's share while it is open (429 / 503 past it).
+      // 4. a stream holds a slot of the caller's share while it is open, and any other call while
+      // it runs (a blocking message/send until its work ends): 429 / 503 past it.
       let release: (() => void) | undefined;
-      if (STREAM_METHODS.has(String((req.body as { method?: unknown } | undefined)?.method))) {
+      const streaming = STREAM_METHODS.has(String((req.body as { method?: unknown } | undefined)?.method));
+      if (!streaming) {
+        try {
+          release = this.heldCalls.take(connectionHolderOf(req, req.ip));
+        } catch (err) {
+          const refused = err as AppError;
+          res.setHeader('Retry-After', retryAfterSeconds(refused.details.retry_after_ms) ?? 1);
+          return rpcError(req, res, errorCodes[refused.code] ?? 429, -32000, refused.message, refused.details);
+        }
+        res.on('close', release);
+        if (res.destroyed) release();
+      }
+      if (streaming) {
         try {
           release = this.streams.take(connectionHolderOf(req, req.ip));
         } catch (err) {

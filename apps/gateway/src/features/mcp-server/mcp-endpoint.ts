@@ -55,7 +55,7 @@ import { CallGatewayTool } from './commands/index.js';
 import { toolAllowed } from './virtual-server.decider.js';
 import { ExecutionWatch } from './execution-watch.js';
 import { ExecutionFolds, WHOLE_FOLD_BYTES } from '../workflows/execution-folds.js';
-import { connectionRefusal } from '../../http/connection-quota.js';
+import { connectionRefusal, heldCallsQuota, type ConnectionQuota } from '../../http/connection-quota.js';
 import { boundUnreadStream } from '../../http/unread-stream-bound.js';
 import { mcpScopedKey } from '../../idempotency/keys.js';
 import { VirtualServers } from './virtual-servers.js';
@@ -138,6 +138,8 @@ export interface EndpointRequest {
 @Injectable()
 export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
   private readonly sessions = new Map<string, Session>();
+  /** POSTs of Streamable HTTP in flight: each holds its connection until its answer (see DEFAULT_HELD_CALLS). */
+  private readonly heldCalls: ConnectionQuota;
   private readonly log: Logger;
   private sweeper: NodeJS.Timeout | undefined;
 
@@ -157,6 +159,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     @Optional() @Inject(SystemMonitorClient) private readonly monitor?: SystemMonitorClient,
   ) {
     this.log = logger.child({ component: 'mcp-server' });
+    this.heldCalls = heldCallsQuota('MCP requests in flight', gatewayOptions.heldCalls);
   }
 
   get authEnabled(): boolean {
@@ -214,6 +217,19 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     const { req, res, caller, virtual } = r;
     r.req.auth = authInfoOf(caller);
     const body = req.method === 'POST' ? req.body : undefined;
+    if (req.method === 'POST') {
+      // A call's answer comes on its own request, which stays open while the work runs.
+      let release: () => void;
+      try {
+        release = this.heldCalls.take(caller.keyId ? `apikey:${caller.keyId}` : `address:${req.socket.remoteAddress}`);
+      } catch (err) {
+        const refused = err as AppError;
+        res.setHeader('Retry-After', '1');
+        return jsonRpcError(res, errorCodes[refused.code], ErrorCode.InternalError, refused.message);
+      }
+      res.on('close', release);
+      if (res.destroyed) release();
+    }
     if (this.options.stateless) {
       // No session, so no stream for server-initiated messages and nothing to delete.
       if (req.method !== 'POST') {

@@ -27,6 +27,7 @@ import type { VirtualServerView } from './virtual-server.decider.js';
 import { VirtualServers } from './virtual-servers.js';
 import { DefineVirtualServer, RemoveVirtualServer } from './commands/index.js';
 import { GetVirtualServer, ListVirtualServers } from './queries/index.js';
+import { chargeKeyMore } from '../../security/middleware.js';
 
 const WELL_KNOWN = '.well-known/oauth-protected-resource';
 /** A key's role, an unknown one read as viewer (built once: a zod schema per request costs more than the parse). */
@@ -215,6 +216,25 @@ export class McpServerController {
 
   private async run(r: EndpointRequest, fn: () => Promise<void>): Promise<void> {
     try {
+      // A batch is as many calls as it carries messages: the request counted one of the key's budget.
+      const body = r.req.method === 'POST' ? r.req.body : undefined;
+      const messages = Array.isArray(body) ? body.length : 1;
+      const extra = messages > 1 ? await chargeKeyMore(r.req, messages - 1) : undefined;
+      if (extra && !extra.allowed) {
+        const retryAfter = Math.max(1, Math.ceil(extra.msBeforeNext / 1000));
+        r.res.setHeader('Retry-After', String(retryAfter));
+        r.res.writeHead(429, { 'content-type': 'application/json' }).end(
+          JSON.stringify({
+            jsonrpc: '2.0',
+            error: {
+              code: -32000,
+              message: `too many requests for this API key: this batch of ${messages} messages counts ${messages}; retry in ${retryAfter} s`,
+            },
+            id: null,
+          }),
+        );
+        return;
+      }
       await fn();
     } catch (err) {
       this.logger.error({ err, correlationId: r.req.correlationId }, 'MCP transport failed');

@@ -17,6 +17,8 @@ import { McpEndpoint } from './mcp-endpoint.js';
 import { McpServerFeatureModule } from './mcp-server.module.js';
 
 const logger = createLogger('mcp-server-test', process.env.LOG_LEVEL ?? 'silent');
+/** Requests one key may have waiting on their answers at once here. */
+const HELD_PER_CALLER = 3;
 
 describe('MCP endpoint, stateless mode', () => {
   let g: SecuredGateway;
@@ -26,6 +28,7 @@ describe('MCP endpoint, stateless mode', () => {
   before(async () => {
     g = await startSecuredGateway('mcp_stateless', {
       modules: [McpServerFeatureModule.withOptions({ stateless: true, catalogRefreshMs: 500 })],
+      heldCalls: { perCaller: HELD_PER_CALLER, total: 100 },
     });
     const registry = [
       parseServerConfig({
@@ -202,6 +205,41 @@ describe('MCP endpoint, stateless mode', () => {
     } finally {
       await client.close();
     }
+  });
+
+  it("tool calls waiting on their answers hold the key's share: past it 429, another key is answered", async () => {
+    const slow = (key: string, id: number) =>
+      post(
+        {
+          jsonrpc: '2.0',
+          id,
+          method: 'tools/call',
+          params: { name: 'everything__trigger-long-running-operation', arguments: { duration: 2, steps: 1 } },
+        },
+        key,
+      );
+    await until('the catalog lists the slow tool', async () => {
+      const r = await post({ jsonrpc: '2.0', id: 1, method: 'tools/list' });
+      return (await r.text()).includes('trigger-long-running-operation') || undefined;
+    });
+    const held = Array.from({ length: HELD_PER_CALLER }, (_, i) => slow(operator, i));
+    await new Promise((r) => setTimeout(r, 500));
+    const over = await slow(operator, 99);
+    assert.equal(over.status, 429, await over.clone().text());
+    assert.equal(over.headers.get('retry-after'), '1');
+    assert.match(await over.text(), /MCP requests in flight.*GATEWAY_HELD_CALLS_PER_CALLER/);
+    const other = await post({ jsonrpc: '2.0', id: 100, method: 'tools/list' }, (await g.makeKey('viewer')).key);
+    assert.equal(other.status, 200);
+    await other.body?.cancel();
+    const answers = await Promise.all(held);
+    assert.deepEqual(
+      answers.map((r) => r.status),
+      Array.from({ length: HELD_PER_CALLER }, () => 200),
+    );
+    for (const r of answers) assert.doesNotMatch(await r.text(), /"isError":true/);
+    const again = await slow(operator, 101);
+    assert.equal(again.status, 200);
+    await again.text();
   });
 });
 
