@@ -603,6 +603,15 @@ function scheduled(
 }
 
 /**
+ * How long an attempt refused from its worker's queue (`rate_limited`, never started) waited
+ * there: it said the server was busy, not failing (see UnitState.queueWaitedMs). 0 otherwise.
+ */
+function refusedQueueWait(u: UnitState | undefined, error: StepError, now: string): number {
+  if (!u || error.code !== 'rate_limited' || u.queuedAt === undefined || u.startedAt !== undefined) return 0;
+  return Math.max(0, Date.parse(now) - Date.parse(u.queuedAt));
+}
+
+/**
  * An attempt failed (or timed out): retry if the policy allows and the workflow is still going
  * forward, otherwise the unit has failed for good, and with it the step.
  *
@@ -632,7 +641,9 @@ function attemptFailed(
   const canRetry =
     goingForward && error.retryable && codeMatches && policy !== undefined && policyAttempt < policy.attempts;
   const firstAt = u?.firstScheduledAt;
-  const withinBudget = firstAt === undefined || Date.parse(now) - Date.parse(firstAt) < TRANSIENT_RETRY_BUDGET_MS;
+  const waited = (u?.queueWaitedMs ?? 0) + refusedQueueWait(u, error, now);
+  const withinBudget =
+    firstAt === undefined || Date.parse(now) - Date.parse(firstAt) - waited < TRANSIENT_RETRY_BUDGET_MS;
   const transient = !canRetry && transientOk && goingForward && error.retryable && withinBudget;
   const events: WorkflowEvent[] = [...prefix];
   events.push({
@@ -1167,10 +1178,12 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
             // A later attempt of the same unit keeps when the first was scheduled and how many retries were transient.
             const first = d.attempt > 1 && prev ? prev.firstScheduledAt : d.scheduledAt;
             const transientRetries = d.attempt > 1 && prev ? (prev.transientRetries ?? 0) : 0;
+            const queueWaitedMs = d.attempt > 1 && prev ? (prev.queueWaitedMs ?? 0) : 0;
             return {
               ...unit,
               ...(first !== undefined && { firstScheduledAt: first }),
               ...(transientRetries > 0 && { transientRetries }),
+              ...(queueWaitedMs > 0 && { queueWaitedMs }),
             };
           }),
         ),
@@ -1213,7 +1226,16 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
         steps: withStep(s, d.stepId, (st) => {
           let next = st;
           const touchesUnit = !(stepLevel && isForEachStep(d.stepId)) && d.attempt > 0 && st.units[d.itemIndex ?? 0];
-          if (touchesUnit) next = withUnit(next, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'failed', error: d.error }));
+          if (touchesUnit)
+            next = withUnit(next, d.itemIndex ?? 0, (u) => {
+              const waited = refusedQueueWait(u, d.error, d.at);
+              return {
+                ...u!,
+                phase: 'failed',
+                error: d.error,
+                ...(waited > 0 && { queueWaitedMs: (u!.queueWaitedMs ?? 0) + waited }),
+              };
+            });
           return stepLevel && d.final ? { ...next, status: 'failed', error: d.error } : next;
         }),
       };

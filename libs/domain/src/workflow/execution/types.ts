@@ -433,6 +433,12 @@ export interface UnitState {
   readonly firstScheduledAt?: string;
   /** Attempts that were transient retries (not counted against the step's retry policy). */
   readonly transientRetries?: number;
+  /**
+   * Time the unit's attempts spent waiting in their worker's queue and were refused without
+   * running (`rate_limited`): the server was busy, not failing, so it does not use up the
+   * transient-retry budget (under load the work waits instead of failing).
+   */
+  readonly queueWaitedMs?: number;
   /** This attempt's call waits in its worker's queue (since then), or has started running after it. */
   readonly queuedAt?: string;
   readonly startedAt?: string;

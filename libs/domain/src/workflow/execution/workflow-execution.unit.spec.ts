@@ -1090,6 +1090,43 @@ describe('WorkflowExecution: transient errors under load (full queue, unreachabl
       });
   });
 
+  it("time an attempt waited in its worker's queue and was refused unrun does not use up the budget: a busy server delays the step, a down one still ends it", () => {
+    const expired: StepError = {
+      code: 'rate_limited',
+      message: 'the call waited for a slot past its budget; not run',
+      retryable: true,
+    };
+    // Attempt 1 waits 104 s in the queue and is refused; attempt 2 waits 66 s and is refused too.
+    const busyCommands = [
+      cmd.start(plain),
+      cmd.dispatched(a, 1, at(0)),
+      cmd.queued(a, 1, at(10)),
+      cmd.failed(a, expired, 1, at(104_010)),
+      cmd.retry(a, 2, at(104_500)),
+      cmd.dispatched(a, 2, at(104_500)),
+      cmd.queued(a, 2, at(104_510)),
+    ];
+    const busy = history(...busyCommands);
+    spec
+      .given(busy)
+      .when(cmd.failed(a, expired, 2, at(170_510)))
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['StepFailed:a', 'StepRetryScheduled:a'], 'past 120 s, but 170 s of it queued');
+        assert.ok('steps' in after);
+        assert.equal(after.steps['a']!.units[0]!.queueWaitedMs, 104_000 + 66_000);
+      });
+    // The server then goes down: the budget counts what was not queueing (1.5 s so far), and ends it.
+    const down = history(...busyCommands, cmd.failed(a, expired, 2, at(170_510)), cmd.retry(a, 3, at(171_000)));
+    spec
+      .given(down)
+      .when(cmd.failed(a, unavailable, 3, at(171_000 + 60_000)))
+      .then((events) => assert.deepEqual(types(events), ['StepFailed:a', 'StepRetryScheduled:a']));
+    spec
+      .given(down)
+      .when(cmd.failed(a, unavailable, 3, at(170_000 + TRANSIENT_RETRY_BUDGET_MS + 1_000)))
+      .then((events) => assert.deepEqual(types(events), ['StepFailed:a', 'WorkflowFailed']));
+  });
+
   it("the step's own timeout is not a transient error: without a policy it fails the step", () => {
     const dispatched = history(cmd.start(plain), cmd.dispatched(a, 1, at(0)));
     spec
