@@ -381,8 +381,7 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
       if (p.$case === 'statusUpdate') states.push(p.value.status!.state);
     }
     assert.equal(states.at(-1), STATE.completed);
-    // A viewer resubscribing to a running task gets its snapshot without the data. (The live
-    // updates of a task go only to the key that sent it: the SDK scopes them by caller.)
+    // A viewer resubscribing to another key's running task follows it to its end too, without the data.
     const followed = (await c.sendMessage(
       send(dataMsg({ task_type: 'noop', input: { sleep_ms: 800, echo: 'secret-echo' } }), { returnImmediately: true }),
     )) as Task;
@@ -392,6 +391,10 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     assert.ok(seen.length > 0);
     for (const ev of seen) if (ev.payload?.$case === 'task') assertRedactedForViewer(ev.payload.value);
     assert.ok(!JSON.stringify(seen).includes('secret-echo'), JSON.stringify(seen).slice(0, 500));
+    const viewerStates = seen.flatMap((ev) =>
+      ev.payload?.$case === 'statusUpdate' ? [ev.payload.value.status!.state] : [],
+    );
+    assert.equal(viewerStates.at(-1), STATE.completed, `the viewer saw the end: ${JSON.stringify(viewerStates)}`);
 
     const left = (await c.sendMessage(
       send(dataMsg({ task_type: 'noop', input: { sleep_ms: 1_500, echo: 'left' } }), { returnImmediately: true }),
@@ -574,6 +577,15 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
       viewer,
     );
     assert.equal(cancelAsViewer.status, 403);
+    // An id is a name: a 100 KB one is refused, not echoed back in a "not found".
+    const longId = await rpc(
+      'data_analyst',
+      { jsonrpc: '2.0', id: 4, method: 'tasks/get', params: { id: 'x'.repeat(100_000) } },
+      viewer,
+    );
+    assert.equal(longId.status, 400);
+    assert.equal(longId.body.error.code, -32602);
+    assert.ok(JSON.stringify(longId.body).length < 1_000);
 
     const bad = await rpc(
       'data_analyst',

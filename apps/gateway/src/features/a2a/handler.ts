@@ -69,7 +69,18 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
       (ctx: RequestContext) => parseFor(backend, { ...ctx.userMessage, taskId: '' }),
       log,
     );
-    super(card, tasks, executor, new DefaultExecutionEventBusManager(), pushStore, push, extendedCard);
+    // One bus per task for every caller: the SDK's default keeps one per user, so a viewer's
+    // tasks/resubscribe to an operator's running task found none and ended after the snapshot.
+    // Who may read a task is the task store's and the router's to say, not the bus's.
+    super(
+      card,
+      tasks,
+      executor,
+      new DefaultExecutionEventBusManager(() => 'every-caller'),
+      pushStore,
+      push,
+      extendedCard,
+    );
     this.executor = executor;
   }
 

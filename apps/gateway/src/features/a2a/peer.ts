@@ -58,6 +58,18 @@ export const A2A_FEATURE_OPTIONS = Symbol.for('switchyard.gateway.a2aFeatureOpti
 const WORKFLOWS_DESCRIPTION =
   "Starts Switchyard workflows: one skill per definition (the templates here; a key holder's extended card, GetExtendedAgentCard, lists the registered definitions too); the task ends with the workflow's outputs.";
 
+/** Longest task, context or push config id a call may name. */
+const A2A_ID_MAX_CHARS = 256;
+
+/** The first id field of `params` longer than A2A_ID_MAX_CHARS (`id`, `taskId`, `contextId`, `name`), if any. */
+function overlongIdOf(params: unknown): string | undefined {
+  if (!params || typeof params !== 'object') return undefined;
+  const p = params as Record<string, unknown>;
+  for (const field of ['id', 'taskId', 'contextId', 'name', 'pushNotificationConfigId'])
+    if (typeof p[field] === 'string' && (p[field]).length > A2A_ID_MAX_CHARS) return field;
+  return undefined;
+}
+
 /** JSON-RPC methods a viewer key may call (reads); every other method needs operator. Both the A2A 1.0 and 0.3 names. */
 const VIEWER_METHODS = new Set([
   'GetTask',
@@ -381,6 +393,10 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
           -32700,
           `the body is not acceptable JSON: ${(inputError as Error).message ?? 'parse error'}`,
         );
+      // 3b. a task or config id is a name, not a document: the SDK echoes an unknown one in its error.
+      const tooLong = overlongIdOf((req.body as { params?: unknown } | undefined)?.params);
+      if (tooLong !== undefined)
+        return rpcError(req, res, 400, -32602, `params.${tooLong} is longer than ${A2A_ID_MAX_CHARS} characters`);
       // 4. a stream holds a slot of the caller's share while it is open, and any other call while
       // it runs (a blocking message/send until its work ends): 429 / 503 past it.
       let release: (() => void) | undefined;
