@@ -22,3 +22,4 @@ export * from './json-depth.js';
 export * from './json-stream.js';
 export * from './canonical-json.js';
 export * from './connection-caps.js';
+export * from './thread-jobs.js';

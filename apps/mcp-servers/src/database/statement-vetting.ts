@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { AppError, type ErrorCode } from '@switchyard/platform';
-import { ThreadJobs } from '../common/thread-jobs.js';
+import { AppError, ThreadJobs, type ErrorCode } from '@switchyard/platform';
 import type { StatementVerdict } from './sql-guard.js';
 
 /** How long one statement may take to parse and check; past it the thread is ended and a new one started. */

@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { AppError } from '@switchyard/platform';
-import { ThreadJobs } from '../common/thread-jobs.js';
+import { AppError, ThreadJobs } from '@switchyard/platform';
 import type { ExtractedPage } from './extract-html.js';
 
 export interface HtmlExtractorLimits {

@@ -1,6 +1,6 @@
 /** The workflow application layer (@switchyard/workflow-executions, @switchyard/read-models) as this feature uses it, plus definition validation that answers 400 with every problem. */
 import { AppError } from '@switchyard/platform';
-import { validateDefinition, type ToolCatalog, type WorkflowDefinition } from '@switchyard/domain';
+import type { DefinitionValidation, WorkflowDefinition } from '@switchyard/domain';
 export {
   applyWorkflowLimits,
   batchView,
@@ -33,8 +33,8 @@ export {
   type SignalResult,
 } from '@switchyard/workflow-executions';
 
-export function validateAndNormalise(input: unknown, catalog: ToolCatalog): WorkflowDefinition {
-  const v = validateDefinition(input, catalog);
+/** The normalised definition of a verdict, or the 400 that names every problem. */
+export function definitionOrThrow(v: DefinitionValidation): WorkflowDefinition {
   if (v.ok) return v.definition;
   throw new AppError(
     'validation',

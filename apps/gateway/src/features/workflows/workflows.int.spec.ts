@@ -167,6 +167,32 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     assert.deepEqual(list.body.definitions, []);
     const bad = await http('POST', '/api/v1/workflows/definitions/validate', [1, 2]);
     assert.equal(bad.status, 400);
+    // Checks run on a thread of their own, one at a time, with a bounded queue: a flood of large
+    // ones is answered 200 or 503 (come back), never 500, and other requests are answered meanwhile.
+    const large = {
+      id: 'validate_large',
+      version: 1,
+      name: 'large',
+      steps: Array.from({ length: 300 }, (_, i) => ({
+        id: `s${i}`,
+        uses: 'agent:revenue_analysis',
+        ...(i > 0 ? { needs: [`s${i - 1}`] } : {}),
+        with: { note: '${{ input.x }}' },
+      })),
+    };
+    const flood = Promise.all(
+      Array.from({ length: 80 }, () => http('POST', '/api/v1/workflows/definitions/validate', large)),
+    );
+    const meanwhile = await http('GET', '/api/v1/workflows/definitions?id=validate_only');
+    assert.equal(meanwhile.status, 200);
+    const statuses = (await flood).map((a) => a.status);
+    assert.ok(
+      statuses.every((st) => st === 200 || st === 503),
+      statuses.join(),
+    );
+    assert.ok(statuses.includes(200), statuses.join());
+    const one = (await flood).find((a) => a.status === 200)!;
+    assert.equal(one.body.valid, true, JSON.stringify(one.body.errors));
   });
 
   it('a new version, then a delete: events on the definition stream with the correlation id; 404 and 409 as documented', async () => {

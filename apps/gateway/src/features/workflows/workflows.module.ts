@@ -6,6 +6,7 @@ import { ExecutionFolds } from './execution-folds.js';
 import { ExecutionWaits } from './execution-waits.js';
 import { AdHocWorkflowController, WorkflowsController } from './workflows.controller.js';
 import { WorkflowsService } from './workflows.service.js';
+import { DefinitionChecks } from './definition-checks.js';
 
 /**
  * The workflow endpoints (/api/v1/workflows/*, /api/v1/integration/agents/workflow). Commands go
@@ -16,6 +17,7 @@ import { WorkflowsService } from './workflows.service.js';
 @Module({
   controllers: [WorkflowsController, AdHocWorkflowController, BatchesController],
   providers: [
+    DefinitionChecks,
     WorkflowsService,
     ExecutionFolds,
     ExecutionWaits,

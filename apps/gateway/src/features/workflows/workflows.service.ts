@@ -16,7 +16,7 @@ import {
   getExecutionView,
   loadExecution,
   setupWorkflowReadModel,
-  validateAndNormalise,
+  definitionOrThrow,
   type StoredDefinition,
 } from './deps.js';
 import { workflowExecutionStream, type WorkflowDefinition } from '@switchyard/domain';
@@ -30,6 +30,7 @@ import { ReadRouting, type CheckpointRef } from '../../http/read-routing.js';
 import { ExecutionFolds, WHOLE_READ_BYTES } from './execution-folds.js';
 import { PayloadReads } from '../../http/payload-reads.js';
 import { waitLeft } from '../../http/wait.js';
+import { DefinitionChecks } from './definition-checks.js';
 
 /** The workflow executions read model's checkpoint (ProjectionRunner's default schema). */
 export const EXECUTIONS_CHECKPOINT: CheckpointRef = { schema: 'read_models', name: 'workflow_executions' };
@@ -62,6 +63,7 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
     private readonly queries: QueryBus,
     private readonly folds: ExecutionFolds,
     @Inject(PayloadReads) private readonly payloadReads: PayloadReads,
+    @Inject(DefinitionChecks) private readonly checks: DefinitionChecks,
   ) {
     // Definition size/steps/for_each/expression limits of this process (WORKFLOW_MAX_*, see limits.ts of @switchyard/workflow-executions).
     applyWorkflowLimits();
@@ -84,7 +86,7 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
 
   /** Validate a definition against the live catalog (MCP registry, task types, stored ids): 400 with every problem. */
   async validate(input: unknown): Promise<WorkflowDefinition> {
-    return validateAndNormalise(input, await this.catalog(input));
+    return definitionOrThrow(await this.checks.check(input, await this.catalog(input)));
   }
 
   /** MCP servers/tools from the connectors' registry (lenient for `input`'s MCP steps when it does not answer), task types, definition ids. */

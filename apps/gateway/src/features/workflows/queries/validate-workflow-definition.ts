@@ -1,7 +1,7 @@
 import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
-import { validateDefinition } from '@switchyard/domain';
 import { WorkflowsService } from '../workflows.service.js';
+import { DefinitionChecks } from '../definition-checks.js';
 
 export interface DefinitionValidation {
   readonly valid: boolean;
@@ -18,9 +18,12 @@ export class ValidateWorkflowDefinition extends Query<DefinitionValidation> {
 
 @QueryHandler(ValidateWorkflowDefinition)
 export class ValidateWorkflowDefinitionHandler implements IQueryHandler<ValidateWorkflowDefinition> {
-  constructor(@Inject(WorkflowsService) private readonly svc: WorkflowsService) {}
+  constructor(
+    @Inject(WorkflowsService) private readonly svc: WorkflowsService,
+    @Inject(DefinitionChecks) private readonly checks: DefinitionChecks,
+  ) {}
   async execute(q: ValidateWorkflowDefinition): Promise<DefinitionValidation> {
-    const v = validateDefinition(q.body, await this.svc.catalog(q.body));
+    const v = await this.checks.check(q.body, await this.svc.catalog(q.body));
     if (v.ok) return { valid: true, errors: [], definition: v.definition };
     return { valid: false, errors: v.problems.map((p) => ({ path: p.path, message: p.message, code: p.code })) };
   }

@@ -1,6 +1,6 @@
 import { Worker, type ResourceLimits } from 'node:worker_threads';
 import { z } from 'zod';
-import { AppError } from '@switchyard/platform';
+import { AppError } from './errors.js';
 
 /** What a job's answer came to: its value, or an error (and whether the thread may serve again). */
 export type JobOutcome<R> =
