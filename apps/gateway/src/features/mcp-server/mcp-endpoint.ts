@@ -280,6 +280,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
         'Bad Request: no valid session id (Mcp-Session-Id); start with an initialize request',
       );
     }
+    if (oversizedInitialize(body)) return jsonRpcError(res, 400, ErrorCode.InvalidRequest, INITIALIZE_TOO_LARGE);
     const refused = this.sessionRefusal(caller);
     if (refused) return jsonRpcError(res, errorCodes[refused.code], ErrorCode.InternalError, refused.message);
     let session: Session | undefined;
@@ -334,6 +335,8 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
         ErrorCode.InternalError,
         `this session's event stream is not being read (${waiting} bytes wait for the client): read it before sending more`,
       );
+    if (oversizedInitialize(r.req.body))
+      return jsonRpcError(r.res, 400, ErrorCode.InvalidRequest, INITIALIZE_TOO_LARGE);
     s.lastSeen = Date.now();
     r.req.auth = authInfoOf(r.caller);
     await (s.transport as SSEServerTransport).handlePostMessage(r.req, r.res, r.req.body);
@@ -473,21 +476,35 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       const key = meta['idempotency_key'] ?? meta['switchyard/idempotency-key'];
       // The HTTP request's correlation id (x-correlation-id) when the call runs in its context.
       const correlationId = currentCorrelationId() ?? `mcp-${newId()}`;
-      return this.commands.execute(
-        new CallGatewayTool(tool, req.params.arguments ?? {}, {
-          caller,
-          sessionId: ctx.sessionId(),
-          transport: ctx.transport,
-          virtualServer: ctx.virtual,
-          correlationId,
-          signal: extra.signal,
-          sendNotification: extra.sendNotification,
-          ...(meta.progressToken !== undefined ? { progressToken: meta.progressToken as string | number } : {}),
-          ...(typeof key === 'string' && /^[A-Za-z0-9._:-]{1,200}$/.test(key)
-            ? { idempotencyKey: mcpScopedKey(caller.keyId, key) }
-            : {}),
-        }),
-      );
+      // The legacy transport answers its POST at once and the result later on the stream: its
+      // calls hold no request, so they take their slot of the caller's share here, while they run.
+      let release: (() => void) | undefined;
+      if (ctx.transport === 'sse') {
+        try {
+          release = this.heldCalls.take(caller.keyId ? `apikey:${caller.keyId}` : `actor:${caller.actor}`);
+        } catch (err) {
+          throw new McpError(-32000, (err as AppError).message, (err as AppError).details);
+        }
+      }
+      try {
+        return await this.commands.execute(
+          new CallGatewayTool(tool, req.params.arguments ?? {}, {
+            caller,
+            sessionId: ctx.sessionId(),
+            transport: ctx.transport,
+            virtualServer: ctx.virtual,
+            correlationId,
+            signal: extra.signal,
+            sendNotification: extra.sendNotification,
+            ...(meta.progressToken !== undefined ? { progressToken: meta.progressToken as string | number } : {}),
+            ...(typeof key === 'string' && /^[A-Za-z0-9._:-]{1,200}$/.test(key)
+              ? { idempotencyKey: mcpScopedKey(caller.keyId, key) }
+              : {}),
+          }),
+        );
+      } finally {
+        release?.();
+      }
     });
 
     server.setRequestHandler(ListResourcesRequestSchema, async () => ({
@@ -754,6 +771,16 @@ const isInitialize = (body: unknown): boolean =>
   Array.isArray(body)
     ? body.some(isInitialize)
     : !!body && typeof body === 'object' && (body as { method?: unknown }).method === 'initialize';
+
+/**
+ * Most characters of JSON an `initialize` may take: the session keeps what the client said of
+ * itself (its info, its capabilities) for as long as it lives: fifty sessions of one key with a
+ * 1 MB description each took about 100 MB.
+ */
+const INITIALIZE_MAX_CHARS = 64 * 1024;
+const INITIALIZE_TOO_LARGE = `an initialize request takes at most ${INITIALIZE_MAX_CHARS} characters of JSON`;
+const oversizedInitialize = (body: unknown): boolean =>
+  isInitialize(body) && JSON.stringify(body).length > INITIALIZE_MAX_CHARS;
 
 /** A JSON-RPC error answered over plain HTTP (no session to carry it). */
 function jsonRpcError(res: ServerResponse, status: number, code: number, message: string): void {

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { parseServerConfig, resolvePackageBin, startConnectors, type RunningConnectors } from '@switchyard/connectors';
 import { createLogger } from '@switchyard/platform';
@@ -459,5 +460,103 @@ describe('MCP endpoint: a legacy SSE session whose client does not read its even
     } finally {
       stop();
     }
+  });
+});
+
+describe("MCP endpoint: a caller's calls in flight share one bound on both transports", () => {
+  let g: SecuredGateway;
+  let connectors: RunningConnectors;
+
+  before(async () => {
+    g = await startSecuredGateway('mcp_held_calls', {
+      modules: [McpServerFeatureModule.withOptions({ catalogRefreshMs: 500 })],
+      heldCalls: { perCaller: 2, total: 100 },
+    });
+    const registry = [
+      parseServerConfig({
+        name: 'everything',
+        role: 'other',
+        transport: {
+          kind: 'stdio',
+          command: process.execPath,
+          args: [resolvePackageBin('@modelcontextprotocol/server-everything')],
+        },
+      }),
+    ];
+    connectors = await startConnectors({ nats: g.nats, registry, logger });
+  });
+
+  after(async () => {
+    await connectors?.stop();
+    await g?.close();
+  });
+
+  it('a legacy SSE session answers its POSTs at once, yet its running calls take the same share: past it the call is refused', async () => {
+    const key = (await g.makeKey('operator')).key;
+    const client = new Client({ name: 'held-sse', version: '1.0.0' });
+    const headers = { authorization: `Bearer ${key}` };
+    await client.connect(
+      new SSEClientTransport(new URL(`${g.url}/mcp/sse`), {
+        requestInit: { headers },
+        eventSourceInit: {
+          fetch: (u, init) =>
+            fetch(u, { ...init, headers: { ...(init?.headers as Record<string, string>), ...headers } }),
+        },
+      }),
+    );
+    try {
+      await until('the catalog lists the slow tool', async () =>
+        (await client.listTools()).tools.some((t) => t.name === 'everything__trigger-long-running-operation')
+          ? true
+          : undefined,
+      );
+      const slow = () =>
+        client
+          .callTool(
+            { name: 'everything__trigger-long-running-operation', arguments: { duration: 2, steps: 1 } },
+            undefined,
+            {
+              timeout: 20_000,
+            },
+          )
+          .then(
+            (r) => (r.isError ? 'error' : 'ok'),
+            (e: Error) => e.message,
+          );
+      const outcomes = await Promise.all([slow(), slow(), slow()]);
+      assert.equal(outcomes.filter((o) => o === 'ok').length, 2, outcomes.join(' | '));
+      assert.ok(
+        outcomes.some((o) => /GATEWAY_HELD_CALLS_PER_CALLER/.test(o)),
+        outcomes.join(' | '),
+      );
+      // Ended calls free their slots.
+      assert.equal(await slow(), 'ok');
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('an initialize of more than 64 KiB is refused: a session keeps what its client said of itself', async () => {
+    const key = (await g.makeKey('viewer')).key;
+    const res = await fetch(`${g.url}/mcp`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${key}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: {
+          protocolVersion: '2025-06-18',
+          capabilities: {},
+          clientInfo: { name: 'big', version: '1', description: 'x'.repeat(100_000) },
+        },
+      }),
+    });
+    assert.equal(res.status, 400);
+    assert.match(await res.text(), /at most 65536 characters/);
   });
 });
