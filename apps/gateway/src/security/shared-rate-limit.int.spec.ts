@@ -8,7 +8,8 @@ import { bearer, startSecuredGateway, type SecuredGateway } from './test-support
 /**
  * Two gateways (two Nest apps, each with its own pools) on one database: the rate limits are
  * counted in `gateway.rate_limits`, so a limit of N per window allows N requests in total
- * across them; with the table unreachable (locked) each gateway's in-memory insurance limiter answers.
+ * across them; with the table unreachable (locked) each gateway's in-memory insurance limiter answers,
+ * never past what that gateway counted itself.
  */
 describe('rate limits shared by two gateways through PostgreSQL', () => {
   const adminKey = generateKey().key;
@@ -72,6 +73,32 @@ describe('rate limits shared by two gateways through PostgreSQL', () => {
       `key:${k.id}`,
     ]);
     assert.equal(row.rows[0]?.points, 8);
+  });
+
+  it('a store that stops answering mid-window does not give a key a fresh budget: this process counted what it let through', async () => {
+    const k = await g1.makeKey('viewer', 'mid-window');
+    for (let i = 0; i < 3; i++) {
+      const res = await get(g1, k.key);
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    }
+    const blocker = createPgClient({ connectionString: g1.databaseUrl }, { name: 'rate-limit-blocker-2' });
+    await blocker.connect();
+    try {
+      await blocker.query('begin');
+      await blocker.query('lock table gateway.rate_limits in access exclusive mode');
+      const statuses: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const res = await get(g1, k.key);
+        statuses.push(res.status);
+        await res.body?.cancel();
+      }
+      // Before, the insurance (which had counted none of them) allowed three more: 6 against a limit of 4.
+      assert.deepEqual(statuses, [200, 429, 429]);
+    } finally {
+      await blocker.query('rollback').catch(() => undefined);
+      await blocker.end();
+    }
   });
 
   it('with the table locked (the store does not answer), the in-memory insurance limiter answers in each gateway; the store is used again once released', async () => {
