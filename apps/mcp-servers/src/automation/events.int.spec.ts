@@ -356,6 +356,14 @@ describe('automation: webhooks and schedules are events, their tables projection
     await svc.fireDue();
     assert.equal((await store.readStream('automation_schedule-owned')).length, 2, 'paused once, not at every tick');
 
+    // A resume that names nobody is refused: it would fire again until the next tick paused it.
+    const anonymous = (await client!.callTool({
+      name: 'resume_schedule',
+      arguments: { schedule: 'owned' },
+    })) as CallToolResult;
+    assert.equal(anonymous.isError, true);
+    assert.match(JSON.stringify(anonymous.content), /answers to a revoked key/);
+    assert.equal((await owned()).enabled, false);
     // Key B resumes it: B answers for it now, and its fires start workflows for B.
     const resumed = await as(`apikey:${keyB}`, 'resume_schedule', { schedule: 'owned' });
     assert.deepEqual(

@@ -314,6 +314,20 @@ export class Schedules {
    * again only once someone with a live key has resumed it and answers for it).
    */
   async resume(ref: string, correlationId?: string, actor?: string): Promise<Schedule> {
+    // Resumed by nobody in particular, a revoked owner's schedule would fire again until the next
+    // tick paused it once more: it needs someone who answers for it.
+    if (actor === undefined) {
+      const r = await this.deps.pool.query<{ owner_revoked: boolean }>(
+        `SELECT owner_revoked FROM (${SCHEDULE_SELECT} WHERE s.name = $1 OR ($2::uuid IS NOT NULL AND s.id = $2::uuid)) x`,
+        [ref, uuidLike.test(ref) ? ref : null],
+      );
+      if (r.rows[0]?.owner_revoked === true)
+        throw new AppError(
+          'forbidden',
+          `schedule "${ref}" answers to a revoked key: resume it as its new owner (the call's _meta.actor)`,
+          { schedule: ref, reason: 'owner_revoked' },
+        );
+    }
     await this.command({
       type: 'ResumeSchedule',
       data: { ...(await this.resolve(ref)), owner: actor },
