@@ -593,6 +593,11 @@ describe('the whole system started like npm start', () => {
     assert.equal(viewerSees.status, 200);
     assert.equal(viewerSees.body.definitions[0].steps[0].uses, 'mcp:database/query', 'the shape stays');
     assert.ok(!JSON.stringify(viewerSees.body).includes(marker), JSON.stringify(viewerSees.body));
+    // Nor from the event log: the registration's event reads the same way.
+    const registered = await json('GET', '/api/v1/events?stream=workflow_definition-viewer_sees_shape', viewer);
+    assert.equal(registered.status, 200);
+    assert.equal(registered.body.events[0].type, 'DefinitionRegistered');
+    assert.ok(!JSON.stringify(registered.body).includes(marker), JSON.stringify(registered.body));
     // Analytics figures are what workflows recorded from outputs a viewer reads redacted.
     const analytics = '/api/v1/integration/mcp/analytics/revenue.total?window=1h&aggregate=max';
     assert.equal((await json('GET', analytics, viewer)).status, 403);
@@ -608,6 +613,9 @@ describe('the whole system started like npm start', () => {
     const viewerBatch = await json('GET', batchUrl, viewer);
     assert.equal(viewerBatch.status, 200);
     assert.ok(!JSON.stringify(viewerBatch.body).includes(marker), JSON.stringify(viewerBatch.body));
+    const batchEvents = await json('GET', `/api/v1/events?stream=workflow_batch-${batch.body.batch_id}`, viewer);
+    assert.equal(batchEvents.body.events[0].type, 'BatchStarted');
+    assert.ok(!JSON.stringify(batchEvents.body).includes(marker), JSON.stringify(batchEvents.body));
   });
 
   it('monitors itself: a health report naming every service, and Prometheus metrics', async () => {

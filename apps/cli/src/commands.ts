@@ -311,7 +311,14 @@ export function buildProgram(): Command {
                 .join(', ')
             : String(ready.body).slice(0, 200);
           add('ready', ready.status === 200, `${parsed.success ? parsed.data.status : ready.status}: ${details}`);
-          if (!api.conn.key) add('key', false, 'no key: --key, SWITCHYARD_KEY or `switchyard login`');
+          if (!api.conn.key)
+            add(
+              'key',
+              false,
+              api.conn.savedKeyFor
+                ? `no key: the saved one is for ${api.conn.savedKeyFor}, not sent here; --key, SWITCHYARD_KEY or \`switchyard login --url ${api.conn.url}\``
+                : 'no key: --key, SWITCHYARD_KEY or `switchyard login`',
+            );
           else {
             const r = await api.raw('/api/v1/workflows/templates', { timeoutMs: 10_000 });
             const p = r.body as { title?: string; detail?: string; correlationId?: string };

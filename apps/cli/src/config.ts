@@ -55,6 +55,8 @@ export interface Connection {
   readonly key?: string;
   /** Where each value came from, for `doctor`. */
   readonly source: { url: 'flag' | 'env' | 'config' | 'default'; key: 'flag' | 'env' | 'config' | 'none' };
+  /** The gateway the saved key is for, when it is not sent (the URL is another one's). */
+  readonly savedKeyFor?: string;
 }
 
 /** The key read from stdin (`--key -`): its first line, so `printf '%s\n' "$KEY" |` and a file both work. */
@@ -101,16 +103,14 @@ export function resolveConnection(
   if (!z.url().safeParse(base).success || !/^https?:\/\//.test(base))
     throw new CliError(`not an http(s) URL: ${base}`, EXIT.usage);
   // A saved key goes only to the gateway it was saved for: a URL from a flag or the environment
-  // (a stray .env, another user's port on this machine) would otherwise receive it.
-  if (key?.from === 'config' && url?.from !== 'config') {
-    const savedFor = originOf((saved.url ?? DEFAULT_URL).replace(/\/+$/, ''));
-    if (savedFor !== originOf(base))
-      throw new CliError(
-        `the saved API key is for ${savedFor}, not ${originOf(base)}: log in there (switchyard login --url ${base}) or pass --key`,
-        EXIT.usage,
-      );
-  }
-  const keyValue = key?.from === 'flag' && key.value === '-' ? keyFromStdin(readStdin) : key?.value;
+  // (a stray .env, another user's port on this machine) gets no key, as if none were saved (so
+  // `login --url` to another gateway still asks for its key).
+  const savedElsewhere =
+    key?.from === 'config' &&
+    url?.from !== 'config' &&
+    originOf((saved.url ?? DEFAULT_URL).replace(/\/+$/, '')) !== originOf(base);
+  const given = savedElsewhere ? undefined : key;
+  const keyValue = given?.from === 'flag' && given.value === '-' ? keyFromStdin(readStdin) : given?.value;
   if (keyValue && cleartextOverNetwork(base) && !flags.allowHttp && env.SWITCHYARD_ALLOW_HTTP !== '1')
     throw new CliError(
       `refusing to send the API key unencrypted to ${base}: use https://, or --allow-http ` +
@@ -120,7 +120,8 @@ export function resolveConnection(
   return {
     url: base,
     ...(keyValue ? { key: keyValue } : {}),
-    source: { url: url?.from ?? 'default', key: key?.from ?? 'none' },
+    source: { url: url?.from ?? 'default', key: given?.from ?? 'none' },
+    ...(savedElsewhere ? { savedKeyFor: originOf(saved.url ?? DEFAULT_URL) } : {}),
   };
 }
 

@@ -161,8 +161,9 @@ export function isRetryable(err: unknown, server = '?'): boolean {
 /** Does this error count against the circuit breaker? Only failures of the server or the path to it. */
 export function countsAsFailure(err: unknown, server = '?'): boolean {
   const e = toAppError(err, server, 'call');
-  // A timeout the caller chose shorter than the server's own is the caller's budget, not the
-  // server failing: counted, one key's 50 ms calls to a slow query opened the circuit for all.
+  // A timeout the caller chose well below the server's own (under half of it) is the caller's
+  // budget, not the server failing: counted, one key's 50 ms calls to a slow query opened the
+  // circuit for all. A deadline near the server's still counts, so a hung server still opens it.
   if (e.code === 'timeout' && e.details[CALLERS_DEADLINE] === true) return false;
   return (
     e.code === 'unavailable' || e.code === 'timeout' || (e.code === 'internal' && e.details.http_status !== undefined)

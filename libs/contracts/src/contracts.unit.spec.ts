@@ -9,7 +9,9 @@ import {
   eventFilter,
   eventSubject,
   EVENTS_SUBJECT_WILDCARD,
+  filesystemGlobRefusal,
   fromErrorEnvelope,
+  globRefusal,
   parseEventEnvelope,
   parseEventSubject,
   serviceSubject,
@@ -156,5 +158,28 @@ describe('silence matchers: regexes bounded by their compiled size, one by one a
     assert.match(escaping.error.issues[0]!.message, /too large once compiled/);
     assert.equal(silenceMatchersSchema.safeParse([{ name: 'service', value: 'db-.*', isRegex: true }]).success, true);
     assert.equal(silenceMatchersSchema.safeParse([{ name: 'service', value: '(', isRegex: true }]).success, false);
+  });
+});
+
+describe('filesystem globs', () => {
+  it('refuses extended globs, overlong patterns and pattern bombs; takes plain globs', () => {
+    for (const ok of ['*.txt', '**/*.md', 'report-?.csv', '[ab]*.json', '{a,b}/*.txt', 'notes'])
+      assert.equal(globRefusal(ok), undefined, ok);
+    for (const bad of [
+      '+(a|aa)b',
+      '*(x)',
+      '@(a|b)',
+      '!(secret)',
+      '?(x)y',
+      'x'.repeat(300),
+      '*'.repeat(17),
+      '{a}'.repeat(9),
+    ])
+      assert.ok(globRefusal(bad), bad);
+    assert.match(
+      filesystemGlobRefusal({ pattern: '*.txt', excludePatterns: ['ok', '!(x)'] }) ?? '',
+      /^excludePatterns\[1\]/,
+    );
+    assert.equal(filesystemGlobRefusal({ path: '/tmp', pattern: '*.log' }), undefined);
   });
 });

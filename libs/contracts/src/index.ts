@@ -22,3 +22,4 @@ export * from './task-view.js';
 export * from './text.js';
 export * from './mcp-schema-validator.js';
 export * from './nats-permissions.js';
+export * from './filesystem-globs.js';

@@ -1032,11 +1032,22 @@ export async function getExecutionView(
  * 2026-02-30 (rolling it over) where PostgreSQL refuses it, which answered 500.
  */
 function isCursorTime(at: string): boolean {
-  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})$/.exec(at);
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?(?:Z|[+-](\d{2}):(\d{2}))$/.exec(at);
   if (!m) return false;
-  const [y, mo, d, h, mi, sec] = m.slice(1).map(Number) as [number, number, number, number, number, number];
-  const day = new Date(Date.UTC(y, mo - 1, d));
-  return day.getUTCMonth() === mo - 1 && day.getUTCDate() === d && h < 24 && mi < 60 && sec < 60;
+  const [y, mo, d, h, mi, sec] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const [oh, om] = [Number(m[7] ?? 0), Number(m[8] ?? 0)];
+  const day = new Date(Date.UTC(2000, mo - 1, d));
+  day.setUTCFullYear(y); // Date.UTC reads years 0-99 as 1900-1999
+  return (
+    y >= 1 &&
+    day.getUTCMonth() === mo - 1 &&
+    day.getUTCDate() === d &&
+    h < 24 &&
+    mi < 60 &&
+    sec < 60 &&
+    oh <= 15 &&
+    om < 60
+  );
 }
 
 /** An execution id as a cursor may carry it: bounded, and no control character (PostgreSQL refuses a NUL in text). */

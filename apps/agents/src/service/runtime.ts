@@ -195,6 +195,8 @@ export class AgentRuntime {
         throw new AppError('illegal_state', `attempt ${req.attempt} superseded`, { task_id: req.task_id }, false);
       this.counters.failed++;
       log.warn({ err }, 'agent task failed');
+      // Stopped from here (the agent shutting down, its deadline): the handler's abort is not its verdict on the input.
+      if (controller.signal.aborted) throw abortedError(req.task_id, controller.signal.reason);
       throw handlerError(req.task_type, err);
     } finally {
       clearTimeout(deadlineTimer);
@@ -240,6 +242,10 @@ export const HANDLER_ERROR = 'handler_error';
 function handlerError(taskType: string, err: unknown): AppError {
   const e = asAppError(err);
   if (err instanceof AppError || e.code !== 'internal') return e;
+  // A database error (a SQLSTATE: too many connections, a statement timeout, a deadlock) says
+  // nothing about the input: it stays what it was.
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return e;
   const name = err instanceof Error ? err.name : typeof err;
   return new AppError(
     'internal',
@@ -247,4 +253,11 @@ function handlerError(taskType: string, err: unknown): AppError {
     { reason: HANDLER_ERROR },
     false,
   );
+}
+
+/** A task this agent stopped itself: at its deadline (a timeout), or as the agent shuts down (another instance may run it). */
+function abortedError(taskId: string, reason: unknown): AppError {
+  return reason === 'deadline'
+    ? new AppError('timeout', 'the task ran past its deadline', { task_id: taskId }, true)
+    : new AppError('unavailable', `the agent stopped the task (${String(reason)})`, { task_id: taskId }, true);
 }

@@ -126,6 +126,25 @@ describe('filesystem server over stdio (sandboxed temp root)', () => {
     assert.doesNotMatch(JSON.stringify(last.data), new RegExp(token));
   });
 
+  it('refuses an extended glob the server would match without bound; plain globs are searched', async () => {
+    const e = await expectAppError(
+      fs.callTool({ tool: 'search_files', arguments: { path: root, pattern: '+(a|aa)+(a|aa)+(a|aa)b' } }),
+      'validation',
+    );
+    assert.match(e.message, /pattern: extended glob patterns/);
+    const excluded = await expectAppError(
+      fs.callTool({
+        tool: 'search_files',
+        arguments: { path: root, pattern: '*.txt', excludePatterns: ['ok', '!(x)'] },
+      }),
+      'validation',
+    );
+    assert.match(excluded.message, /excludePatterns\[1\]/);
+    const plain = await fs.callTool({ tool: 'search_files', arguments: { path: root, pattern: '*.txt' } });
+    assert.notEqual(plain.isError, true, JSON.stringify(plain.content));
+    assert.equal(fs.breakerState, 'closed');
+  });
+
   it('answers an unknown tool with not_found listing the valid tools', async () => {
     const e = await expectAppError(fs.callTool({ tool: 'format_disk', arguments: {} }), 'not_found');
     assert.ok(Array.isArray(e.details.valid_tools));

@@ -23,6 +23,7 @@ import {
 import type { McpServerConfig } from '../registry/schema.js';
 import { McpSession, type McpSessionHealth } from '../session/mcp-session.js';
 import {
+  filesystemGlobRefusal,
   mcpEvent,
   type McpBreakerState,
   type McpEvent,
@@ -364,6 +365,14 @@ export class McpConnector {
     try {
       this.assertConfigured('call_tool');
       tool = await this.findTool(req.tool);
+      // A glob the filesystem server would match without bound (see filesystem-globs.ts) is
+      // refused here, before it reaches the server every caller shares.
+      const globRefused = this.opts.config.role === 'filesystem' ? filesystemGlobRefusal(args) : undefined;
+      if (globRefused)
+        throw new AppError('validation', `MCP server ${this.name}: ${globRefused}`, {
+          server: this.name,
+          tool: req.tool,
+        });
     } catch (err) {
       const e = toAppError(err, this.name, 'call_tool');
       throw failed(e, 0, e.code === 'not_found' || e.details.breaker === 'open' ? 'rejected' : 'error');
@@ -406,7 +415,7 @@ export class McpConnector {
               // Stopped on request: say so (not a timeout, not the server's fault, nothing to retry).
               if (cancel?.aborted) throw canceledError(cancel, this.name, req.tool);
               const e = toAppError(err, this.name, 'call_tool');
-              if (e.code === 'timeout' && req.timeout_ms !== undefined && req.timeout_ms < cfg.timeouts.call_ms)
+              if (e.code === 'timeout' && req.timeout_ms !== undefined && req.timeout_ms < cfg.timeouts.call_ms / 2)
                 throw new AppError(e.code, e.message, { ...e.details, [CALLERS_DEADLINE]: true }, e.retryable);
               throw err;
             });

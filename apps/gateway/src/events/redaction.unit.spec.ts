@@ -107,6 +107,30 @@ describe('payload redaction for viewers', () => {
     assert.equal(data.definition['outputs'], REDACTED_PAYLOAD);
   });
 
+  it("reads a registered definition and a batch's search and error texts as the REST routes show them to a viewer", () => {
+    const registered = redactEventPayloads(
+      event('DefinitionRegistered', {
+        definitionId: 'd',
+        version: 1,
+        source: 'user',
+        definition: {
+          id: 'd',
+          version: 1,
+          input: { type: 'object', properties: { hook: { type: 'string', default: 'https://h.example/S3CRET' } } },
+          steps: [{ id: 'a', uses: 'mcp:database/query', needs: [], with: { sql: "select 'S3CRET'" } }],
+        },
+      }),
+    );
+    assert.ok(!JSON.stringify(registered).includes('S3CRET'), JSON.stringify(registered));
+    assert.equal((registered.data as any).definition.steps[0].uses, 'mcp:database/query');
+    const started = redactEventPayloads(event('BatchStarted', { batchId: 'b', filter: { error_contains: 'S3CRET' } }));
+    assert.equal((started.data as any).filter.error_contains, REDACTED_PAYLOAD);
+    const failed = redactEventPayloads(
+      event('BatchItemFailed', { executionId: 'e', error: { code: 'illegal_state', message: 'row S3CRET' } }),
+    );
+    assert.deepEqual((failed.data as any).error, { code: 'illegal_state', message: REDACTED_PAYLOAD });
+  });
+
   it("cuts webhook and agent URLs to where they point (a webhook URL can be its own secret) and hides a schedule's target", () => {
     const hook = redactEventPayloads(
       event('WebhookRegistered', {

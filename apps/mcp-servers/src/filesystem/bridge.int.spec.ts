@@ -93,6 +93,15 @@ describe('filesystem bridge (official server-filesystem over stdio, exposed on S
     assert.equal(text(r), 'hello bridge');
   });
 
+  it('refuses an extended glob before it reaches the official server (it would match it without bound)', async () => {
+    await assert.rejects(
+      call(client, 'search_files', { path: bridge.root, pattern: '+(a|aa)+(a|aa)+(a|aa)b' }),
+      /extended glob patterns/,
+    );
+    const plain = await call(client, 'search_files', { path: bridge.root, pattern: '*.txt' });
+    assert.notEqual(plain.isError, true, text(plain));
+  });
+
   it("passes the official server's refusal of ../ traversal back to the client", async () => {
     for (const p of [path.join(bridge.root, '..', 'outside.txt'), `${bridge.root}/../outside.txt`, '../outside.txt']) {
       const r = await call(client, 'read_text_file', { path: p });

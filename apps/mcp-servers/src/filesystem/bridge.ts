@@ -6,14 +6,17 @@ import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import {
   CallToolRequestSchema,
   CallToolResultSchema,
+  ErrorCode,
   GetPromptRequestSchema,
   ListPromptsRequestSchema,
   ListResourceTemplatesRequestSchema,
   ListResourcesRequestSchema,
   ListToolsRequestSchema,
+  McpError,
   ReadResourceRequestSchema,
   type ServerCapabilities,
 } from '@modelcontextprotocol/sdk/types.js';
+import { filesystemGlobRefusal } from '@switchyard/contracts';
 import { startStdioChild } from '../common/stdio-bridge.js';
 import { pathRoots, relativizeDeep, relativizePaths, type Logger, type StdioSandbox } from '@switchyard/platform';
 
@@ -78,11 +81,14 @@ export function createForwardingServer(
     );
     // Raw request: the upstream's result goes back untouched (no client-side output-schema checks here;
     // the caller's own client does those against the forwarded tool list).
-    server.setRequestHandler(CallToolRequestSchema, (req, extra) =>
-      rel(
+    server.setRequestHandler(CallToolRequestSchema, (req, extra) => {
+      // A glob the server would match without bound never reaches it (see filesystem-globs.ts).
+      const refused = filesystemGlobRefusal(req.params.arguments);
+      if (refused) throw new McpError(ErrorCode.InvalidParams, refused);
+      return rel(
         upstream.request({ method: 'tools/call', params: req.params }, CallToolResultSchema, { signal: extra.signal }),
-      ),
-    );
+      );
+    });
   }
   if (caps.resources) {
     server.setRequestHandler(ListResourcesRequestSchema, (req, extra) =>

@@ -1,8 +1,10 @@
 import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
 import type { EventStore } from '@switchyard/event-store';
-import { EVENT_STORE } from '../../tokens.js';
+import { EVENT_STORE, GATEWAY_OPTIONS, type ResolvedGatewayOptions } from '../../tokens.js';
 import { PayloadReads } from '../../http/payload-reads.js';
+import { ConnectionQuota } from '../../http/connection-quota.js';
+import { currentActor } from '../../http/context.js';
 import { readEventsPage } from '../paging.js';
 import { eventsForCaller } from '../redaction.js';
 import type { EventsPage, EventsQuery } from '../schemas.js';
@@ -17,18 +19,49 @@ export class ReadEventsPage extends Query<EventsPage> {
   }
 }
 
+/** Filtered pages one caller may have running or waiting at once (the rest of the turns are the others'). */
+export const FILTERED_PAGES_PER_CALLER = 4;
+
 @QueryHandler(ReadEventsPage)
 export class ReadEventsPageHandler implements IQueryHandler<ReadEventsPage> {
+  /**
+   * A page the gateway filters itself (a time range, or types on one stream) may examine
+   * SCAN_CAP events in a dozen round trips: fifty at once held the gateway's connections and its
+   * loop for seconds. Such pages take turns of their own (apart from the reads of large
+   * executions), and a caller holds at most FILTERED_PAGES_PER_CALLER of them: one viewer's fifty
+   * left another's page no turn in ten tries.
+   */
+  private readonly scans: PayloadReads;
+  private readonly perCaller = new ConnectionQuota('filtered event pages', {
+    perCaller: FILTERED_PAGES_PER_CALLER,
+    total: 100_000,
+    perCallerSetting: 'per API key',
+    totalSetting: 'in all',
+    howToFree: 'wait for one to end',
+  });
+
   constructor(
     @Inject(EVENT_STORE) private readonly store: EventStore,
-    @Inject(PayloadReads) private readonly reads: PayloadReads,
-  ) {}
+    @Inject(GATEWAY_OPTIONS) options: ResolvedGatewayOptions,
+  ) {
+    this.scans = new PayloadReads(
+      options.payloadReads.concurrency,
+      options.payloadReads.queue,
+      options.requestTimeoutMs,
+    );
+  }
+
   async execute(q: ReadEventsPage): Promise<EventsPage> {
-    // A page the gateway filters itself (a time range, or types on one stream) may examine
-    // SCAN_CAP events in a dozen round trips: fifty at once held the gateway's connections and
-    // its loop for seconds, so such reads take turns with the other whole-payload reads.
     const read = () => readEventsPage(this.store, q.query, q.basePath);
-    const page = filtersInGateway(q.query) ? await this.reads.run(read) : await read();
+    let page: Awaited<ReturnType<typeof read>>;
+    if (filtersInGateway(q.query)) {
+      const release = this.perCaller.take(currentActor() ?? 'anonymous');
+      try {
+        page = await this.scans.run(read);
+      } finally {
+        release();
+      }
+    } else page = await read();
     return { ...page, events: eventsForCaller(page.events) };
   }
 }

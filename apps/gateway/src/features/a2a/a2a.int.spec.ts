@@ -498,14 +498,15 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
               kind: 'message',
               role: 'user',
               messageId: `held-${i}-${Date.now()}`,
-              parts: [{ kind: 'data', data: { task_type: 'noop', input: { sleep_ms: 3_000 } } }],
+              parts: [{ kind: 'data', data: { task_type: 'noop', input: { sleep_ms: 6_000 } } }],
             },
           },
         }),
       });
     const held = Array.from({ length: HELD_PER_CALLER }, (_, i) => send(operator, i));
-    // The held ones are admitted before the next is sent (each takes its slot as it arrives).
-    await sleep(500);
+    // The held ones are admitted before the next is sent (each takes its slot as it arrives; a
+    // slow machine gets time: they hold for 6 s).
+    await sleep(2_000);
     const over = await send(operator, 99);
     assert.equal(over.status, 429);
     assert.equal(over.headers.get('retry-after'), '1');
@@ -586,6 +587,18 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     assert.equal(longId.status, 400);
     assert.equal(longId.body.error.code, -32602);
     assert.ok(JSON.stringify(longId.body).length < 1_000);
+    const longTaskId = await rpc(
+      'data_analyst',
+      {
+        jsonrpc: '2.0',
+        id: 5,
+        method: 'message/send',
+        params: { message: { ...msg.params.message, taskId: 'y'.repeat(100_000) } },
+      },
+      operator,
+    );
+    assert.equal(longTaskId.status, 400);
+    assert.match(longTaskId.body.error.message, /params\.message\.taskId/);
 
     const bad = await rpc(
       'data_analyst',

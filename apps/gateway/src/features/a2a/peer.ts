@@ -61,13 +61,16 @@ const WORKFLOWS_DESCRIPTION =
 /** Longest task, context or push config id a call may name. */
 const A2A_ID_MAX_CHARS = 256;
 
-/** The first id field of `params` longer than A2A_ID_MAX_CHARS (`id`, `taskId`, `contextId`, `name`), if any. */
-function overlongIdOf(params: unknown): string | undefined {
+/** The first id field of `params` (or of its `message`) longer than A2A_ID_MAX_CHARS, if any. */
+function overlongIdOf(params: unknown, prefix = ''): string | undefined {
   if (!params || typeof params !== 'object') return undefined;
   const p = params as Record<string, unknown>;
-  for (const field of ['id', 'taskId', 'contextId', 'name', 'pushNotificationConfigId'])
-    if (typeof p[field] === 'string' && (p[field]).length > A2A_ID_MAX_CHARS) return field;
-  return undefined;
+  for (const field of ['id', 'taskId', 'contextId', 'messageId', 'name', 'pushNotificationConfigId']) {
+    const value = p[field];
+    if (typeof value === 'string' && value.length > A2A_ID_MAX_CHARS) return `${prefix}${field}`;
+  }
+  // A message names its task and context too (a follow-up), and they are kept and quoted back.
+  return prefix === '' ? overlongIdOf(p['message'], 'message.') : undefined;
 }
 
 /** JSON-RPC methods a viewer key may call (reads); every other method needs operator. Both the A2A 1.0 and 0.3 names. */

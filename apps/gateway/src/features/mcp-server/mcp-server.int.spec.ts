@@ -215,7 +215,7 @@ describe('MCP endpoint, stateless mode', () => {
           jsonrpc: '2.0',
           id,
           method: 'tools/call',
-          params: { name: 'everything__trigger-long-running-operation', arguments: { duration: 2, steps: 1 } },
+          params: { name: 'everything__trigger-long-running-operation', arguments: { duration: 5, steps: 1 } },
         },
         key,
       );
@@ -224,7 +224,8 @@ describe('MCP endpoint, stateless mode', () => {
       return (await r.text()).includes('trigger-long-running-operation') || undefined;
     });
     const held = Array.from({ length: HELD_PER_CALLER }, (_, i) => slow(operator, i));
-    await new Promise((r) => setTimeout(r, 500));
+    // Each takes its slot as it arrives; a slow machine gets time (they hold for 5 s).
+    await new Promise((r) => setTimeout(r, 2_000));
     const over = await slow(operator, 99);
     assert.equal(over.status, 429, await over.clone().text());
     assert.equal(over.headers.get('retry-after'), '1');

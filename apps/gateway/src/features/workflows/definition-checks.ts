@@ -2,6 +2,8 @@ import { Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { z } from 'zod';
 import { workflowLimits, type DefinitionValidation, type ToolCatalog } from '@switchyard/domain';
 import { AppError, ThreadJobs } from '@switchyard/platform';
+import { ConnectionQuota } from '../../http/connection-quota.js';
+import { currentActor } from '../../http/context.js';
 
 /** Longest one definition's check may take; past it the thread is ended and a new one started. */
 const CHECK_TIMEOUT_MS = 10_000;
@@ -21,9 +23,51 @@ const answerSchema = z.union([
  */
 @Injectable()
 export class DefinitionChecks implements OnModuleDestroy {
-  private readonly jobs = new ThreadJobs<DefinitionValidation>({
+  /**
+   * Two threads, each with its queue: a viewer's validate route, and operators' runs. One queue
+   * for both let a viewer's 33 large definitions refuse every ad-hoc run.
+   */
+  private readonly lanes = { validate: checkThread('validate'), run: checkThread('run') };
+
+  /**
+   * Validations one caller may have waiting or running at once: the rest of the queue is the
+   * others'. (Runs have none: an operator's burst of ad-hoc runs waits its turn in the queue.)
+   */
+  private readonly validationsPerCaller = callerShare('definition checks');
+
+  /** The verdict on `definition` against `catalog`, as validateDefinition gives it, on `lane`'s thread. */
+  async check(definition: unknown, catalog: ToolCatalog, lane: 'validate' | 'run'): Promise<DefinitionValidation> {
+    const release = lane === 'validate' ? this.validationsPerCaller.take(currentActor() ?? 'anonymous') : undefined;
+    try {
+      // The numbers only: a clock (a function) does not cross to a thread, and a check needs none.
+      const limits = Object.fromEntries(Object.entries(workflowLimits()).filter(([, v]) => typeof v === 'number'));
+      return await this.lanes[lane].run({ definition, catalog, limits });
+    } finally {
+      release?.();
+    }
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await Promise.all([this.lanes.validate.close(), this.lanes.run.close()]);
+  }
+}
+
+/** Definitions one caller may have validated at once (waiting or running). */
+export const CHECKS_PER_CALLER = 4;
+
+const callerShare = (what: string) =>
+  new ConnectionQuota(what, {
+    perCaller: CHECKS_PER_CALLER,
+    total: 100_000,
+    perCallerSetting: 'per API key',
+    totalSetting: 'in all',
+    howToFree: 'wait for one to end',
+  });
+
+function checkThread(lane: string): ThreadJobs<DefinitionValidation> {
+  return new ThreadJobs<DefinitionValidation>({
     script: new URL('./definition-check.worker.js', import.meta.url),
-    name: 'definition-check',
+    name: `definition-check-${lane}`,
     timeoutMs: CHECK_TIMEOUT_MS,
     maxQueued: MAX_QUEUED,
     answer: (raw) => {
@@ -55,15 +99,4 @@ export class DefinitionChecks implements OnModuleDestroy {
       closed: () => new AppError('unavailable', 'the definition checker is closed', {}, true),
     },
   });
-
-  /** The verdict on `definition` against `catalog`, as validateDefinition gives it. */
-  check(definition: unknown, catalog: ToolCatalog): Promise<DefinitionValidation> {
-    // The numbers only: a clock (a function) does not cross to a thread, and a check needs none.
-    const limits = Object.fromEntries(Object.entries(workflowLimits()).filter(([, v]) => typeof v === 'number'));
-    return this.jobs.run({ definition, catalog, limits });
-  }
-
-  onModuleDestroy(): Promise<void> {
-    return this.jobs.close();
-  }
 }

@@ -81,7 +81,9 @@ describe('an execution detail with large payloads takes its turn; small ones nev
       `/api/v1/events?since=${encodeURIComponent(new Date(Date.now() + 3_600_000).toISOString())}`,
     ];
     for (const url of filtered) {
-      // A burst overlaps the one turn there is (a quick read may end before the next arrives: a few bursts).
+      // A burst overlaps the one turn there is (a quick read may end before the next arrives: a
+      // few bursts). (A caller past FILTERED_PAGES_PER_CALLER running or waiting would get 429:
+      // with no queue here, at most one is.)
       const seen = new Set<number>();
       for (let burst = 0; burst < 5 && !seen.has(503); burst++)
         for (const a of await Promise.all(Array.from({ length: 16 }, () => f.http('GET', url)))) seen.add(a.status);

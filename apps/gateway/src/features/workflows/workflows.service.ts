@@ -86,7 +86,7 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
 
   /** Validate a definition against the live catalog (MCP registry, task types, stored ids): 400 with every problem. */
   async validate(input: unknown): Promise<WorkflowDefinition> {
-    return definitionOrThrow(await this.checks.check(input, await this.catalog(input)));
+    return definitionOrThrow(await this.checks.check(input, await this.catalog(input), 'run'));
   }
 
   /** MCP servers/tools from the connectors' registry (lenient for `input`'s MCP steps when it does not answer), task types, definition ids. */

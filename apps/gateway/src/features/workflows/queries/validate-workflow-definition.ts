@@ -23,7 +23,7 @@ export class ValidateWorkflowDefinitionHandler implements IQueryHandler<Validate
     @Inject(DefinitionChecks) private readonly checks: DefinitionChecks,
   ) {}
   async execute(q: ValidateWorkflowDefinition): Promise<DefinitionValidation> {
-    const v = await this.checks.check(q.body, await this.svc.catalog(q.body));
+    const v = await this.checks.check(q.body, await this.svc.catalog(q.body), 'validate');
     if (v.ok) return { valid: true, errors: [], definition: v.definition };
     return { valid: false, errors: v.problems.map((p) => ({ path: p.path, message: p.message, code: p.code })) };
   }

@@ -1,0 +1,63 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type pg from 'pg';
+import { createLogger, isAppError } from '@switchyard/platform';
+import { AgentRuntime } from './runtime.js';
+
+/**
+ * How a task's failure is classified for the dispatcher: a handler's own exception on its input
+ * (`handler_error`, not retried, not the instance's fault), and a task the agent stopped itself
+ * (shutting down: another instance may run it; its deadline: a timeout), which is no verdict on
+ * the input. The `noop` handler needs no database.
+ */
+describe('AgentRuntime: what a failed task is', () => {
+  const runtime = () =>
+    new AgentRuntime({
+      agent: 'data_analyst',
+      instanceId: 'unit',
+      pool: {} as pg.Pool,
+      logger: createLogger('runtime-unit', 'silent'),
+      noop: true,
+    });
+  const run = (rt: AgentRuntime, context: Record<string, unknown>, deadline?: string) =>
+    rt.run({
+      task_id: `t-${Math.random()}`,
+      task_type: 'noop',
+      context,
+      attempt: 1,
+      correlationId: 'unit',
+      ...(deadline ? { deadline } : {}),
+    });
+
+  it("a handler's own exception is a handler_error: not retryable", async () => {
+    await assert.rejects(run(runtime(), { fail: 'throw' }), (e) => {
+      assert.ok(isAppError(e));
+      assert.equal(e.code, 'internal');
+      assert.equal(e.details.reason, 'handler_error');
+      assert.equal(e.retryable, false);
+      return true;
+    });
+  });
+
+  it('a task stopped as the agent shuts down is unavailable and retryable (another instance may run it)', async () => {
+    const rt = runtime();
+    const running = run(rt, { sleep_ms: 5_000 });
+    setTimeout(() => rt.abortAll(), 50);
+    await assert.rejects(running, (e) => {
+      assert.ok(isAppError(e));
+      assert.equal(e.code, 'unavailable');
+      assert.equal(e.retryable, true);
+      assert.notEqual(e.details.reason, 'handler_error');
+      return true;
+    });
+  });
+
+  it('a task stopped at its deadline is a timeout', async () => {
+    const deadline = new Date(Date.now() + 50).toISOString();
+    await assert.rejects(run(runtime(), { sleep_ms: 5_000 }, deadline), (e) => {
+      assert.ok(isAppError(e));
+      assert.equal(e.code, 'timeout');
+      return true;
+    });
+  });
+});
