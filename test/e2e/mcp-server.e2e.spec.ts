@@ -547,14 +547,29 @@ describe('the gateway as an MCP server (/mcp)', () => {
     assert.equal(body.resource, `${base}/mcp`);
     assert.deepEqual(body.bearer_methods_supported, ['header']);
 
+    // A registered workflow's input schema is an operator's: a viewer reads it without its
+    // defaults, as on REST; a built-in template's is the project's and reads whole.
+    const reg = await request('POST', '/api/v1/workflows/definitions', {
+      id: 'mcp_viewer_shape',
+      version: 1,
+      name: 'shape for viewers',
+      input: { type: 'object', properties: { hook: { type: 'string', default: 'https://h.example/T0/SECRET' } } },
+      steps: [{ id: 'hello', uses: 'mcp:everything/echo', with: { message: 'hi' } }],
+    });
+    assert.equal(reg.status, 201, JSON.stringify(reg.body));
     const viewer = await connect(viewerKey);
-    const viewerTools = (await viewer.listTools()).tools;
-    assert.ok(viewerTools.length > 0);
-    // A workflow's input schema is a definition's: a viewer reads it without defaults, as on REST.
-    const timeframeOf = (tools: typeof viewerTools) =>
-      (tools.find((t) => t.name === 'workflow__revenue_analysis')!.inputSchema.properties as any).timeframe;
-    assert.equal(timeframeOf(viewerTools).default, '[redacted: operator role needed]');
-    assert.equal(timeframeOf((await (await connect(operatorKey)).listTools()).tools).default, '12m');
+    let viewerTools = (await viewer.listTools()).tools;
+    await until('workflow__mcp_viewer_shape listed', 10_000, async () => {
+      viewerTools = (await viewer.listTools()).tools;
+      return viewerTools.some((t) => t.name === 'workflow__mcp_viewer_shape');
+    });
+    const propsOf = (tools: typeof viewerTools, name: string) =>
+      tools.find((t) => t.name === name)!.inputSchema.properties as any;
+    assert.equal(propsOf(viewerTools, 'workflow__mcp_viewer_shape').hook.default, '[redacted: operator role needed]');
+    assert.equal(propsOf(viewerTools, 'workflow__mcp_viewer_shape').wait.default, true, "the gateway's own wait");
+    assert.equal(propsOf(viewerTools, 'workflow__revenue_analysis').timeframe.default, '12m');
+    const operatorTools = (await (await connect(operatorKey)).listTools()).tools;
+    assert.equal(propsOf(operatorTools, 'workflow__mcp_viewer_shape').hook.default, 'https://h.example/T0/SECRET');
     // A prompt is rendered by the upstream server from the caller's arguments, as a tool runs: operator.
     assert.ok((await viewer.listPrompts()).prompts.length > 0);
     await assert.rejects(

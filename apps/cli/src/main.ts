@@ -9,6 +9,12 @@ import { buildProgram } from './commands.js';
 import { CliError, describeError, EXIT } from './errors.js';
 import { terminalSafe } from './output.js';
 
+// A reader that stops early (`| head`) closes the pipe: what it did not read is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(EXIT.ok);
+  throw err;
+});
+
 const program = buildProgram().exitOverride();
 try {
   await program.parseAsync(process.argv);

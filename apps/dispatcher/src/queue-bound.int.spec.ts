@@ -148,6 +148,17 @@ describe('the dispatcher queue is bounded (maxQueued)', () => {
     assert.equal(d.dispatcher.queuedCount(), MAX_QUEUED);
     for (const t of [...held, other]) await d.dispatcher.cancel(t.task_id, 'make room', 'test');
     assert.equal(d.dispatcher.queuedCount(), 0);
+    // A burst, checked before any of it is queued, does not pass the share together.
+    const burst = await Promise.allSettled([0, 1, 2].map((i) => as(`share-burst-${i}`, hog)));
+    const queuedNow = burst.filter((r) => r.status === 'fulfilled');
+    assert.ok(queuedNow.length <= 2, `${queuedNow.length} of a burst of 3 queued`);
+    assert.ok(
+      burst.some((r) => r.status === 'rejected' && isAppError(r.reason) && r.reason.code === 'rate_limited'),
+      'the rest refused',
+    );
+    for (const r of queuedNow)
+      await d.dispatcher.cancel((r as PromiseFulfilledResult<{ task_id: string }>).value.task_id, 'make room', 'test');
+    assert.equal(d.dispatcher.queuedCount(), 0);
   });
 
   it('queues up to the bound, refuses past it (recording nothing), answers a repeat, and takes a new one once a place is free', async () => {

@@ -61,6 +61,7 @@ export interface SubmissionsOptions {
     | 'queuedContextBytes'
     | 'queuedOf'
     | 'setCorrelation'
+    | 'settleOwner'
   >;
   readonly ownership: Pick<Ownership, 'accepting' | 'partitioned' | 'partitionOf' | 'releaseSlot' | 'reserveSlot'>;
   readonly pump: Pick<RunPump, 'assigningCount' | 'launch' | 'placeSoon' | 'select'>;
@@ -97,6 +98,11 @@ export class Submissions {
   private readonly pump: SubmissionsOptions['pump'];
   /** Limits of a submission that names none: the dispatcher's options, else the domain's. */
   private readonly submitDefaults: { readonly max_attempts: number; readonly timeout_ms: number };
+  /**
+   * Submissions past the queue's checks whose append has not ended: counted with the queue, so a
+   * burst of one key's submissions, checked before any of them is queued, cannot all pass together.
+   */
+  private readonly submitting = { count: 0, bytes: 0, byOwner: new Map<string, { count: number; bytes: number }>() };
 
   constructor(private readonly opts: SubmissionsOptions) {
     this.log = opts.logger;
@@ -130,7 +136,7 @@ export class Submissions {
     // tasks cost memory here, a row in the read model and a place in every queue pass, and a
     // caller that submits faster than the agents work would otherwise grow them without end.
     const maxQueued = this.opts.maxQueued ?? DEFAULT_MAX_QUEUED;
-    const queued = this.tasks.queuedCount();
+    const queued = this.tasks.queuedCount() + this.submitting.count;
     if (queued >= maxQueued && !this.tasks.isKnown(taskId))
       throw new AppError(
         'rate_limited',
@@ -139,10 +145,10 @@ export class Submissions {
         true,
       );
     const maxBytes = this.opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
-    const queuedBytes = this.tasks.queuedContextBytes();
+    const queuedBytes = this.tasks.queuedContextBytes() + this.submitting.bytes;
     const owner = ownerOfSubmission(req);
+    const bytes = contextBytes(req);
     if (queuedBytes > 0 && !this.tasks.isKnown(taskId)) {
-      const bytes = contextBytes(req);
       if (queuedBytes + bytes > maxBytes)
         throw new AppError(
           'rate_limited',
@@ -150,7 +156,9 @@ export class Submissions {
           { queued_bytes: queuedBytes, bytes, max_queued_bytes: maxBytes, retry_after_ms: 1_000 },
           true,
         );
-      const mine = this.tasks.queuedOf(owner);
+      const held = this.tasks.queuedOf(owner);
+      const pending = this.submitting.byOwner.get(owner);
+      const mine = { count: held.count + (pending?.count ?? 0), bytes: held.bytes + (pending?.bytes ?? 0) };
       // A caller with nothing queued always gets in (up to the bound); the system's own callers
       // (no key behind them) are not a key whose share could run out.
       const crowded =
@@ -174,18 +182,42 @@ export class Submissions {
           true,
         );
     }
-    // Another dispatcher owns the task's partition: record the submission; the owner takes it from the log.
-    if (!this.ownership.accepting(taskId)) return this.submitForeign(taskId, taskType, alias, req, correlationId);
-    this.tasks.setCorrelation(taskId, correlationId, owner);
-    // A fast task may end before this reply is made (a queue pass placed it, it ran): its end state is kept here, not read back.
-    let ended: ExistingTaskState | undefined;
-    const endWatch = { resolve: (s: ExistingTaskState) => void (ended = s), reject: () => undefined };
-    const unwatch = this.tasks.addWaiter(taskId, endWatch);
+    const unsubmit = this.countSubmitting(owner, bytes);
     try {
-      return await this.submitOwn(taskId, taskType, alias, req, correlationId, () => ended);
+      // Another dispatcher owns the task's partition: record the submission; the owner takes it from the log.
+      if (!this.ownership.accepting(taskId))
+        return await this.submitForeign(taskId, taskType, alias, req, correlationId);
+      this.tasks.setCorrelation(taskId, correlationId, owner);
+      // A fast task may end before this reply is made (a queue pass placed it, it ran): its end state is kept here, not read back.
+      let ended: ExistingTaskState | undefined;
+      const endWatch = { resolve: (s: ExistingTaskState) => void (ended = s), reject: () => undefined };
+      const unwatch = this.tasks.addWaiter(taskId, endWatch);
+      try {
+        return await this.submitOwn(taskId, taskType, alias, req, correlationId, () => ended);
+      } finally {
+        unwatch();
+        // Not appended (refused, failed): the owner kept for it goes.
+        this.tasks.settleOwner(taskId);
+      }
     } finally {
-      unwatch();
+      unsubmit();
     }
+  }
+
+  /** Count a submission as queued while its append runs (see `submitting`); returns the uncount. */
+  private countSubmitting(owner: string, bytes: number): () => void {
+    const s = this.submitting;
+    const mine = s.byOwner.get(owner) ?? { count: 0, bytes: 0 };
+    s.count++;
+    s.bytes += bytes;
+    s.byOwner.set(owner, { count: mine.count + 1, bytes: mine.bytes + bytes });
+    return () => {
+      s.count--;
+      s.bytes -= bytes;
+      const now = s.byOwner.get(owner);
+      if (!now || now.count <= 1) s.byOwner.delete(owner);
+      else s.byOwner.set(owner, { count: now.count - 1, bytes: now.bytes - bytes });
+    };
   }
 
   private async submitOwn(

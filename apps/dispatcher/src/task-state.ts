@@ -122,6 +122,11 @@ export class TaskStates {
     if (owner !== undefined && !this.owners.has(taskId)) this.owners.set(taskId, owner);
   }
 
+  /** Forget the owner kept for a task that is not live here (its submission was not appended). */
+  settleOwner(taskId: string): void {
+    if (!this.active.has(taskId)) this.owners.delete(taskId);
+  }
+
   /** The tasks and bytes of context queued here for `owner`. */
   queuedOf(owner: string): { count: number; bytes: number } {
     return this.queuedByOwner.get(owner) ?? { count: 0, bytes: 0 };

@@ -32,7 +32,16 @@ export interface CatalogTool {
   readonly inputSchema: Record<string, unknown>;
   readonly outputSchema?: Record<string, unknown>;
   readonly annotations?: Record<string, unknown>;
+  /** A workflow tool of a built-in template (its schema is the project's, not an operator's). */
+  readonly builtin?: boolean;
 }
+
+/** The `wait` argument the gateway adds to a workflow tool (when its definition has none of that name). */
+export const WAIT_PROPERTY = Object.freeze({
+  type: 'boolean',
+  default: true,
+  description: 'false: answer the execution id at once instead of waiting for the output',
+});
 
 export interface CatalogPrompt {
   readonly name: string;
@@ -331,12 +340,7 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
       const input = objectSchema(d.input);
       const properties = { ...((input.properties as Record<string, unknown> | undefined) ?? {}) };
       // `wait` is the gateway's, not the workflow's: false answers the execution id at once.
-      if (!('wait' in properties))
-        properties.wait = {
-          type: 'boolean',
-          default: true,
-          description: 'false: answer the execution id at once instead of waiting for the output',
-        };
+      if (!('wait' in properties)) properties.wait = WAIT_PROPERTY;
       return {
         name: `workflow${NS}${d.id}`,
         kind: 'workflow' as const,
@@ -344,6 +348,7 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
         title: d.name,
         description: `${d.description || d.name} (workflow ${d.id} v${d.version}; progress per step; wait=false returns the execution id)`,
         inputSchema: { ...input, properties },
+        ...(d.source === 'builtin' ? { builtin: true } : {}),
       };
     });
   }

@@ -48,7 +48,7 @@ import { GetHealthReport } from '../system/queries/index.js';
 import { SystemMonitorClient } from '../system/system-client.js';
 import { GetExecution, ListExecutions, ReadExecutionStream } from '../workflows/queries/index.js';
 import { nextPageAfter } from '../workflows/queries/page-link.js';
-import { McpServerCatalog, type CatalogTool } from './catalog.js';
+import { McpServerCatalog, WAIT_PROPERTY, type CatalogTool } from './catalog.js';
 import { MCP_SERVER_OPTIONS, type McpServerOptions } from './options.js';
 import type { Caller } from './tool-calls.js';
 import { CallGatewayTool } from './commands/index.js';
@@ -452,9 +452,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       return {
         tools: tools.map((t) =>
           toolDescriptor(
-            redact && t.kind === 'workflow'
-              ? { ...t, inputSchema: inputSchemaRedacted(t.inputSchema) as Record<string, unknown> }
-              : t,
+            redact && t.kind === 'workflow' && !t.builtin ? { ...t, inputSchema: viewerInputSchema(t.inputSchema) } : t,
           ),
         ),
       };
@@ -781,6 +779,14 @@ const INITIALIZE_MAX_CHARS = 64 * 1024;
 const INITIALIZE_TOO_LARGE = `an initialize request takes at most ${INITIALIZE_MAX_CHARS} characters of JSON`;
 const oversizedInitialize = (body: unknown): boolean =>
   isInitialize(body) && JSON.stringify(body).length > INITIALIZE_MAX_CHARS;
+
+/** A registered workflow's input schema as a viewer reads it: its values redacted, the gateway's own `wait` as it is. */
+function viewerInputSchema(schema: Record<string, unknown>): Record<string, unknown> {
+  const redacted = inputSchemaRedacted(schema) as Record<string, unknown>;
+  const wait = (schema['properties'] as Record<string, unknown> | undefined)?.['wait'];
+  if (wait !== WAIT_PROPERTY) return redacted;
+  return { ...redacted, properties: { ...(redacted['properties'] as Record<string, unknown>), wait: WAIT_PROPERTY } };
+}
 
 /** A JSON-RPC error answered over plain HTTP (no session to carry it). */
 function jsonRpcError(res: ServerResponse, status: number, code: number, message: string): void {
