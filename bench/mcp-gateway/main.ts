@@ -237,6 +237,8 @@ async function main(): Promise<void> {
     {
       modules: [McpServerFeatureModule.withOptions({ catalogRefreshMs: 600_000 })],
       auth: { enabled: true, adminKey, printAdminKey: () => undefined },
+      // One key drives every call here: its share of calls in flight must hold the bench's.
+      heldCalls: { perCaller: 4 * settings.inflight, total: 8 * settings.inflight },
     },
   );
   cleanups.push({ name: 'gateway', run: () => gateway.close() });
