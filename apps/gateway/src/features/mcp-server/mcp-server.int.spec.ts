@@ -18,6 +18,18 @@ import { McpEndpoint } from './mcp-endpoint.js';
 import { McpServerFeatureModule } from './mcp-server.module.js';
 
 const logger = createLogger('mcp-server-test', process.env.LOG_LEVEL ?? 'silent');
+/** The official server-everything over stdio, as the connectors' only server. */
+const everythingRegistry = () => [
+  parseServerConfig({
+    name: 'everything',
+    role: 'other',
+    transport: {
+      kind: 'stdio',
+      command: process.execPath,
+      args: [resolvePackageBin('@modelcontextprotocol/server-everything')],
+    },
+  }),
+];
 /** Requests one key may have waiting on their answers at once here. */
 const HELD_PER_CALLER = 3;
 
@@ -31,18 +43,7 @@ describe('MCP endpoint, stateless mode', () => {
       modules: [McpServerFeatureModule.withOptions({ stateless: true, catalogRefreshMs: 500 })],
       heldCalls: { perCaller: HELD_PER_CALLER, total: 100 },
     });
-    const registry = [
-      parseServerConfig({
-        name: 'everything',
-        role: 'other',
-        transport: {
-          kind: 'stdio',
-          command: process.execPath,
-          args: [resolvePackageBin('@modelcontextprotocol/server-everything')],
-        },
-      }),
-    ];
-    connectors = await startConnectors({ nats: g.nats, registry, logger });
+    connectors = await startConnectors({ nats: g.nats, registry: everythingRegistry(), logger });
     operator = (await g.makeKey('operator')).key;
   });
 
@@ -315,18 +316,7 @@ describe('MCP endpoint: a legacy SSE session whose client does not read its even
       modules: [McpServerFeatureModule.withOptions({ catalogRefreshMs: 500 })],
       rateLimit: false,
     });
-    const registry = [
-      parseServerConfig({
-        name: 'everything',
-        role: 'other',
-        transport: {
-          kind: 'stdio',
-          command: process.execPath,
-          args: [resolvePackageBin('@modelcontextprotocol/server-everything')],
-        },
-      }),
-    ];
-    connectors = await startConnectors({ nats: g.nats, registry, logger });
+    connectors = await startConnectors({ nats: g.nats, registry: everythingRegistry(), logger });
   });
 
   after(async () => {
@@ -473,18 +463,7 @@ describe("MCP endpoint: a caller's calls in flight share one bound on both trans
       modules: [McpServerFeatureModule.withOptions({ catalogRefreshMs: 500 })],
       heldCalls: { perCaller: 2, total: 100 },
     });
-    const registry = [
-      parseServerConfig({
-        name: 'everything',
-        role: 'other',
-        transport: {
-          kind: 'stdio',
-          command: process.execPath,
-          args: [resolvePackageBin('@modelcontextprotocol/server-everything')],
-        },
-      }),
-    ];
-    connectors = await startConnectors({ nats: g.nats, registry, logger });
+    connectors = await startConnectors({ nats: g.nats, registry: everythingRegistry(), logger });
   });
 
   after(async () => {
