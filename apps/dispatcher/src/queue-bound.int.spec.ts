@@ -191,4 +191,31 @@ describe('the dispatcher queue is bounded (maxQueued)', () => {
     assert.equal(next.status, 'queued');
     assert.equal(d.dispatcher.queuedCount(), MAX_QUEUED);
   });
+
+  it('with a bound of 8: one key queues three quarters (6); another, under its quarter (2), still gets in past them, then the queue is full', async () => {
+    for (const key of ['bound-1', 'bound-2', 'bound-over'])
+      await d.dispatcher.cancel(taskIdForIdempotencyKey(key), 'make room', 'test');
+    await d.stop();
+    d = await startDispatcher({ store, nats: nc, pool, logger, maxQueued: 8, pollIntervalMs: 100 });
+    assert.equal(d.dispatcher.queuedCount(), 0);
+    const as = (key: string, actor: string) =>
+      request(
+        nc,
+        tasksSubject('submit'),
+        { task_type: 'revenue_analysis', context: { timeframe: '30d' }, idempotency_key: key, actor },
+        { schema: taskSubmitReply },
+      );
+    const code = (p: Promise<unknown>) =>
+      p.then(
+        () => 'queued',
+        (e: unknown) => (isAppError(e) ? `${e.code}${/kept for others/.test(e.message) ? ':share' : ''}` : String(e)),
+      );
+    const hog = [];
+    for (let i = 0; i < 7; i++) hog.push(await code(as(`eight-h${i}`, 'apikey:hog8')));
+    assert.deepEqual(hog, [...Array.from({ length: 6 }, () => 'queued'), 'rate_limited:share']);
+    const other = [];
+    for (let i = 0; i < 3; i++) other.push(await code(as(`eight-o${i}`, 'apikey:other8')));
+    assert.deepEqual(other, ['queued', 'queued', 'rate_limited'], 'its quarter (2), then the bound');
+    assert.equal(d.dispatcher.queuedCount(), 8);
+  });
 });
