@@ -193,7 +193,7 @@ export class Submissions {
       const endWatch = { resolve: (s: ExistingTaskState) => void (ended = s), reject: () => undefined };
       const unwatch = this.tasks.addWaiter(taskId, endWatch);
       try {
-        return await this.submitOwn(taskId, taskType, alias, req, correlationId, () => ended);
+        return await this.submitOwn(taskId, taskType, alias, req, correlationId, () => ended, unsubmit);
       } finally {
         unwatch();
         // Not appended (refused, failed): the owner kept for it goes.
@@ -211,7 +211,10 @@ export class Submissions {
     s.count++;
     s.bytes += bytes;
     s.byOwner.set(owner, { count: mine.count + 1, bytes: mine.bytes + bytes });
+    let done = false;
     return () => {
+      if (done) return;
+      done = true;
       s.count--;
       s.bytes -= bytes;
       const now = s.byOwner.get(owner);
@@ -227,6 +230,8 @@ export class Submissions {
     req: SubmitRequest,
     correlationId: string,
     ended: () => ExistingTaskState | undefined,
+    /** The append ended: the task now counts in the queue itself (if it waits), not as a submission. */
+    appended: () => void,
   ): Promise<SubmitResult> {
     // 3a. When nothing else is waiting (so no task is overtaken) and an instance is free, the
     // assignment is decided with the submission and appended with it: one write instead of two.
@@ -289,6 +294,8 @@ export class Submissions {
       placed = undefined;
       unreserve();
       throw err;
+    } finally {
+      appended();
     }
     if (placed && r.state.status !== 'assigned') placed = undefined;
     unreserve();

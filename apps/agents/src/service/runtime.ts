@@ -239,13 +239,16 @@ export class AgentRuntime {
  * against the instance's breaker, which one caller's inputs could otherwise hold open for everyone.
  */
 export const HANDLER_ERROR = 'handler_error';
-function handlerError(taskType: string, err: unknown): AppError {
+/** SQLSTATE classes of an unwell database: connection, transaction rollback, resources, object state, operator intervention, system, internal. */
+const INFRASTRUCTURE_SQLSTATE = /^(08|40|53|55|57|58|XX)[0-9A-Z]{3}$/;
+export function handlerError(taskType: string, err: unknown): AppError {
   const e = asAppError(err);
   if (err instanceof AppError || e.code !== 'internal') return e;
-  // A database error (a SQLSTATE: too many connections, a statement timeout, a deadlock) says
-  // nothing about the input: it stays what it was.
+  // A database that is unwell (its connection, a deadlock, too many connections, a statement
+  // timeout, a shutdown) says nothing about the input: it stays what it was. A data or syntax
+  // error (class 22, 42, ...) is the input's, like any other exception of the handler.
   const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return e;
+  if (typeof code === 'string' && INFRASTRUCTURE_SQLSTATE.test(code)) return e;
   const name = err instanceof Error ? err.name : typeof err;
   return new AppError(
     'internal',

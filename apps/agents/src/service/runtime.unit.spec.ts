@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { createLogger, isAppError } from '@switchyard/platform';
-import { AgentRuntime } from './runtime.js';
+import { AgentRuntime, handlerError } from './runtime.js';
 
 /**
  * How a task's failure is classified for the dispatcher: a handler's own exception on its input
@@ -59,5 +59,13 @@ describe('AgentRuntime: what a failed task is', () => {
       assert.equal(e.code, 'timeout');
       return true;
     });
+  });
+
+  it("a database error is the input's (a date out of range) unless the database is unwell (timeout, deadlock, connections)", () => {
+    const pgError = (code: string) => Object.assign(new Error(`pg ${code}`), { code });
+    for (const inputs of ['22008', '22P02', '42703', 'P0001'])
+      assert.equal(handlerError('customer_segmentation', pgError(inputs)).details.reason, 'handler_error', inputs);
+    for (const unwell of ['57014', '40P01', '53300', '08006', '57P01', 'XX000'])
+      assert.notEqual(handlerError('customer_segmentation', pgError(unwell)).details.reason, 'handler_error', unwell);
   });
 });

@@ -318,7 +318,9 @@ export class Schedules {
     // tick paused it once more: it needs someone who answers for it.
     if (actor === undefined) {
       const r = await this.deps.pool.query<{ owner_revoked: boolean }>(
-        `SELECT owner_revoked FROM (${SCHEDULE_SELECT} WHERE s.name = $1 OR ($2::uuid IS NOT NULL AND s.id = $2::uuid)) x`,
+        // The schedule resolve() names: by name first, as it does.
+        `SELECT owner_revoked FROM (${SCHEDULE_SELECT} WHERE s.name = $1 OR ($2::uuid IS NOT NULL AND s.id = $2::uuid)) x
+          ORDER BY x.name = $1 DESC LIMIT 1`,
         [ref, uuidLike.test(ref) ? ref : null],
       );
       if (r.rows[0]?.owner_revoked === true)
