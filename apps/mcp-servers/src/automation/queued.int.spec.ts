@@ -271,7 +271,9 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
   it('a round that outlived its lease does not undo the delivery made by the process that claimed the row after it', async () => {
     const lines: Record<string, unknown>[] = [];
     const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
-    const first = service({ logger });
+    // Its held request must outlast the steps below however loaded the machine is: had it timed
+    // out, its retry (answered 200) would deliver, and no round of it would end unrecorded.
+    const first = service({ logger, delivery: { ...delivery, timeoutMs: 60_000 } });
     const second = service();
     const key = 'stale-1';
     await first.queueWebhook({
