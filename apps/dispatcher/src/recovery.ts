@@ -4,6 +4,7 @@ import type { AllSubscription, EventMetadata, EventStore } from '@switchyard/eve
 import { AppError, type Logger } from '@switchyard/platform';
 import { isTerminal, taskStreamId } from '@switchyard/domain';
 import { cancelOnInstance } from './transport.js';
+import { ownerOfSubmission } from './submission.js';
 import type { InstanceRegistry } from './instances.js';
 import type { Ownership } from './ownership.js';
 import type { RunPump } from './run-pump.js';
@@ -271,8 +272,9 @@ export class Recovery {
   }
 }
 
-/** Whose share of the queue a task counts against, from its TaskSubmitted's metadata (as ownerOfSubmission). */
-function ownerOfSubmitted(m: EventMetadata): string {
-  const onBehalfOf = m['onBehalfOf'];
-  return typeof onBehalfOf === 'string' ? onBehalfOf : (m.actor ?? 'system:dispatcher');
-}
+/** Whose share of the queue a task counts against, from its TaskSubmitted's metadata. */
+const ownerOfSubmitted = (m: EventMetadata): string =>
+  ownerOfSubmission({
+    ...(m.actor !== undefined ? { actor: m.actor } : {}),
+    ...(typeof m['onBehalfOf'] === 'string' ? { on_behalf_of: m['onBehalfOf'] } : {}),
+  });

@@ -17,6 +17,7 @@ import type { Ownership } from './ownership.js';
 import type { RunPump } from './run-pump.js';
 import { contextBytes, type TaskStates } from './task-state.js';
 import type { AgentCatalog } from './agent-catalog.js';
+import { OwnerTally } from './owner-tally.js';
 
 export interface SubmitRequest {
   readonly task_type: string;
@@ -102,7 +103,7 @@ export class Submissions {
    * Submissions past the queue's checks whose append has not ended: counted with the queue, so a
    * burst of one key's submissions, checked before any of them is queued, cannot all pass together.
    */
-  private readonly submitting = { count: 0, bytes: 0, byOwner: new Map<string, { count: number; bytes: number }>() };
+  private readonly submitting = new OwnerTally();
 
   constructor(private readonly opts: SubmissionsOptions) {
     this.log = opts.logger;
@@ -156,9 +157,8 @@ export class Submissions {
           { queued_bytes: queuedBytes, bytes, max_queued_bytes: maxBytes, retry_after_ms: 1_000 },
           true,
         );
-      const held = this.tasks.queuedOf(owner);
-      const pending = this.submitting.byOwner.get(owner);
-      const mine = { count: held.count + (pending?.count ?? 0), bytes: held.bytes + (pending?.bytes ?? 0) };
+      const [held, pending] = [this.tasks.queuedOf(owner), this.submitting.of(owner)];
+      const mine = { count: held.count + pending.count, bytes: held.bytes + pending.bytes };
       // A caller with nothing queued always gets in (up to the bound); the system's own callers
       // (no key behind them) are not a key whose share could run out.
       const crowded =
@@ -206,20 +206,12 @@ export class Submissions {
 
   /** Count a submission as queued while its append runs (see `submitting`); returns the uncount. */
   private countSubmitting(owner: string, bytes: number): () => void {
-    const s = this.submitting;
-    const mine = s.byOwner.get(owner) ?? { count: 0, bytes: 0 };
-    s.count++;
-    s.bytes += bytes;
-    s.byOwner.set(owner, { count: mine.count + 1, bytes: mine.bytes + bytes });
+    this.submitting.add(owner, 1, bytes);
     let done = false;
     return () => {
       if (done) return;
       done = true;
-      s.count--;
-      s.bytes -= bytes;
-      const now = s.byOwner.get(owner);
-      if (!now || now.count <= 1) s.byOwner.delete(owner);
-      else s.byOwner.set(owner, { count: now.count - 1, bytes: now.bytes - bytes });
+      this.submitting.add(owner, -1, -bytes);
     };
   }
 

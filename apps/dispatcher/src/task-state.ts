@@ -11,6 +11,7 @@ import {
   type TaskState,
 } from '@switchyard/domain';
 import { decideTaskCommand, type FollowUp } from './task-commands.js';
+import { OwnerTally } from './owner-tally.js';
 
 /** What the task states need from the rest of the dispatcher. */
 export interface TaskStatesDeps {
@@ -33,14 +34,14 @@ type Waiter = { resolve: (s: ExistingTaskState) => void; reject: (e: AppError) =
  */
 export class TaskStates {
   private readonly active = new Map<string, ExistingTaskState>();
-  /** Tasks of `active` in status `queued`, kept with every change of it (a submit asks it each time). */
-  private queued = 0;
-  /** Bytes of JSON of the queued tasks' contexts, and each one's (taken once, as it joins the queue). */
-  private queuedBytes = 0;
+  /**
+   * Tasks of `active` in status `queued` and the bytes of JSON of their contexts, in all and per
+   * owner (whose share of the queue each counts against, see Submissions), kept with every change
+   * of it (a submit asks them each time); each one's size is taken once, as it joins the queue.
+   */
+  private readonly queued = new OwnerTally();
   private readonly queuedSizes = new Map<string, number>();
-  /** Whose share of the queue each task counts against (see Submissions), and each owner's queued tasks and bytes. */
   private readonly owners = new Map<string, string>();
-  private readonly queuedByOwner = new Map<string, { count: number; bytes: number }>();
   /**
    * State and stream revision of every live task as this process last wrote or read it: commands
    * are decided against it and appended with that revision, without re-reading the stream. The
@@ -129,32 +130,26 @@ export class TaskStates {
 
   /** The tasks and bytes of context queued here for `owner`. */
   queuedOf(owner: string): { count: number; bytes: number } {
-    return this.queuedByOwner.get(owner) ?? { count: 0, bytes: 0 };
+    return this.queued.of(owner);
   }
 
   private countQueued(taskId: string, count: number, bytes: number): void {
-    const owner = this.owners.get(taskId) ?? '';
-    const now = this.queuedByOwner.get(owner) ?? { count: 0, bytes: 0 };
-    const next = { count: now.count + count, bytes: now.bytes + bytes };
-    if (next.count <= 0) this.queuedByOwner.delete(owner);
-    else this.queuedByOwner.set(owner, next);
+    this.queued.add(this.owners.get(taskId) ?? '', count, bytes);
   }
 
   queuedCount(): number {
-    return this.queued;
+    return this.queued.count;
   }
 
   /** Bytes of JSON of the contexts of the queued tasks (they are held here until placed). */
   queuedContextBytes(): number {
-    return this.queuedBytes;
+    return this.queued.bytes;
   }
 
   /** Set (or, with undefined, remove) a task's live state, keeping the queued count and bytes. */
   private setActive(taskId: string, state: ExistingTaskState | undefined): void {
     const size = this.queuedSizes.get(taskId);
     if (this.active.get(taskId)?.status === 'queued') {
-      this.queued--;
-      this.queuedBytes -= size ?? 0;
       this.queuedSizes.delete(taskId);
       this.countQueued(taskId, -1, -(size ?? 0));
     }
@@ -164,11 +159,9 @@ export class TaskStates {
     } else {
       this.active.set(taskId, state);
       if (state.status === 'queued') {
-        this.queued++;
         // A context does not change while its task waits: measured when it joins the queue.
         const bytes = size ?? contextBytes(state);
         this.queuedSizes.set(taskId, bytes);
-        this.queuedBytes += bytes;
         this.countQueued(taskId, 1, bytes);
       }
     }

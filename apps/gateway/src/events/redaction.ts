@@ -119,30 +119,49 @@ function masked(v: unknown, inError: boolean, depth: number): unknown {
   return out ?? v;
 }
 
-/** Event types whose data a viewer reads reshaped below (beyond payload, URL and error fields). */
-const RESHAPED = new Set(['WorkflowStarted', 'DefinitionRegistered', 'BatchStarted', 'BatchItemFailed']);
+/** A definition, as registered or as an execution started it, reads as on the definitions route. */
+const withDefinitionRedacted = (data: Record<string, unknown>): void => {
+  if ('definition' in data) data['definition'] = definitionArgumentsRedacted(data['definition']);
+};
+
+/**
+ * What a viewer reads reshaped in an event's data, by type, beyond its payload, URL and error
+ * fields: definitions as the definitions route shows them; a batch's doings, not the operator's
+ * search text nor the executions' error texts.
+ */
+const RESHAPERS = new Map<string, (data: Record<string, unknown>) => void>([
+  ['WorkflowStarted', withDefinitionRedacted],
+  ['DefinitionRegistered', withDefinitionRedacted],
+  [
+    'BatchStarted',
+    (data) => {
+      if (isRecord(data['filter']) && 'error_contains' in data['filter'])
+        data['filter'] = { ...data['filter'], error_contains: REDACTED_PAYLOAD };
+    },
+  ],
+  [
+    'BatchItemFailed',
+    (data) => {
+      if (isRecord(data['error'])) data['error'] = { ...data['error'], message: REDACTED_PAYLOAD };
+    },
+  ],
+]);
 
 /**
  * The event as a viewer sees it: its payload fields replaced by REDACTED_PAYLOAD, its URL fields
- * cut to their origin, the values its error texts quote masked (a copy).
+ * cut to their origin, the values its error texts quote masked, reshaped by RESHAPERS (a copy).
  */
 export function redactEventPayloads<E extends Pick<EventJson, 'type' | 'data'>>(e: E): E {
   if (!e.data || typeof e.data !== 'object' || Array.isArray(e.data)) return e;
   const fields = PAYLOAD_FIELDS[e.type];
   const urls = URL_FIELDS[e.type];
+  const reshape = RESHAPERS.get(e.type);
   const masked = maskErrorTexts(e.data as Record<string, unknown>);
-  if (!fields && !urls && masked === e.data && !RESHAPED.has(e.type)) return e;
+  if (!fields && !urls && !reshape && masked === e.data) return e;
   const data = { ...masked };
   for (const f of fields ?? []) if (f in data) data[f] = REDACTED_PAYLOAD;
   for (const f of urls ?? []) if (f in data) data[f] = redactUrl(data[f]);
-  // A definition, as registered or as an execution started it, reads as on the definitions route.
-  if ((e.type === 'WorkflowStarted' || e.type === 'DefinitionRegistered') && 'definition' in data)
-    data['definition'] = definitionArgumentsRedacted(data['definition']);
-  // A batch: what it did, not the operator's search text nor the executions' error texts.
-  if (e.type === 'BatchStarted' && isRecord(data['filter']) && 'error_contains' in data['filter'])
-    data['filter'] = { ...data['filter'], error_contains: REDACTED_PAYLOAD };
-  if (e.type === 'BatchItemFailed' && isRecord(data['error']))
-    data['error'] = { ...data['error'], message: REDACTED_PAYLOAD };
+  reshape?.(data);
   return { ...e, data };
 }
 

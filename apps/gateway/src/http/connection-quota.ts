@@ -93,3 +93,17 @@ export const heldCallsQuota = (what: string, limits: { perCaller: number; total:
     totalSetting: 'GATEWAY_HELD_CALLS_MAX',
     howToFree: 'wait for one to end, or start work without waiting for it (wait: false, returnImmediately)',
   });
+
+/**
+ * A share per caller of work that takes turns behind a bound of its own (filtered event pages,
+ * definition checks): at most `perCaller` running or waiting, so one caller's flood leaves the
+ * others their turns (the total is the turns' own bound's to keep).
+ */
+export const callerShareQuota = (what: string, perCaller: number): ConnectionQuota =>
+  new ConnectionQuota(what, {
+    perCaller,
+    total: 100_000,
+    perCallerSetting: 'per API key',
+    totalSetting: 'in all',
+    howToFree: 'wait for one to end',
+  });

@@ -317,13 +317,7 @@ export class Schedules {
     // Resumed by nobody in particular, a revoked owner's schedule would fire again until the next
     // tick paused it once more: it needs someone who answers for it.
     if (actor === undefined) {
-      const r = await this.deps.pool.query<{ owner_revoked: boolean }>(
-        // The schedule resolve() names: by name first, as it does.
-        `SELECT owner_revoked FROM (${SCHEDULE_SELECT} WHERE s.name = $1 OR ($2::uuid IS NOT NULL AND s.id = $2::uuid)) x
-          ORDER BY x.name = $1 DESC LIMIT 1`,
-        [ref, uuidLike.test(ref) ? ref : null],
-      );
-      if (r.rows[0]?.owner_revoked === true)
+      if ((await this.row(ref))?.['owner_revoked'] === true)
         throw new AppError(
           'forbidden',
           `schedule "${ref}" answers to a revoked key: resume it as its new owner (the call's _meta.actor)`,
@@ -379,12 +373,18 @@ export class Schedules {
   }
 
   private async get(ref: string): Promise<Schedule> {
-    const r = await this.deps.pool.query(
-      `${SCHEDULE_SELECT} WHERE s.name = $1 OR ($2::uuid IS NOT NULL AND s.id = $2::uuid)`,
+    const row = await this.row(ref);
+    if (!row) throw new AppError('not_found', `no schedule named or with id "${ref}"`, { schedule: ref });
+    return toSchedule(row);
+  }
+
+  /** The schedule `ref` names, as resolve() picks it (by name first), as SCHEDULE_SELECT reads it. */
+  private async row(ref: string): Promise<Record<string, unknown> | undefined> {
+    const r = await this.deps.pool.query<Record<string, unknown>>(
+      `${SCHEDULE_SELECT} WHERE s.name = $1 OR ($2::uuid IS NOT NULL AND s.id = $2::uuid) ORDER BY s.name = $1 DESC LIMIT 1`,
       [ref, uuidLike.test(ref) ? ref : null],
     );
-    if (!r.rows[0]) throw new AppError('not_found', `no schedule named or with id "${ref}"`, { schedule: ref });
-    return toSchedule(r.rows[0]);
+    return r.rows[0];
   }
 
   /** A name is its own stream; an id is looked up in the read model (and checked again by the decider). */

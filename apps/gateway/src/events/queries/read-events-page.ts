@@ -3,7 +3,7 @@ import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
 import type { EventStore } from '@switchyard/event-store';
 import { EVENT_STORE, GATEWAY_OPTIONS, type ResolvedGatewayOptions } from '../../tokens.js';
 import { PayloadReads } from '../../http/payload-reads.js';
-import { ConnectionQuota } from '../../http/connection-quota.js';
+import { callerShareQuota } from '../../http/connection-quota.js';
 import { currentActor } from '../../http/context.js';
 import { readEventsPage } from '../paging.js';
 import { eventsForCaller } from '../redaction.js';
@@ -32,13 +32,7 @@ export class ReadEventsPageHandler implements IQueryHandler<ReadEventsPage> {
    * left another's page no turn in ten tries.
    */
   private readonly scans: PayloadReads;
-  private readonly perCaller = new ConnectionQuota('filtered event pages', {
-    perCaller: FILTERED_PAGES_PER_CALLER,
-    total: 100_000,
-    perCallerSetting: 'per API key',
-    totalSetting: 'in all',
-    howToFree: 'wait for one to end',
-  });
+  private readonly perCaller = callerShareQuota('filtered event pages', FILTERED_PAGES_PER_CALLER);
 
   constructor(
     @Inject(EVENT_STORE) private readonly store: EventStore,

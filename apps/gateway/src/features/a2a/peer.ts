@@ -402,30 +402,19 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
         return rpcError(req, res, 400, -32602, `params.${tooLong} is longer than ${A2A_ID_MAX_CHARS} characters`);
       // 4. a stream holds a slot of the caller's share while it is open, and any other call while
       // it runs (a blocking message/send until its work ends): 429 / 503 past it.
-      let release: (() => void) | undefined;
       const streaming = STREAM_METHODS.has(String((req.body as { method?: unknown } | undefined)?.method));
-      if (!streaming) {
-        try {
-          release = this.heldCalls.take(connectionHolderOf(req, req.ip));
-        } catch (err) {
-          const refused = err as AppError;
-          res.setHeader('Retry-After', retryAfterSeconds(refused.details.retry_after_ms) ?? 1);
-          return rpcError(req, res, errorCodes[refused.code] ?? 429, -32000, refused.message, refused.details);
-        }
-        res.on('close', release);
-        if (res.destroyed) release();
+      let release: () => void;
+      try {
+        release = (streaming ? this.streams : this.heldCalls).take(connectionHolderOf(req, req.ip));
+      } catch (err) {
+        const refused = err as AppError;
+        const retryAfter = retryAfterSeconds(refused.details.retry_after_ms);
+        if (retryAfter !== undefined) res.setHeader('Retry-After', retryAfter);
+        return rpcError(req, res, errorCodes[refused.code] ?? 429, -32000, refused.message, refused.details);
       }
+      res.on('close', release);
+      if (res.destroyed) release();
       if (streaming) {
-        try {
-          release = this.streams.take(connectionHolderOf(req, req.ip));
-        } catch (err) {
-          const refused = err as AppError;
-          const retryAfter = retryAfterSeconds(refused.details.retry_after_ms);
-          if (retryAfter !== undefined) res.setHeader('Retry-After', retryAfter);
-          return rpcError(req, res, errorCodes[refused.code] ?? 429, -32000, refused.message, refused.details);
-        }
-        res.on('close', release);
-        if (res.destroyed) release();
         // The key was checked once, as the stream opened; a task can stream for hours (a wait
         // step): the stream ends when the key is revoked.
         const keyId = (req as unknown as Partial<GatewayRequest>).apiKey?.id;
@@ -442,7 +431,7 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
       void this.endpoint(name)
         .then((ep) => {
           if (!ep) {
-            release?.();
+            release();
             return rpcError(req, res, 404, -32601, `no A2A agent named ${name}`);
           }
           ep.rpc(req, res, next);

@@ -221,7 +221,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       // A call's answer comes on its own request, which stays open while the work runs.
       let release: () => void;
       try {
-        release = this.heldCalls.take(caller.keyId ? `apikey:${caller.keyId}` : `address:${req.socket.remoteAddress}`);
+        release = this.heldCalls.take(heldCallHolder(caller, req.socket.remoteAddress));
       } catch (err) {
         const refused = err as AppError;
         res.setHeader('Retry-After', '1');
@@ -479,7 +479,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       let release: (() => void) | undefined;
       if (ctx.transport === 'sse') {
         try {
-          release = this.heldCalls.take(caller.keyId ? `apikey:${caller.keyId}` : `actor:${caller.actor}`);
+          release = this.heldCalls.take(heldCallHolder(caller));
         } catch (err) {
           throw new McpError(-32000, (err as AppError).message, (err as AppError).details);
         }
@@ -787,6 +787,10 @@ function viewerInputSchema(schema: Record<string, unknown>): Record<string, unkn
   if (wait !== WAIT_PROPERTY) return redacted;
   return { ...redacted, properties: { ...(redacted['properties'] as Record<string, unknown>), wait: WAIT_PROPERTY } };
 }
+
+/** Whose share of calls in flight a call takes: its key's; without auth its address's, else its actor's. */
+const heldCallHolder = (caller: McpCaller, address?: string): string =>
+  caller.keyId ? `apikey:${caller.keyId}` : address !== undefined ? `address:${address}` : `actor:${caller.actor}`;
 
 /** A JSON-RPC error answered over plain HTTP (no session to carry it). */
 function jsonRpcError(res: ServerResponse, status: number, code: number, message: string): void {

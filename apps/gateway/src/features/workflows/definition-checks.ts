@@ -2,13 +2,15 @@ import { Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { z } from 'zod';
 import { workflowLimits, type DefinitionValidation, type ToolCatalog } from '@switchyard/domain';
 import { AppError, ThreadJobs } from '@switchyard/platform';
-import { ConnectionQuota } from '../../http/connection-quota.js';
+import { callerShareQuota } from '../../http/connection-quota.js';
 import { currentActor } from '../../http/context.js';
 
 /** Longest one definition's check may take; past it the thread is ended and a new one started. */
 const CHECK_TIMEOUT_MS = 10_000;
 /** Checks waiting for the thread; one more is refused at once (503). */
 const MAX_QUEUED = 32;
+/** Definitions one caller may have validated at once (waiting or running). */
+export const CHECKS_PER_CALLER = 4;
 
 const answerSchema = z.union([
   z.object({ id: z.number(), ok: z.literal(true), validation: z.custom<DefinitionValidation>((v) => !!v) }),
@@ -33,7 +35,7 @@ export class DefinitionChecks implements OnModuleDestroy {
    * Validations one caller may have waiting or running at once: the rest of the queue is the
    * others'. (Runs have none: an operator's burst of ad-hoc runs waits its turn in the queue.)
    */
-  private readonly validationsPerCaller = callerShare('definition checks');
+  private readonly validationsPerCaller = callerShareQuota('definition checks', CHECKS_PER_CALLER);
 
   /** The verdict on `definition` against `catalog`, as validateDefinition gives it, on `lane`'s thread. */
   async check(definition: unknown, catalog: ToolCatalog, lane: 'validate' | 'run'): Promise<DefinitionValidation> {
@@ -51,18 +53,6 @@ export class DefinitionChecks implements OnModuleDestroy {
     await Promise.all([this.lanes.validate.close(), this.lanes.run.close()]);
   }
 }
-
-/** Definitions one caller may have validated at once (waiting or running). */
-export const CHECKS_PER_CALLER = 4;
-
-const callerShare = (what: string) =>
-  new ConnectionQuota(what, {
-    perCaller: CHECKS_PER_CALLER,
-    total: 100_000,
-    perCallerSetting: 'per API key',
-    totalSetting: 'in all',
-    howToFree: 'wait for one to end',
-  });
 
 function checkThread(lane: string): ThreadJobs<DefinitionValidation> {
   return new ThreadJobs<DefinitionValidation>({
