@@ -366,6 +366,9 @@ describe(
       // It runs the definitions projection: that checkpoint too, no other read model's rows.
       assert.equal(await can(role('gateway'), 'read_models.checkpoints', 'UPDATE'), true);
       assert.equal(await can(role('gateway'), 'workflows.timers', 'INSERT'), false);
+      // It counts a starter's open executions (WORKFLOW_MAX_OPEN_PER_STARTER), and changes none.
+      assert.equal(await can(role('gateway'), 'workflows.active_executions', 'SELECT'), true);
+      assert.equal(await can(role('gateway'), 'workflows.active_executions', 'DELETE'), false);
       // The agents read the demo data, nothing else; automation and analytics their schema.
       assert.equal(await can(role('agents'), 'business.customers', 'SELECT'), true);
       assert.equal(await can(role('agents'), 'business.customers', 'INSERT'), false);

@@ -199,6 +199,38 @@ describe('automation triggers start workflows (real PostgreSQL, NATS, workflow e
     assert.equal((await waitForExecution(store, t.execution_id, 30_000)).status, 'completed');
   });
 
+  it("a person at their bound of open executions: their trigger ends failed naming it, another's starts in the same pass", async () => {
+    // Two executions of k-full not yet ended, as the engine records them.
+    await pool.query(
+      `insert into workflows.active_executions (execution_id, partition, started_by)
+       values ($1, 0, 'apikey:k-full'), ($2, 0, 'apikey:k-full')`,
+      [`held-${newId()}`, `held-${newId()}`],
+    );
+    const full = await automation.triggerWorkflow({
+      templateId: definitionId,
+      input: { word: 'x' },
+      onBehalfOf: 'apikey:k-full',
+    });
+    const room = await automation.triggerWorkflow({
+      templateId: definitionId,
+      input: { word: 'y' },
+      onBehalfOf: 'apikey:k-room',
+    });
+    const s = new TriggerStarter({ store, pool, logger, batch: 10, maxOpenPerStarter: 2 });
+    starters.push(s);
+    const pass = await s.runPending();
+    assert.equal(pass.failed, 1, JSON.stringify(pass));
+    const f = await row(full.id);
+    assert.equal(f.status, 'failed', 'not left pending: it would come first in every pass');
+    assert.match(
+      f.error ?? '',
+      /apikey:k-full holds 2 workflow executions not yet ended.*WORKFLOW_MAX_OPEN_PER_STARTER=2/,
+    );
+    await assert.rejects(executionEvents(store, full.execution_id), /not found/);
+    assert.equal((await row(room.id)).status, 'started');
+    assert.equal((await startedEvents(room.execution_id)).length, 1);
+  });
+
   it('an unknown template or an input the template refuses ends failed with the reason, and is not retried', async () => {
     const unknown = await automation.triggerWorkflow({ templateId: 'no_such_template', input: {} });
     const badInput = await automation.triggerWorkflow({ templateId: definitionId, input: { word: 42 } });

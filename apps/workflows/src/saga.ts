@@ -52,12 +52,12 @@ export class Saga {
   private readonly pending = new Map<number, { position: number; done: boolean }[]>();
   private readonly chains = new Map<string, Promise<unknown>>();
   /** active_executions inserts and deletes of many executions go in one statement each (group commit). */
-  private readonly activeInserts = new Batcher<{ id: string; partition: number }>((rows) =>
+  private readonly activeInserts = new Batcher<{ id: string; partition: number; startedBy: string | null }>((rows) =>
     this.o.pool
       .query(
-        `insert into ${WORKFLOW_SCHEMA}.active_executions (execution_id, partition)
-         select * from unnest($1::text[], $2::int[]) on conflict do nothing`,
-        [rows.map((r) => r.id), rows.map((r) => r.partition)],
+        `insert into ${WORKFLOW_SCHEMA}.active_executions (execution_id, partition, started_by)
+         select * from unnest($1::text[], $2::int[], $3::text[]) on conflict do nothing`,
+        [rows.map((r) => r.id), rows.map((r) => r.partition), rows.map((r) => r.startedBy)],
       )
       .then(() => undefined),
   );
@@ -282,7 +282,11 @@ export class Saga {
     for (const { event, state } of items) {
       // A retried execution is active again: recovery must find it like a new one.
       if (event.type === 'WorkflowStarted' || event.type === 'ExecutionRetried')
-        await this.activeInserts.add({ id: executionId, partition });
+        await this.activeInserts.add({
+          id: executionId,
+          partition,
+          startedBy: state.status === 'not_started' ? null : (state.startedBy ?? null),
+        });
       const actions = decideAfter(event, state);
       for (const t of actions.timers) timers.set(timerKey(t), t);
       if (actions.due.length > 0) due = true;

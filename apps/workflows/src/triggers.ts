@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { ACTOR_PATTERN, AUTOMATION_TRIGGER_ACTOR, triggerExecutionId } from '@switchyard/contracts';
 import type { EventStore } from '@switchyard/event-store';
 import { isAppError, withTransaction, type Logger } from '@switchyard/platform';
-import { startExecution, DefinitionStore } from '@switchyard/workflow-executions';
+import { startExecution, DefinitionStore, OpenExecutionsBound } from '@switchyard/workflow-executions';
 
 /** The automation server's table of workflow triggers (created by its migration). */
 const TRIGGERS = 'automation.triggers';
@@ -16,6 +16,8 @@ export interface TriggerStarterOptions {
   readonly pollMs?: number;
   /** Rows claimed per transaction (default 20). */
   readonly batch?: number;
+  /** Executions not yet ended one person may hold (default: WORKFLOW_MAX_OPEN_PER_STARTER; see OpenExecutionsBound). */
+  readonly maxOpenPerStarter?: number;
 }
 
 export interface TriggerPass {
@@ -34,9 +36,17 @@ interface TriggerRow {
   on_behalf_of: string | null;
 }
 
-/** Errors a later attempt cannot cure: the trigger is marked failed instead of being tried forever. */
+/**
+ * Errors a later attempt cannot cure: the trigger is marked failed instead of being tried forever.
+ * A person at their bound of open executions too: their rows, left pending, would come first in
+ * every pass and hold everyone else's triggers back.
+ */
 const isFinal = (e: unknown): boolean =>
-  isAppError(e) && (e.code === 'validation' || e.code === 'not_found' || e.code === 'illegal_state');
+  isAppError(e) &&
+  (e.code === 'validation' ||
+    e.code === 'not_found' ||
+    e.code === 'illegal_state' ||
+    (e.code === 'rate_limited' && e.details.limit === 'WORKFLOW_MAX_OPEN_PER_STARTER'));
 
 /**
  * Starts the workflows that the automation server's `trigger_workflow` tool and workflow
@@ -56,6 +66,7 @@ const isFinal = (e: unknown): boolean =>
 export class TriggerStarter {
   private readonly log: Logger;
   private readonly definitions: DefinitionStore;
+  private readonly open: OpenExecutionsBound;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
   private stopped = true;
@@ -63,6 +74,7 @@ export class TriggerStarter {
   constructor(private readonly o: TriggerStarterOptions) {
     this.log = o.logger.child({ component: 'trigger-starter' });
     this.definitions = new DefinitionStore(o.pool);
+    this.open = new OpenExecutionsBound(o.pool, o.maxOpenPerStarter);
   }
 
   /** Start polling; the first pass runs at once and takes any rows left over from before. */
@@ -118,13 +130,15 @@ export class TriggerStarter {
         });
         try {
           const { definition } = await this.definitions.get(row.template_id);
+          const onBehalfOf = row.on_behalf_of && ACTOR_PATTERN.test(row.on_behalf_of) ? row.on_behalf_of : undefined;
+          await this.open.admit(onBehalfOf, { store: this.o.store, executionId });
           const r = await startExecution(this.o.store, {
             definition,
             input: row.input ?? {},
             correlationId: row.correlation_id,
             actor: AUTOMATION_TRIGGER_ACTOR,
             causationId: row.id,
-            ...(row.on_behalf_of && ACTOR_PATTERN.test(row.on_behalf_of) ? { onBehalfOf: row.on_behalf_of } : {}),
+            ...(onBehalfOf !== undefined ? { onBehalfOf } : {}),
             executionId,
           });
           await c.query(

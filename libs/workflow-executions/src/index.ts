@@ -57,3 +57,4 @@ export {
   checkDefinitionVersion,
   type ForkRequest,
 } from './operations.js';
+export { OpenExecutionsBound, openExecutionsConfigFromEnv, openExecutionsEnvSchema } from './open-executions.js';

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { migrateUnderLock } from '@switchyard/platform';
 import { WORKFLOW_DEFINITIONS_DDL } from '@switchyard/read-models';
 
-/** Schema of the engine's own tables (definitions, the read model of their events; timers, partition checkpoints, active index, members). */
+/** Schema of the engine's own tables (definitions, the read model of their events; timers, partition checkpoints, active index with starters, members). */
 export const WORKFLOW_SCHEMA = 'workflows';
 
 const workflowDdl = `
@@ -18,6 +18,10 @@ create index if not exists timers_due on ${WORKFLOW_SCHEMA}.timers (due_at);
 create table if not exists ${WORKFLOW_SCHEMA}.active_executions (
   execution_id text primary key, partition int not null, started_at timestamptz not null default now());
 create index if not exists active_by_partition on ${WORKFLOW_SCHEMA}.active_executions (partition);
+-- Its starter (startedBy): what WORKFLOW_MAX_OPEN_PER_STARTER counts. Rows of executions started
+-- before the column existed have none and are not counted.
+alter table ${WORKFLOW_SCHEMA}.active_executions add column if not exists started_by text;
+create index if not exists active_by_starter on ${WORKFLOW_SCHEMA}.active_executions (started_by) where started_by is not null;
 -- The saga's checkpoint in $all, one per partition (only the partition's owner moves it).
 create table if not exists ${WORKFLOW_SCHEMA}.saga_checkpoints (
   partition int primary key, position bigint not null, updated_at timestamptz not null default now());

@@ -98,6 +98,8 @@ export const COMPONENT_GRANTS = {
       { schema: 'gateway', tables: ['a2a_tasks', 'a2a_push_configs'], privileges: RW },
       { schema: 'workflows', privileges: READ },
       { schema: 'workflows', tables: ['definitions'], privileges: RW },
+      // What WORKFLOW_MAX_OPEN_PER_STARTER counts: a starter's executions not yet ended.
+      { schema: 'workflows', tables: ['active_executions'], privileges: ['SELECT'] },
       { schema: 'read_models', privileges: READ },
       // It runs the definitions read model (workflows.definitions) too: that projection's checkpoint.
       checkpoints('read_models'),

@@ -14,6 +14,7 @@ export {
   checkDefinitionVersion,
   executionResult,
   loadExecution,
+  OpenExecutionsBound,
   type StoredDefinition,
   type ToolCaller,
 } from '@switchyard/workflow-executions';

@@ -2,7 +2,7 @@ import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import type { Pool } from 'pg';
 import type { WorkflowDefinition } from '@switchyard/domain';
-import { DefinitionStore, forkExecution, type ToolCaller } from '../deps.js';
+import { DefinitionStore, OpenExecutionsBound, forkExecution, type ToolCaller } from '../deps.js';
 import { currentActor } from '../../../http/context.js';
 import { PG_POOL } from '../../../tokens.js';
 import { ExecutionFolds } from '../execution-folds.js';
@@ -36,10 +36,16 @@ export class ForkWorkflowExecutionHandler implements ICommandHandler<ForkWorkflo
   constructor(
     @Inject(PG_POOL) pool: Pool,
     @Inject(ExecutionFolds) private readonly folds: ExecutionFolds,
+    @Inject(OpenExecutionsBound) private readonly open: OpenExecutionsBound,
   ) {
     this.definitions = new DefinitionStore(pool);
   }
-  execute(c: ForkWorkflowExecution) {
+  async execute(c: ForkWorkflowExecution) {
+    // A fork is a new execution of the forker's: it counts against their open executions.
+    await this.open.admit(
+      c.actor,
+      c.executionId !== undefined ? { store: this.folds.store, executionId: c.executionId } : undefined,
+    );
     return forkExecution(this.folds.store, this.definitions, c.sourceId, {
       fromStep: c.fromStep,
       ...(c.definitionVersion !== undefined ? { definitionVersion: c.definitionVersion } : {}),

@@ -2,7 +2,7 @@ import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import type { WorkflowStatus } from '@switchyard/domain';
 import type { Pool } from 'pg';
-import { DefinitionStore, retryExecution, type ToolCaller } from '../deps.js';
+import { DefinitionStore, OpenExecutionsBound, retryExecution, type ToolCaller } from '../deps.js';
 import { currentActor } from '../../../http/context.js';
 import { ExecutionFolds } from '../execution-folds.js';
 import { PG_POOL } from '../../../tokens.js';
@@ -27,10 +27,13 @@ export class RetryWorkflowExecutionHandler implements ICommandHandler<RetryWorkf
   constructor(
     @Inject(ExecutionFolds) private readonly folds: ExecutionFolds,
     @Inject(PG_POOL) pool: Pool,
+    @Inject(OpenExecutionsBound) private readonly open: OpenExecutionsBound,
   ) {
     this.definitions = new DefinitionStore(pool);
   }
-  execute(c: RetryWorkflowExecution) {
+  async execute(c: RetryWorkflowExecution) {
+    // A retry opens an ended execution again: the one who asks for it must have room for one more.
+    await this.open.admit(c.actor);
     return retryExecution(this.folds.store, c.executionId, {
       ...(c.reason !== undefined ? { reason: c.reason } : {}),
       correlationId: c.correlationId,

@@ -2,7 +2,7 @@ import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import type { EventStore } from '@switchyard/event-store';
 import type { WorkflowDefinition, WorkflowDefinitionInput } from '@switchyard/domain';
-import { startExecution } from '../deps.js';
+import { OpenExecutionsBound, startExecution } from '../deps.js';
 import { currentActor } from '../../../http/context.js';
 import { EVENT_STORE } from '../../../tokens.js';
 
@@ -21,11 +21,18 @@ export class StartWorkflowExecution extends Command<{ executionId: string; creat
   }
 }
 
-/** Appends StartWorkflow through the decider; the orchestrator drives it from there. */
+/** Appends StartWorkflow through the decider (429 past the starter's open executions); the orchestrator drives it from there. */
 @CommandHandler(StartWorkflowExecution)
 export class StartWorkflowExecutionHandler implements ICommandHandler<StartWorkflowExecution> {
-  constructor(@Inject(EVENT_STORE) private readonly store: EventStore) {}
+  constructor(
+    @Inject(EVENT_STORE) private readonly store: EventStore,
+    @Inject(OpenExecutionsBound) private readonly open: OpenExecutionsBound,
+  ) {}
   async execute(c: StartWorkflowExecution) {
+    await this.open.admit(
+      c.actor,
+      c.executionId !== undefined ? { store: this.store, executionId: c.executionId } : undefined,
+    );
     const r = await startExecution(this.store, {
       definition: c.definition,
       input: c.input,
