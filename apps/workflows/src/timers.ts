@@ -4,7 +4,7 @@
  * are here.
  */
 import type pg from 'pg';
-import { unitKey, type TimerAction, type WorkflowCommand } from '@switchyard/domain';
+import { storableInstant, unitKey, type TimerAction, type WorkflowCommand } from '@switchyard/domain';
 import { WORKFLOW_SCHEMA } from '@switchyard/workflow-executions';
 
 /** How long a claimed timer is not claimed again, should its engine die before firing it. */
@@ -32,7 +32,7 @@ export async function armTimerRows(
   const commands: string[] = [];
   for (const t of timers) {
     keys.push(timerKey(t));
-    dues.push(t.dueAt);
+    dues.push(storableInstant(t.dueAt) ?? t.dueAt);
     commands.push(JSON.stringify(t.command));
   }
   await pool.query(
@@ -56,7 +56,7 @@ export async function writeTimerRows(
       rows.map((r) => r.id),
       rows.map((r) => timerKey(r.t)),
       rows.map((r) => r.partition),
-      rows.map((r) => r.t.dueAt),
+      rows.map((r) => storableInstant(r.t.dueAt) ?? r.t.dueAt),
       rows.map((r) => JSON.stringify(r.t.command)),
     ],
   );

@@ -307,7 +307,10 @@ function generateLog(seed: number): { stream: string; event: NewEvent }[] {
           start + 2010,
         ),
       );
-      events.push(ev('StepRetryScheduled', { stepId: 'each', attempt: 3, delayMs: 50, dueAt: at(2100) }, start + 2011));
+      // One retry time past the year 9999, as a backoff recorded before delays were bounded wrote
+      // it: PostgreSQL refuses it as given, and the projection retried that batch for good.
+      const dueAt = n % 4 === 1 ? '+033715-09-02T14:34:20.334Z' : at(2100);
+      events.push(ev('StepRetryScheduled', { stepId: 'each', attempt: 3, delayMs: 50, dueAt }, start + 2011));
     } else
       events.push(ev('WorkflowCompleted', { outputs: { copy: { rows: [n] } }, completedAt: at(1500) }, start + 1500));
     threads.push({ stream: `workflow_execution-${id}`, events });
@@ -584,6 +587,10 @@ describe('batched projections give the read models of the per-event (live) path 
         expected['read_models.workflow_executions']!.length === 100 + VARIED_EXECUTIONS,
     );
     assert.ok(expected['status.mcp_minutes']!.length > 100, 'minute rows survive the retention');
+    assert.ok(
+      expected['read_models.workflow_steps']!.some((r) => r.includes('9999-12-31')),
+      'a retry time past the year 9999 is kept as the last one PostgreSQL takes',
+    );
     assert.ok(
       expected['status.mcp_minutes']!.some((r) => /\[\d+:\d+\]=/.test(r)),
       'histograms with their own lower bound',

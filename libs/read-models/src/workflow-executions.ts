@@ -11,7 +11,13 @@ const pgUtils = {
 import { AppError, JsonText } from '@switchyard/platform';
 import type { Projection } from './projection.js';
 import { toDomainEvent, type RecordedEvent } from '@switchyard/event-store';
-import { stepUsesLabel, workflowEventTypes, type WorkflowDefinition, type WorkflowEvent } from '@switchyard/domain';
+import {
+  stepUsesLabel,
+  storableInstant,
+  workflowEventTypes,
+  type WorkflowDefinition,
+  type WorkflowEvent,
+} from '@switchyard/domain';
 
 /** Schema of the workflow read model tables. */
 export const READ_SCHEMA = 'read_models';
@@ -195,7 +201,7 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
     case 'StepRetryScheduled':
       await run([`update ${S} set next_retry_at = $5 where execution_id = $1 and step_id = $4`], TOUCH, [
         e.data.stepId,
-        e.data.dueAt,
+        storableInstant(e.data.dueAt),
       ]);
       return;
     case 'StepSkipped':
@@ -602,7 +608,7 @@ function foldExecution(id: string, events: readonly RecordedEvent[]): Folded {
       }
       case 'StepRetryScheduled': {
         const st = steps.get(e.data.stepId);
-        if (st) st.next_retry_at = e.data.dueAt ?? null;
+        if (st) st.next_retry_at = storableInstant(e.data.dueAt);
         break;
       }
       case 'StepSkipped': {

@@ -38,10 +38,18 @@ export function parseUses(uses: string): ParsedUses {
   throw new Error(`not a uses reference: ${uses}`);
 }
 
+/** Longest a wait step may wait (30 days): a bound on timers and on executions left open. */
+export const MAX_WAIT_TIMEOUT_MS = 2_592_000_000;
+/**
+ * Longest delay before a retry (30 days, as a wait): a retry time past the year 9999 is one
+ * PostgreSQL refuses, and past 275,000 years one JavaScript cannot represent.
+ */
+export const MAX_RETRY_DELAY_MS = MAX_WAIT_TIMEOUT_MS;
+
 export const backoffSchema = z.strictObject({
-  initialMs: z.number().int().min(0).default(1000),
-  factor: z.number().min(1).default(2),
-  maxMs: z.number().int().min(0).default(60_000),
+  initialMs: z.number().int().min(0).max(MAX_RETRY_DELAY_MS).default(1000),
+  factor: z.number().min(1).max(1_000).default(2),
+  maxMs: z.number().int().min(0).max(MAX_RETRY_DELAY_MS).default(60_000),
   /** Fraction 0..1 of each delay that is randomised (deterministically, from the execution's seed). */
   jitter: z.number().min(0).max(1).default(0),
 });
@@ -81,9 +89,6 @@ export const signalNameSchema = z
     /^[a-z][a-z0-9_.-]{0,62}$/,
     'signal name: lowercase letter, then lowercase letters, digits, _ . or - (max 63)',
   );
-
-/** Longest a wait step may wait (30 days): a bound on timers and on executions left open. */
-export const MAX_WAIT_TIMEOUT_MS = 2_592_000_000;
 
 /**
  * What a wait step does when its timeout passes without the signal: `fail` the step (then its

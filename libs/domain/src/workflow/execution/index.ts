@@ -6,6 +6,7 @@ export {
   backoffDelay,
   queueWaitBudgetMs,
   seededUnit,
+  storableInstant,
   STEP_QUEUE_WAIT_BUDGET_MS,
   transientDelay,
   TRANSIENT_RETRY_BUDGET_MS,

@@ -3,11 +3,26 @@
  * command timestamp, and randomness comes from the execution's seed, so replaying the same
  * commands yields the same events.
  */
-import type { BackoffPolicy } from '../definition/schema.js';
+import { MAX_RETRY_DELAY_MS, type BackoffPolicy } from '../definition/schema.js';
 
 /** ISO instant + milliseconds -> ISO instant. */
 export function addMs(iso: string, ms: number): string {
   return new Date(Date.parse(iso) + ms).toISOString();
+}
+
+/** The last instant PostgreSQL's timestamptz takes in the ISO form JavaScript writes (a later year is written `+0YYYYY`). */
+const LAST_STORABLE = Date.parse('9999-12-31T23:59:59.999Z');
+
+/**
+ * `iso` as an instant a timestamptz column takes: a later one (recorded before retry delays were
+ * bounded) is the last one it takes, an unreadable one is null. Without this, one such event
+ * stopped a projection for every execution, retrying the same batch for good.
+ */
+export function storableInstant(iso: string | null | undefined): string | null {
+  if (iso === null || iso === undefined) return null;
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return null;
+  return t > LAST_STORABLE ? new Date(LAST_STORABLE).toISOString() : iso;
 }
 
 /** a >= b for ISO instants. */
@@ -38,7 +53,12 @@ export function seededUnit(seed: number, key: string): number {
  * `jitter` of it removed at random so retries of many executions do not arrive in lockstep.
  */
 export function backoffDelay(policy: BackoffPolicy, nextAttempt: number, seed: number, key: string): number {
-  const base = Math.min(policy.maxMs, policy.initialMs * Math.pow(policy.factor, Math.max(0, nextAttempt - 2)));
+  // Bounded again here: a definition stored before the schema bounded its backoff still decides.
+  const base = Math.min(
+    MAX_RETRY_DELAY_MS,
+    policy.maxMs,
+    policy.initialMs * Math.pow(policy.factor, Math.max(0, nextAttempt - 2)),
+  );
   const jittered = base * (1 - policy.jitter * seededUnit(seed, `${key}:${nextAttempt}`));
   return Math.max(0, Math.round(jittered));
 }
