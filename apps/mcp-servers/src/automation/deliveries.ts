@@ -1013,7 +1013,7 @@ export class Deliveries {
       const retryable = again(res.status);
       throw new AppError(
         retryable ? 'unavailable' : 'illegal_state',
-        `${url} answered ${res.status} after ${sends} sends`,
+        `${originOf(new URL(url))} answered ${res.status} after ${sends} sends`,
         { status: res.status, sends, delivery_id: deliveryId },
         retryable,
       );

@@ -142,7 +142,8 @@ export class EgressGuard {
     try {
       u = typeof url === 'string' ? new URL(url) : url;
     } catch {
-      throw new AppError('validation', `not a valid URL: ${String(url).slice(0, 200)}`);
+      // Not repeated: a URL's path and query can be its own credential, and errors get logged.
+      throw new AppError('validation', 'not a valid URL');
     }
     this.checkUrl(u);
     await this.resolveChecked(u.hostname);

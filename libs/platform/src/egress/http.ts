@@ -133,7 +133,8 @@ export async function safeHttpRequest(guard: EgressGuard, req: SafeRequest): Pro
   try {
     url = new URL(req.url);
   } catch {
-    throw new AppError('validation', `not a valid URL: ${req.url}`);
+    // The URL can be its own credential (a webhook's path, an A2A push URL's query): not repeated.
+    throw new AppError('validation', 'not a valid URL');
   }
   const timeout = new AbortController();
   const timer = setTimeout(() => timeout.abort(), req.timeoutMs);
@@ -175,11 +176,13 @@ export async function safeHttpRequest(guard: EgressGuard, req: SafeRequest): Pro
     }
   } catch (e) {
     if (isAppError(e)) throw e;
+    // Errors name the origin only: their callers log them whole (every failed delivery), and a
+    // URL's path and query can be its own credential (a webhook's secret path, a push URL's token).
     if (timeout.signal.aborted) {
       throw new AppError(
         'timeout',
         `no complete response from ${url.host} within ${req.timeoutMs} ms`,
-        { timeout_ms: req.timeoutMs, url: url.toString() },
+        { timeout_ms: req.timeoutMs, url: url.origin },
         true,
       );
     }
@@ -188,7 +191,7 @@ export async function safeHttpRequest(guard: EgressGuard, req: SafeRequest): Pro
     throw new AppError(
       'unavailable',
       `request to ${url.host} failed: ${err.code ?? ''} ${err.message}`.trim(),
-      { url: url.toString(), cause: err.code },
+      { url: url.origin, cause: err.code },
       true,
     );
   } finally {
