@@ -650,6 +650,69 @@ describe('everything server over stdio, one call at a time: a waiting call tells
   });
 });
 
+describe('a timed-out call is repeated only where running it again is harmless', () => {
+  let server: SdkHttpServer;
+  let connector: McpConnector;
+  /** How often each tool began to run. */
+  const runs = new Map<string, number>();
+  const rec = new EventRecorder();
+
+  before(async () => {
+    server = await startSdkHttpServer(() => {
+      const mcp = new McpServer({ name: 'effects', version: '1.0.0' });
+      // Each answers after 600 ms, past the callers' 200 ms: every call below times out.
+      const tool = (name: string, annotations: Record<string, boolean>) =>
+        mcp.registerTool(name, { description: name, annotations, inputSchema: { n: z.number() } }, async ({ n }) => {
+          runs.set(name, (runs.get(name) ?? 0) + 1);
+          await new Promise((r) => setTimeout(r, 600));
+          return { content: [{ type: 'text', text: `${name} ${n}` }] };
+        });
+      tool('append_row', {});
+      tool('lookup', { readOnlyHint: true });
+      tool('put_value', { idempotentHint: true });
+      return mcp;
+    });
+    connector = new McpConnector({
+      config: parseServerConfig({
+        name: 'effects',
+        role: 'other',
+        transport: { kind: 'http', url: server.url },
+        ...fast,
+        retry: { max_attempts: 3, initial_delay_ms: 20, max_delay_ms: 100 },
+      }),
+      logger,
+      onEvent: rec.sink,
+    });
+    await connector.start();
+  });
+  after(async () => {
+    await connector?.close();
+    await server?.close();
+  });
+
+  it('a keyed call to a tool that says nothing of its effects runs once; a read-only or idempotent one is tried max_attempts times', async () => {
+    // The engine keys every step's call: a key lets a repeat of the request share its result,
+    // it does not make the tool's effect happen once when the server is asked again.
+    for (const name of ['append_row', 'lookup', 'put_value'])
+      await expectAppError(
+        connector.callTool({ tool: name, arguments: { n: 1 }, timeout_ms: 200, idempotency_key: `k-${name}` }),
+        'timeout',
+      );
+    // Any repeat would have begun well within this.
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.deepEqual(Object.fromEntries(runs), { append_row: 1, lookup: 3, put_value: 3 });
+    const failed = rec.of('McpToolFailed');
+    assert.deepEqual(
+      failed.map((f) => [f.data.tool, f.data.attempts]),
+      [
+        ['append_row', 1],
+        ['lookup', 3],
+        ['put_value', 3],
+      ],
+    );
+  });
+});
+
 describe('an SDK server over Streamable HTTP that records what it receives: cancellations', () => {
   let server: SdkHttpServer;
   let url: string;

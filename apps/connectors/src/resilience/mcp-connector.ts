@@ -377,9 +377,10 @@ export class McpConnector {
       const e = toAppError(err, this.name, 'call_tool');
       throw failed(e, 0, e.code === 'not_found' || e.details.breaker === 'open' ? 'rejected' : 'error');
     }
-    // A timed-out call may have run: repeat it only when that is harmless.
-    const retryTimeouts =
-      tool.annotations?.readOnlyHint === true || tool.annotations?.idempotentHint === true || !!req.idempotency_key;
+    // A timed-out call may have run: repeat it only when the tool says that is harmless. A key
+    // does not: it lets a repeat of the request share this call's result, but the server, asked
+    // again, runs the effect again (a timed-out insert made three rows).
+    const retryTimeouts = tool.annotations?.readOnlyHint === true || tool.annotations?.idempotentHint === true;
     let result: CallToolResult;
     let attempts: number;
     try {
