@@ -11,6 +11,19 @@ import { trimmedText } from './text.js';
 
 /** A calendar day, `YYYY-MM-DD`. */
 export const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'expected YYYY-MM-DD');
+/**
+ * A first day the agents plan or report from: years 1000-9000, so a window of a few years after
+ * it stays a date PostgreSQL and the agents' arithmetic both take (9999-12-31 plus a month failed
+ * inside the agent).
+ */
+export const planningDate = isoDate.refine(
+  (d) => d >= '1000-01-01' && d <= '9000-12-31' && !Number.isNaN(Date.parse(d)),
+  {
+    message: 'a date from 1000-01-01 to 9000-12-31',
+  },
+);
+/** A customer's id: the business tables keep it as a PostgreSQL integer. */
+export const customerIdSchema = z.number().int().positive().max(2_147_483_647);
 
 /** `30d`, `12m`, `24m`: a window that ends at a reference date (inclusive). */
 export const timeframeSchema = z.string().regex(/^([1-9]\d{0,3})([dm])$/, 'expected <n>d or <n>m, e.g. 30d or 12m');
@@ -78,7 +91,7 @@ export const costOptimizationInput = z.object({
 
 export const scheduleOptimizationInput = z.object({
   /** first day to plan (inclusive); defaults to the earliest shift in business.shifts */
-  from: isoDate.optional(),
+  from: planningDate.optional(),
   days: z.number().int().min(1).max(31).default(7),
   uncoveredPenalty: z.number().positive().default(1000),
   maxShiftsPerDay: z.number().int().min(1).max(3).default(1),
@@ -97,7 +110,7 @@ export const workflowOptimizationInput = z.object({
 });
 
 export const generateProposalInput = z.object({
-  customerId: z.number().int().positive(),
+  customerId: customerIdSchema,
   proposalType: z.enum(['upgrade', 'renewal', 'expansion']).default('upgrade'),
   /** plan to propose; default: the next plan up for an upgrade, the current plan otherwise */
   targetPlan: z.enum(PLAN_NAMES).optional(),
@@ -117,7 +130,7 @@ export const marketingContentInput = z.object({
 
 export const supportResponseInput = z.object({
   query: trimmedText(3, 10_000),
-  customerId: z.number().int().positive().optional(),
+  customerId: customerIdSchema.optional(),
 });
 
 export const satisfactionAnalysisInput = z.object({

@@ -249,6 +249,20 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
     const bad = await http('POST', '/api/v1/integration/quick/generate-proposal', { proposal_type: 'renewal' });
     assert.equal(bad.status, 400);
     assert.match(bad.body.detail, /customer_id/);
+    // Values the agents cannot take are refused at the edge (they failed inside the agent, 409):
+    // an id past the business tables' integers, a plan starting where its days are no dates.
+    for (const [route, body, field] of [
+      ['generate-proposal', { customer_id: 2_147_483_648 }, 'customer_id'],
+      ['customer-support', { query: 'where is my invoice', customer_id: 9_007_199_254_740_991 }, 'customer_id'],
+      ['optimize-schedule', { from: '9999-12-31', days: 31 }, 'from'],
+    ] as const) {
+      const r = await http('POST', `/api/v1/integration/quick/${route}?wait=true`, body);
+      assert.equal(r.status, 400, `${route}: ${JSON.stringify(r.body)}`);
+      assert.ok(
+        (r.body.errors as { path: string }[]).some((e) => e.path === field),
+        `${route}: ${JSON.stringify(r.body.errors)}`,
+      );
+    }
   });
 
   it('cancel a running task; capabilities, health and performance', async () => {

@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { idOf } from '../../http/ids.js';
 import {
   agentHealthReply,
+  customerIdSchema,
+  planningDate,
   externalAgentRegistration,
   externalAgentSchema,
   taskPrioritySchema,
@@ -103,7 +105,7 @@ export const quickActions = {
     taskType: 'generate_proposal',
     summary: 'Proposal for a customer (content_creator)',
     body: z.object({
-      customer_id: z.number().int().positive(),
+      customer_id: customerIdSchema,
       proposal_type: z.enum(['upgrade', 'renewal', 'expansion']).optional(),
       discount_pct: z.number().min(0).max(30).optional(),
       ...priority,
@@ -117,7 +119,7 @@ export const quickActions = {
   'optimize-schedule': {
     taskType: 'schedule_optimization',
     summary: 'Shift schedule (operations_manager)',
-    body: z.object({ from: z.iso.date().optional(), days: z.number().int().min(1).max(31).optional(), ...priority }),
+    body: z.object({ from: planningDate.optional(), days: z.number().int().min(1).max(31).optional(), ...priority }),
     context: (b: { from?: string; days?: number }) => ({
       ...(b.from ? { from: b.from } : {}),
       ...(b.days ? { days: b.days } : {}),
@@ -128,7 +130,7 @@ export const quickActions = {
     summary: 'Support reply with intent, sentiment and escalation (customer_success)',
     body: z.object({
       query: trimmedText(3, 10_000),
-      customer_id: z.number().int().positive().optional(),
+      customer_id: customerIdSchema.optional(),
       ...priority,
     }),
     context: (b: { query: string; customer_id?: number }) => ({

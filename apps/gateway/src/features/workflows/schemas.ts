@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { idOf } from '../../http/ids.js';
 import { minPositionQuery } from '../../http/read-routing.js';
+import { MAX_VERSION } from '@switchyard/workflow-executions';
 
 const id = z
   .string()
@@ -48,6 +49,10 @@ export const definitionsQuery = z.strictObject({
   cursor: z
     .string()
     .regex(/^[a-z][a-z0-9_-]{0,62}(:[1-9][0-9]{0,9})?$/, 'the next_cursor of the page before')
+    // Versions are PostgreSQL integers: a larger one in a cursor is no page's end.
+    .refine((c) => !c.includes(':') || Number(c.split(':')[1]) <= MAX_VERSION, {
+      message: `the next_cursor of the page before (a version is at most ${MAX_VERSION})`,
+    })
     .optional(),
 });
 /** A definition is validated by the domain (`validateDefinition`) so every problem is reported, not just the first. */

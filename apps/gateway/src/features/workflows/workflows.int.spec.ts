@@ -330,8 +330,14 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
       everyVersion,
       allAtOnce.body.definitions.map((d: { id: string; version: number }) => `${d.id}:${d.version}`),
     );
-    for (const bad of ['limit=0', 'limit=201', 'cursor=Not-An-Id', 'cursor=x:0'])
-      assert.equal((await http('GET', `/api/v1/workflows/definitions?${bad}`)).status, 400, bad);
+    // A version past PostgreSQL's integers (the column's) answered 500.
+    for (const bad of ['limit=0', 'limit=201', 'cursor=Not-An-Id', 'cursor=x:0', 'cursor=abc:2147483648'])
+      for (const all of ['', '&all_versions=true'])
+        assert.equal((await http('GET', `/api/v1/workflows/definitions?${bad}${all}`)).status, 400, bad + all);
+    assert.equal(
+      (await http('GET', '/api/v1/workflows/definitions?all_versions=true&cursor=abc:2147483647')).status,
+      200,
+    );
 
     const bad = await http('POST', '/api/v1/workflows/start/two_agents', { slow: 'x' });
     assert.equal(bad.status, 400);

@@ -42,9 +42,12 @@ export const revenueAnalysisTemplate = {
     properties: {
       timeframe: {
         type: 'string',
-        pattern: '^[1-9][0-9]{0,3}[dm]$',
+        // The report lists every period within one expression budget: 1,000 days or 120 months
+        // fit it; 9999m passed the pattern and failed only at the report, after the analysis ran.
+        pattern: '^(([1-9][0-9]{0,2}|1000)d|([1-9][0-9]?|1[01][0-9]|120)m)$',
         default: '12m',
-        description: '<n>d (days, daily buckets) or <n>m (calendar months) ending at the last order date',
+        description:
+          '<n>d (days, daily buckets, at most 1000d) or <n>m (calendar months, at most 120m) ending at the last order date',
       },
       include_forecasts: { type: 'boolean', default: false },
       forecast_months: { type: 'integer', minimum: 1, maximum: 24, default: 3 },
