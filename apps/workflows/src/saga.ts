@@ -267,7 +267,8 @@ export class Saga {
    *  1. a new execution joins active_executions (what a new owner recovers);
    *  2. timers: step timeouts wait in memory (`flushTimeouts`), the others are written now;
    *  3. units go out in the background (already recorded as dispatched, or recorded first);
-   *  4. a cancel reaches running sub-workflows; the end drops timers and tells a parent.
+   *  4. stops (a cancel, a timed-out attempt, units given up by StepStopped) reach whoever runs
+   *     each sent unit, a sub-workflow's child included; the end drops timers and tells a parent.
    */
   private async effects(
     executionId: string,
@@ -318,7 +319,7 @@ export class Saga {
       if (u.phase === 'dispatched') this.units.dispatch(d, true);
       else if (u.phase === 'scheduled') this.units.dispatch(d, false);
     }
-    // 4. Cancel (running units are asked to stop) and end.
+    // 4. Stops (sent units of a cancel, a timeout or a StepStopped are asked to stop), then the end.
     if (stops.length > 0) await this.units.stopUnits(stops);
     if (items.some((i) => TERMINAL_EVENTS.has(i.event.type)) && isTerminal(entry.state))
       await this.onTerminal(executionId, entry.state, entry);

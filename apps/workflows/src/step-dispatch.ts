@@ -160,18 +160,19 @@ export class StepDispatch {
   }
 
   /**
-   * Ask running units to stop (see decideAfter: the cancel names them): sub-workflows are canceled
-   * here, MCP calls and agent tasks through their workers (stopRemote). Failures are logged: a unit
-   * that does not stop still ends by itself or by its timeout.
+   * Ask sent units to stop (see decideAfter: a cancel, a timed-out attempt or a StepStopped names
+   * them): sub-workflows are canceled here, MCP calls and agent tasks through their workers
+   * (stopRemote). Failures are logged: a unit that does not stop still ends by itself or by its timeout.
    */
   async stopUnits(stops: readonly StopAction[]): Promise<void> {
     for (const s of stops) {
       if (s.target.kind === 'workflow') {
         const childId = childExecutionId(s.idempotencyKey);
+        const reason = (s.cause ?? 'canceled') === 'canceled' ? `parent canceled: ${s.reason}` : `parent: ${s.reason}`;
         try {
           await runWorkflowCommand(this.o.store, childId, {
             type: 'RequestCancel',
-            data: { reason: `parent canceled: ${s.reason}` },
+            data: { reason },
             metadata: this.rt.meta(s.correlationId),
           });
         } catch (err) {

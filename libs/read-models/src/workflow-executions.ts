@@ -198,6 +198,36 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
         e.data.at,
       ]);
       return;
+    case 'StepStopped': {
+      // Given up in flight (its step or its execution settled): the attempt ends canceled, and a
+      // step still running ends failed (`canceled`). Without an item: every live attempt of the step
+      // (a plain step's, or those a failure or a cancel abandoned without an event of their own).
+      const error = j({ code: 'canceled', message: `stopped: ${e.data.reason}`, retryable: false });
+      const ended = `status = 'canceled', error = $ERR, ended_at = $AT,
+             duration_ms = (extract(epoch from ($AT::timestamptz - coalesce(dispatched_at, scheduled_at))) * 1000)::int`;
+      if (e.data.itemIndex === undefined) {
+        await run(
+          [
+            `update ${A} set ${ended.replaceAll('$ERR', '$5').replaceAll('$AT', '$6')}
+             where execution_id = $1 and step_id = $4 and status in ('scheduled', 'dispatched')`,
+            `update ${S} set status = 'failed', error = $5, ended_at = $6, next_retry_at = null
+             where execution_id = $1 and step_id = $4 and status = 'running'`,
+          ],
+          TOUCH,
+          [e.data.stepId, error, e.data.at],
+        );
+      } else {
+        await run(
+          [
+            `update ${A} set ${ended.replaceAll('$ERR', '$7').replaceAll('$AT', '$8')}
+             where ${unit} and status in ('scheduled', 'dispatched')`,
+          ],
+          TOUCH,
+          [e.data.stepId, item(e.data), e.data.attempt, error, e.data.at],
+        );
+      }
+      return;
+    }
     case 'StepRetryScheduled':
       await run([`update ${S} set next_retry_at = $5 where execution_id = $1 and step_id = $4`], TOUCH, [
         e.data.stepId,

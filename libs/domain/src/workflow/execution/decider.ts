@@ -17,6 +17,9 @@
  *    (then the workflow fails once X settles) and, on cancel, when the step has succeeded.
  *  - While failing or canceling nothing new is scheduled and nothing is retried; canceling waits for
  *    dispatched units (bounded by their timeouts) and compensations, then ends canceled.
+ *  - Nothing is left under way once what it was for has settled (StepStopped): when a for_each step
+ *    fails, its other items in flight; when the execution ends, every unit still in flight and every
+ *    step still running. A stopped unit that had been sent is asked to stop (see saga.ts).
  */
 import { assertNever, DomainError, type CommandMetadata, type Decider } from '../../decider.js';
 import {
@@ -669,7 +672,9 @@ function attemptFailed(
     });
     return events;
   }
-  // An item's final failure fails its for_each step (once).
+  // An item's final failure fails its for_each step (once), and its other items in flight are
+  // given up: their results could change nothing. While canceling they are not: the cancel asked
+  // them to stop, and one that succeeds anyway is compensated.
   if (unit.itemIndex !== undefined) {
     if (s.steps[def.id]?.status !== 'running') return events;
     events.push({
@@ -677,6 +682,8 @@ function attemptFailed(
       data: { stepId: unit.stepId, attempt, error, final: true, at: now },
       metadata: meta,
     });
+    if (s.status === 'running')
+      events.push(...stopUnitsOf(evolveAll(s, events), def.id, `step "${def.id}" failed`, meta));
   }
   return [...events, ...onStepFailed(evolveAll(s, events), def, error, meta)];
 }
@@ -694,13 +701,13 @@ function onStepFailed(
   if (policy === 'fail') {
     // Canceling already has its own ending; a failing workflow is ending anyway.
     if (state.status !== 'running' || state.failing) return [];
-    return [
-      {
-        type: 'WorkflowFailed',
-        data: { reason: `step "${def.id}" failed: ${error.message}`, stepId: def.id, error, failedAt: meta.timestamp },
-        metadata: meta,
-      },
-    ];
+    const reason = `step "${def.id}" failed: ${error.message}`;
+    return ending(
+      state,
+      { type: 'WorkflowFailed', data: { reason, stepId: def.id, error, failedAt: meta.timestamp }, metadata: meta },
+      `the execution failed: ${reason}`,
+      meta,
+    );
   }
   return startCompensation(state, def.id, state.status === 'canceling' ? 'canceled' : 'step_failed', meta);
 }
@@ -752,6 +759,57 @@ function startCompensation(
   ];
 }
 
+// ---- stops: nothing left under way once what it was for has settled ------------------
+
+function stopped(
+  ref: UnitRef,
+  attempt: number,
+  dispatched: boolean,
+  reason: string,
+  meta: CommandMetadata,
+): WorkflowEvent {
+  return { type: 'StepStopped', data: { ...ref, attempt, dispatched, reason, at: meta.timestamp }, metadata: meta };
+}
+
+/** A StepStopped for each unit of `stepId` still in flight (the other items of a for_each step that failed). */
+function stopUnitsOf(
+  state: WorkflowExecutionState,
+  stepId: string,
+  reason: string,
+  meta: CommandMetadata,
+): WorkflowEvent[] {
+  if (state.status === 'not_started') return [];
+  const out: WorkflowEvent[] = [];
+  for (const u of state.steps[stepId]?.units ?? []) {
+    if (u && inFlight(u)) out.push(stopped(ref(u), u.attempt, u.phase === 'dispatched', reason, meta));
+  }
+  return out;
+}
+
+/**
+ * The execution's end `end`, after a StepStopped for whatever is still under way: each unit in
+ * flight (one a failing step left running in parallel, an item of a for_each step), then each main
+ * step still running with no unit of its own stopped (a wait step, a for_each step, a step whose
+ * units a failure or a cancel abandoned). An ended execution then shows nothing dispatched or
+ * running, its late results are ignored, and the units that were sent are asked to stop.
+ */
+function ending(state: ExecutionData, end: WorkflowEvent, reason: string, meta: CommandMetadata): WorkflowEvent[] {
+  const events: WorkflowEvent[] = [];
+  const comp = compensationStepIds(state.definition);
+  for (const def of state.definition.steps) {
+    const st = state.steps[def.id];
+    if (!st || comp.has(def.id)) continue;
+    let stepStopped = false;
+    for (const u of st.units) {
+      if (!u || !inFlight(u)) continue;
+      events.push(stopped(ref(u), u.attempt, u.phase === 'dispatched', reason, meta));
+      if (u.itemIndex === undefined) stepStopped = true;
+    }
+    if (st.status === 'running' && !stepStopped) events.push(stopped({ stepId: def.id }, 0, false, reason, meta));
+  }
+  return [...events, end];
+}
+
 // ---- progress: follow-up decisions after any change ---------------------------
 
 /** Derive follow-up events until nothing more follows (each round sees the previous round applied). */
@@ -773,19 +831,27 @@ function progressOnce(state: WorkflowExecutionState, meta: CommandMetadata): Wor
     const busy = Object.values(state.steps).some((st) => st.units.some((u) => u?.phase === 'dispatched'));
     const compensating = Object.values(state.compensations).some((c) => c.status === 'running');
     if (busy || compensating) return [];
-    return [{ type: 'WorkflowCanceled', data: { reason: state.cancel.reason, canceledAt: now }, metadata: meta }];
+    return ending(
+      state,
+      { type: 'WorkflowCanceled', data: { reason: state.cancel.reason, canceledAt: now }, metadata: meta },
+      `the execution was canceled: ${state.cancel.reason}`,
+      meta,
+    );
   }
   if (state.status !== 'running') return [];
   if (state.failing) {
     if (Object.values(state.compensations).some((c) => c.status === 'running')) return [];
     const f = state.failing;
-    return [
+    return ending(
+      state,
       {
         type: 'WorkflowFailed',
         data: { reason: f.reason, stepId: f.stepId, error: f.error, failedAt: now },
         metadata: meta,
       },
-    ];
+      `the execution failed: ${f.reason}`,
+      meta,
+    );
   }
 
   const compensationOnly = compensationStepIds(state.definition);
@@ -816,16 +882,21 @@ function progressOnce(state: WorkflowExecutionState, meta: CommandMetadata): Wor
         string,
         unknown
       >;
-      return [{ type: 'WorkflowCompleted', data: { outputs, completedAt: now }, metadata: meta }];
+      return ending(
+        state,
+        { type: 'WorkflowCompleted', data: { outputs, completedAt: now }, metadata: meta },
+        'the execution completed',
+        meta,
+      );
     } catch (e) {
       const error = expressionFailure(e);
-      return [
-        {
-          type: 'WorkflowFailed',
-          data: { reason: `outputs: ${error.message}`, stepId: null, error, failedAt: now },
-          metadata: meta,
-        },
-      ];
+      const reason = `outputs: ${error.message}`;
+      return ending(
+        state,
+        { type: 'WorkflowFailed', data: { reason, stepId: null, error, failedAt: now }, metadata: meta },
+        `the execution failed: ${reason}`,
+        meta,
+      );
     }
   }
   return [];
@@ -942,6 +1013,8 @@ function continueForEach(
           metadata: meta,
         },
       ];
+      // The items already started are given up with the step (see attemptFailed).
+      failed.push(...stopUnitsOf(evolveAll(state, [...events, ...failed]), def.id, `step "${def.id}" failed`, meta));
       return [...events, ...failed, ...onStepFailed(evolveAll(state, [...events, ...failed]), def, error, meta)];
     }
   }
@@ -1248,6 +1321,21 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
         steps: withStep(s, d.stepId, (st) =>
           withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'failed', error: err })),
         ),
+      };
+    }
+    case 'StepStopped': {
+      const d = event.data;
+      const error: StepError = { code: 'canceled', message: `stopped: ${d.reason}`, retryable: false };
+      return {
+        ...s,
+        steps: withStep(s, d.stepId, (st) => {
+          let next = st;
+          const u = st.units[d.itemIndex ?? 0];
+          const addressesUnit = (d.itemIndex !== undefined) === isForEachStep(d.stepId);
+          if (addressesUnit && u && u.attempt === d.attempt && inFlight(u))
+            next = withUnit(next, d.itemIndex ?? 0, () => ({ ...u, phase: 'canceled', error }));
+          return d.itemIndex === undefined && next.status === 'running' ? { ...next, status: 'failed', error } : next;
+        }),
       };
     }
     case 'StepRetryScheduled': {

@@ -11,6 +11,7 @@
  */
 import type { CommandMetadata } from '../../decider.js';
 import { parseUses, type ParsedUses } from '../definition/schema.js';
+import { idempotencyKey } from './decider.js';
 import type {
   StartedExecution,
   RecordCompensationFailed,
@@ -51,7 +52,10 @@ export interface TimerAction {
   readonly command: RecordStepTimedOut | RetryStep | RecordCompensationFailed | RecordWaitTimedOut;
 }
 
-/** A dispatched unit to ask to stop (the execution is being canceled): whoever runs it, by its key. */
+/**
+ * A sent unit to ask to stop, by its key, whoever runs it: the execution is being canceled, the
+ * unit's attempt timed out, or what it was for has settled (StepStopped).
+ */
 export interface StopAction {
   readonly executionId: string;
   readonly stepId: string;
@@ -61,13 +65,15 @@ export interface StopAction {
   readonly target: ParsedUses;
   readonly reason: string;
   readonly correlationId: string;
+  /** Why: a cancel of the execution (also when absent), a timeout of this attempt, or StepStopped. */
+  readonly cause?: 'canceled' | 'timed_out' | 'stopped';
 }
 
 export interface SagaActions {
   readonly status: WorkflowStatus;
   /** Units and compensations to send now. */
   readonly dispatch: readonly DispatchAction[];
-  /** Running units to ask to stop (canceling); asking twice is harmless. */
+  /** Sent units to ask to stop (canceling, an attempt timed out, StepStopped); asking twice is harmless. */
   readonly stop: readonly StopAction[];
   /** Timers to (re-)arm; those already due are also in `due`. */
   readonly timers: readonly TimerAction[];
@@ -245,6 +251,20 @@ export function decideAfter(event: WorkflowEvent, state: WorkflowExecutionState)
     }
     case 'ExecutionCancelRequested':
       return { ...none, stop: nextActions(state, event.metadata.timestamp).stop };
+    // A timed-out attempt is over for the execution (retried under a new key, or failed), but not
+    // for whoever runs it: a sub-workflow's child would go on and do its effects. Stopped as on a cancel.
+    case 'StepTimedOut':
+      return {
+        ...none,
+        stop: stopOf(
+          state,
+          event.data,
+          `attempt ${event.data.attempt} of step "${event.data.stepId}" timed out`,
+          'timed_out',
+        ),
+      };
+    case 'StepStopped':
+      return event.data.dispatched ? { ...none, stop: stopOf(state, event.data, event.data.reason, 'stopped') } : none;
     case 'WaitStarted': {
       const timers = nextActions(state, event.metadata.timestamp).timers.filter(
         (t) => t.kind === 'wait_timeout' && t.command.data.stepId === event.data.stepId,
@@ -268,6 +288,31 @@ export function decideAfter(event: WorkflowEvent, state: WorkflowExecutionState)
     default:
       return none;
   }
+}
+
+/** The stop of one attempt of a unit that was sent (its key follows from the attempt). */
+function stopOf(
+  state: StartedExecution,
+  unit: { readonly stepId: string; readonly itemIndex?: number; readonly attempt: number },
+  reason: string,
+  cause: 'timed_out' | 'stopped',
+): StopAction[] {
+  const uses = state.definition.steps.find((d) => d.id === unit.stepId)?.uses;
+  if (!uses || unit.attempt < 1) return [];
+  const ref =
+    unit.itemIndex === undefined ? { stepId: unit.stepId } : { stepId: unit.stepId, itemIndex: unit.itemIndex };
+  return [
+    {
+      executionId: state.executionId,
+      ...ref,
+      attempt: unit.attempt,
+      idempotencyKey: idempotencyKey(state.executionId, ref, unit.attempt),
+      target: parseUses(uses),
+      reason,
+      correlationId: state.correlationId,
+      cause,
+    },
+  ];
 }
 
 /** The timeout timer of every wait step still waiting (only while the execution runs forward). */

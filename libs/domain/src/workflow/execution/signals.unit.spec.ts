@@ -300,11 +300,23 @@ describe('RecordWaitTimedOut', () => {
       .thenNothingHappened();
   });
 
-  it('a canceled waiting execution ends at once (nothing is dispatched for a wait step)', () => {
+  it('a canceled waiting execution ends at once (nothing is dispatched for a wait step); the wait step ends stopped', () => {
     spec
       .given(waiting())
       .when(cmd.cancel('bulk', at(20)))
-      .then((events) => assert.deepEqual(types(events), ['ExecutionCancelRequested', 'WorkflowCanceled']));
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['ExecutionCancelRequested', 'StepStopped:approval', 'WorkflowCanceled']);
+        // Nothing was sent for a wait step: nobody to ask to stop.
+        assert.deepEqual(events[1]!.data, {
+          stepId: 'approval',
+          attempt: 0,
+          dispatched: false,
+          reason: 'the execution was canceled: bulk',
+          at: at(20),
+        });
+        assert.equal(after.status !== 'not_started' && after.steps['approval']?.status, 'failed');
+        assert.equal(after.status !== 'not_started' && after.steps['approval']?.error?.code, 'canceled');
+      });
   });
 });
 

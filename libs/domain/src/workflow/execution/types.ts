@@ -247,6 +247,19 @@ export type StepStarted = Event<
   UnitRef & { readonly attempt: number; readonly startedAt: string; readonly timeoutAt: string }
 >;
 export type StepTimedOut = Event<'StepTimedOut', UnitRef & { readonly attempt: number; readonly at: string }>;
+/**
+ * Work still in flight was given up because what it was for has settled: the other items of a
+ * for_each step that failed, or whatever still ran when the execution ended (completed, failed,
+ * canceled). With `itemIndex`: that item's unit (`attempt`: the one in flight, or the one a retry
+ * waited for) ends `canceled` and its late result is ignored. Without it: the step's unit of that
+ * attempt likewise (attempt 0: none, a wait step or a for_each step), and a step still running ends
+ * failed with code `canceled`. `dispatched`: the unit had been sent, so whoever runs it is asked to
+ * stop it, as on a cancel (a sub-workflow's child is canceled). Absent from older streams.
+ */
+export type StepStopped = Event<
+  'StepStopped',
+  UnitRef & { readonly attempt: number; readonly dispatched: boolean; readonly reason: string; readonly at: string }
+>;
 export type SkipReason = 'condition_false' | 'dependency_skipped' | 'dependency_failed';
 export type StepSkipped = Event<
   'StepSkipped',
@@ -375,6 +388,7 @@ export type WorkflowEvent =
   | StepQueued
   | StepStarted
   | StepTimedOut
+  | StepStopped
   | StepSkipped
   | ExecutionCancelRequested
   | CompensationStarted
@@ -402,6 +416,7 @@ export const workflowEventTypes: readonly WorkflowEvent['type'][] = [
   'StepQueued',
   'StepStarted',
   'StepTimedOut',
+  'StepStopped',
   'StepSkipped',
   'ExecutionCancelRequested',
   'CompensationStarted',
@@ -416,7 +431,10 @@ export const workflowEventTypes: readonly WorkflowEvent['type'][] = [
 
 // ---- state ----------------------------------------------------------------
 
-/** One attempt-carrying unit. `canceled` = abandoned before dispatch (workflow failing or canceling). */
+/**
+ * One attempt-carrying unit. `canceled` = abandoned before dispatch (workflow failing or
+ * canceling), or stopped in flight (StepStopped).
+ */
 export interface UnitState {
   readonly stepId: string;
   readonly itemIndex?: number;

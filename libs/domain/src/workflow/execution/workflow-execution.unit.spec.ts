@@ -604,7 +604,13 @@ describe('WorkflowExecution: running, for_each', () => {
       .given(history(cmd.start(def, input)))
       .when(cmd.failed(item(0), invalid))
       .then((events) =>
-        assert.deepEqual(types(events), ['StepFailed:notify[0]', 'StepFailed:notify', 'WorkflowFailed']),
+        // Item 1 was in flight: it is given up with its step (see the for_each stop specs).
+        assert.deepEqual(types(events), [
+          'StepFailed:notify[0]',
+          'StepFailed:notify',
+          'StepStopped:notify[1]',
+          'WorkflowFailed',
+        ]),
       );
   });
 
@@ -688,14 +694,17 @@ describe('WorkflowExecution: running, compensation', () => {
       .given(failing)
       .when(cmd.compensated('undo_create'))
       .then((events, after) => {
-        assert.deepEqual(types(events), ['CompensationSucceeded:undo_create', 'WorkflowFailed']);
+        // `side` still runs: it is stopped with the execution's end.
+        assert.deepEqual(types(events), ['CompensationSucceeded:undo_create', 'StepStopped:side', 'WorkflowFailed']);
         assert.equal(after.status, 'failed');
       });
     // A failed compensation also ends the workflow (failed); the record says so.
     spec
       .given(failing)
       .when(cmd.compensationFailed('undo_create', invalid))
-      .then((events) => assert.deepEqual(types(events), ['CompensationFailed:undo_create', 'WorkflowFailed']));
+      .then((events) =>
+        assert.deepEqual(types(events), ['CompensationFailed:undo_create', 'StepStopped:side', 'WorkflowFailed']),
+      );
   });
 });
 
@@ -793,8 +802,16 @@ describe('WorkflowExecution: canceling', () => {
       .given(fresh)
       .when(cmd.cancel())
       .then((events, after) => {
-        assert.deepEqual(types(events), ['ExecutionCancelRequested', 'WorkflowCanceled']);
+        // The abandoned units' steps end stopped: none was sent, so nobody is asked to stop.
+        assert.deepEqual(types(events), [
+          'ExecutionCancelRequested',
+          'StepStopped:create',
+          'StepStopped:slow',
+          'WorkflowCanceled',
+        ]);
+        assert.ok(events.every((e) => e.type !== 'StepStopped' || !e.data.dispatched));
         assert.equal(after.status, 'canceled');
+        assert.equal(after.status === 'canceled' && after.steps['slow']?.status, 'failed');
       });
   });
 });
