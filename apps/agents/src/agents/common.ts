@@ -38,6 +38,7 @@ export async function getCustomer(pool: pg.Pool, id: number): Promise<CustomerRo
     `select id, name, email, segment, region, signup_date::text as "signupDate" from business.customers where id = $1`,
     [id],
   );
-  if (!r.rows[0]) throw new AppError('not_found', `customer ${id} not found`, { customerId: id });
+  // The id goes in the details, not the message: a viewer reads the message of a task whose context it may not see.
+  if (!r.rows[0]) throw new AppError('not_found', 'customer not found', { customerId: id });
   return r.rows[0];
 }

@@ -74,7 +74,7 @@ export async function customerFacts(pool: pg.Pool, customerId: number, asOf: str
     ),
   ]);
   const s = sub.rows[0];
-  if (!s) throw new AppError('not_found', `customer ${customerId} has no subscription`, { customerId });
+  if (!s) throw new AppError('not_found', 'the customer has no subscription', { customerId });
   const u = usage.rows[0]!;
   return {
     customer: {
@@ -115,7 +115,7 @@ export async function generateProposal(input: GenerateProposalInput, ctx: AgentC
   checkAborted(ctx.signal);
   if (!facts.subscription.active) {
     // A churned account needs a win-back conversation, not a proposal priced off stale usage.
-    throw new AppError('illegal_state', `customer ${input.customerId} has no active subscription`, {
+    throw new AppError('illegal_state', 'the customer has no active subscription', {
       customerId: input.customerId,
       plan: facts.subscription.plan,
     });

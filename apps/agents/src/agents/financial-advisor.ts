@@ -84,7 +84,10 @@ export async function revenueForecast(pool: pg.Pool, input: RevenueForecastInput
   checkAborted(signal);
   const n = history.length;
   if (n < input.backtestMonths + 4) {
-    throw new AppError('validation', `need at least ${input.backtestMonths + 4} months of history, have ${n}`);
+    throw new AppError('validation', 'not enough months of history for the back-test', {
+      needed: input.backtestMonths + 4,
+      have: n,
+    });
   }
   const m = input.seasonLength;
   const z = Z[input.confidence]!;

@@ -35,7 +35,7 @@ export async function loadScheduleProblem(pool: pg.Pool, input: ScheduleOptimiza
     ),
   ]);
   if (shifts.rows.length === 0)
-    throw new AppError('not_found', `no shifts between ${start} and ${end}`, { from: start, to: end });
+    throw new AppError('not_found', 'no shifts in the requested period', { from: start, to: end });
   return {
     staff: staff.rows,
     shifts: shifts.rows,

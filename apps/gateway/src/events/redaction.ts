@@ -1,4 +1,4 @@
-import { urlOrigin } from '@switchyard/platform';
+import { errorCodes, urlOrigin } from '@switchyard/platform';
 import { currentRequestContext } from '../http/context.js';
 import { roleSatisfies, roleSchema } from '../security/roles.js';
 import type { EventJson } from './schemas.js';
@@ -50,11 +50,15 @@ export function redactUrl(value: unknown): unknown {
 }
 
 /**
- * An error text with the values it quotes masked: `invalid input syntax for type integer:
- * "billing@example.com"` -> `... integer: "…"`. An upstream server's error quotes what it was
- * given or found (PostgreSQL quotes the offending value, its details give `Key (email)=(...)`,
- * and a check violation's lists the failing row), so a viewer reads which error it was, not the
- * rows it names.
+ * An error text as a viewer reads it: what kind of failure it was, without the values it names.
+ * An error quotes what it was given or found (PostgreSQL quotes the offending value, its details
+ * give `Key (email)=(...)`, a check violation lists the failing row), and it names values without
+ * quotes too (`column c.secret_col does not exist`, an agent's `customer 987654321 not found`),
+ * so beyond the quoted values, `=(…)` and whatever follows a line's first `: `, every word that
+ * is not a plain lowercase word is masked: numbers, identifiers (`_`, `.`, digits, capitals
+ * inside a line), addresses, paths. A line's first word (`ENOENT`, `TypeError`, a `[code]`) stays.
+ * What is left can still be a plain lowercase word of an input; the values an error is about
+ * belong in its details, which a viewer gets redacted (maskErrorTexts).
  */
 export function maskQuotedValues(text: string): string {
   return (
@@ -70,10 +74,36 @@ export function maskQuotedValues(text: string): string {
       .split('\n')
       .map((line) => {
         const cut = line.indexOf(': ');
-        return cut < 0 ? line : `${line.slice(0, cut + 2)}…`;
+        return maskWords(cut < 0 ? line : `${line.slice(0, cut + 2)}…`);
       })
       .join('\n')
   );
+}
+
+/** A plain word of an error's wording (`exist`, `e-mail`, `server's`); anything else in a line may be a value. */
+const PLAIN_WORD = /^[a-z]{1,24}(?:['’-][a-z]{1,24})*$/;
+/** What names an error at a line's start: `ENOENT`, `TypeError`, `Cannot`, a code (`not_found`, `[validation]`). */
+const isLeadWord = (core: string, token: string): boolean =>
+  /^[A-Z][A-Za-z]{0,39}$/.test(core) || Object.hasOwn(errorCodes, core) || /^\[[a-z][a-z_]{0,39}\]$/.test(token);
+/** A word and what wraps it: opening brackets or quotes, the word, closing ones and punctuation. */
+const WRAPPED = /^([([{"'“]*)(.*?)([)\]}"'”.,;:!?]*)$/s;
+
+/**
+ * One line with every word that is not a plain word masked (see maskQuotedValues), but the words
+ * that name the error at its start; a run of masked words reads as one `…`.
+ */
+function maskWords(line: string): string {
+  let lead = true;
+  return line
+    .replace(/\S+/g, (token) => {
+      const [, open = '', core = '', close = ''] = WRAPPED.exec(token) ?? [];
+      const keep =
+        (lead && isLeadWord(core, token)) || core === '' || /^[…"'()=]+$/.test(core) || PLAIN_WORD.test(core);
+      // A `[code]` prefix leaves the next word at the start too.
+      lead = lead && keep && token.startsWith('[');
+      return keep ? token : `${open}…${close}`;
+    })
+    .replace(/…(?:\s+…)+/g, '…');
 }
 
 /**
@@ -92,28 +122,48 @@ const ERROR_KEYS = new Set([
 ]);
 
 /**
- * `v` with every error text in it masked (maskQuotedValues): every string under one of ERROR_KEYS
- * (an error's message and details, a server's health error, the reasons of a verdict), wherever
- * it sits. The same object back where nothing changed (most answers have no error); plain JSON
- * only (a Buffer, a stream or a Date goes as it is); depth-bounded.
+ * Keys under an error whose value names the error, not the input (its code, the step it is of,
+ * when it happened): kept when they look like such a name or time, masked as text otherwise.
+ */
+const ERROR_NAME_KEYS = new Set(['code', 'error_code', 'stepId', 'step_id', 'status', 'state', 'severity']);
+const ERROR_TIME_KEYS = new Set(['at', 'since', 'failed_at', 'failedAt', 'started_at', 'ended_at']);
+const NAME_LIKE = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/;
+const TIME_LIKE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/;
+
+/**
+ * `v` with every error text in it masked: every string under one of ERROR_KEYS (an error's message,
+ * a server's health error, the reasons of a verdict) by maskQuotedValues, wherever it sits, but an
+ * error's code, step and time; and every value under an error's `details` (the values it is about:
+ * an agent's `customerId`, a number as much as a text) replaced by REDACTED_PAYLOAD, its keys kept.
+ * The same object back where nothing changed (most answers have no error); plain JSON only (a
+ * Buffer, a stream or a Date goes as it is); depth-bounded.
  */
 export function maskErrorTexts<T>(v: T): T {
   return masked(v, false, 0) as T;
 }
 
-/** `v` with its error texts masked; `inError`: `v` sits under an error key, so its strings are. */
-function masked(v: unknown, inError: boolean, depth: number): unknown {
-  if (typeof v === 'string') return inError ? maskQuotedValues(v) : v;
+/**
+ * `v` with its error texts masked; `inError`: `v` sits under an error key, so its strings are;
+ * `inDetails`: under an error's details, so every scalar goes; `key`: the key `v` sits under.
+ */
+function masked(v: unknown, inError: boolean, depth: number, inDetails = false, key = ''): unknown {
+  if (inDetails && v !== null && typeof v !== 'object') return REDACTED_PAYLOAD;
+  if (typeof v === 'string') {
+    if (!inError) return v;
+    if (ERROR_NAME_KEYS.has(key) && NAME_LIKE.test(v)) return v;
+    if (ERROR_TIME_KEYS.has(key) && TIME_LIKE.test(v)) return v;
+    return maskQuotedValues(v);
+  }
   if (depth > 32 || v === null || typeof v !== 'object') return v;
   if (Array.isArray(v)) {
-    const items = v.map((x) => masked(x, inError, depth + 1));
+    const items = v.map((x) => masked(x, inError, depth + 1, inDetails, key));
     return items.some((x, i) => x !== v[i]) ? items : v;
   }
   const proto = Object.getPrototypeOf(v) as unknown;
   if (proto !== Object.prototype && proto !== null) return v;
   let out: Record<string, unknown> | undefined;
   for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
-    const y = masked(x, inError || ERROR_KEYS.has(k), depth + 1);
+    const y = masked(x, inError || ERROR_KEYS.has(k), depth + 1, inDetails || (inError && k === 'details'), k);
     if (y !== x) (out ??= { ...(v as Record<string, unknown>) })[k] = y;
   }
   return out ?? v;

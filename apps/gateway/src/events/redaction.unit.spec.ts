@@ -274,7 +274,90 @@ describe('payload redaction for viewers', () => {
     assert.equal(maskQuotedValues('say "a \\"quoted\\" word" twice'), 'say "…" twice');
     // Apostrophes in words are not quotes.
     assert.equal(maskQuotedValues("the server's breaker is open"), "the server's breaker is open");
-    assert.equal(maskQuotedValues('timeout after 10000 ms'), 'timeout after 10000 ms');
+    // A number, an identifier or an address names a value, quoted or not; the wording stays.
+    assert.equal(maskQuotedValues('timeout after 10000 ms'), 'timeout after … ms');
+  });
+
+  it('masks the values an error names without quotes: numbers, identifiers, addresses; keeps the words and the code that say what failed', () => {
+    // An agent's error that named its context's value, and a column the redacted SQL named.
+    assert.equal(maskQuotedValues('customer 987654321 not found'), 'customer … not found');
+    assert.equal(
+      maskQuotedValues('[validation] column c.markerrd_col does not exist'),
+      '[validation] column … does not exist',
+    );
+    assert.equal(maskQuotedValues('secret_col does not exist'), '… does not exist', 'a value leading the line');
+    assert.equal(maskQuotedValues('customer Victim Co not found'), 'customer … not found', 'names, as one …');
+    assert.equal(
+      maskQuotedValues('[unavailable] cannot resolve markerrm.invalid: ENOTFOUND'),
+      '[unavailable] cannot resolve …: …',
+    );
+    assert.equal(maskQuotedValues('connect ECONNREFUSED 10.0.0.7:5432'), 'connect …');
+    assert.equal(
+      maskQuotedValues('upstream answered HTTP 503 from https://h.example/a?k=S3CRET'),
+      'upstream answered … from …',
+    );
+    // What names the error at a line's start stays, and plain wording, hyphens and apostrophes.
+    assert.equal(maskQuotedValues('ENOENT: no such file'), 'ENOENT: …');
+    assert.equal(maskQuotedValues('not_found: customer 987654322 not found'), 'not_found: …');
+    assert.equal(maskQuotedValues('Method not found'), 'Method not found');
+    assert.equal(
+      maskQuotedValues('[illegal_state] idempotency key "reply-1" was already used for a different e-mail'),
+      '[illegal_state] idempotency key "…" was already used for a different e-mail',
+    );
+    assert.equal(
+      maskQuotedValues('business.orders is empty (run the demo-data loader)'),
+      '… is empty (run the demo-data loader)',
+    );
+    assert.equal(maskQuotedValues('first 42\nsecond line_7 here'), 'first …\nsecond … here', 'line by line');
+  });
+
+  it("replaces every value under an error's details (numbers too), keeps its code, step and time; a task, an event and an execution alike", () => {
+    const error = {
+      code: 'not_found',
+      message: 'customer 987654321 not found',
+      details: { subject: 'agent.x.execute', customerId: 987654321, flags: [true, 7, null], nested: { at: 'x' } },
+    };
+    const expected = {
+      code: 'not_found',
+      message: 'customer … not found',
+      details: {
+        subject: REDACTED_PAYLOAD,
+        customerId: REDACTED_PAYLOAD,
+        flags: [REDACTED_PAYLOAD, REDACTED_PAYLOAD, null],
+        nested: { at: REDACTED_PAYLOAD },
+      },
+    };
+    const task = taskViewForCaller({ task_id: 't', status: 'failed', error, result: undefined }, true);
+    assert.deepEqual(task.error, expected);
+    const failed = redactEventPayloads(
+      event('TaskFailed', { task_id: 't', error, attempts: 1, failed_at: '2026-01-01T00:00:00.000Z' }),
+    ).data as Record<string, unknown>;
+    assert.deepEqual(failed['error'], expected);
+    assert.equal(failed['attempts'], 1, 'numbers outside an error stay');
+    assert.doesNotMatch(JSON.stringify(failed), /987654321/);
+    const detail = executionDetailForCaller(
+      {
+        execution_id: 'x',
+        status: 'failed',
+        error: { error, reason: 'step "s1" failed: boom', stepId: 's1', failedAt: '2026-01-01T00:00:00.000Z' },
+        steps: [{ step_id: 's1', status: 'failed', error: { ...error, at: '2026-01-01T00:00:00.000Z' } }],
+      },
+      true,
+    );
+    assert.deepEqual(detail.error, {
+      error: expected,
+      reason: 'step "…" failed: …',
+      stepId: 's1',
+      failedAt: '2026-01-01T00:00:00.000Z',
+    });
+    assert.deepEqual(detail.steps[0]!.error, { ...expected, at: '2026-01-01T00:00:00.000Z' });
+    // A code or a time that is not one is text like any other.
+    assert.deepEqual(maskErrorTexts({ error: { code: 'bad code 42', at: 'row 42' } }), {
+      error: { code: 'bad code …', at: 'row …' },
+    });
+    // `details` outside an error is not an error's.
+    const plain = { details: { n: 1 } };
+    assert.equal(maskErrorTexts(plain), plain);
   });
 
   it('masks error texts wherever they sit in an answer: events, steps, tasks, status; nothing else', () => {
@@ -296,7 +379,7 @@ describe('payload redaction for viewers', () => {
       note: 'not an "error"',
       mcp: { servers: [{ health_error: 'bad "…"' }] },
       reasons: ['down since t: …', { severity: 'critical', message: 'x "…"' }],
-      failed: { error: { code: 'upstream', message: 'm', details: { cause: 'Failing row contains (…)' } } },
+      failed: { error: { code: 'upstream', message: 'm', details: { cause: REDACTED_PAYLOAD } } },
     });
     const untouched = { servers: [{ server: 'db', last_error: null, tools: ['a'] }] };
     assert.equal(maskErrorTexts(untouched), untouched, 'an answer without error texts comes back as it was');
