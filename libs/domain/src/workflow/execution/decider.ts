@@ -1044,8 +1044,13 @@ export function downstreamOf(definition: WorkflowDefinition, stepIds: Iterable<s
 
 /**
  * ForkWorkflow: WorkflowStarted, then one StepOutputCopied per copy; `progress` then runs what is
- * left. 409 (illegal_state) naming every copied step the definition lacks; 400 when the fork point
- * is not a step of it or a copy is the fork point or downstream of it.
+ * left. 409 (illegal_state) naming every copied step the definition lacks; 400 when a copy is the
+ * fork point or downstream of it in this definition.
+ *
+ * The fork point may be a step only the source's definition has (the target renamed or dropped
+ * it): what followed it in the source runs again (planFork leaves it out of the copies, and
+ * refuses a fork point of neither definition, which this command does not carry), and the
+ * target's steps the source never ran have nothing to copy, so they run too.
  */
 function decideFork(command: ForkWorkflow): WorkflowEvent[] {
   const meta = command.metadata;
@@ -1053,13 +1058,7 @@ function decideFork(command: ForkWorkflow): WorkflowEvent[] {
   const v = validateDefinition(d.definition);
   if (!v.ok) throw new DomainError('validation', 'invalid workflow definition', { problems: v.problems });
   const def = v.definition;
-  if (!stepDef(def, d.fromStep)) {
-    throw new DomainError(
-      'validation',
-      `step "${d.fromStep}" is not part of workflow "${def.id}" version ${def.version}`,
-      { stepId: d.fromStep },
-    );
-  }
+  if (d.fromStep.length === 0) throw new DomainError('validation', 'a fork needs the step it runs again from');
   const missing = d.copies.map((c) => c.stepId).filter((id) => !stepDef(def, id));
   if (missing.length > 0) {
     throw new DomainError(
@@ -1068,6 +1067,7 @@ function decideFork(command: ForkWorkflow): WorkflowEvent[] {
       { missing_steps: missing },
     );
   }
+  // Downstream in this definition; none when the fork point is not one of its steps.
   const rerun = new Set([d.fromStep, ...downstreamOf(def, [d.fromStep])]);
   const wrong = d.copies.map((c) => c.stepId).filter((id) => rerun.has(id));
   if (wrong.length > 0) {

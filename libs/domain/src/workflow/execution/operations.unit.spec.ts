@@ -233,15 +233,79 @@ describe('WorkflowExecution: ForkWorkflow', () => {
     assert.match(err.message, /gone/);
   });
 
-  it('refuses a fork point that is not a step (400) and a copy of the fork point or its downstream (400)', () => {
+  it('refuses a fork without a fork point (400) and a copy of the fork point or its downstream (400)', () => {
     spec
       .given([])
-      .when(fork({ fromStep: 'nope' }))
+      .when(fork({ fromStep: '' }))
       .thenThrows(isCode('validation'));
     spec
       .given([])
       .when(fork({ copies: [{ stepId: 'report', output: {}, revision: 1 }] }))
       .thenThrows(isCode('validation'));
+  });
+
+  describe('onto a version that renamed a step (v1: a -> old -> c, v2: a -> new -> c)', () => {
+    const q = (id: string, needs: string[] = []) => ({ id, uses: 'mcp:database/query', needs, with: { sql: id } });
+    const v1: WorkflowDefinitionInput = {
+      id: 'renamed',
+      version: 1,
+      name: 'v1',
+      steps: [q('a'), q('old', ['a']), q('c', ['old'])],
+    };
+    const v2: WorkflowDefinitionInput = {
+      id: 'renamed',
+      version: 2,
+      name: 'v2',
+      steps: [q('a'), q('new', ['a']), q('c', ['new'])],
+    };
+    const ran = history(
+      cmd.start(v1, {}),
+      cmd.succeeded({ stepId: 'a' }, { a: 1 }),
+      cmd.succeeded({ stepId: 'old' }, { old: 1 }),
+      cmd.succeeded({ stepId: 'c' }, { c: 1 }),
+    );
+    const source = fold(ran) as StartedExecution;
+
+    it('from a step only the source has: what followed it in the source runs again, the new step runs, the rest is copied', () => {
+      const plan = planFork(source, revisioned(ran), 'old', def(v2));
+      assert.deepEqual(
+        plan.copies.map((c) => c.stepId),
+        ['a'],
+      );
+      assert.deepEqual(plan.rerun, ['c']);
+      const forkOld = fork({ definition: v2, fromStep: 'old', copies: [...plan.copies] });
+      spec
+        .given([])
+        .when(forkOld)
+        .then((events) => {
+          assert.deepEqual(types(events), ['WorkflowStarted', 'StepOutputCopied:a', 'StepScheduled:new']);
+          assert.deepEqual((events[0]!.data as { forkedFrom: unknown }).forkedFrom, {
+            executionId: 'ex1',
+            fromStep: 'old',
+          });
+        });
+      spec
+        .given(history(forkOld))
+        .when({ ...cmd.succeeded({ stepId: 'new' }, { new: 1 }), metadata: meta() })
+        .then((events) => assert.deepEqual(types(events), ['StepSucceeded:new', 'StepScheduled:c']));
+    });
+
+    it('from the new step: `old` would be copied and v2 lacks it, so 409 naming it (fork from `old` instead)', () => {
+      const plan = planFork(source, revisioned(ran), 'new', def(v2));
+      assert.deepEqual(
+        plan.copies.map((c) => c.stepId),
+        ['a', 'old'],
+      );
+      const err = spec
+        .given([])
+        .when(fork({ definition: v2, fromStep: 'new', copies: [...plan.copies] }))
+        .thenThrows<DomainError>(isCode('illegal_state'));
+      assert.deepEqual(err.details['missing_steps'], ['old']);
+    });
+
+    it('a step of neither version is still 400', () => {
+      assert.throws(() => planFork(source, revisioned(ran), 'nope', def(v2)), isCode('validation'));
+    });
   });
 
   it('a cancel of a fork does not undo a copied step (its effect belongs to the source), only what the fork itself did', () => {
