@@ -5,7 +5,8 @@
  * with auth on. Each command is sent, then sent again with the same key and body: the same
  * status and body come back marked `Idempotent-Replayed: true`, and the events or rows that
  * prove the effect are counted before and after (nothing made twice). Another body with the
- * key is a 422. Then: another caller or route (422), bad keys (400), a key in flight (409),
+ * key is a 422. Then: another route (422), the same key from two API keys (two independent runs,
+ * each replayed to its own caller), bad keys (400), a key in flight (409),
  * a gateway restart (the answers are in PostgreSQL), expiry and purge, the OpenAPI header.
  */
 import { after, before, describe, it } from 'node:test';
@@ -593,17 +594,9 @@ describe('Idempotency-Key on every command route', () => {
     });
   });
 
-  it('another caller or another route with a used key: 422, nothing done', async () => {
+  it('another route with a used key: 422, nothing done', async () => {
     const key = `idem-${run}-delegate`;
     const before = await countEvents('TaskSubmitted');
-    const otherCaller = await call(
-      'POST',
-      '/api/v1/integration/agents/delegate',
-      { task_type: 'noop', context: { echo: 1 } },
-      { key, as: admin },
-    );
-    assert.equal(otherCaller.status, 422, otherCaller.text);
-    assert.equal(otherCaller.body.mismatch, 'caller');
     const otherRoute = await call(
       'POST',
       '/api/v1/integration/quick/customer-support',
@@ -613,6 +606,80 @@ describe('Idempotency-Key on every command route', () => {
     assert.equal(otherRoute.status, 422, otherRoute.text);
     assert.equal(otherRoute.body.mismatch, 'route');
     assert.equal(await countEvents('TaskSubmitted'), before);
+  });
+
+  it('each API key has its own keys: the same key from two API keys runs twice, independently, and each repeat replays its own first answer', async () => {
+    // Before, a key one API key had used answered 422 to every other one for 24 h: whether a value
+    // was used could be probed, and another client's predictable keys taken ahead of it.
+    const key = `idem-${run}-shared`;
+    const start = `/api/v1/workflows/start/${definition.id}`;
+    const startedBefore = await countEvents('WorkflowStarted');
+    const byOperator = await call('POST', start, { query: 'the operator asks' }, { key, as: operator });
+    const byAdmin = await call('POST', start, { query: 'the admin asks' }, { key, as: admin });
+    assert.equal(byOperator.status, 202, byOperator.text);
+    assert.equal(byAdmin.status, 202, byAdmin.text);
+    assert.equal(byAdmin.replayed, null, "not the operator's answer");
+    assert.notEqual(byAdmin.body.execution_id, byOperator.body.execution_id, 'two executions');
+    await until('both started', async () => (await countEvents('WorkflowStarted')) === startedBefore + 2, 10_000);
+    // Each its own input: the admin's body did not meet the operator's under the key.
+    const inputOf = async (id: string) =>
+      ((await store.readAll({ types: ['WorkflowStarted'] })).find(
+        (e) => (e.data as { executionId?: string }).executionId === id,
+      )?.data ?? {}) as { input?: unknown };
+    assert.deepEqual((await inputOf(byOperator.body.execution_id)).input, { query: 'the operator asks' });
+    assert.deepEqual((await inputOf(byAdmin.body.execution_id)).input, { query: 'the admin asks' });
+    // A repeat by each: its own first answer, and nothing started again.
+    const operatorAgain = await call('POST', start, { query: 'the operator asks' }, { key, as: operator });
+    const adminAgain = await call('POST', start, { query: 'the admin asks' }, { key, as: admin });
+    assert.equal(operatorAgain.replayed, 'true');
+    assert.equal(operatorAgain.text, byOperator.text);
+    assert.equal(adminAgain.replayed, 'true');
+    assert.equal(adminAgain.text, byAdmin.text);
+    // Another body from one of them is still that key's mismatch, the other's untouched.
+    const adminOther = await call('POST', start, { query: 'something else' }, { key, as: admin });
+    assert.equal(adminOther.status, 422, adminOther.text);
+    assert.equal(adminOther.body.mismatch, 'body');
+    await sleep(300);
+    assert.equal(await countEvents('WorkflowStarted'), startedBefore + 2);
+
+    // The same for delegations: two tasks, each repeat its own task id.
+    const submittedBefore = await countEvents('TaskSubmitted');
+    const delegate = '/api/v1/integration/agents/delegate';
+    const t1 = await call('POST', delegate, { task_type: 'noop', context: { who: 'operator' } }, { key, as: operator });
+    const t2 = await call(
+      'POST',
+      delegate,
+      { task_type: 'noop', context: { who: 'admin' } },
+      { key: `${key}-d`, as: admin },
+    );
+    const t3 = await call(
+      'POST',
+      delegate,
+      { task_type: 'noop', context: { who: 'admin' } },
+      { key: `${key}-d`, as: operator },
+    );
+    assert.equal(t1.status, 422, 'the operator used the key on another route already');
+    assert.equal(t2.status, 202, t2.text);
+    assert.equal(t3.status, 202, t3.text);
+    assert.equal(t3.replayed, null);
+    assert.notEqual(t3.body.task_id, t2.body.task_id, 'two tasks');
+    const t2Again = await call(
+      'POST',
+      delegate,
+      { task_type: 'noop', context: { who: 'admin' } },
+      { key: `${key}-d`, as: admin },
+    );
+    const t3Again = await call(
+      'POST',
+      delegate,
+      { task_type: 'noop', context: { who: 'admin' } },
+      { key: `${key}-d`, as: operator },
+    );
+    assert.equal(t2Again.text, t2.text);
+    assert.equal(t3Again.text, t3.text);
+    assert.equal(t3Again.replayed, 'true');
+    await sleep(300);
+    assert.equal(await countEvents('TaskSubmitted'), submittedBefore + 2);
   });
 
   it("once a key's record is gone (expired), another caller's request with it starts its own work, not the first caller's", async () => {
@@ -866,7 +933,10 @@ describe('Idempotency-Key on every command route', () => {
     const claim = await short.claim(req);
     assert.equal(claim.kind, 'claimed');
     if (claim.kind !== 'claimed') return;
-    await short.complete(req.key, claim.token, { status: 202, contentType: 'application/json', body: '{}' });
+    await short.complete(
+      { key: req.key, owner: req.owner, token: claim.token },
+      { status: 202, contentType: 'application/json', body: '{}' },
+    );
     assert.equal((await short.claim(req)).kind, 'replay');
     await sleep(400);
     assert.ok((await short.purge()) >= 1);

@@ -44,10 +44,11 @@ const instanceOf = (req: GatewayRequest): string => (req.originalUrl ?? req.url 
  * Idempotency-Key on every command route (POST, PUT, PATCH, DELETE), as payment APIs do it.
  * Runs after the role guard (a refused caller claims nothing) and around validation and the handler:
  * 1. a bad key (too long, outside the pattern, repeated header): 400;
- * 2. the key is claimed in PostgreSQL for (API key, method + path + query, body hash);
+ * 2. the key is claimed in PostgreSQL as the API key's own (each API key has its own keys: another
+ *    API key's request with the same key is another request), for (method + path + query, body hash);
  * 3. the same request again: the first answer, same status and body, `Idempotent-Replayed: true`,
  *    and the handler does not run; still running: 409 (`Retry-After: 1`, no waiting);
- *    another caller, route or body with that key: 422 naming the key;
+ *    another route or body with that key: 422 naming the key;
  * 4. the handler's answer (2xx, or a 4xx problem other than 400) is stored before it is sent; a
  *    400 (the request was refused before anything ran: it may be fixed and sent again with the key)
  *    and a 5xx (including a 504 from a back end) free the key, so a retry runs again: the back ends
@@ -119,11 +120,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
             );
           case 'mismatch': {
             const why =
-              claim.what === 'caller'
-                ? 'was used by another API key'
-                : claim.what === 'route'
-                  ? `was used for ${claim.first.method} ${claim.first.path}`
-                  : 'was used with another request body';
+              claim.what === 'route'
+                ? `was used for ${claim.first.method} ${claim.first.path}`
+                : 'was used with another request body';
             const problem = {
               type: problemType('idempotency_key_reused'),
               title: 'Idempotency-Key reused',
@@ -209,6 +208,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     redact: readonly string[],
   ): Observable<unknown> {
     const { key } = keyed;
+    const held = { key, owner: keyed.owner, token };
     // The route's own status (its @HttpCode or the method's default) is set before interceptors
     // run. When the request timeout has already answered 504, res.statusCode says 504, which is
     // not what the handler answered: keep the route's status then.
@@ -216,15 +216,15 @@ export class IdempotencyInterceptor implements NestInterceptor {
     const renew = setInterval(
       () =>
         void this.store
-          .renew(key, token)
+          .renew(held)
           .catch((err) => this.log.warn({ correlationId, err }, 'renewing an idempotency lease failed')),
       Math.max(1_000, Math.floor(this.store.options.leaseMs / 3)),
     );
     renew.unref();
     const settle = async (answer: StoredAnswer | undefined) => {
       try {
-        if (answer) await this.store.complete(key, token, this.toKeep(keyed, answer));
-        else await this.store.release(key, token);
+        if (answer) await this.store.complete(held, this.toKeep(keyed, answer));
+        else await this.store.release(held);
       } catch (err) {
         // The answer still goes out; the key stays in flight until its lease runs out.
         this.log.warn({ correlationId, idempotencyKey: key, err }, 'recording an idempotent answer failed');

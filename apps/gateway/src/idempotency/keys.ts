@@ -28,8 +28,9 @@ export const idempotencyKeyHeader = z
   .regex(IDEMPOTENCY_KEY_PATTERN)
   .optional()
   .describe(
-    'Makes the command safe to retry: a repeat with the same key, route and body from the same API key returns the first answer ' +
-      '(`Idempotent-Replayed: true`) and changes nothing; another body, route or API key with that key: 422; while the first is still running: 409. Kept 24 h.',
+    'Makes the command safe to retry: a repeat with the same key, route and body returns the first answer ' +
+      '(`Idempotent-Replayed: true`) and changes nothing; another body or route with that key: 422; while the first is still running: 409. Kept 24 h. ' +
+      "Each API key has its own keys: another API key's request with the same key is a request of its own.",
   );
 
 /** What a request's key is: none, a usable one, or one to refuse (400). */

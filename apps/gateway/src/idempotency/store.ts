@@ -76,10 +76,17 @@ export function resolveIdempotencyOptions(
   };
 }
 
+/**
+ * The key table. A key is one API key's own (primary key `(key, owner)`): what one API key sent
+ * under a key neither answers nor blocks another's request with the same key. A table made before
+ * keys were scoped had `primary key (key)`; the block at the end swaps it for the scoped one, once
+ * (its rows, one per key, each with its owner, stay valid as they are), and is a no-op after. It
+ * runs under the migration's advisory lock, so gateways starting together swap it once.
+ */
 export const IDEMPOTENCY_SCHEMA_SQL = `
 create schema if not exists gateway;
 create table if not exists gateway.idempotency_keys (
-  key           text primary key,
+  key           text not null,
   owner         text not null,
   fingerprint   text not null,
   method        text not null,
@@ -92,15 +99,29 @@ create table if not exists gateway.idempotency_keys (
   created_at    timestamptz not null,
   leased_until  timestamptz not null,
   completed_at  timestamptz,
-  expires_at    timestamptz not null
+  expires_at    timestamptz not null,
+  constraint idempotency_keys_pkey primary key (key, owner)
 );
 create index if not exists idempotency_keys_expires on gateway.idempotency_keys (expires_at);
+do $migrate$
+declare
+  single text;
+begin
+  select c.conname into single
+    from pg_constraint c
+   where c.conrelid = 'gateway.idempotency_keys'::regclass and c.contype = 'p' and cardinality(c.conkey) = 1;
+  if single is not null then
+    execute format('alter table gateway.idempotency_keys drop constraint %I', single);
+    alter table gateway.idempotency_keys add constraint idempotency_keys_pkey primary key (key, owner);
+  end if;
+end
+$migrate$;
 `;
 
 /** What a request is, for its key. */
 export interface KeyedRequest {
   readonly key: string;
-  /** The API key id (or `anonymous` without auth): only its owner gets a key's answer. */
+  /** The API key id (or `anonymous` without auth: every caller is the same one): a key is its owner's alone. */
   readonly owner: string;
   readonly fingerprint: string;
   readonly method: string;
@@ -120,7 +141,7 @@ export type Claim =
   | { readonly kind: 'in_flight' }
   | {
       readonly kind: 'mismatch';
-      readonly what: 'caller' | 'route' | 'body';
+      readonly what: 'route' | 'body';
       readonly first: { readonly method: string; readonly path: string };
     };
 
@@ -135,7 +156,6 @@ export type Claim =
 const ASYNC_COMMIT = `set_config('synchronous_commit', 'off', true) is not null`;
 
 interface Row {
-  owner: string;
   fingerprint: string;
   method: string;
   path: string;
@@ -146,11 +166,20 @@ interface Row {
   body: string | null;
 }
 
+/** Which row: a key as one API key (its owner) sent it, and the claim that holds it. */
+export interface KeyClaim {
+  readonly key: string;
+  readonly owner: string;
+  readonly token: string;
+}
+
 /**
- * Idempotency keys in PostgreSQL (`gateway.idempotency_keys`): one row per key with the
- * request it is bound to (owner, method and path, body hash) and, once handled, the first
- * answer. A key is claimed by one insert (the primary key decides between racing requests,
- * across gateway processes), leased while its request runs, and kept `ttlMs`.
+ * Idempotency keys in PostgreSQL (`gateway.idempotency_keys`): one row per API key and key with
+ * the request it is bound to (method and path, body hash) and, once handled, the first answer.
+ * Each API key has its keys to itself: another API key's request with the same key is a request of
+ * its own, so a key cannot be probed nor taken ahead by another caller. A key is claimed by one
+ * insert (the primary key decides between racing requests, across gateway processes), leased while
+ * its request runs, and kept `ttlMs`.
  */
 export class IdempotencyStore {
   private timer: NodeJS.Timeout | undefined;
@@ -185,10 +214,10 @@ export class IdempotencyStore {
   }
 
   /**
-   * Claim the key for this request, or say what it holds: the first answer (same request),
-   * `in_flight` (same request, still running, lease alive), or a mismatch (another caller,
-   * route or body). An expired key, or an in-flight one whose lease ran out for the same
-   * request, is taken over.
+   * Claim the key for this request (its owner's key), or say what it holds: the first answer (same
+   * request), `in_flight` (same request, still running, lease alive), or a mismatch (another route
+   * or body). An expired key, or an in-flight one whose lease ran out for the same request, is
+   * taken over. Another owner's row with the same key is not this one's.
    */
   async claim(r: KeyedRequest): Promise<Claim> {
     await this.init();
@@ -198,23 +227,22 @@ export class IdempotencyStore {
         `insert into gateway.idempotency_keys as k (key, owner, fingerprint, method, path, state, token, created_at, leased_until, expires_at)
          select $1, $2, $3, $4, $5, 'in_flight', $6, now(), now() + make_interval(secs => $7::float8 / 1000), now() + make_interval(secs => $8::float8 / 1000)
          where ${ASYNC_COMMIT}
-         on conflict (key) do update set owner = excluded.owner, fingerprint = excluded.fingerprint, method = excluded.method, path = excluded.path,
+         on conflict (key, owner) do update set fingerprint = excluded.fingerprint, method = excluded.method, path = excluded.path,
            state = 'in_flight', token = excluded.token, status = null, content_type = null, body = null, created_at = excluded.created_at,
            leased_until = excluded.leased_until, completed_at = null, expires_at = excluded.expires_at
          where k.expires_at < now()
-            or (k.state = 'in_flight' and k.leased_until < now() and k.owner = excluded.owner and k.fingerprint = excluded.fingerprint)
+            or (k.state = 'in_flight' and k.leased_until < now() and k.fingerprint = excluded.fingerprint)
          returning token`,
         [r.key, r.owner, r.fingerprint, r.method, r.path, token, this.options.leaseMs, this.options.ttlMs],
       );
       if (won.rows[0]?.token === token) return { kind: 'claimed', token };
       const found = await this.pool.query<Row>(
-        `select owner, fingerprint, method, path, state, token, status, content_type, body from gateway.idempotency_keys where key = $1 and expires_at >= now()`,
-        [r.key],
+        `select fingerprint, method, path, state, token, status, content_type, body from gateway.idempotency_keys where key = $1 and owner = $2 and expires_at >= now()`,
+        [r.key, r.owner],
       );
       const row = found.rows[0];
       if (!row) continue; // purged or expired in between: claim again
       const first = { method: row.method, path: row.path };
-      if (row.owner !== r.owner) return { kind: 'mismatch', what: 'caller', first };
       if (row.method !== r.method || row.path !== r.path) return { kind: 'mismatch', what: 'route', first };
       if (row.fingerprint !== r.fingerprint) return { kind: 'mismatch', what: 'body', first };
       if (row.state === 'in_flight') return { kind: 'in_flight' };
@@ -224,26 +252,26 @@ export class IdempotencyStore {
   }
 
   /** Keep the lease of a request that is still running. */
-  async renew(key: string, token: string): Promise<void> {
+  async renew({ key, owner, token }: KeyClaim): Promise<void> {
     await this.pool.query(
-      `update gateway.idempotency_keys set leased_until = now() + make_interval(secs => $3::float8 / 1000) where key = $1 and token = $2 and state = 'in_flight'`,
-      [key, token, this.options.leaseMs],
+      `update gateway.idempotency_keys set leased_until = now() + make_interval(secs => $4::float8 / 1000) where key = $1 and owner = $2 and token = $3 and state = 'in_flight'`,
+      [key, owner, token, this.options.leaseMs],
     );
   }
 
   /** Record the first answer; later requests with the key get it. */
-  async complete(key: string, token: string, answer: StoredAnswer): Promise<void> {
+  async complete({ key, owner, token }: KeyClaim, answer: StoredAnswer): Promise<void> {
     await this.pool.query(
-      `update gateway.idempotency_keys set state = 'done', status = $3, content_type = $4, body = $5, completed_at = now() where key = $1 and token = $2 and ${ASYNC_COMMIT}`,
-      [key, token, answer.status, answer.contentType, answer.body],
+      `update gateway.idempotency_keys set state = 'done', status = $4, content_type = $5, body = $6, completed_at = now() where key = $1 and owner = $2 and token = $3 and ${ASYNC_COMMIT}`,
+      [key, owner, token, answer.status, answer.contentType, answer.body],
     );
   }
 
   /** Give the key up (the request failed in a way a retry may not: 5xx); a retry runs again. */
-  async release(key: string, token: string): Promise<void> {
+  async release({ key, owner, token }: KeyClaim): Promise<void> {
     await this.pool.query(
-      `delete from gateway.idempotency_keys where key = $1 and token = $2 and state = 'in_flight'`,
-      [key, token],
+      `delete from gateway.idempotency_keys where key = $1 and owner = $2 and token = $3 and state = 'in_flight'`,
+      [key, owner, token],
     );
   }
 
