@@ -255,6 +255,22 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
       const body = await json(res);
       assert.equal(body.code, 'validation');
       assert.match(body.detail, /not valid JSON/);
+      assert.deepEqual(
+        body.errors.map((e: { path: string; code: string; in: string }) => [e.path, e.code, e.in]),
+        [['(root)', 'invalid_json', 'body']],
+      );
+      // Valid JSON that is no object is called what it is, not "not valid JSON".
+      for (const scalar of ['null', '42', '"x"']) {
+        const r = await fetch(`${base}/test/echo`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: scalar,
+        });
+        assert.equal(r.status, 400, scalar);
+        const b = await json(r);
+        assert.match(b.detail, /JSON but not an object/, scalar);
+        assert.equal(b.errors[0].code, 'not_an_object', scalar);
+      }
     });
 
     it('body over the limit: 413 problem', async () => {

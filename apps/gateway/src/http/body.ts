@@ -22,8 +22,8 @@ export function byteLimit(limit: string | number): number {
 }
 
 /** What toProblem maps to 400 / 413 (the shapes of body-parser's errors, which clients saw before). */
-const parseFailed = (message: string) =>
-  Object.assign(new Error(message), { status: 400, type: 'entity.parse.failed', expose: true });
+const parseFailed = (message: string, reason: 'invalid_json' | 'not_an_object') =>
+  Object.assign(new Error(message), { status: 400, type: 'entity.parse.failed', expose: true, reason });
 const tooLarge = (limit: number) =>
   Object.assign(new Error('request entity too large'), { status: 413, type: 'entity.too.large', limit, expose: true });
 
@@ -49,13 +49,22 @@ export function registerBodyParsers(app: FastifyInstance, limit: number): void {
       }
       if (text === '') return done(null, {});
       if (!STRICT_START.test(text)) {
-        deferInputError(req, parseFailed('the request body is not a JSON object or array'));
+        deferInputError(
+          req,
+          parseFailed(
+            'the request body is JSON but not an object (or an array where a route takes one)',
+            'not_an_object',
+          ),
+        );
         return done(null, undefined);
       }
       try {
         done(null, JSON.parse(text));
       } catch (e) {
-        deferInputError(req, parseFailed((e as Error).message));
+        deferInputError(
+          req,
+          parseFailed(`the request body is not valid JSON: ${(e as Error).message}`, 'invalid_json'),
+        );
         done(null, undefined);
       }
     });
@@ -119,5 +128,5 @@ function readLimited(
     chunks.push(chunk);
   });
   payload.once('end', () => finish(over ? tooLarge(limit) : undefined));
-  payload.once('error', (e) => finish(parseFailed(e.message)));
+  payload.once('error', (e) => finish(parseFailed(`the request body could not be read: ${e.message}`, 'invalid_json')));
 }

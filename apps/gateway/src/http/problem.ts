@@ -165,7 +165,19 @@ export function toProblem(err: unknown, ctx: ProblemContext): MappedProblem {
   const httpLike = (typeof err === 'object' && err !== null ? err : {}) as HttpLikeError;
   const status = httpLike.status ?? httpLike.statusCode;
   if (httpLike.type === 'entity.parse.failed') {
-    return { problem: build('validation', 400, 'the request body is not valid JSON', ctx), unexpected: false };
+    // Ours (body.ts) say what was wrong; any other parser's message is not shown.
+    const reason = (err as { reason?: unknown }).reason;
+    const detail =
+      (reason === 'invalid_json' || reason === 'not_an_object') && typeof httpLike.message === 'string'
+        ? httpLike.message.slice(0, 300)
+        : 'the request body is not valid JSON';
+    const code = reason === 'not_an_object' ? 'not_an_object' : 'invalid_json';
+    return {
+      problem: build('validation', 400, detail, ctx, {
+        errors: [{ path: '(root)', message: detail, code, in: 'body' }],
+      }),
+      unexpected: false,
+    };
   }
   if (httpLike.type === 'entity.too.large') {
     const limit = httpLike.limit !== undefined ? ` of ${httpLike.limit} bytes` : '';

@@ -134,6 +134,13 @@ export class McpGatewayClient {
   }
 }
 
+/**
+ * How the MCP SDK's servers answer arguments their tool's input schema refuses (JSON-RPC
+ * -32602, invalid params, put in an error result): the caller's input, so 400, not 422 (a
+ * `max_rows` past the server's configured ceiling, a window of `0h`).
+ */
+const INVALID_PARAMS = /^MCP error -32602:/;
+
 function toolFailure(
   server: string,
   tool: string,
@@ -149,7 +156,9 @@ function toolFailure(
   const code =
     typeof structured?.code === 'string' && structured.code in errorCodes
       ? (structured.code as ErrorCode)
-      : 'tool_error';
+      : INVALID_PARAMS.test(text)
+        ? 'validation'
+        : 'tool_error';
   const message = typeof structured?.message === 'string' ? structured.message : text || `${server}/${tool} failed`;
   const details =
     typeof structured?.details === 'object' && structured.details

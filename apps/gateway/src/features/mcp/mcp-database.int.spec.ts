@@ -167,6 +167,16 @@ describe('database servers behind the gateway: least-privilege roles, the writer
     });
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     assert.deepEqual(ok.body.result.rows, [{ n: 2 }]);
+    // A row cap past the server's configured ceiling (DATABASE_MAX_ROWS, 1000) is the caller's
+    // input the server's schema refused: 400, not a tool's own failure (422).
+    const over = await post(closedBase, operatorKey, '/api/v1/integration/mcp/database/query', {
+      query: 'select 1',
+      params: [],
+      max_rows: 5_000,
+    });
+    assert.equal(over.status, 400, JSON.stringify(over.body));
+    assert.equal(over.body.code, 'validation');
+    assert.match(over.body.detail, /max_rows/);
     for (const query of [
       "DO $$ begin execute 'copy (select 1) to program ''id > /tmp/switchyard-dbpriv'''; end $$",
       "select pg_read_file('/etc/passwd')",

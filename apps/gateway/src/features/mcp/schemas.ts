@@ -53,14 +53,15 @@ export const automationTriggerBody = z.union([
     .strict(),
 ]);
 
+// The analytics server's own grammar (no zero, at most six digits), so a value it refuses is a 400 here.
 export const analyticsQuery = z.object({
   window: z
     .string()
-    .regex(/^\d+[smhdw]$/, 'like 15m, 1h, 7d')
+    .regex(/^[1-9][0-9]{0,5}[smhdw]$/, 'like 15m, 1h, 7d')
     .default('1h'),
   bucket: z
     .string()
-    .regex(/^\d+[smhdw]$/, 'like 5m, 1h')
+    .regex(/^[1-9][0-9]{0,5}[smhdw]$/, 'like 5m, 1h')
     .optional(),
   aggregate: z.enum(['avg', 'sum', 'min', 'max', 'count', 'p95']).default('avg'),
 });

@@ -70,6 +70,9 @@ export const startedResponse = z.object({
   links: z.object({ self: z.string(), events: z.string(), cancel: z.string() }),
   /** The event-store position of the start's last event: give it to a query (X-Switchyard-Min-Position) to read your write from a replica. Absent on a repeated start. */
   position: z.number().int().optional(),
+  /** With `?wait=true`: when it started, and when it ended if it did. */
+  started_at: z.string().optional(),
+  ended_at: z.string().optional(),
   output: z.unknown().optional(),
   error: z.unknown().optional(),
 });

@@ -444,7 +444,7 @@ export class WorkflowsController {
       'Steps added or removed, dependency, tool and condition changes, steps that would now run or be skipped, inputs that now resolve differently. Read-only.',
     tags: ['workflows'],
     role: 'operator',
-    response: { schema: checkResponse },
+    response: { status: 200, schema: checkResponse },
     errors: [400, 404, 503],
   })
   check(@ZodParams(checkParams) p: z.infer<typeof checkParams>, @ZodBody(checkBody) b: z.infer<typeof checkBody>) {
