@@ -31,7 +31,7 @@ import { availabilityReport, type AvailabilityWindow, type WindowAvailability } 
 import { computeTrend, type Trend } from './domain/trends.js';
 import { matcherRegexProblem, trendWindows } from '@switchyard/contracts';
 import {
-  alertRuleSchema,
+  storedAlertRuleSchema,
   defaultAlertRules,
   fingerprint,
   metricNames,
@@ -45,6 +45,7 @@ import { Sampler, type Sample, type SamplerOptions } from './sampler.js';
 import { MonitoringStore, defaultRetention, type AlertRow, type Resolution, type ServiceRow } from './store.js';
 import { runProbe, type Probe, type ProbeResult } from './probes.js';
 import { PrometheusExporter } from './prometheus.js';
+import { timerAt, type Timer } from './timers.js';
 import { actorOf, streamOf, type MonitorEvent, type MonitorEventRecord } from './events.js';
 import { MONITOR_PROJECTIONS_SCHEMA, monitorProjectionNames, monitorProjections } from './projections.js';
 
@@ -71,7 +72,8 @@ export const monitorSettingsSchema = z.object({
     .prefault({}),
   healthPolicy: healthPolicySchema.prefault({}),
   slaTargetPercent: z.number().min(0).max(100).default(99.9),
-  rules: z.array(alertRuleSchema).default(() => defaultAlertRules.map((r) => ({ ...r }))),
+  // Stored rules may predate the id grammar and the `for_ms` bound: they still run (input is checked at PUT).
+  rules: z.array(storedAlertRuleSchema).default(() => defaultAlertRules.map((r) => ({ ...r }))),
 });
 export type MonitorSettings = z.infer<typeof monitorSettingsSchema>;
 
@@ -201,9 +203,11 @@ export class Monitor {
   private alerting: AlertingState = initialAlertingState;
   private readonly health = new Map<string, ServiceHealth>();
   private queue: Promise<unknown> = Promise.resolve();
-  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly timers = new Set<Timer>();
   /** The last sample each alert was evaluated with: what a `for` deadline re-evaluates. */
   private readonly lastEvaluated = new Map<string, { rule: AlertRule; labels: Labels; value: number }>();
+  /** The `for` deadline armed for each pending alert (by fingerprint); none for any other. */
+  private readonly deadlines = new Map<string, Timer>();
   private running = false;
   private inFlight = new Set<Promise<unknown>>();
   private loaded = false;
@@ -313,8 +317,9 @@ export class Monitor {
   /** Stop the loops, wait for the round in progress, release what the Monitor owns. */
   async stop(): Promise<void> {
     this.running = false;
-    for (const t of this.timers) clearTimeout(t);
+    for (const t of this.timers) t.cancel();
     this.timers.clear();
+    this.deadlines.clear();
     await Promise.allSettled([...this.inFlight]);
     await this.queue.catch(() => undefined);
     this.projectionsStopped = true;
@@ -334,15 +339,14 @@ export class Monitor {
     this.sampler.watchProcess(pid, name);
   }
 
-  private after(ms: number, fn: () => void): void {
-    const t = setTimeout(
-      () => {
-        this.timers.delete(t);
-        fn();
-      },
-      Math.max(0, ms),
-    );
+  /** Run `fn` in `ms` (any length: see timerAt); stop() cancels it. */
+  private after(ms: number, fn: () => void): Timer {
+    const t = timerAt(Date.now() + Math.max(0, ms), () => {
+      this.timers.delete(t);
+      fn();
+    });
     this.timers.add(t);
+    return t;
   }
 
   // Each loop schedules its next round after the previous one ends, so slow rounds never pile up.
@@ -495,9 +499,11 @@ export class Monitor {
       // state moves only as the events are appended (commit).
       let state = this.alerting;
       const out: AlertingEvent[] = [];
+      const touched = new Set<string>();
       for (const s of samples) {
         for (const rule of rules) {
           if (!ruleMatches(rule, s.metric, s.labels)) continue;
+          touched.add(fingerprint(rule.id, { ...s.labels, ...rule.labels }));
           const evs = this.decideSample(
             { type: 'EvaluateSample', data: { rule, labels: s.labels, value: s.value }, metadata: this.meta(s.ts) },
             state,
@@ -506,7 +512,10 @@ export class Monitor {
           out.push(...evs);
         }
       }
-      return this.commit(out);
+      const done = await this.commit(out);
+      // An alert pending from before a restart, or under a rule whose `for` changed, gets its deadline here.
+      for (const fp of touched) this.syncDeadline(fp);
+      return done;
     });
     await this.settle(done);
     return done.events as AlertingEvent[];
@@ -580,7 +589,7 @@ export class Monitor {
         return;
       default:
         this.alerting = evolveAlerting(this.alerting, e);
-        if (e.type === 'AlertPending') this.armForDeadline(e.data.fingerprint, e.metadata.at);
+        if ('fingerprint' in e.data) this.syncDeadline(e.data.fingerprint);
     }
   }
 
@@ -618,39 +627,74 @@ export class Monitor {
    * A pending alert fires once its condition has held for the rule's `for`: at that moment, not at
    * the next sample after it (which may come a whole interval later). Then the alert is evaluated
    * again with the last value it saw; a sample that cleared it meanwhile left nothing pending.
+   * Called whenever the alert or the rules change: an alert no longer pending, or whose rule is
+   * gone, keeps no timer; a rule whose `for` changed moves the deadline.
    */
-  private armForDeadline(fp: string, pendingSince: number): void {
-    const seen = this.lastEvaluated.get(fp);
-    if (!seen || seen.rule.for_ms <= 0 || !this.running) return;
-    const due = pendingSince + seen.rule.for_ms;
-    const check = () => {
-      if (!this.running) return;
-      // The clock may run a hair behind the timer: wait the rest rather than evaluate early.
-      if (Date.now() < due) return this.after(due - Date.now(), check);
-      void this.serial(async (): Promise<Committed> => {
-        const current = this.alerting.alerts[fp];
-        const last = this.lastEvaluated.get(fp);
-        if (current?.status !== 'pending' || current.pendingSince !== pendingSince || !last) return nothingCommitted;
-        // The rule in force now (it may have been changed through the API meanwhile).
-        const rule = this.settings.rules.find((r) => r.id === last.rule.id);
-        if (!rule) return nothingCommitted;
-        return this.commit(
-          this.decideSample(
-            {
-              type: 'EvaluateSample',
-              data: { rule, labels: last.labels, value: last.value },
-              metadata: this.meta(Date.now()),
-            },
-            this.alerting,
-          ),
-        );
-      })
-        .then((done) => this.settle(done))
-        .catch((err: unknown) =>
-          this.log.error({ err, fingerprint: fp }, 'evaluating an alert at its deadline failed'),
-        );
-    };
-    this.after(due - Date.now(), check);
+  private syncDeadline(fp: string): void {
+    const alert = this.alerting.alerts[fp];
+    const rule =
+      alert?.status === 'pending' && this.lastEvaluated.has(fp)
+        ? this.settings.rules.find((r) => r.id === alert.ruleId)
+        : undefined;
+    const due =
+      this.running && alert?.status === 'pending' && rule && rule.for_ms > 0
+        ? alert.pendingSince + rule.for_ms
+        : undefined;
+    const armed = this.deadlines.get(fp);
+    if (armed && armed.due === due) return;
+    if (armed) {
+      armed.cancel();
+      this.timers.delete(armed);
+      this.deadlines.delete(fp);
+    }
+    if (due === undefined || alert?.status !== 'pending') return;
+    const pendingSince = alert.pendingSince;
+    const t = this.after(due - Date.now(), () => {
+      if (this.deadlines.get(fp) === t) this.deadlines.delete(fp);
+      this.evaluateAtDeadline(fp, pendingSince);
+    });
+    this.deadlines.set(fp, t);
+  }
+
+  private evaluateAtDeadline(fp: string, pendingSince: number): void {
+    if (!this.running) return;
+    void this.serial(async (): Promise<Committed> => {
+      const current = this.alerting.alerts[fp];
+      const last = this.lastEvaluated.get(fp);
+      if (current?.status !== 'pending' || current.pendingSince !== pendingSince || !last) return nothingCommitted;
+      // The rule in force now (it may have been changed through the API meanwhile).
+      const rule = this.settings.rules.find((r) => r.id === last.rule.id);
+      if (!rule) return nothingCommitted;
+      return this.commit(
+        this.decideSample(
+          {
+            type: 'EvaluateSample',
+            data: { rule, labels: last.labels, value: last.value },
+            metadata: this.meta(Date.now()),
+          },
+          this.alerting,
+        ),
+      );
+    })
+      .then((done) => this.settle(done))
+      .catch((err: unknown) => this.log.error({ err, fingerprint: fp }, 'evaluating an alert at its deadline failed'));
+  }
+
+  /**
+   * The rule list changed in place (RuleManager): move or drop the deadlines of pending alerts,
+   * and forget the last samples of rules no longer in force.
+   */
+  rulesChanged(): void {
+    void this.serial(async () => {
+      const ids = new Set(this.settings.rules.map((r) => r.id));
+      for (const [fp, seen] of this.lastEvaluated) if (!ids.has(seen.rule.id)) this.lastEvaluated.delete(fp);
+      for (const fp of new Set([...this.deadlines.keys(), ...Object.keys(this.alerting.alerts)])) this.syncDeadline(fp);
+    });
+  }
+
+  /** How many `for` deadlines are armed (one per pending alert whose rule has a `for`). */
+  get armedDeadlines(): number {
+    return this.deadlines.size;
   }
 
   private async command(cmd: AlertingCommand): Promise<AlertingEvent[]> {

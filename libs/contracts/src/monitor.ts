@@ -21,24 +21,57 @@ export const severitySchema = z.enum(['info', 'warning', 'critical']);
 export type Severity = z.infer<typeof severitySchema>;
 
 /**
- * An alert rule. `metric` names the series it watches, `match` narrows it to series whose
- * labels contain these pairs (e.g. `{ cpu: 'total' }`), `labels` are extra labels stamped on
- * the alert (like Prometheus rule labels). The condition must hold for `for_ms` before firing.
+ * The longest `for` a rule may have: 30 days. Longer than a timer can wait in one go (2^31-1 ms,
+ * about 24.8 days), so the Monitor waits in chunks; a condition that must hold for longer is a
+ * trend (GET /api/v1/system/trends), not an alert.
  */
-export const alertRuleSchema = z.object({
-  id: z
-    .string()
-    .min(1)
-    .max(128)
-    .regex(/^[a-z0-9_.-]+$/i, 'rule id: letters, digits, _ . - (max 128)'),
+export const MAX_ALERT_RULE_FOR_MS = 2_592_000_000;
+
+/**
+ * An alert rule's id: a letter or digit, then letters, digits, `_ . -` (at most 128). The same
+ * grammar for PUT, DELETE and the API document.
+ */
+export const ALERT_RULE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+export const ALERT_RULE_ID_RULE = 'rule id: a letter or digit, then letters, digits, _ . - (max 128)';
+/**
+ * The ids PUT accepted before ALERT_RULE_ID_PATTERN (a leading `_ . -` too). A rule stored with
+ * one still loads, lists and can be deleted; a new rule cannot take one.
+ */
+export const STORED_ALERT_RULE_ID_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
+
+const ruleFields = {
   name: z.string().min(1),
   metric: z.string().min(1),
   match: z.record(z.string(), z.string()).default({}),
   comparator: comparatorSchema,
   threshold: z.number().finite(),
-  for_ms: z.number().int().min(0),
   severity: severitySchema,
   labels: z.record(z.string(), z.string()).default({}),
+};
+
+/**
+ * An alert rule. `metric` names the series it watches, `match` narrows it to series whose
+ * labels contain these pairs (e.g. `{ cpu: 'total' }`), `labels` are extra labels stamped on
+ * the alert (like Prometheus rule labels). The condition must hold for `for_ms` (at most
+ * MAX_ALERT_RULE_FOR_MS) before firing. What PUT and the rule files take.
+ */
+export const alertRuleSchema = z.object({
+  id: z.string().regex(ALERT_RULE_ID_PATTERN, ALERT_RULE_ID_RULE),
+  ...ruleFields,
+  for_ms: z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_ALERT_RULE_FOR_MS, `for_ms: at most ${MAX_ALERT_RULE_FOR_MS} ms (30 days, MAX_ALERT_RULE_FOR_MS)`),
+});
+/**
+ * A rule as the log may hold it: written before the id grammar and the `for_ms` bound, so
+ * checked only as strictly as then. Used to load, run and list rules, never to accept new ones.
+ */
+export const storedAlertRuleSchema = z.object({
+  id: z.string().regex(STORED_ALERT_RULE_ID_PATTERN, 'rule id: letters, digits, _ . - (max 128)'),
+  ...ruleFields,
+  for_ms: z.number().int().min(0),
 });
 export type AlertRule = z.infer<typeof alertRuleSchema>;
 
@@ -268,7 +301,7 @@ export const removeSilenceReply = z.object({ silence_id: z.string(), expired: z.
 
 /** Where a rule in force comes from: built in, MONITOR_RULES_FILE, MONITOR_RULES, or the API (persisted). */
 export const ruleSourceSchema = z.enum(['default', 'file', 'env', 'api']);
-export const ruleJsonSchema = alertRuleSchema.extend({ source: ruleSourceSchema });
+export const ruleJsonSchema = storedAlertRuleSchema.extend({ source: ruleSourceSchema });
 export type RuleJson = z.infer<typeof ruleJsonSchema>;
 export const rulesReply = z.object({ rules: z.array(ruleJsonSchema) });
 export const deleteRuleReply = z.object({ deleted: z.string(), resolvedAlerts: z.number().int() });

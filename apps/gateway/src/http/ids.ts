@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ALERT_RULE_ID_PATTERN } from '@switchyard/contracts';
 
 /**
  * What each kind of id the API takes looks like, in paths, queries and bodies. An id is a
@@ -16,8 +17,8 @@ export const ID_PATTERNS = {
   metric: /^[A-Za-z_:][A-Za-z0-9_:.-]{0,127}$/,
   /** Tasks: a UUID, or 32 hex for a keyed submission. */
   task: /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/,
-  /** Alert rules. */
-  rule: /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/,
+  /** Alert rules: the grammar the rule contract checks on PUT. */
+  rule: ALERT_RULE_ID_PATTERN,
   /** Agents (built-in and external). */
   agent: /^[A-Za-z0-9_-]{1,64}$/,
   /** Webhook names or ids, event names. */
@@ -34,7 +35,7 @@ const described: Record<IdKind, string> = {
   tool: 'a tool name: letters, digits, _ . : / - (max 128)',
   metric: 'a metric name like workflow.duration_ms (max 128)',
   task: 'a task id: letters, digits, _ . : - (max 128)',
-  rule: 'a rule id: letters, digits, _ . - (max 128)',
+  rule: 'a rule id: a letter or digit, then letters, digits, _ . - (max 128)',
   agent: 'an agent name: letters, digits, _ or - (max 64)',
   name: 'a name: letters, digits, _ . : - (max 128)',
   idempotencyKey: 'printable ASCII without spaces (max 200)',

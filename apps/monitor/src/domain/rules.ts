@@ -1,5 +1,7 @@
 import {
+  MAX_ALERT_RULE_FOR_MS,
   alertRuleSchema,
+  storedAlertRuleSchema,
   comparatorSchema,
   severitySchema,
   type AlertRule,
@@ -10,7 +12,9 @@ import {
 
 // The rule shapes are the monitor's wire contract (put_rules, the gateway's rule routes): @switchyard/contracts.
 export {
+  MAX_ALERT_RULE_FOR_MS,
   alertRuleSchema,
+  storedAlertRuleSchema,
   comparatorSchema,
   severitySchema,
   type AlertRule,

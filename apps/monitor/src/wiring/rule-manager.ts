@@ -100,6 +100,8 @@ export class RuleManager {
     this.current = composeRules(this.layers, this.overrides);
     const list = monitor.settings.rules;
     list.splice(0, list.length, ...this.current.map((r) => r.rule));
+    // A deleted rule or a changed `for` must not leave a deadline timer behind.
+    monitor.rulesChanged();
   }
 
   private async resolveAlertsOf(monitor: Monitor, ruleId: string, actor: string, reason: string): Promise<number> {

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { aggregateStream, handleCommand, type EventStore } from '@switchyard/event-store';
 import { isSchemaManaged } from '@switchyard/platform';
-import { alertRuleSchema, type AlertRule } from '../domain/rules.js';
+import { storedAlertRuleSchema, type AlertRule } from '../domain/rules.js';
 import {
   alertRulesDecider,
   alertRulesStream,
@@ -90,7 +90,7 @@ export class RuleOverrideStore {
     return r.rows.flatMap((x: { id: string; rule: unknown; updated_at: Date; updated_by: string }): LegacyRow[] => {
       const base = { id: x.id, updatedAt: x.updated_at.toISOString(), updatedBy: x.updated_by };
       if (x.rule === null) return [{ ...base, rule: null }];
-      const p = alertRuleSchema.safeParse(x.rule);
+      const p = storedAlertRuleSchema.safeParse(x.rule);
       return p.success ? [{ ...base, rule: p.data }] : [];
     });
   }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { idOf } from '../../http/ids.js';
 import {
+  STORED_ALERT_RULE_ID_PATTERN,
   alertRuleSchema,
   alertStateSchema,
   severitySchema,
@@ -95,4 +95,15 @@ export const putRulesBody = z.union([
   z.array(alertRuleSchema).min(1).max(200),
   z.object({ rules: z.array(alertRuleSchema).min(1).max(200) }),
 ]);
-export const deleteRuleQuery = z.strictObject({ id: idOf('rule') });
+/**
+ * A rule id as PUT takes it, or as PUT took it before the id grammar narrowed (a leading `_ . -`):
+ * such a rule is still stored and must stay deletable. An id no rule has is 404.
+ */
+export const deleteRuleQuery = z.strictObject({
+  id: z
+    .string()
+    .regex(STORED_ALERT_RULE_ID_PATTERN, 'a rule id: letters, digits, _ . - (max 128)')
+    .describe(
+      'The rule id. New ids start with a letter or digit; an id stored before that rule (starting with _ . or -) is taken too, so its rule can be deleted',
+    ),
+});

@@ -453,6 +453,64 @@ describe('system monitoring through the gateway', () => {
     assert.match(m.text, new RegExp(`switchyard_service_status\\{service="${MCP}",status="up"\\} 1`));
   });
 
+  it('alert rules: for_ms at most 30 days (400 naming it); one id grammar for PUT and DELETE; a rule stored with an older id is deletable', async () => {
+    const put = (body: unknown) => send('PUT', '/api/v1/system/alert-rules', body, keys.admin);
+    const del = (id: string) =>
+      send('DELETE', `/api/v1/system/alert-rules?id=${encodeURIComponent(id)}`, undefined, keys.admin);
+    const listed = async () =>
+      ((await get('/api/v1/system/alert-rules', keys.admin)).body.rules as { id: string }[]).map((r) => r.id);
+    const rule = { name: 'never', metric: 'queue_depth_never', comparator: '>', threshold: 1e9, severity: 'info' };
+    const DAYS_30 = 2_592_000_000;
+
+    // A `for` past 30 days would wait longer than one timer can: refused, naming the field and the bound.
+    for (const body of [
+      { ...rule, id: 'long_for', for_ms: DAYS_30 + 1 },
+      [{ ...rule, id: 'long_for', for_ms: 9_007_199_254_740_991 }],
+      { rules: [{ ...rule, id: 'long_for', for_ms: DAYS_30 + 1 }] },
+    ]) {
+      const r = await put(body);
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.match(JSON.stringify(r.body), /for_ms: at most 2592000000 ms/);
+    }
+    assert.equal((await put({ ...rule, id: 'long_for', for_ms: DAYS_30 })).status, 200);
+    assert.equal((await del('long_for')).status, 200);
+
+    // Ids: what PUT takes DELETE takes, and what PUT refuses it refuses with the same words.
+    for (const id of ['_rule', '.rule', '-rule', 'a'.repeat(129), 'a b']) {
+      const r = await put({ ...rule, id, for_ms: 0 });
+      assert.equal(r.status, 400, `${id}: ${JSON.stringify(r.body)}`);
+    }
+    for (const id of ['Upper.Case-1', 'a', `x${'y'.repeat(127)}`]) {
+      assert.equal((await put({ ...rule, id, for_ms: 0 })).status, 200, id);
+      assert.equal((await del(id)).status, 200, id);
+      assert.ok(!(await listed()).includes(id));
+    }
+
+    // Rules stored when PUT still took a leading _ . - (and a for_ms past the bound): they list and delete.
+    const stream = `alertrules-${serviceName}`;
+    for (const id of ['_old_rule', '.old_rule', '-old_rule']) {
+      await g.store.append(
+        stream,
+        [
+          {
+            id: newId(),
+            type: 'AlertRuleCreated',
+            data: { rule: { ...rule, id, for_ms: 60 * 86_400_000, match: {}, labels: {} } },
+            metadata: { correlationId: 'spec', actor: 'spec', timestamp: new Date().toISOString() },
+          },
+        ],
+        { expectedRevision: 'any' },
+      );
+    }
+    for (const id of ['_old_rule', '.old_rule', '-old_rule']) {
+      const r = await del(id);
+      assert.equal(r.status, 200, `${id}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.deleted, id);
+      assert.ok(!(await listed()).includes(id), id);
+    }
+    assert.equal((await del('_never_stored')).status, 404);
+  });
+
   it('rule changes survive a restart of the monitor; a stopped monitor is 503', async () => {
     assert.equal(
       (
