@@ -6,6 +6,7 @@ import {
   guardPgPool,
   isConnectionError,
   isSchemaManaged,
+  rerunOnDeadlock,
   type Logger,
 } from '@switchyard/platform';
 import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
@@ -101,32 +102,38 @@ export class ProjectionRunner {
     if (this.started) return;
     this.started = true;
     const ddl = !isSchemaManaged(this.pool);
-    await this.withTx(async (c) => {
-      // Several runners may boot at once: serialise the DDL.
-      await c.query('select pg_advisory_xact_lock(hashtext($1))', [`${this.schema}.setup`]);
-      if (ddl) await this.createCheckpoints(c);
-      // Checkpoint rows before any projection DDL: a runner in another process may be applying a
-      // batch (checkpoint row locked, then the projection's tables). Waiting for its row while
-      // holding no table lock lets it finish; the DDL first (`create index if not exists` locks
-      // the table even when the index exists) would deadlock with it.
-      for (const lane of this.lanes.values()) {
-        await c.query(
-          `insert into ${this.schema}.checkpoints (name, position) values ($1, -1) on conflict (name) do nothing`,
-          [lane.projection.name],
-        );
-      }
-      if (ddl) for (const lane of this.lanes.values()) await lane.projection.setup(c);
-    });
+    // Idempotent: a deadlock with another process's first writes (a setup's reset of a read
+    // model meets the monitor's probe updates) runs it again instead of failing the start.
+    await rerunOnDeadlock(() =>
+      this.withTx(async (c) => {
+        // Several runners may boot at once: serialise the DDL.
+        await c.query('select pg_advisory_xact_lock(hashtext($1))', [`${this.schema}.setup`]);
+        if (ddl) await this.createCheckpoints(c);
+        // Checkpoint rows before any projection DDL: a runner in another process may be applying a
+        // batch (checkpoint row locked, then the projection's tables). Waiting for its row while
+        // holding no table lock lets it finish; the DDL first (`create index if not exists` locks
+        // the table even when the index exists) would deadlock with it.
+        for (const lane of this.lanes.values()) {
+          await c.query(
+            `insert into ${this.schema}.checkpoints (name, position) values ($1, -1) on conflict (name) do nothing`,
+            [lane.projection.name],
+          );
+        }
+        if (ddl) for (const lane of this.lanes.values()) await lane.projection.setup(c);
+      }),
+    );
     for (const lane of this.lanes.values()) await this.startLane(lane);
   }
 
   /** Only the DDL of start() (checkpoints table, every projection's setup), for an owner role migrating ahead of the components. */
   async migrate(): Promise<void> {
-    await this.withTx(async (c) => {
-      await c.query('select pg_advisory_xact_lock(hashtext($1))', [`${this.schema}.setup`]);
-      await this.createCheckpoints(c);
-      for (const lane of this.lanes.values()) await lane.projection.setup(c);
-    });
+    await rerunOnDeadlock(() =>
+      this.withTx(async (c) => {
+        await c.query('select pg_advisory_xact_lock(hashtext($1))', [`${this.schema}.setup`]);
+        await this.createCheckpoints(c);
+        for (const lane of this.lanes.values()) await lane.projection.setup(c);
+      }),
+    );
   }
 
   private async createCheckpoints(c: pg.PoolClient): Promise<void> {

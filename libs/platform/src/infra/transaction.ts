@@ -20,6 +20,28 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClie
   }
 }
 
+/** SQLSTATEs of a transaction PostgreSQL ended to break a lock cycle or a serialization conflict: run again, it may pass. */
+const RERUNNABLE = new Set(['40P01', '40001']);
+
+/**
+ * Run `run` again (up to `attempts` times in all, a few tens of milliseconds apart) when
+ * PostgreSQL ended its transaction as a deadlock's victim or on a serialization conflict. For
+ * idempotent work only, such as a component's migrations at start: processes started together
+ * (three dispatchers and a monitor) clear and create rows other processes' first writes touch,
+ * and one of them lost a deadlock and exited.
+ */
+export async function rerunOnDeadlock<T>(run: () => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (err) {
+      const code = (err as { code?: unknown } | null)?.code;
+      if (attempt >= attempts || typeof code !== 'string' || !RERUNNABLE.has(code)) throw err;
+      await new Promise((r) => setTimeout(r, 20 * attempt + Math.random() * 30));
+    }
+  }
+}
+
 /**
  * Run idempotent DDL in one transaction under a transaction-scoped advisory lock, so several
  * processes starting at once do not race on CREATE ... IF NOT EXISTS (which can still collide
@@ -27,8 +49,10 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClie
  */
 export async function migrateUnderLock(pool: pg.Pool, lockName: string, ddl: string): Promise<void> {
   if (isSchemaManaged(pool)) return;
-  await withTransaction(pool, async (c) => {
-    await c.query('select pg_advisory_xact_lock(hashtext($1))', [lockName]);
-    await c.query(ddl);
-  });
+  await rerunOnDeadlock(() =>
+    withTransaction(pool, async (c) => {
+      await c.query('select pg_advisory_xact_lock(hashtext($1))', [lockName]);
+      await c.query(ddl);
+    }),
+  );
 }
