@@ -3,6 +3,7 @@ import { z } from 'zod';
 import pg from 'pg';
 import { AppError, migrateUnderLock, type Logger } from '@switchyard/platform';
 import { tool } from '../common/tools.js';
+import { keyScopeOf, storedKey } from '../common/idempotency.js';
 import { mapPgError } from '../database/server.js';
 import type { Clock } from '../automation/clock.js';
 import { sharedJsonSchemaValidator } from '../common/validator.js';
@@ -20,6 +21,10 @@ CREATE INDEX IF NOT EXISTS metrics_name_ts ON analytics.metrics (name, ts);
 -- A sample recorded under an idempotency key is recorded once, however often the call is repeated.
 ALTER TABLE analytics.metrics ADD COLUMN IF NOT EXISTS idempotency_key text;
 CREATE UNIQUE INDEX IF NOT EXISTS metrics_idempotency_key ON analytics.metrics (idempotency_key) WHERE idempotency_key IS NOT NULL;
+-- Whose namespace the key is in (the caller's _meta.actor, '' for a call for nobody): the stored key
+-- is '<actor>/<key>', so a key one caller claims first cannot fail another's record (the support
+-- template keys its interaction by execution id). NULL: a key from before, kept as given.
+ALTER TABLE analytics.metrics ADD COLUMN IF NOT EXISTS key_scope text;
 `;
 
 const sortKeys = (o: Record<string, string>): Record<string, string> =>
@@ -111,13 +116,16 @@ export function createAnalyticsServer(deps: AnalyticsServerDeps): McpServer {
     tool(
       'record_metric',
       logger,
-      async (a) => {
+      async (a, ctx) => {
         const ts = a.timestamp ? new Date(a.timestamp) : now();
-        const key = a.idempotency_key ?? null;
+        const given = a.idempotency_key ?? null;
+        // The caller's key is theirs alone (see common/idempotency.ts).
+        const key =
+          given === null ? null : await storedKey(pool, 'analytics.metrics', 'idempotency_key', ctx.actor, given);
         const inserted = await pool.query<{ id: string }>(
-          `INSERT INTO analytics.metrics (name, value, labels, ts, idempotency_key) VALUES ($1,$2,$3,$4,$5)
+          `INSERT INTO analytics.metrics (name, value, labels, ts, idempotency_key, key_scope) VALUES ($1,$2,$3,$4,$5,$6)
          ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id`,
-          [a.name, a.value, JSON.stringify(a.labels), ts, key],
+          [a.name, a.value, JSON.stringify(a.labels), ts, key, given === null ? null : keyScopeOf(ctx.actor)],
         );
         if (inserted.rows[0]) {
           return {
@@ -143,8 +151,8 @@ export function createAnalyticsServer(deps: AnalyticsServerDeps): McpServer {
           p.value !== a.value ||
           JSON.stringify(sortKeys(p.labels)) !== JSON.stringify(sortKeys(a.labels))
         ) {
-          throw new AppError('illegal_state', `idempotency key "${key}" was already used for another sample`, {
-            idempotency_key: key,
+          throw new AppError('illegal_state', `idempotency key "${given}" was already used for another sample`, {
+            idempotency_key: given,
             recorded: { name: p.name, value: p.value, labels: p.labels },
           });
         }

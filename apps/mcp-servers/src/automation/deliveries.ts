@@ -13,6 +13,7 @@ import {
   type Logger,
 } from '@switchyard/platform';
 import type { EgressGuard } from '../fetch/egress-guard.js';
+import { keyScopeOf, storedKey } from '../common/idempotency.js';
 import { safeHttpRequest, type SafeResponse } from '../fetch/http-client.js';
 import { Mailer, type EmailMessage, type MailResult, type MailTransport } from './mail.js';
 import {
@@ -301,7 +302,11 @@ export class Deliveries {
    * most once per key, durably (see `Mailer`); a repeat returns the first result.
    */
   async sendEmail(
-    input: EmailMessage & { idempotencyKey?: string | undefined; correlationId?: string | undefined },
+    input: EmailMessage & {
+      idempotencyKey?: string | undefined;
+      correlationId?: string | undefined;
+      scope?: string | undefined;
+    },
   ): Promise<MailResult> {
     if (!this.mailer)
       throw new AppError(
@@ -342,13 +347,17 @@ export class Deliveries {
    * `deduplicated: true` and nothing is POSTed again, by this process or any other. Only a
    * send whose sender died mid-request, or that ended without an answer (5xx after the
    * retries, network errors), is sent again under the same key.
+   *
+   * `scope`: the person the call is for (`_meta.actor`); their key is theirs alone, and the
+   * delivery id the receiver gets (`Idempotency-Key`) is the scoped one (see common/idempotency.ts).
    */
   async sendWebhook(input: {
     webhook: string;
     event: string;
     payload: Record<string, unknown>;
-    idempotencyKey?: string;
-    correlationId?: string;
+    idempotencyKey?: string | undefined;
+    correlationId?: string | undefined;
+    scope?: string | undefined;
   }): Promise<DeliveryResult> {
     const hook = await this.deps.webhookByRef(input.webhook);
     if (hook.events.length > 0 && !hook.events.includes(input.event) && !hook.events.includes('*')) {
@@ -356,16 +365,17 @@ export class Deliveries {
         events: hook.events,
       });
     }
-    const key = input.idempotencyKey;
-    if (key === undefined) return { ...(await this.post(hook, input, newId())), deduplicated: false };
+    const given = input.idempotencyKey;
+    if (given === undefined) return { ...(await this.post(hook, input, newId())), deduplicated: false };
+    const key = await storedKey(this.deps.pool, 'automation.deliveries', 'delivery_id', input.scope, given);
     const fingerprint = deliveryFingerprint(hook.id, input.event, input.payload);
     const running = this.inFlight.get(key);
     if (running) {
-      if (running.fingerprint !== fingerprint) throw keyReused(key);
+      if (running.fingerprint !== fingerprint) throw keyReused(given);
       return { ...(await running.result), deduplicated: true };
     }
     // Registered before the first await, so a concurrent call in this process always finds it.
-    const result = this.sendKeyed(hook, input, key, fingerprint);
+    const result = this.sendKeyed(hook, input, { key, given, scope: keyScopeOf(input.scope) }, fingerprint);
     this.inFlight.set(key, { fingerprint, result });
     try {
       return await result;
@@ -376,10 +386,11 @@ export class Deliveries {
 
   private async sendKeyed(
     hook: { id: string; name: string; url: string; secret: string },
-    input: { event: string; payload: Record<string, unknown>; correlationId?: string },
-    key: string,
+    input: { event: string; payload: Record<string, unknown>; correlationId?: string | undefined },
+    k: { key: string; given: string; scope: string },
     fingerprint: string,
   ): Promise<DeliveryResult> {
+    const { key } = k;
     const cfg = this.deliveryConfig();
     const log = this.log.child({ correlationId: input.correlationId ?? key, webhook: hook.name, deliveryId: key });
     // Another process's send of this key ends within its own budget: every attempt timed out plus the backoff between them.
@@ -387,7 +398,7 @@ export class Deliveries {
     const deadline = Date.now() + waitBudgetMs;
     let waiting = false;
     for (;;) {
-      const claim = await this.claimDelivery(hook.id, input.event, key, fingerprint, log);
+      const claim = await this.claimDelivery(hook.id, input.event, k, fingerprint, log);
       if (claim.kind === 'answered') {
         log.info({ status: claim.result.status }, 'webhook delivery already answered; not sent again');
         return { ...claim.result, deduplicated: true };
@@ -430,16 +441,16 @@ export class Deliveries {
   private async claimDelivery(
     webhookId: string,
     event: string,
-    key: string,
+    { key, given, scope }: { key: string; given: string; scope: string },
     fingerprint: string,
     log: Logger,
   ): Promise<DeliveryClaim> {
     const myPid = await this.owner.pid();
     const now = this.clock.now();
     const inserted = await this.deps.pool.query(
-      `INSERT INTO automation.deliveries (delivery_id, webhook_id, event, request_fingerprint, status, owner_pid, started_at)
-       VALUES ($1, $2, $3, $4, 'sending', $5, $6) ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id`,
-      [key, webhookId, event, fingerprint, myPid, now],
+      `INSERT INTO automation.deliveries (delivery_id, webhook_id, event, request_fingerprint, status, owner_pid, started_at, key_scope)
+       VALUES ($1, $2, $3, $4, 'sending', $5, $6, $7) ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id`,
+      [key, webhookId, event, fingerprint, myPid, now, scope],
     );
     if (inserted.rowCount === 1) return { kind: 'send' };
 
@@ -464,7 +475,7 @@ export class Deliveries {
       if (!row) {
         claim = { kind: 'absent' };
       } else if (row.request_fingerprint !== fingerprint) {
-        throw keyReused(key);
+        throw keyReused(given);
       } else if (row.status === 'answered') {
         claim = { kind: 'answered', result: row.result! };
       } else if (row.status === 'failed') {
@@ -531,7 +542,7 @@ export class Deliveries {
 
   private async post(
     hook: { name: string; url: string; secret: string },
-    input: { event: string; payload: Record<string, unknown>; correlationId?: string },
+    input: { event: string; payload: Record<string, unknown>; correlationId?: string | undefined },
     deliveryId: string,
     beforeAttempt?: () => Promise<void>,
   ): Promise<DeliveryResult> {
@@ -842,10 +853,13 @@ export class Deliveries {
       ...(input.authentication ? { authentication: input.authentication } : {}),
     };
     const now = this.clock.now();
-    const key = input.idempotency_key;
+    // The owner's key is theirs alone (see common/idempotency.ts): another caller's delivery under
+    // the same key neither suppresses this one nor is refused by it.
+    const given = input.idempotency_key;
+    const key = await storedKey(this.deps.pool, 'automation.scheduled_deliveries', 'delivery_id', input.owner, given);
     const inserted = await this.deps.pool.query(
-      `INSERT INTO automation.scheduled_deliveries (delivery_id, channel, webhook, event, payload, correlation_id, next_attempt_at, created_at, ordering_key, owner)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) ON CONFLICT (delivery_id) DO NOTHING RETURNING *`,
+      `INSERT INTO automation.scheduled_deliveries (delivery_id, channel, webhook, event, payload, correlation_id, next_attempt_at, created_at, ordering_key, owner, key_scope)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10) ON CONFLICT (delivery_id) DO NOTHING RETURNING *`,
       [
         key,
         input.format,
@@ -856,6 +870,7 @@ export class Deliveries {
         now,
         input.ordering_key ?? null,
         input.owner ?? null,
+        keyScopeOf(input.owner),
       ],
     );
     if (inserted.rowCount === 1) {
@@ -876,8 +891,8 @@ export class Deliveries {
     if (!row)
       throw new AppError(
         'conflict',
-        `delivery "${key}" vanished while it was queued; queue it again`,
-        { delivery_id: key },
+        `delivery "${given}" vanished while it was queued; queue it again`,
+        { delivery_id: given },
         true,
       );
     if (
@@ -887,8 +902,8 @@ export class Deliveries {
     ) {
       throw new AppError(
         'illegal_state',
-        `idempotency key "${key}" was already used for a different delivery`,
-        { delivery_id: key },
+        `idempotency key "${given}" was already used for a different delivery`,
+        { delivery_id: given },
         false,
       );
     }

@@ -303,7 +303,9 @@ describe('automation: webhooks and schedules are events, their tables projection
       target: { kind: 'workflow', template_id: 'tpl', input: { n: 1 } },
     });
     assert.equal(created.schedule.owner, `apikey:${keyA}`);
-    const [made] = await store.readStream('automation_schedule-owned');
+    // Its name is in its creator's scope: the stream is theirs.
+    const ownedStream = `automation_schedule-apikey:${keyA}/owned`;
+    const [made] = await store.readStream(ownedStream);
     assert.equal((made!.data as { owner?: string }).owner, `apikey:${keyA}`);
     assert.equal(made!.metadata['actor'], `apikey:${keyA}`, "the event names the caller, not the server's token");
     // Something that is not a plain actor id is not taken as one.
@@ -345,7 +347,7 @@ describe('automation: webhooks and schedules are events, their tables projection
       [false, 'owner_revoked', 0, `apikey:${keyA}`],
       'due at 11:10, not fired: paused as its owner was revoked',
     );
-    const events = await store.readStream('automation_schedule-owned');
+    const events = await store.readStream(ownedStream);
     assert.deepEqual(
       events.map((e) => e.type),
       ['ScheduleCreated', 'SchedulePaused'],
@@ -354,7 +356,7 @@ describe('automation: webhooks and schedules are events, their tables projection
     assert.equal(events[1]!.metadata['actor'], 'mcp:automation:owner-revoked');
     clock.set('2026-03-01T11:11:00.000Z');
     await svc.fireDue();
-    assert.equal((await store.readStream('automation_schedule-owned')).length, 2, 'paused once, not at every tick');
+    assert.equal((await store.readStream(ownedStream)).length, 2, 'paused once, not at every tick');
 
     // A resume that names nobody is refused: it would fire again until the next tick paused it.
     const anonymous = (await client!.callTool({

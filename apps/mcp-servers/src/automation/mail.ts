@@ -5,6 +5,7 @@ import { z } from 'zod';
 import nodemailer from 'nodemailer';
 import { ExponentialBackoff, handleWhen, retry } from 'cockatiel';
 import { AppError, isAppError, newId, withTransaction, type Logger } from '@switchyard/platform';
+import { keyScopeOf, storedKey } from '../common/idempotency.js';
 
 /**
  * A mailbox address. Deliberately loose (a local part, `@`, a domain without a dot is fine):
@@ -200,20 +201,29 @@ export class Mailer {
     return [...this.inFlight.keys()];
   }
 
+  /**
+   * `scope`: the person the call is for (`_meta.actor`); their key is theirs alone (see
+   * common/idempotency.ts). The stored key, and the Message-ID derived from it, are scoped.
+   */
   async send(
-    m: EmailMessage & { idempotencyKey?: string | undefined; correlationId?: string | undefined },
+    m: EmailMessage & {
+      idempotencyKey?: string | undefined;
+      correlationId?: string | undefined;
+      scope?: string | undefined;
+    },
   ): Promise<MailResult> {
     assertBody(m);
-    const key = m.idempotencyKey;
-    if (key === undefined) return this.deliver(m, `<${newId()}@switchyard>`, null, undefined);
+    const given = m.idempotencyKey;
+    if (given === undefined) return this.deliver(m, `<${newId()}@switchyard>`, null, undefined);
+    const key = await storedKey(this.deps.pool, 'automation.mail_sends', 'idempotency_key', m.scope, given);
     const fingerprint = mailFingerprint(m);
     const running = this.inFlight.get(key);
     if (running) {
-      if (running.fingerprint !== fingerprint) throw keyReused(key);
+      if (running.fingerprint !== fingerprint) throw keyReused(given);
       return { ...(await running.result), deduplicated: true };
     }
     // Registered before the first await, so a concurrent call in this process always joins it.
-    const result = this.sendKeyed(m, key, fingerprint);
+    const result = this.sendKeyed(m, { key, given, scope: keyScopeOf(m.scope) }, fingerprint);
     this.inFlight.set(key, { fingerprint, result });
     try {
       return await result;
@@ -224,14 +234,15 @@ export class Mailer {
 
   private async sendKeyed(
     m: EmailMessage & { correlationId?: string | undefined },
-    key: string,
+    k: { key: string; given: string; scope: string },
     fingerprint: string,
   ): Promise<MailResult> {
+    const { key, given } = k;
     const log = this.log.child({ correlationId: m.correlationId ?? key, idempotencyKey: key });
     const deadline = Date.now() + (this.deps.waitForOwnerMs ?? 90_000);
     let waiting = false;
     for (;;) {
-      const claim = await this.claim(key, fingerprint, log);
+      const claim = await this.claim(k, fingerprint, log);
       if (claim.kind === 'sent') {
         log.info({ messageId: claim.result.message_id }, 'mail with this key was already sent; not sent again');
         return { ...claim.result, deduplicated: true };
@@ -241,8 +252,8 @@ export class Mailer {
       if (Date.now() >= deadline) {
         throw new AppError(
           'timeout',
-          `mail "${key}" is still being sent by another process`,
-          { idempotency_key: key, owner_pid: claim.ownerPid },
+          `mail "${given}" is still being sent by another process`,
+          { idempotency_key: given, owner_pid: claim.ownerPid },
           true,
         );
       }
@@ -251,7 +262,7 @@ export class Mailer {
       await sleep(100);
     }
     try {
-      const result = await this.deliver(m, keyedMessageId(key), key, () => this.countSend(key));
+      const result = await this.deliver(m, keyedMessageId(key), given, () => this.countSend(key));
       await this.finish(key, 'sent', result, log);
       return result;
     } catch (e) {
@@ -334,13 +345,17 @@ export class Mailer {
   }
 
   /** Send this key (new, failed before, or its sender is dead), return the recorded result, or wait for a live sender. */
-  private async claim(key: string, fingerprint: string, log: Logger): Promise<Claim> {
+  private async claim(
+    { key, given, scope }: { key: string; given: string; scope: string },
+    fingerprint: string,
+    log: Logger,
+  ): Promise<Claim> {
     const myPid = await this.deps.owner.pid();
     const now = this.deps.now();
     const inserted = await this.deps.pool.query(
-      `INSERT INTO automation.mail_sends (idempotency_key, request_fingerprint, status, owner_pid, started_at)
-       VALUES ($1, $2, 'sending', $3, $4) ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key`,
-      [key, fingerprint, myPid, now],
+      `INSERT INTO automation.mail_sends (idempotency_key, request_fingerprint, status, owner_pid, started_at, key_scope)
+       VALUES ($1, $2, 'sending', $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key`,
+      [key, fingerprint, myPid, now, scope],
     );
     if (inserted.rowCount === 1) return { kind: 'send' };
     return withTransaction(this.deps.pool, async (c) => {
@@ -360,7 +375,7 @@ export class Mailer {
           }
         | undefined;
       if (!row) return { kind: 'absent' } as const;
-      if (row.request_fingerprint !== fingerprint) throw keyReused(key);
+      if (row.request_fingerprint !== fingerprint) throw keyReused(given);
       if (row.status === 'sent') return { kind: 'sent', result: row.result! } as const;
       if (row.status === 'sending' && row.owner_alive && row.owner_pid !== myPid)
         return { kind: 'wait', ownerPid: row.owner_pid! } as const;

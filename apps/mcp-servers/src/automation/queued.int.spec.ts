@@ -171,7 +171,11 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
         body: { n: 0 },
         idempotency_key: 'other-owner-1',
       });
-      await until(async () => (await rowOf('other-owner-1'))?.status === 'delivered', "the other owner's delivered");
+      // Stored in its owner's namespace (a key is its owner's alone).
+      await until(
+        async () => (await rowOf('apikey:other/other-owner-1'))?.status === 'delivered',
+        "the other owner's delivered",
+      );
       assert.equal(sentTo(), 8, `one owner holds at most 8 sends at once: ${sentTo()}`);
 
       // The gateway revokes the hog's key; the sends it still owes are given up, not made.

@@ -1,7 +1,8 @@
 /**
  * The schedule aggregate as a pure decider (no I/O; "now" is the command's metadata.timestamp,
- * the cron arithmetic is a pure function of it). One stream per schedule name,
- * `automation_schedule-<name>`, so a name is taken at most once; a deleted name may be used again.
+ * the cron arithmetic is a pure function of it). One stream per schedule name in its scope,
+ * `automation_schedule-<scope>/<name>` (`automation_schedule-<name>` for the system's and those from
+ * before scopes), so a name is taken at most once per scope; a deleted name may be used again.
  *
  * What the events record is the schedule's definition and its paused/active state, with the
  * fire time planned by the latest ScheduleCreated or ScheduleResumed. Firing (the next fire
@@ -12,10 +13,15 @@ import { z } from 'zod';
 import type { Event } from '@switchyard/domain';
 import { CronExpressionParser } from 'cron-parser';
 import { AppError } from '@switchyard/platform';
-import type { AutomationMetadata } from './webhooks.decider.js';
+import { assertMayChange, type AutomationMetadata, type CommandCaller } from './webhooks.decider.js';
 
 export const SCHEDULE_STREAM_PREFIX = 'automation_schedule-';
-export const scheduleStream = (name: string): string => `${SCHEDULE_STREAM_PREFIX}${name}`;
+/**
+ * A schedule's stream: its name within its scope, the person who created it. Names have no `/` and
+ * actors none either, so scoped and unscoped streams never meet.
+ */
+export const scheduleStream = (name: string, scope?: string | null): string =>
+  scope ? `${SCHEDULE_STREAM_PREFIX}${scope}/${name}` : `${SCHEDULE_STREAM_PREFIX}${name}`;
 
 export function assertTimezone(tz: string): void {
   try {
@@ -111,6 +117,11 @@ export const scheduleCreatedSchema = z.object({
    * when the caller was not known (a direct call to the server, or a schedule from before owners).
    */
   owner: z.string().min(1).optional(),
+  /**
+   * The namespace of its name: the person who created it (names are unique per scope). Absent for
+   * the system's and those from before scopes, which share the one namespace names had before.
+   */
+  scope: z.string().min(1).optional(),
 });
 /** `owner_revoked`: the system paused it because its owner's key was revoked. Absent when paused on request. */
 export const PAUSED_OWNER_REVOKED = 'owner_revoked';
@@ -156,20 +167,33 @@ export type ScheduleCommand =
         readonly timezone: string;
         readonly target: Record<string, unknown>;
         readonly owner?: string | undefined;
+        readonly scope?: string | undefined;
       };
       readonly metadata: AutomationMetadata;
     }
   | {
       readonly type: 'PauseSchedule';
-      readonly data: Ref & { readonly reason?: typeof PAUSED_OWNER_REVOKED | undefined };
+      readonly data: Ref & {
+        readonly reason?: typeof PAUSED_OWNER_REVOKED | undefined;
+        readonly caller?: CommandCaller | undefined;
+      };
       readonly metadata: AutomationMetadata;
     }
   | {
       readonly type: 'ResumeSchedule';
-      readonly data: Ref & { readonly owner?: string | undefined };
+      readonly data: Ref & {
+        readonly owner?: string | undefined;
+        readonly caller?: CommandCaller | undefined;
+        /** Its owner's key was revoked (automation.revoked_actors): anyone may take it over by resuming it. */
+        readonly ownerRevoked?: boolean | undefined;
+      };
       readonly metadata: AutomationMetadata;
     }
-  | { readonly type: 'DeleteSchedule'; readonly data: Ref; readonly metadata: AutomationMetadata };
+  | {
+      readonly type: 'DeleteSchedule';
+      readonly data: Ref & { readonly caller?: CommandCaller | undefined };
+      readonly metadata: AutomationMetadata;
+    };
 
 interface Defined {
   readonly id: string;
@@ -221,6 +245,7 @@ export const scheduleDecider = {
               next_fire_at: plan.next.toISOString(),
               created_at: metadata.timestamp,
               ...(d.owner !== undefined ? { owner: d.owner } : {}),
+              ...(d.scope !== undefined ? { scope: d.scope } : {}),
             },
             metadata,
           },
@@ -228,6 +253,7 @@ export const scheduleDecider = {
       }
       case 'PauseSchedule': {
         const s = existing(state, command.data);
+        assertMayChange(`schedule "${s.name}"`, s.owner, command.data.caller);
         if (s.status === 'paused') return [];
         const reason = command.data.reason;
         return [
@@ -240,6 +266,9 @@ export const scheduleDecider = {
       }
       case 'ResumeSchedule': {
         const s = existing(state, command.data);
+        // A resume makes the resumer its owner: taking over another's schedule is for admins, and
+        // for anyone once its owner's key was revoked (how such a schedule goes on).
+        if (!command.data.ownerRevoked) assertMayChange(`schedule "${s.name}"`, s.owner, command.data.caller);
         // Resuming an active schedule changes nothing, unless someone else resumes it: they take
         // it over (a schedule whose owner was revoked, before the scheduler has paused it).
         const owner = command.data.owner;
@@ -263,6 +292,7 @@ export const scheduleDecider = {
       }
       case 'DeleteSchedule': {
         const s = existing(state, command.data);
+        assertMayChange(`schedule "${s.name}"`, s.owner, command.data.caller);
         return [
           { type: 'ScheduleDeleted', data: { id: s.id, name: s.name, deleted_at: metadata.timestamp }, metadata },
         ];

@@ -43,9 +43,11 @@ import {
   scheduleStream,
   type ScheduleCommand,
   type ScheduleEvent,
+  type ScheduleState,
 } from './schedules.decider.js';
 import { insertScheduleTrigger, type TriggerRecord } from './triggers.js';
 import { iso, uuidLike, type WebhookTarget } from './webhooks.js';
+import type { CommandCaller } from './webhooks.decider.js';
 
 export { afterMs, nextFireAfter } from './schedules.decider.js';
 
@@ -94,7 +96,7 @@ export const SCHEDULES_PROJECTION = 'automation-schedules';
  * definition's latest plan; a newer plan (a resume) takes over. A fired one-shot stays done.
  */
 const SCHEDULE_SELECT = `
-  SELECT s.id, s.name, s.cron, s.run_once, s.timezone, s.target, s.enabled AS active, s.plan_revision, s.owner, s.paused_reason,
+  SELECT s.id, s.name, s.scope, s.cron, s.run_once, s.timezone, s.target, s.enabled AS active, s.plan_revision, s.owner, s.paused_reason,
          EXISTS (SELECT 1 FROM automation.revoked_actors ra WHERE ra.actor = s.owner) AS owner_revoked,
          CASE WHEN r.schedule_id IS NULL OR r.plan_revision < s.plan_revision THEN s.next_fire_at ELSE r.next_fire_at END AS next_fire_at,
          (r.done IS TRUE AND (s.run_once OR r.plan_revision >= s.plan_revision)) AS done,
@@ -130,9 +132,9 @@ export const schedulesProjection: Projection = {
       case 'ScheduleCreated': {
         const d = scheduleCreatedSchema.parse(e.data);
         await c.query(
-          `INSERT INTO automation.schedules (id, name, cron, run_once, timezone, target, enabled, next_fire_at, plan_revision, created_at, position, owner, paused_reason)
-           VALUES ($1,$2,$3,$4,$5,$6,true,$7,$8,$9,$10,$11,NULL)
-           ON CONFLICT (id) DO UPDATE SET name = excluded.name, cron = excluded.cron, run_once = excluded.run_once, timezone = excluded.timezone,
+          `INSERT INTO automation.schedules (id, name, cron, run_once, timezone, target, enabled, next_fire_at, plan_revision, created_at, position, owner, paused_reason, scope)
+           VALUES ($1,$2,$3,$4,$5,$6,true,$7,$8,$9,$10,$11,NULL,$12)
+           ON CONFLICT (id) DO UPDATE SET name = excluded.name, scope = excluded.scope, cron = excluded.cron, run_once = excluded.run_once, timezone = excluded.timezone,
                   target = excluded.target, enabled = true, next_fire_at = excluded.next_fire_at, plan_revision = excluded.plan_revision,
                   created_at = excluded.created_at, position = excluded.position, owner = excluded.owner, paused_reason = NULL,
                   -- An adopted row's run columns from before the events (now in schedule_runs) are emptied, as a replay has them.
@@ -149,6 +151,7 @@ export const schedulesProjection: Projection = {
             d.created_at,
             e.position,
             d.owner ?? null,
+            d.scope ?? null,
           ],
         );
         return;
@@ -203,16 +206,37 @@ export interface ClaimedFire {
   readonly trigger?: TriggerRecord;
 }
 
+/** Which schedule a command is for: its stream (name and scope), and the id the caller meant. */
+interface Target {
+  readonly name: string;
+  readonly id?: string;
+  readonly scope?: string | undefined;
+}
+
+/** A schedule row as resolve() weighs it. */
+interface Candidate {
+  readonly id: string;
+  readonly name: string;
+  readonly scope: string | null;
+  readonly owner: string | null;
+}
+
 export class Schedules {
   constructor(private readonly deps: SchedulesDeps) {}
 
-  private command(command: ScheduleCommand) {
-    return this.deps.events.run(scheduleStream(command.data.name), scheduleDecider, command, SCHEDULES_PROJECTION);
+  private command(command: ScheduleCommand, scope: string | undefined) {
+    return this.deps.events.run(
+      scheduleStream(command.data.name, scope),
+      scheduleDecider,
+      command,
+      SCHEDULES_PROJECTION,
+    );
   }
 
   /**
    * CreateSchedule: a cron schedule, or with `after` (e.g. `30s`, `7d`) a one-shot one: it fires
-   * once, that long from now, and is then disabled.
+   * once, that long from now, and is then disabled. Its name is taken in its creator's scope (the
+   * caller, `actor`): another person's schedule of that name neither refuses nor stands for it.
    */
   async create(
     input: {
@@ -257,25 +281,29 @@ export class Schedules {
     let r: Awaited<ReturnType<typeof this.command>>;
     try {
       r = await underCap(this.deps.pool, cap, () =>
-        this.command({
-          type: 'CreateSchedule',
-          data: {
-            id: newId(),
-            name: input.name,
-            cron: input.cron,
-            after: input.after,
-            timezone: input.timezone,
-            target: input.target,
-            owner: actor,
+        this.command(
+          {
+            type: 'CreateSchedule',
+            data: {
+              id: newId(),
+              name: input.name,
+              cron: input.cron,
+              after: input.after,
+              timezone: input.timezone,
+              target: input.target,
+              owner: actor,
+              scope: actor,
+            },
+            metadata,
           },
-          metadata,
-        }),
+          actor,
+        ),
       );
     } catch (err) {
       // The same schedule again (a caller's retry whose first answer was lost): answered as it is.
       // Another schedule under the name is still refused.
       if (isAppError(err) && err.code === 'illegal_state') {
-        const existing = await this.get(input.name).catch(() => undefined);
+        const existing = await this.scoped(input.name, actor);
         const at = new Date(metadata.timestamp);
         if (existing && sameSchedule(existing, input, at, planSchedule(input, at).next)) return existing;
       }
@@ -298,14 +326,21 @@ export class Schedules {
     };
   }
 
-  /** PauseSchedule: no fires until resumed (pausing a paused schedule changes nothing). */
-  async pause(ref: string, correlationId?: string, actor?: string): Promise<Schedule> {
-    await this.command({
-      type: 'PauseSchedule',
-      data: await this.resolve(ref),
-      metadata: this.deps.events.metadata(correlationId, actor),
-    });
-    return this.get(ref);
+  /**
+   * PauseSchedule: no fires until resumed (pausing a paused schedule changes nothing). Its owner,
+   * an admin or the system (`caller`) only.
+   */
+  async pause(ref: string, correlationId?: string, actor?: string, caller?: CommandCaller): Promise<Schedule> {
+    const { scope, ...target } = await this.resolve(ref, actor);
+    const r = await this.command(
+      {
+        type: 'PauseSchedule',
+        data: { ...target, caller },
+        metadata: this.deps.events.metadata(correlationId, actor),
+      },
+      scope,
+    );
+    return this.byId(r.state, ref);
   }
 
   /**
@@ -313,53 +348,71 @@ export class Schedules {
    * known, becomes its owner (so a schedule paused because its owner's key was revoked fires
    * again only once someone with a live key has resumed it and answers for it).
    */
-  async resume(ref: string, correlationId?: string, actor?: string): Promise<Schedule> {
+  async resume(ref: string, correlationId?: string, actor?: string, caller?: CommandCaller): Promise<Schedule> {
+    const { scope, ...target } = await this.resolve(ref, actor);
+    const ownerRevoked = target.id !== undefined && (await this.row(target.id))?.['owner_revoked'] === true;
     // Resumed by nobody in particular, a revoked owner's schedule would fire again until the next
     // tick paused it once more: it needs someone who answers for it.
-    if (actor === undefined) {
-      if ((await this.row(ref))?.['owner_revoked'] === true)
-        throw new AppError(
-          'forbidden',
-          `schedule "${ref}" answers to a revoked key: resume it as its new owner (the call's _meta.actor)`,
-          { schedule: ref, reason: 'owner_revoked' },
-        );
-    }
-    await this.command({
-      type: 'ResumeSchedule',
-      data: { ...(await this.resolve(ref)), owner: actor },
-      metadata: this.deps.events.metadata(correlationId, actor),
-    });
-    return this.get(ref);
+    if (actor === undefined && ownerRevoked)
+      throw new AppError(
+        'forbidden',
+        `schedule "${ref}" answers to a revoked key: resume it as its new owner (the call's _meta.actor)`,
+        { schedule: ref, reason: 'owner_revoked' },
+      );
+    const r = await this.command(
+      {
+        type: 'ResumeSchedule',
+        data: { ...target, owner: actor, caller, ownerRevoked },
+        metadata: this.deps.events.metadata(correlationId, actor),
+      },
+      scope,
+    );
+    return this.byId(r.state, ref);
   }
 
-  async delete(ref: string, correlationId?: string, actor?: string): Promise<{ deleted: string }> {
-    const r = await this.command({
-      type: 'DeleteSchedule',
-      data: await this.resolve(ref),
-      metadata: this.deps.events.metadata(correlationId, actor),
-    });
+  /** DeleteSchedule: its owner, an admin or the system (`caller`) only. */
+  async delete(
+    ref: string,
+    correlationId?: string,
+    actor?: string,
+    caller?: CommandCaller,
+  ): Promise<{ deleted: string }> {
+    const { scope, ...target } = await this.resolve(ref, actor);
+    const r = await this.command(
+      {
+        type: 'DeleteSchedule',
+        data: { ...target, caller },
+        metadata: this.deps.events.metadata(correlationId, actor),
+      },
+      scope,
+    );
     return { deleted: (r.events[0] as Extract<ScheduleEvent, { type: 'ScheduleDeleted' }>).data.name };
   }
 
   /**
-   * A page of schedules by name, after `cursor` (a name), only `owner`'s when given. The page
-   * ends at `limit` rows or once their sizes pass LISTING_PAGE_BYTES (`next_cursor` then names
-   * where to go on).
+   * A page of schedules by name (then id: several persons may each have one of a name), after
+   * `cursor` (`<name>/<id>`; a plain name, as cursors were, goes on after every schedule of that
+   * name), only `owner`'s when given. The page ends at `limit` rows or once their sizes pass
+   * LISTING_PAGE_BYTES (`next_cursor` then names where to go on).
    */
   async list(q: ListingQuery & { owner?: string | undefined } = {}): Promise<{
     schedules: Schedule[];
     next_cursor: string | null;
   }> {
     const limit = q.limit ?? DEFAULT_LISTING_LIMIT;
+    const cut = q.cursor?.lastIndexOf('/') ?? -1;
+    const afterId = q.cursor !== undefined && cut > 0 && uuidLike.test(q.cursor.slice(cut + 1));
+    const afterName = q.cursor === undefined ? null : afterId ? q.cursor.slice(0, cut) : q.cursor;
     const r = await this.deps.pool.query(
       `${byteBoundedSql(
         `SELECT x.*, octet_length(x.target::text) + 400 AS bytes FROM (${SCHEDULE_SELECT}) x
-          WHERE ($1::text IS NULL OR x.name > $1) AND ($2::text IS NULL OR x.owner = $2)
-          ORDER BY x.name LIMIT $3`,
-        'w.name',
+          WHERE ($1::text IS NULL OR x.name > $1 OR (x.name = $1 AND $5::text IS NOT NULL AND x.id::text > $5))
+            AND ($2::text IS NULL OR x.owner = $2)
+          ORDER BY x.name, x.id::text LIMIT $3`,
+        'w.name, w.id::text',
         '$4',
-      )} ORDER BY c.name`,
-      [q.cursor ?? null, q.owner ?? null, limit, LISTING_PAGE_BYTES],
+      )} ORDER BY c.name, c.id::text`,
+      [afterName, q.owner ?? null, limit, LISTING_PAGE_BYTES, afterId ? q.cursor.slice(cut + 1) : null],
     );
     const schedules = r.rows.map(toSchedule);
     return {
@@ -367,36 +420,62 @@ export class Schedules {
       next_cursor: nextCursor(
         r.rows,
         limit,
-        schedules.map((x) => x.name),
+        schedules.map((x) => `${x.name}/${x.id}`),
       ),
     };
   }
 
-  private async get(ref: string): Promise<Schedule> {
-    const row = await this.row(ref);
+  /** The schedule a command left in `state`, as listed now (`ref`: what the caller named, for the error). */
+  private async byId(state: ScheduleState, ref: string): Promise<Schedule> {
+    const row = 'id' in state ? await this.row(state.id) : undefined;
     if (!row) throw new AppError('not_found', `no schedule named or with id "${ref}"`, { schedule: ref });
     return toSchedule(row);
   }
 
-  /** The schedule `ref` names, as resolve() picks it (by name first), as SCHEDULE_SELECT reads it. */
-  private async row(ref: string): Promise<Record<string, unknown> | undefined> {
-    const r = await this.deps.pool.query<Record<string, unknown>>(
-      `${SCHEDULE_SELECT} WHERE s.name = $1 OR ($2::uuid IS NOT NULL AND s.id = $2::uuid) ORDER BY s.name = $1 DESC LIMIT 1`,
-      [ref, uuidLike.test(ref) ? ref : null],
-    );
+  /** The schedule of this id, as SCHEDULE_SELECT reads it. */
+  private async row(id: string): Promise<Record<string, unknown> | undefined> {
+    const r = await this.deps.pool.query<Record<string, unknown>>(`${SCHEDULE_SELECT} WHERE s.id = $1::uuid`, [id]);
     return r.rows[0];
   }
 
-  /** A name is its own stream; an id is looked up in the read model (and checked again by the decider). */
-  private async resolve(ref: string): Promise<{ name: string; id?: string }> {
-    if (!uuidLike.test(ref)) return { name: ref };
-    const r = await this.deps.pool.query<{ id: string; name: string }>(
-      `SELECT id, name FROM automation.schedules WHERE name = $1 OR id = $1::uuid ORDER BY name = $1 DESC LIMIT 1`,
-      [ref],
+  /** The schedule named `name` in `scope` (the system's: none), if there is one. */
+  private async scoped(name: string, scope: string | undefined): Promise<Schedule | undefined> {
+    const r = await this.deps.pool.query<Record<string, unknown>>(
+      `${SCHEDULE_SELECT} WHERE s.name = $1 AND s.scope IS NOT DISTINCT FROM $2::text`,
+      [name, scope ?? null],
     );
-    const row = r.rows[0];
-    if (!row) throw new AppError('not_found', `no schedule named or with id "${ref}"`, { schedule: ref });
-    return row.name === ref ? { name: ref } : { name: row.name, id: row.id };
+    return r.rows[0] ? toSchedule(r.rows[0]) : undefined;
+  }
+
+  /**
+   * The schedule a reference names for `actor`. A name first: the caller's own (its scope), then
+   * the system's (no scope), then one the caller answers for now (resumed it), then the only one
+   * of that name (an admin's reach; the decider still checks who may change it); several left:
+   * refused, naming their ids. An id otherwise. A name no schedule has yet is the caller's stream
+   * (the decider then says not_found). The id found is checked again by the decider, so a newer
+   * schedule under the name is not touched.
+   */
+  private async resolve(ref: string, actor: string | undefined): Promise<Target> {
+    const r = await this.deps.pool.query<Candidate>(
+      `SELECT id, name, scope, owner FROM automation.schedules WHERE name = $1 OR ($2::uuid IS NOT NULL AND id = $2::uuid)`,
+      [ref, uuidLike.test(ref) ? ref : null],
+    );
+    const named = r.rows.filter((x) => x.name === ref);
+    const pick =
+      (actor !== undefined ? named.find((x) => x.scope === actor) : undefined) ??
+      named.find((x) => x.scope === null) ??
+      (actor !== undefined ? named.find((x) => x.owner === actor) : undefined) ??
+      (named.length === 1 ? named[0] : undefined) ??
+      (named.length === 0 ? r.rows[0] : undefined);
+    if (pick) return { name: pick.name, id: pick.id, scope: pick.scope ?? undefined };
+    if (named.length > 1)
+      throw new AppError(
+        'validation',
+        `${named.length} schedules of other owners are named "${ref}": name the one you mean by its id`,
+        { schedule: ref, ids: named.map((x) => x.id) },
+      );
+    if (uuidLike.test(ref)) throw new AppError('not_found', `no schedule named or with id "${ref}"`, { schedule: ref });
+    return { name: ref, scope: actor };
   }
 
   /** Ids of the schedules due at `now`, oldest first (none whose owner's key was revoked). */
@@ -418,19 +497,22 @@ export class Schedules {
    */
   async pauseRevokedOwners(batch: number): Promise<number> {
     // Not a one-shot that has fired (it stays enabled, done): it owes nothing.
-    const r = await this.deps.pool.query<{ id: string; name: string; owner: string }>(
-      `SELECT x.id, x.name, x.owner FROM (${SCHEDULE_SELECT}) x
+    const r = await this.deps.pool.query<{ id: string; name: string; owner: string; scope: string | null }>(
+      `SELECT x.id, x.name, x.owner, x.scope FROM (${SCHEDULE_SELECT}) x
         WHERE x.active AND NOT x.done AND x.owner_revoked ORDER BY x.name LIMIT $1`,
       [batch],
     );
     let paused = 0;
     for (const s of r.rows) {
       try {
-        const result = await this.command({
-          type: 'PauseSchedule',
-          data: { name: s.name, id: s.id, reason: PAUSED_OWNER_REVOKED },
-          metadata: this.deps.events.metadata(`owner-revoked:${s.id}`, `${AUTOMATION_ACTOR}:owner-revoked`),
-        });
+        const result = await this.command(
+          {
+            type: 'PauseSchedule',
+            data: { name: s.name, id: s.id, reason: PAUSED_OWNER_REVOKED },
+            metadata: this.deps.events.metadata(`owner-revoked:${s.id}`, `${AUTOMATION_ACTOR}:owner-revoked`),
+          },
+          s.scope ?? undefined,
+        );
         if (result.events.length > 0) {
           paused++;
           this.deps.logger.info(

@@ -175,6 +175,26 @@ ALTER TABLE automation.scheduled_deliveries ADD COLUMN IF NOT EXISTS owner text;
 CREATE INDEX IF NOT EXISTS scheduled_deliveries_owner ON automation.scheduled_deliveries (owner) WHERE status = 'pending';
 -- The person a trigger's workflow is started for (its startedBy).
 ALTER TABLE automation.triggers ADD COLUMN IF NOT EXISTS on_behalf_of text;
+-- Whose namespace a caller's idempotency key is in (its _meta.actor; '' for a call for nobody): the
+-- stored key is '<actor>/<key>', so a key one caller claims decides nothing for another. NULL: a
+-- row from before keys were scoped, which keeps answering for its key as given.
+ALTER TABLE automation.mail_sends ADD COLUMN IF NOT EXISTS key_scope text;
+ALTER TABLE automation.deliveries ADD COLUMN IF NOT EXISTS key_scope text;
+ALTER TABLE automation.scheduled_deliveries ADD COLUMN IF NOT EXISTS key_scope text;
+-- The persons whose API key is an admin's (a projection of the gateway's ApiKeyCreated): they may
+-- change webhooks and schedules others own.
+CREATE TABLE IF NOT EXISTS automation.admin_actors (
+  actor text PRIMARY KEY,
+  position bigint
+);
+-- A schedule's name is unique within its scope: the person who created it (their own namespace, so
+-- a name one caller takes first never refuses another's: the onboarding's follow-ups are named from
+-- the next customer id, which anyone can predict). NULL: made by the system, or before scopes,
+-- in the one namespace names had before. Only the unique constraint of old is replaced.
+ALTER TABLE automation.schedules ADD COLUMN IF NOT EXISTS scope text;
+ALTER TABLE automation.schedules DROP CONSTRAINT IF EXISTS schedules_name_key;
+CREATE UNIQUE INDEX IF NOT EXISTS schedules_scope_name ON automation.schedules (coalesce(scope, ''), name);
+CREATE INDEX IF NOT EXISTS schedules_name ON automation.schedules (name);
 `;
 
 export async function migrateAutomation(pool: pg.Pool): Promise<void> {

@@ -36,7 +36,7 @@ const webhookEvents = z
 /** Paging of the listings (see ListingQuery). */
 const listingShape = {
   limit: z.number().int().min(1).max(MAX_LISTING_LIMIT).default(DEFAULT_LISTING_LIMIT),
-  cursor: z.string().min(1).max(200).optional().describe('next_cursor of the page before'),
+  cursor: z.string().min(1).max(300).optional().describe('next_cursor of the page before'),
 };
 
 /** The automation MCP server: webhooks, e-mail, cron and one-shot schedules, workflow triggers. */
@@ -155,6 +155,7 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
           payload: a.payload,
           idempotencyKey: a.idempotency_key,
           correlationId: ctx.correlationId,
+          scope: ctx.actor,
         }),
       }),
       mapPgError,
@@ -311,6 +312,7 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
             ...message,
             idempotencyKey: idempotency_key,
             correlationId: ctx.correlationId,
+            scope: ctx.actor,
           }),
         };
       },

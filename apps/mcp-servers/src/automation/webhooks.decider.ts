@@ -23,6 +23,43 @@ export interface AutomationMetadata {
   readonly [key: string]: unknown;
 }
 
+/**
+ * Who asks for a command on something someone owns, as the server knows them: the person the call
+ * is for (`_meta.actor`; absent: the server's own token, i.e. the system) and whether that person's
+ * key is an admin's (see admin-actors.ts). A command without a caller is the server's own.
+ */
+export interface CommandCaller {
+  readonly actor?: string | undefined;
+  readonly admin: boolean;
+}
+
+/**
+ * The person a command's metadata names, when it names one: not the server itself (`mcp:...`,
+ * a call with its token and no `_meta.actor`, an adoption) nor a part of the system (`system:...`).
+ */
+export const personOf = (actor: string | undefined): string | undefined =>
+  actor === undefined || actor.startsWith('mcp:') || actor.startsWith('system:') ? undefined : actor;
+
+/**
+ * Refuse a change to something `owner` answers for, unless the caller is that owner, an admin, or
+ * the system; something without an owner (made by the system, or before owners were recorded) is
+ * anyone's, as it was.
+ */
+export function assertMayChange(what: string, owner: string | undefined, caller: CommandCaller | undefined): void {
+  if (caller === undefined || caller.actor === undefined || caller.admin) return;
+  if (owner === undefined || owner === caller.actor) return;
+  throw new AppError(
+    'forbidden',
+    `${what} belongs to another API key: only its owner or an admin may change it`,
+    { owner, caller: caller.actor, reason: 'not_owner' },
+    false,
+  );
+}
+
+/** Whether an error is assertMayChange's refusal (the service then checks once more for a new admin key). */
+export const isNotOwner = (e: unknown): boolean =>
+  e instanceof AppError && e.code === 'forbidden' && e.details['reason'] === 'not_owner';
+
 export const webhookRegisteredSchema = z.object({
   id: z.uuid(),
   name: z.string().min(1),
@@ -30,6 +67,11 @@ export const webhookRegisteredSchema = z.object({
   events: z.array(z.string()),
   secret_id: z.uuid(),
   registered_at: z.iso.datetime({ offset: true }),
+  /**
+   * Who registered it (`_meta.actor`): only they or an admin may update or delete it. Absent on
+   * older events, whose metadata's actor says the same.
+   */
+  owner: z.string().min(1).optional(),
 });
 export const webhookUpdatedSchema = z.object({
   id: z.uuid(),
@@ -62,6 +104,7 @@ export type WebhookCommand =
         readonly url: string;
         readonly events: readonly string[];
         readonly secret_id: string;
+        readonly owner?: string | undefined;
       };
       readonly metadata: AutomationMetadata;
     }
@@ -73,12 +116,13 @@ export type WebhookCommand =
         readonly url?: string;
         readonly events?: readonly string[];
         readonly secret_id?: string;
+        readonly caller?: CommandCaller | undefined;
       };
       readonly metadata: AutomationMetadata;
     }
   | {
       readonly type: 'DeleteWebhook';
-      readonly data: { readonly name: string; readonly id?: string };
+      readonly data: { readonly name: string; readonly id?: string; readonly caller?: CommandCaller | undefined };
       readonly metadata: AutomationMetadata;
     };
 
@@ -92,6 +136,8 @@ export type WebhookState =
       readonly events: readonly string[];
       readonly secret_id: string;
       readonly registered_at: string;
+      /** Who registered it, when a person did. */
+      readonly owner?: string | undefined;
     }
   | { readonly status: 'deleted'; readonly id: string; readonly name: string };
 
@@ -121,17 +167,27 @@ export const webhookDecider = {
           throw new AppError('illegal_state', `webhook "${command.data.name}" already exists`, {
             name: `webhook "${command.data.name}"`,
           });
-        const { id, name, url, events, secret_id } = command.data;
+        const { id, name, url, events, secret_id, owner } = command.data;
         return [
           {
             type: 'WebhookRegistered',
-            data: { id, name, url, events: [...events], secret_id, registered_at: metadata.timestamp },
+            data: {
+              id,
+              name,
+              url,
+              events: [...events],
+              secret_id,
+              registered_at: metadata.timestamp,
+              ...(owner !== undefined ? { owner } : {}),
+            },
             metadata,
           },
         ];
       }
       case 'UpdateWebhook': {
         const s = registered(state, command.data);
+        // Its URL and secret decide where its deliveries go and who can sign for them.
+        assertMayChange(`webhook "${s.name}"`, s.owner, command.data.caller);
         const next = {
           url: command.data.url ?? s.url,
           events: [...(command.data.events ?? s.events)],
@@ -149,6 +205,7 @@ export const webhookDecider = {
       }
       case 'DeleteWebhook': {
         const s = registered(state, command.data);
+        assertMayChange(`webhook "${s.name}"`, s.owner, command.data.caller);
         return [{ type: 'WebhookDeleted', data: { id: s.id, name: s.name, deleted_at: metadata.timestamp }, metadata }];
       }
       default: {
@@ -160,8 +217,12 @@ export const webhookDecider = {
 
   evolve(state: WebhookState, event: WebhookEvent): WebhookState {
     switch (event.type) {
-      case 'WebhookRegistered':
-        return { status: 'registered', ...event.data };
+      case 'WebhookRegistered': {
+        const { owner, ...d } = event.data;
+        // Registrations recorded before the owner was: the person their metadata names.
+        const by = owner ?? personOf(event.metadata.actor);
+        return { status: 'registered', ...d, ...(by !== undefined ? { owner: by } : {}) };
+      }
       case 'WebhookUpdated':
         return state.status === 'registered'
           ? { ...state, url: event.data.url, events: event.data.events, secret_id: event.data.secret_id }

@@ -21,6 +21,7 @@ import {
   webhookStream,
   webhookUpdatedSchema,
   type AutomationMetadata,
+  type CommandCaller,
   type WebhookCommand,
   type WebhookEvent,
 } from './webhooks.decider.js';
@@ -135,7 +136,13 @@ export class Webhooks {
    * connection) may follow a successful append, so the secret stays.
    */
   private refused(err: unknown): boolean {
-    return isAppError(err) && (err.code === 'illegal_state' || err.code === 'not_found' || err.code === 'validation');
+    return (
+      isAppError(err) &&
+      (err.code === 'illegal_state' ||
+        err.code === 'not_found' ||
+        err.code === 'validation' ||
+        err.code === 'forbidden')
+    );
   }
 
   private async dropSecret(secretId: string): Promise<void> {
@@ -158,7 +165,7 @@ export class Webhooks {
     const id = newId();
     const max = this.deps.maxWebhooks ?? DEFAULT_AUTOMATION_CAPS.maxWebhooks;
     return underCap(this.deps.pool, { kind: 'webhooks', max, setting: 'AUTOMATION_MAX_WEBHOOKS' }, () =>
-      this.registerChecked(id, url, input, this.deps.events.metadata(correlationId, actor)),
+      this.registerChecked(id, url, input, this.deps.events.metadata(correlationId, actor), actor),
     );
   }
 
@@ -167,12 +174,13 @@ export class Webhooks {
     url: string,
     input: { name: string; secret: string; events: string[] },
     metadata: AutomationMetadata,
+    owner: string | undefined,
   ): Promise<Webhook> {
     const secretId = await this.saveSecret(id, input.secret);
     try {
       const r = await this.command({
         type: 'RegisterWebhook',
-        data: { id, name: input.name, url, events: input.events, secret_id: secretId },
+        data: { id, name: input.name, url, events: input.events, secret_id: secretId, owner },
         metadata,
       });
       const e = r.events[0] as Extract<WebhookEvent, { type: 'WebhookRegistered' }>;
@@ -189,11 +197,15 @@ export class Webhooks {
     }
   }
 
-  /** UpdateWebhook: a new URL, event list or secret (a new secret_id); unchanged fields stay. */
+  /**
+   * UpdateWebhook: a new URL, event list or secret (a new secret_id); unchanged fields stay. Only
+   * its owner, an admin or the system (`caller`) may.
+   */
   async update(
     input: { webhook: string; url?: string | undefined; secret?: string | undefined; events?: string[] | undefined },
     correlationId?: string,
     actor?: string,
+    caller?: CommandCaller,
   ): Promise<Webhook> {
     const url = input.url === undefined ? undefined : await this.checkUrl(input.url);
     const ref = await this.resolve(input.webhook);
@@ -209,6 +221,7 @@ export class Webhooks {
           ...(url !== undefined ? { url } : {}),
           ...(input.events !== undefined ? { events: input.events } : {}),
           ...(secretId ? { secret_id: secretId } : {}),
+          caller,
         },
         metadata: this.deps.events.metadata(correlationId, actor),
       });
@@ -228,12 +241,17 @@ export class Webhooks {
     }
   }
 
-  /** DeleteWebhook; its secrets go with it (what was already sent stays in automation.deliveries). */
-  async delete(refText: string, correlationId?: string, actor?: string): Promise<{ deleted: string }> {
+  /** DeleteWebhook (its owner, an admin or the system); its secrets go with it (what was already sent stays in automation.deliveries). */
+  async delete(
+    refText: string,
+    correlationId?: string,
+    actor?: string,
+    caller?: CommandCaller,
+  ): Promise<{ deleted: string }> {
     const ref = await this.resolve(refText);
     const r = await this.command({
       type: 'DeleteWebhook',
-      data: ref,
+      data: { ...ref, caller },
       metadata: this.deps.events.metadata(correlationId, actor),
     });
     const e = r.events[0] as Extract<WebhookEvent, { type: 'WebhookDeleted' }>;
