@@ -824,6 +824,49 @@ describe('Idempotency-Key on every command route', () => {
     }
   });
 
+  it('a claim that outlasts the request timeout (the key table locked) runs nothing and frees the key: a retry runs once, not a 504 replayed for a day', async () => {
+    const short = await startGateway(400);
+    const key = `idem-${run}-late-claim`;
+    const send = async () => {
+      const res = await fetch(`${short.url}/api/v1/integration/agents/delegate`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${operator}`, 'content-type': 'application/json', 'idempotency-key': key },
+        body: JSON.stringify({ task_type: 'noop', context: { late: true } }),
+      });
+      return { status: res.status, text: await res.text(), replayed: res.headers.get('idempotent-replayed') };
+    };
+    const locker = await pool.connect();
+    try {
+      const submitted = await countEvents('TaskSubmitted');
+      // The claim waits for the lock past the gateway's 400 ms.
+      await locker.query('begin');
+      await locker.query('lock table gateway.idempotency_keys in access exclusive mode');
+      const first = await send();
+      assert.equal(first.status, 504, first.text);
+      await locker.query('commit');
+      await until(
+        'the late claim freed its key',
+        async () =>
+          ((await pool.query(`select 1 from gateway.idempotency_keys where key = $1`, [key])).rowCount ?? 0) === 0
+            ? true
+            : undefined,
+        10_000,
+      );
+      assert.equal(await countEvents('TaskSubmitted'), submitted, 'nothing ran for the answered request');
+      const retry = await send();
+      assert.equal(retry.status, 202, retry.text);
+      assert.equal(retry.replayed, null, 'run, not replayed');
+      const again = await send();
+      assert.equal(again.status, 202, again.text);
+      assert.equal(again.replayed, 'true');
+      assert.equal(await countEvents('TaskSubmitted'), submitted + 1);
+    } finally {
+      await locker.query('rollback').catch(() => undefined);
+      locker.release();
+      await short.g.close();
+    }
+  });
+
   it('a refusal to try again later (429) does not bind the key: the same request with it goes through once there is room', async () => {
     const narrow = (key?: string) =>
       call(

@@ -94,6 +94,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
       fingerprint: requestFingerprint(req.method, req.originalUrl ?? req.url, req.body),
     };
     const correlationId = correlationIdOf(req);
+    // The route's own status (its @HttpCode or the method's default), read before the claim: a
+    // claim that waits on the database past the request timeout finds the 504 in its place.
+    const routeStatus = res.statusCode;
     const claimed = this.store.claim(keyed).catch((err: unknown) => {
       // The key table unreachable: 503 (retryable), and the command does not run unprotected.
       this.log.error({ correlationId, err }, 'claiming an idempotency key failed');
@@ -139,6 +142,22 @@ export class IdempotencyInterceptor implements NestInterceptor {
             return of(JSON.stringify(problem));
           }
           case 'claimed':
+            if (res.headersSent) {
+              // The claim outlasted the request: the caller was told 504 (retryable) already.
+              // Nobody waits for this run, and a key kept for it would replay a 504 with a
+              // success body for a day: free the key, so a retry runs the request.
+              this.log.warn(
+                { correlationId, idempotencyKey: key },
+                'idempotency key claimed after the request was answered; not run, key freed',
+              );
+              return from(
+                this.store
+                  .release({ key, owner: keyed.owner, token: claim.token })
+                  .catch((err: unknown) =>
+                    this.log.warn({ correlationId, idempotencyKey: key, err }, 'freeing an idempotency key failed'),
+                  ),
+              ).pipe(mergeMap(() => of(undefined)));
+            }
             return this.run(
               next,
               req,
@@ -147,6 +166,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
               claim.token,
               correlationId,
               (Reflect.getMetadata(REDACT_IN_REPLAY, context.getHandler()) as string[] | undefined) ?? [],
+              routeStatus,
             );
         }
       }),
@@ -206,13 +226,12 @@ export class IdempotencyInterceptor implements NestInterceptor {
     token: string,
     correlationId: string,
     redact: readonly string[],
+    // The route's own status, read before the claim. When the request timeout has answered 504
+    // while the handler ran, res.statusCode says 504, which is not what the handler answered.
+    routeStatus: number,
   ): Observable<unknown> {
     const { key } = keyed;
     const held = { key, owner: keyed.owner, token };
-    // The route's own status (its @HttpCode or the method's default) is set before interceptors
-    // run. When the request timeout has already answered 504, res.statusCode says 504, which is
-    // not what the handler answered: keep the route's status then.
-    const routeStatus = res.statusCode;
     const renew = setInterval(
       () =>
         void this.store
