@@ -239,6 +239,33 @@ describe('validateDefinition', () => {
     );
   });
 
+  it('refuses a compensation that names a compensation of its own (two steps compensating each other left no main step)', () => {
+    assert.deepEqual(
+      problems(
+        base([
+          { id: 'a', uses: 'mcp:database/query', on_error: { compensate: 'b' } },
+          { id: 'b', uses: 'mcp:database/query', on_error: { compensate: 'a' } },
+        ]),
+      ),
+      [
+        'steps[0].on_error.compensate bad_compensation: step "a" is a compensation (another step compensates with it) and cannot name a compensation of its own',
+        'steps[1].on_error.compensate bad_compensation: step "b" is a compensation (another step compensates with it) and cannot name a compensation of its own',
+      ],
+    );
+    assert.deepEqual(
+      problems(
+        base([
+          { id: 'main', uses: 'mcp:database/query', on_error: { compensate: 'undo' } },
+          { id: 'undo', uses: 'mcp:database/query', on_error: { compensate: 'undo_undo' } },
+          { id: 'undo_undo', uses: 'mcp:database/query' },
+        ]),
+      ),
+      [
+        'steps[1].on_error.compensate bad_compensation: step "undo" is a compensation (another step compensates with it) and cannot name a compensation of its own',
+      ],
+    );
+  });
+
   it('returns schema problems with paths when the shape is wrong', () => {
     const r = validateDefinition({ id: 'Bad Id', version: 0, name: 'x', steps: [{ id: 'a', uses: 'ftp:x' }] }, catalog);
     assert.equal(r.ok, false);

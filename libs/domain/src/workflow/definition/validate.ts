@@ -218,11 +218,20 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
     }
   });
 
-  // 5. Compensation targets exist, are not the failing step itself, and do not fan out.
+  // 5. Compensation targets exist, are not the failing step itself, and do not fan out. A
+  //    compensation names none of its own: it only runs as one, so its on_error would never be
+  //    read, and two steps compensating each other left no main step (the run did nothing and
+  //    "completed").
   d.steps.forEach((s, i) => {
     if (typeof s.on_error !== 'object') return;
     const target = s.on_error.compensate;
     const path = `steps[${i}].on_error.compensate`;
+    if (compensations.has(s.id) && target !== s.id)
+      add(
+        path,
+        'bad_compensation',
+        `step "${s.id}" is a compensation (another step compensates with it) and cannot name a compensation of its own`,
+      );
     if (!ids.has(target)) add(path, 'unknown_ref', `step "${s.id}" compensates with unknown step "${target}"`);
     else if (target === s.id) add(path, 'bad_compensation', `step "${s.id}" cannot compensate itself`);
     else if (d.steps.find((x) => x.id === target)?.for_each)
