@@ -73,6 +73,21 @@ describe('expressions (CEL)', () => {
     assert.equal(evaluateCondition('${{ input.count > 2.5 }}', ctx), true);
   });
 
+  it('a result JSON cannot hold is an error, as 1 / 0 is: not a null stored in its place', () => {
+    assert.throws(() => evaluateExpression('1 / 0', ctx), ExpressionError);
+    for (const e of ['1.5 / 0.0', '1e308 * 10.0', '-1e308 * 10.0', '[1.0, 1.5 / 0.0]', '{"x": 0.0 / 0.0}'])
+      assert.throws(() => evaluateExpression(e, ctx), /not a number JSON can hold/, e);
+    assert.throws(
+      () => evaluateExpression('int(1e19)', ctx),
+      /outside int64|not a number JSON can hold|range/,
+      'int(1e19)',
+    );
+    // Whole JSON numbers are CEL ints: int / int divides as integers; a double operand does not.
+    assert.equal(evaluateExpression('7 / 2', ctx), 3);
+    assert.equal(evaluateExpression('double(7) / 2', ctx), 3.5);
+    assert.equal(evaluateExpression('1e308 * 1.0', ctx), 1e308);
+  });
+
   it('a missing key is an error (use has()); a non-boolean condition is an error', () => {
     assert.throws(() => evaluateExpression('input.nope', ctx), ExpressionError);
     assert.equal(evaluateCondition('has(input.nope) && input.nope', ctx), false);

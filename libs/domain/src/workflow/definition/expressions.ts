@@ -440,13 +440,27 @@ function toCel(v: unknown): unknown {
   return v;
 }
 
+/**
+ * A result JSON cannot carry, or CEL's int64 cannot hold: `1.5 / 0` and `1e308 * 10` were stored
+ * as null (JSON has no Infinity) while `1 / 0` was an error, and `int(1e19)` passed.
+ */
+class UnrepresentableNumber extends Error {
+  constructor(readonly shown: string) {
+    super(shown);
+  }
+}
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
 /** CEL value -> JSON value: bigint to number, Map to object, Date to ISO string. Charged to the mapping meter as it goes. */
 function fromCel(v: unknown): unknown {
   if (typeof v === 'string') {
     chargeMapped(v.length + 2);
     return v;
   }
+  if (typeof v === 'number' && !Number.isFinite(v)) throw new UnrepresentableNumber(String(v));
   if (typeof v === 'bigint') {
+    if (v < INT64_MIN || v > INT64_MAX) throw new UnrepresentableNumber(`${v} (outside int64)`);
     chargeMapped(SCALAR_CHARS);
     return Number(v);
   }
@@ -556,7 +570,13 @@ export function evaluateExpression(source: string, ctx: ExpressionContext): unkn
     }
     // `exists`/`all` may swallow an error of one element (CEL semantics), the budget's included.
     if (budget.tripped) throw limitError(expr);
-    return fromCel(value);
+    try {
+      return fromCel(value);
+    } catch (e) {
+      if (e instanceof UnrepresentableNumber)
+        throw new ExpressionError(expr, `expression "${expr}" gave ${e.shown}, not a number JSON can hold`);
+      throw e;
+    }
   });
 }
 
