@@ -230,55 +230,72 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
   }
   const unanswerable = new Set<string>();
   const inputChanged = new Set<string>();
-  for (
-    let round = 0;
-    round < MAX_REPLAY_ROUNDS && (state.status === 'running' || state.status === 'canceling');
-    round++
-  ) {
-    const s: StartedExecution = state;
-    let fed = false;
-    for (const st of Object.values(s.steps)) {
-      for (const u of st.units) {
-        if (!u || u.phase !== 'scheduled' || unanswerable.has(st.id)) continue;
-        const rec = source.steps[st.id];
-        const ref = u.itemIndex === undefined ? { stepId: st.id } : { stepId: st.id, itemIndex: u.itemIndex };
-        const recUnit = rec?.units[u.itemIndex ?? 0];
-        // A unit whose input now resolves differently would not get the recorded answer: what follows is not known.
-        if (recUnit && stableJson(recUnit.input ?? null) !== stableJson(u.input ?? null)) {
-          inputChanged.add(st.id);
-          unanswerable.add(st.id);
-          continue;
+  const feedRecorded = () => {
+    for (
+      let round = 0;
+      round < MAX_REPLAY_ROUNDS && (state.status === 'running' || state.status === 'canceling');
+      round++
+    ) {
+      const s: StartedExecution = state;
+      let fed = false;
+      for (const st of Object.values(s.steps)) {
+        for (const u of st.units) {
+          if (!u || u.phase !== 'scheduled' || unanswerable.has(st.id)) continue;
+          const rec = source.steps[st.id];
+          const ref = u.itemIndex === undefined ? { stepId: st.id } : { stepId: st.id, itemIndex: u.itemIndex };
+          const recUnit = rec?.units[u.itemIndex ?? 0];
+          // A unit whose input now resolves differently would not get the recorded answer: what follows is not known.
+          if (recUnit && stableJson(recUnit.input ?? null) !== stableJson(u.input ?? null)) {
+            inputChanged.add(st.id);
+            unanswerable.add(st.id);
+            continue;
+          }
+          // Stopped by the recording's cancel: answered by the replayed cancel (below), not as a failure.
+          const stoppedByCancel =
+            (source.status === 'canceled' || source.status === 'canceling') &&
+            ((recUnit?.phase as string | undefined) === 'canceled' ||
+              (recUnit?.error ?? rec?.error)?.code === 'canceled');
+          if (stoppedByCancel && state.status === 'running') continue;
+          if (recUnit?.phase === 'succeeded' || (rec?.status === 'succeeded' && u.itemIndex === undefined)) {
+            const output = recUnit?.phase === 'succeeded' ? recUnit.output : rec!.output;
+            apply(cmd({ type: 'RecordStepSucceeded', data: { ...ref, attempt: u.attempt, output: output ?? null } }));
+          } else if (recUnit?.phase === 'failed' || rec?.status === 'failed') {
+            const error: StepError = {
+              ...(recUnit?.error ?? rec?.error ?? { code: 'failed', message: 'failed' }),
+              retryable: false,
+            };
+            apply(cmd({ type: 'RecordStepFailed', data: { ...ref, attempt: u.attempt, error } }));
+          } else {
+            unanswerable.add(st.id);
+            continue;
+          }
+          fed = true;
         }
-        if (recUnit?.phase === 'succeeded' || (rec?.status === 'succeeded' && u.itemIndex === undefined)) {
-          const output = recUnit?.phase === 'succeeded' ? recUnit.output : rec!.output;
-          apply(cmd({ type: 'RecordStepSucceeded', data: { ...ref, attempt: u.attempt, output: output ?? null } }));
-        } else if (recUnit?.phase === 'failed' || rec?.status === 'failed') {
-          const error: StepError = {
-            ...(recUnit?.error ?? rec?.error ?? { code: 'failed', message: 'failed' }),
-            retryable: false,
-          };
-          apply(cmd({ type: 'RecordStepFailed', data: { ...ref, attempt: u.attempt, error } }));
-        } else {
-          unanswerable.add(st.id);
-          continue;
-        }
+      }
+      for (const c of Object.values(s.compensations)) {
+        if (c.status !== 'running') continue;
+        const rec = source.compensations[c.stepId];
+        if (rec?.status === 'failed')
+          apply(
+            cmd({
+              type: 'RecordCompensationFailed',
+              data: { stepId: c.stepId, error: rec.error ?? { code: 'failed', message: 'failed', retryable: false } },
+            }),
+          );
+        else
+          apply(cmd({ type: 'RecordCompensationSucceeded', data: { stepId: c.stepId, output: rec?.output ?? null } }));
         fed = true;
       }
+      if (!fed) break;
     }
-    for (const c of Object.values(s.compensations)) {
-      if (c.status !== 'running') continue;
-      const rec = source.compensations[c.stepId];
-      if (rec?.status === 'failed')
-        apply(
-          cmd({
-            type: 'RecordCompensationFailed',
-            data: { stepId: c.stepId, error: rec.error ?? { code: 'failed', message: 'failed', retryable: false } },
-          }),
-        );
-      else apply(cmd({ type: 'RecordCompensationSucceeded', data: { stepId: c.stepId, output: rec?.output ?? null } }));
-      fed = true;
-    }
-    if (!fed) break;
+  };
+  feedRecorded();
+  // A recording that was canceled was canceled from outside, where its answers end: the replay,
+  // fed as far as they go, is canceled there too (and runs the compensations the recording ran),
+  // or every canceled execution would count as deciding differently.
+  if ((source.status === 'canceled' || source.status === 'canceling') && state.status === 'running') {
+    apply(cmd({ type: 'RequestCancel', data: { reason: 'replayed cancel' } }));
+    feedRecorded();
   }
   const replayed = state as StartedExecution;
   const differences: ReplayDifference[] = [];

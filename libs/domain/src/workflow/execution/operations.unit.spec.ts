@@ -522,6 +522,53 @@ describe('checkReplay', () => {
     assert.equal(r.replayed_status, 'completed');
     assert.equal(r.same, true);
   });
+  it('a canceled recording replayed on its own version is the same: canceled where its answers end', () => {
+    // Canceled while `analyze` ran (its stop answered canceled), and one that waited for a signal.
+    const whileRunning = fold(
+      history(
+        cmd.start(chain, {}),
+        cmd.succeeded({ stepId: 'fetch' }, { rows: [1, 2] }),
+        cmd.succeeded({ stepId: 'side' }, {}),
+        cmd.dispatched({ stepId: 'analyze' }),
+        cmd.cancel('no longer needed'),
+        cmd.failed({ stepId: 'analyze' }, { code: 'canceled', message: 'stopped', retryable: false }),
+      ),
+    ) as StartedExecution;
+    assert.equal(whileRunning.status, 'canceled');
+    const r = checkReplay(whileRunning, def(chain));
+    assert.deepEqual(r.differences, []);
+    assert.equal(r.replayed_status, 'canceled');
+    assert.equal(r.same, true);
+
+    const gate = {
+      id: 'gate',
+      version: 1,
+      name: 'Gate',
+      steps: [
+        { id: 'ask', uses: 'mcp:database/query', with: { sql: 'select 1' } },
+        { id: 'hold', needs: ['ask'], wait: { signal: 'go', timeout_ms: 600_000 } },
+        { id: 'after', uses: 'mcp:database/query', needs: ['hold'], with: { sql: 'select 2' } },
+      ],
+    } as WorkflowDefinitionInput;
+    const waiting = fold(
+      history(cmd.start(gate, {}), cmd.succeeded({ stepId: 'ask' }, { ok: true }), cmd.cancel('not needed')),
+    ) as StartedExecution;
+    assert.equal(waiting.status, 'canceled');
+    const w = checkReplay(waiting, def(gate));
+    assert.deepEqual(w.differences, []);
+    assert.equal(w.same, true, JSON.stringify(w));
+    // A version that changes what ran before the cancel still says so.
+    const changed = checkReplay(
+      waiting,
+      def({ ...gate, version: 2, steps: [{ ...gate.steps[0]!, with: { sql: 'select 3' } }, ...gate.steps.slice(1)] }),
+    );
+    assert.equal(changed.same, false);
+    assert.deepEqual(
+      changed.differences.map((d) => `${d.kind}:${d.step_id}`),
+      ['input_changed:ask', 'undetermined:hold', 'undetermined:after'],
+    );
+  });
+
   it('names steps added, removed, conditions that now skip, changed inputs and dependencies', () => {
     const v2 = def({
       ...chain,
