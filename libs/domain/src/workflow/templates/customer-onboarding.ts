@@ -1,6 +1,13 @@
 import type { WorkflowDefinitionInput } from '../definition/schema.js';
 
 const CREATED = 'steps.create_records.output.rows[0]';
+/**
+ * This execution made the customer: create_records answered its own row (`created`, true for the
+ * row it made whichever attempt's answer came back). An onboarding of the same e-mail running at
+ * the same time finds the other's row (`created: false`): that customer was already one, and gets
+ * no second welcome nor follow-ups.
+ */
+const MADE = `(steps.create_records.status == 'succeeded' && size(steps.create_records.output.rows) > 0 && ${CREATED}.created == true)`;
 
 /**
  * Onboard a customer into the demo business data set:
@@ -15,6 +22,8 @@ const CREATED = 'steps.create_records.output.rows[0]';
  *    mailbox), keyed by the execution and the step so a re-dispatched step never mails twice;
  * 4. one durable one-shot schedule per `follow_up_after` delay (`create_schedule` with `after`, an
  *    e-mail target): the automation server mails the follow-up when it fires, once.
+ * Steps 3 and 4 run only for the customer this execution made: an onboarding of the same e-mail
+ * that ran at the same time and made it first answers `already_customer` and sends nothing.
  * Sending and scheduling run in parallel. Neither a failed send nor a failed schedule undoes the
  * onboarding (`continue`; the outputs carry `welcome_error` / `follow_up_error`); cancelling after the
  * records exist runs `remove_customer`.
@@ -26,7 +35,10 @@ export const customerOnboardingTemplate = {
   // v6: the customer's and the subscription's ids come from identity columns (max + 1 collided under
   // load); the row names the execution that made it, which the compensation removes; the follow-up
   // schedules are retried on unavailable and timeout.
-  version: 6,
+  // v7: an onboarding whose create_records found the customer another onboarding of the e-mail had
+  // just made reports `already_customer` and sends no welcome nor follow-ups; a delay given twice in
+  // follow_up_after is two follow-ups (two schedules), as the output lists them.
+  version: 7,
   name: 'Customer onboarding',
   description:
     'Validate customer data, create the customer and subscription records, generate and send a welcome e-mail, schedule follow-ups.',
@@ -48,7 +60,8 @@ export const customerOnboardingTemplate = {
       },
       follow_up_after: {
         type: 'array',
-        description: 'One follow-up e-mail this long after the onboarding for each entry (30s, 15m, 2h, 7d, 2w)',
+        description:
+          'One follow-up e-mail this long after the onboarding for each entry (30s, 15m, 2h, 7d, 2w); a delay given twice is two e-mails',
         items: { type: 'string', pattern: '^[0-9]{1,6}[smhdw]$' },
         maxItems: 10,
         default: ['1d', '7d', '30d'],
@@ -120,6 +133,8 @@ export const customerOnboardingTemplate = {
       name: 'Generate the welcome content',
       uses: 'agent:marketing_content',
       needs: ['create_records'],
+      // Only for the customer this execution made (send_welcome, which needs it, is skipped with it).
+      if: MADE,
       with: { channel: 'email', segment: '${{ input.customer.segment }}', region: '${{ input.customer.region }}' },
       retry: {
         attempts: 2,
@@ -158,9 +173,15 @@ export const customerOnboardingTemplate = {
       name: 'Schedule the follow-up tasks',
       uses: 'mcp:automation/create_schedule',
       needs: ['create_records'],
+      if: MADE,
       for_each: { items: 'input.follow_up_after', concurrency: 2 },
       with: {
-        name: `onboarding-\${{ string(${CREATED}.customer_id) }}-after-\${{ item }}`,
+        // One schedule per entry: a delay given again is named by its place too (`-after-2s-2`), or
+        // create_schedule would answer the first one's schedule and the two would be one e-mail.
+        // (The indices cover follow_up_after's maxItems of 10: j < index <= 9.)
+        name:
+          `onboarding-\${{ string(${CREATED}.customer_id) }}-after-\${{ item }}` +
+          "${{ [0, 1, 2, 3, 4, 5, 6, 7, 8].exists(j, j < index && input.follow_up_after[j] == item) ? '-' + string(index + 1) : '' }}",
         // Once, `item` from now; the automation server mails it when it fires (keyed by the occurrence).
         after: '${{ item }}',
         target: {
@@ -206,9 +227,12 @@ export const customerOnboardingTemplate = {
     },
   ],
   outputs: {
-    status: "${{ steps.create_records.status == 'succeeded' ? 'onboarded' : 'already_customer' }}",
-    customer_id: `\${{ steps.create_records.status == 'succeeded' ? ${CREATED}.customer_id : steps.check_existing.output.rows[0].id }}`,
-    subscription_id: `\${{ steps.create_records.status == 'succeeded' ? ${CREATED}.subscription_id : null }}`,
+    status: `\${{ ${MADE} ? 'onboarded' : 'already_customer' }}`,
+    // The customer either way: the one made, the one create_records found, or the one looked up.
+    customer_id:
+      `\${{ steps.create_records.status == 'succeeded' && size(steps.create_records.output.rows) > 0 ? ${CREATED}.customer_id : ` +
+      '(size(steps.check_existing.output.rows) > 0 ? steps.check_existing.output.rows[0].id : null) }}',
+    subscription_id: `\${{ ${MADE} ? ${CREATED}.subscription_id : null }}`,
     welcome_sent:
       "${{ steps.send_welcome.status == 'succeeded' && size(steps.send_welcome.output.email.accepted) > 0 }}",
     follow_ups:

@@ -10,10 +10,23 @@ const ESCALATION =
   "(steps.escalate.status == 'failed' || steps.escalate_email.status == 'failed' ? 'failed' : 'not_needed'))";
 /** The escalation went out (by webhook or e-mail). */
 const ESCALATED = "(steps.escalate.status == 'succeeded' || steps.escalate_email.status == 'succeeded')";
-/** The approval signal's payload (or the timeout's default output). */
-const APPROVAL = 'steps.await_approval.output';
-const APPROVED = `(steps.await_approval.status == 'succeeded' && !('timed_out' in ${APPROVAL}) && 'approved' in ${APPROVAL} && ${APPROVAL}.approved == true)`;
-const APPROVAL_TIMED_OUT = `(steps.await_approval.status == 'succeeded' && 'timed_out' in ${APPROVAL})`;
+/**
+ * Whether `p` is an approval as documented, `{ approved: boolean, note?: string }` and nothing
+ * else. Anything other (`{"approved": "no"}`, a typo such as `{"approve": true}`) is no answer: a
+ * wait step cannot refuse a signal by its payload, so the ticket waits once more for a corrected
+ * one (await_approval_again) instead of taking a malformed approval as a rejection.
+ */
+const wellFormed = (p: string): string =>
+  `(${p} != null && type(${p}) == map && 'approved' in ${p} && type(${p}.approved) == bool && ` +
+  `${p}.all(k, k == 'approved' || k == 'note') && (!('note' in ${p}) || type(${p}.note) == string))`;
+const FIRST = 'steps.await_approval.output';
+/** The answer that decides: the second wait's when there was one (the first was malformed), else the first's. */
+const APPROVAL = `(steps.await_approval_again.status == 'succeeded' ? steps.await_approval_again.output : ${FIRST})`;
+const WAITED = "(steps.await_approval.status == 'succeeded')";
+/** A wait that timed out succeeds with output null (`on_timeout: continue`), which no signal can send. */
+const APPROVAL_TIMED_OUT = `(${WAITED} && ${APPROVAL} == null)`;
+const APPROVED = `(${WAITED} && ${wellFormed(APPROVAL)} && ${APPROVAL}.approved == true)`;
+const REJECTED = `(${WAITED} && ${wellFormed(APPROVAL)} && ${APPROVAL}.approved == false)`;
 /** Whether the escalation webhook is registered (if the listing failed: no, and the desk gets a mail). */
 const HOOK =
   "(steps.find_escalation_webhook.status == 'succeeded' && " +
@@ -31,7 +44,9 @@ const HOOK =
  * 4. after an escalation, wait for a person's approval of the drafted reply: the signal
  *    `approve_reply` with `{ approved: boolean, note? }` (POST .../executions/{id}/signals/approve_reply).
  *    Approved: the reply is mailed to the customer; not approved: nothing is sent; no signal within
- *    `approval_timeout_ms` (default 4 h): the desk is mailed again at `support_email` (escalated further);
+ *    `approval_timeout_ms` (default 4 h): the desk is mailed again at `support_email` (escalated further).
+ *    A payload of another shape is no answer: the ticket waits once more for a corrected signal
+ *    (a second malformed one ends it `approval: 'invalid'`, nothing sent);
  * 5. log the interaction as an analytics metric (`support.interaction`, labelled with channel,
  *    intent, priority, escalation, customer), which the default (read-only database) system permits.
  * A failed escalation does not lose the answer: the output says `escalation: 'failed'`; `escalated_via`
@@ -42,7 +57,8 @@ export const customerSupportTemplate = {
   // v3: the escalation and the logged interaction carry per-execution idempotency keys.
   // v4: without a registered escalation webhook the escalation is mailed to support_email.
   // v5: an escalated reply waits for the `approve_reply` signal (approval_timeout_ms, then escalated further).
-  version: 5,
+  // v6: only `{ approved: boolean, note?: string }` is an answer; a malformed one is waited past once more.
+  version: 6,
   name: 'Customer support',
   description:
     'Fetch customer context, analyse the query and draft the response, escalate when needed, log the interaction.',
@@ -206,14 +222,26 @@ export const customerSupportTemplate = {
       wait: {
         signal: 'approve_reply',
         timeout_ms: '${{ input.approval_timeout_ms }}',
-        on_timeout: { default_output: { approved: false, timed_out: true } },
+        // Output null: a signal's payload is always an object, so no signal passes for the timeout.
+        on_timeout: 'continue',
+      },
+    },
+    {
+      id: 'await_approval_again',
+      name: 'The approval was malformed: wait for a corrected one',
+      needs: ['await_approval'],
+      if: `${WAITED} && ${FIRST} != null && !${wellFormed(FIRST)}`,
+      wait: {
+        signal: 'approve_reply',
+        timeout_ms: '${{ input.approval_timeout_ms }}',
+        on_timeout: 'continue',
       },
     },
     {
       id: 'send_reply',
       name: 'Send the approved reply to the customer',
       uses: 'mcp:automation/send_email',
-      needs: ['await_approval'],
+      needs: ['await_approval', 'await_approval_again'],
       if: APPROVED,
       with: {
         to: '${{ input.customer_email }}',
@@ -234,7 +262,7 @@ export const customerSupportTemplate = {
       id: 'escalate_further',
       name: 'Nobody approved in time: mail the desk again',
       uses: 'mcp:automation/send_email',
-      needs: ['await_approval'],
+      needs: ['await_approval', 'await_approval_again'],
       if: APPROVAL_TIMED_OUT,
       with: {
         to: '${{ input.support_email }}',
@@ -290,8 +318,8 @@ export const customerSupportTemplate = {
     escalation: `\${{ ${ESCALATION} }}`,
     escalated_via:
       "${{ steps.escalate.status == 'succeeded' ? 'webhook' : (steps.escalate_email.status == 'succeeded' ? 'email' : 'none') }}",
-    approval: `\${{ steps.await_approval.status == 'skipped' ? 'not_needed' : (steps.await_approval.status != 'succeeded' ? 'failed' : (${APPROVAL_TIMED_OUT} ? 'timed_out' : (${APPROVED} ? 'approved' : 'rejected'))) }}`,
-    approval_note: `\${{ steps.await_approval.status == 'succeeded' && 'note' in ${APPROVAL} ? ${APPROVAL}.note : null }}`,
+    approval: `\${{ steps.await_approval.status == 'skipped' ? 'not_needed' : (steps.await_approval.status != 'succeeded' ? 'failed' : (${APPROVAL_TIMED_OUT} ? 'timed_out' : (${APPROVED} ? 'approved' : (${REJECTED} ? 'rejected' : 'invalid')))) }}`,
+    approval_note: `\${{ ${WAITED} && ${wellFormed(APPROVAL)} && 'note' in ${APPROVAL} ? ${APPROVAL}.note : null }}`,
     reply_sent: "${{ steps.send_reply.status == 'succeeded' }}",
     interaction_metric_id:
       "${{ steps.log_interaction.status == 'succeeded' ? steps.log_interaction.output.id : null }}",

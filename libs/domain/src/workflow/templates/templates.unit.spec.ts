@@ -179,6 +179,7 @@ describe('built-in templates: simulated runs reach completed', () => {
                 plan: 'growth',
                 seats: 8,
                 price_per_seat: 29,
+                created: true,
               },
             ],
             row_count: 1,
@@ -661,8 +662,13 @@ describe('customer_onboarding: what its compensation removes', () => {
   it('after create_records inserted: the rows this execution made', () => {
     assert.deepEqual(compensationParams(upTo('RecordStepSucceeded').cancel()), ['sim']);
   });
-  it('after create_records answered a row that already had the e-mail: still only what this execution made', () => {
-    assert.deepEqual(compensationParams(upTo('RecordStepSucceeded', false).cancel()), ['sim']);
+  it('after create_records answered the row another onboarding of the e-mail made: already a customer, nothing more runs, nothing to remove', () => {
+    const { outcome } = upTo('RecordStepSucceeded', false);
+    const done = outcome.find((e) => e.type === 'WorkflowCompleted');
+    assert.ok(done?.type === 'WorkflowCompleted', 'it completes at once: no welcome, no follow-ups');
+    assert.equal(done.data.outputs['status'], 'already_customer');
+    assert.equal(done.data.outputs['customer_id'], 101);
+    assert.equal(outcome.filter((e) => e.type === 'CompensationStarted').length, 0);
   });
   it('after create_records failed without an answer: what it made before its answer was lost', () => {
     assert.deepEqual(compensationParams(upTo('RecordStepFailed').outcome), ['sim']);
