@@ -88,7 +88,10 @@ describe('HTTP probe: a service goes down, alerts, recovers (real HTTP server, r
       down.type === 'ServiceWentDown' && down.metadata.at - down.data.failingSince >= 400,
       'down only after downAfterMs',
     );
-    assert.equal(down.type === 'ServiceWentDown' && down.data.failingSince, degraded.metadata.at);
+    // Failing since the first failed probe went out, a moment before it was decided.
+    assert.ok(degraded.type === 'ServiceDegraded' && down.type === 'ServiceWentDown');
+    assert.equal(down.data.failingSince, degraded.data.failingSince);
+    assert.ok(degraded.data.failingSince! <= degraded.metadata.at);
     assert.match(down.type === 'ServiceWentDown' ? String(down.data.error) : '', /ECONNREFUSED|fetch failed/);
     const firing = await waitFor('alert firing', () => find('AlertFiring', beforeOutage));
     assert.ok(firing.metadata.at - down.metadata.at >= 500, 'alert fired after its `for`');
@@ -103,11 +106,11 @@ describe('HTTP probe: a service goes down, alerts, recovers (real HTTP server, r
     assert.equal((await monitor.listAlerts({ state: 'firing' })).length, 0);
     assert.equal((await monitor.getHealthReport()).status, 'up');
 
-    // Expected availability from the recorded transition times: degraded counts as up,
-    // down lasts from ServiceWentDown to ServiceRecovered, observed since the first up.
+    // Expected availability from the recorded transition times: down lasts from the first failed
+    // probe (the failingSince of ServiceWentDown) to ServiceRecovered, observed since the first up.
     const now = Date.now();
     const observed = now - up.metadata.at;
-    const downMs = recovered.metadata.at - down.metadata.at;
+    const downMs = recovered.metadata.at - (down.type === 'ServiceWentDown' ? down.data.failingSince : NaN);
     const expected = ((observed - downMs) / observed) * 100;
     const avail = await monitor.getAvailability('api', { now });
     const h1 = avail.windows['1h'];

@@ -435,6 +435,7 @@ export class Monitor {
       )
       // +1: a `>` threshold is passed only once strictly more time has gone by.
       .map((r) => r.threshold + 1);
+    const sentAt = Date.now();
     const r = await runProbe(p, this.settings.probeTimeoutMs, {
       marks,
       onMark: (elapsedMs) => {
@@ -445,12 +446,16 @@ export class Monitor {
       },
     });
     const at = Date.now();
+    // A good answer shows the service up when it came; a failed probe failed from when it went out
+    // (a timed-out one got no answer all along), so its `probe_up` 0, which the unavailability
+    // rule counts its `for` from, dates from then.
+    const outcomeAt = r.ok ? at : sentAt;
     this.prometheus.observeProbe(p.service, p.kind, r.ok, r.responseMs);
     let firstVerdict = false;
     const done = await this.serial(async () => {
       const cmd = {
         type: 'RecordProbeResult',
-        data: { service: p.service, kind: p.kind, result: r, policy: this.settings.healthPolicy },
+        data: { service: p.service, kind: p.kind, result: r, policy: this.settings.healthPolicy, sentAt },
         metadata: this.meta(at),
       } as const;
       const state = this.health.get(p.service) ?? initialServiceHealth;
@@ -471,7 +476,7 @@ export class Monitor {
     await this.settle(done);
     const status = this.health.get(p.service)?.status;
     const samples: Sample[] = [
-      { metric: metricNames.probeUp, labels, ts: at, value: r.ok ? 1 : 0 },
+      { metric: metricNames.probeUp, labels, ts: outcomeAt, value: r.ok ? 1 : 0 },
       { metric: metricNames.serviceUp, labels, ts: at, value: status === 'down' ? 0 : 1 },
     ];
     // A failed probe's duration is the time to fail, not a response time: keep it out of the latency series.

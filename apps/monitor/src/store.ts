@@ -2,7 +2,7 @@ import pg from 'pg';
 import { isSchemaManaged, withTransaction } from '@switchyard/platform';
 import type { AlertingEvent, AlertingState, AlertInstance, Silence } from './domain/alerts.js';
 import type { HealthEvent, ServiceHealth, ProbeOutcome } from './domain/health.js';
-import type { StatusInterval } from './domain/availability.js';
+import { intervalStart, statusOf, type StatusInterval } from './domain/availability.js';
 import type { BucketInput } from './domain/trends.js';
 import type { Labels, Severity } from './domain/rules.js';
 import type { Sample } from './sampler.js';
@@ -542,7 +542,7 @@ export async function applyAlertingEvent(c: Queryable, e: AlertingEvent): Promis
  */
 export async function applyHealthEvent(c: Queryable, e: HealthEvent): Promise<void> {
   const at = new Date(e.metadata.at);
-  const status = e.type === 'ServiceWentDown' ? 'down' : e.type === 'ServiceDegraded' ? 'degraded' : 'up';
+  const status = statusOf(e);
   const reason = e.type === 'ServiceDegraded' ? e.data.reason : null;
   const failingSince = e.type === 'ServiceRecovered' ? null : d(e.data.failingSince);
   await c.query(
@@ -550,13 +550,20 @@ export async function applyHealthEvent(c: Queryable, e: HealthEvent): Promise<vo
      on conflict (service) do update set kind = coalesce($2, monitoring.services.kind), status = $3, reason = $4, since = $5, failing_since = $6`,
     [e.data.service, e.data.kind ?? null, status, reason, at, failingSince],
   );
-  await c.query(`update monitoring.service_intervals set ended_at = $2 where service = $1 and ended_at is null`, [
+  // The intervals as statusIntervals folds them: a failing run's interval starts at its first
+  // failed probe, replacing what began since (its own degradation) and ending what ran past it.
+  const start = new Date(intervalStart(e));
+  await c.query(`delete from monitoring.service_intervals where service = $1 and started_at > $2`, [
     e.data.service,
-    at,
+    start,
   ]);
+  await c.query(
+    `update monitoring.service_intervals set ended_at = $2 where service = $1 and (ended_at is null or ended_at > $2)`,
+    [e.data.service, start],
+  );
   await c.query(`insert into monitoring.service_intervals (service, status, started_at) values ($1,$2,$3)`, [
     e.data.service,
     status,
-    at,
+    start,
   ]);
 }

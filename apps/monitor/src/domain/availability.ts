@@ -1,9 +1,12 @@
-import type { ServiceStatus } from './health.js';
+import type { HealthEvent, ServiceStatus } from './health.js';
 
 /**
  * Availability math over recorded status intervals (pure). Time observed as `unknown`
  * (before the first probe, or a gap) is left out of the denominator; `degraded` counts as
- * available unless `degradedCountsAsDown` is set.
+ * available unless `degradedCountsAsDown` is set. Down time is the `down` intervals, and a
+ * `down` interval starts at the first failed probe of its run (see intervalStart), so an outage
+ * counts from when the service stopped answering as far as the monitor can know, not from when
+ * the failures had lasted long enough to call it down.
  */
 export interface StatusInterval {
   readonly status: ServiceStatus;
@@ -44,6 +47,40 @@ export interface AvailabilityOptions {
   readonly now: number;
   readonly slaTargetPercent?: number; // default 99.9
   readonly degradedCountsAsDown?: boolean;
+}
+
+/** The status an event puts a service in. */
+export function statusOf(e: HealthEvent): Exclude<ServiceStatus, 'unknown'> {
+  return e.type === 'ServiceWentDown' ? 'down' : e.type === 'ServiceDegraded' ? 'degraded' : 'up';
+}
+
+/**
+ * Where the interval an event opens starts. A service that fails its probes has been failing since
+ * the first failed probe was sent (`failingSince`): a `failing` degradation and `down` start there,
+ * not when the monitor decided (a probe that times out is decided 15 s after it went out). Any
+ * other event starts at its own time.
+ */
+export function intervalStart(e: HealthEvent): number {
+  if (e.type === 'ServiceRecovered' || e.data.failingSince === null) return e.metadata.at;
+  return Math.min(e.data.failingSince, e.metadata.at);
+}
+
+/**
+ * Fold a service's health events, in order, into its status intervals: each event opens one at
+ * intervalStart; intervals that began after that start (the degradation of the same failing run)
+ * give way to it, and an earlier one still open ends there. The monitor-services projection
+ * writes the same rows (applyHealthEvent).
+ */
+export function statusIntervals(events: readonly HealthEvent[]): StatusInterval[] {
+  let out: StatusInterval[] = [];
+  for (const e of events) {
+    const start = intervalStart(e);
+    out = out
+      .filter((iv) => iv.start <= start)
+      .map((iv) => (iv.end === null || iv.end > start ? { ...iv, end: start } : iv));
+    out.push({ status: statusOf(e), start, end: null });
+  }
+  return out;
 }
 
 const clip = (s: number, e: number, from: number, to: number): number =>

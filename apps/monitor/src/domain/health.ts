@@ -6,6 +6,9 @@ import { z } from 'zod';
  * - a successful probe slower than `degradedResponseMs` -> degraded (reason `slow`)
  * - a failed probe -> degraded (reason `failing`) and, once failures have lasted
  *   `downAfterMs` without a success, down. With `downAfterMs` 0 the first failure is down.
+ * A failure dates from when its probe was sent (`sentAt`), not from when the monitor learnt of
+ * it: a probe that timed out after 15 s got no answer from the moment it went out, so
+ * `failingSince` is the first failed probe's `sentAt`, and the time to `down` counts from it.
  */
 export const healthPolicySchema = z.object({
   degradedResponseMs: z.number().int().positive().default(1_000),
@@ -37,10 +40,14 @@ export interface ProbeOutcome {
   readonly responseMs: number;
   readonly error?: string;
 }
-/** `kind` (mcp, agent, ...) rides on the events, so the services read model can be rebuilt from them. */
+/**
+ * `kind` (mcp, agent, ...) rides on the events, so the services read model can be rebuilt from them.
+ * `sentAt`: when the probe was sent (epoch ms; `metadata.at` is when its outcome was known, and
+ * stands in for it when absent).
+ */
 export type RecordProbeResult = {
   readonly type: 'RecordProbeResult';
-  readonly data: { service: string; kind?: string; result: ProbeOutcome; policy: HealthPolicy };
+  readonly data: { service: string; kind?: string; result: ProbeOutcome; policy: HealthPolicy; sentAt?: number };
   readonly metadata: Meta;
 };
 export type HealthCommand = RecordProbeResult;
@@ -88,7 +95,8 @@ export function decideHealth(command: HealthCommand, state: ServiceHealth): Heal
       }
       // failed probe
       if (state.status === 'down') return [];
-      const failingSince = state.status === 'degraded' && state.failingSince !== null ? state.failingSince : at;
+      const sentAt = Math.min(command.data.sentAt ?? at, at);
+      const failingSince = state.status === 'degraded' && state.failingSince !== null ? state.failingSince : sentAt;
       if (at - failingSince >= policy.downAfterMs) {
         return [{ type: 'ServiceWentDown', data: { ...base, failingSince }, metadata: command.metadata }];
       }

@@ -75,6 +75,28 @@ describe('service health', () => {
       'ServiceRecovered',
     ]);
   });
+  it('a failure dates from when its probe was sent: a timed-out probe is down at once when it waited past downAfterMs', () => {
+    const timedOut = (sentAt: number, at: number): RecordProbeResult => ({
+      ...probe(false, at - sentAt, at),
+      data: { ...probe(false, at - sentAt, at).data, sentAt },
+    });
+    const r = run([probe(true, 5, 0), timedOut(1_000, 16_000), timedOut(16_000, 31_000)]);
+    assert.deepEqual(r.types, ['ServiceRecovered', 'ServiceWentDown']);
+    const down = r.events[1] as Extract<HealthEvent, { type: 'ServiceWentDown' }>;
+    assert.equal(down.data.failingSince, 1_000, 'since the first failed probe went out');
+    assert.equal(down.metadata.at, 16_000, 'decided when its timeout ended');
+  });
+  it('a quick failure under downAfterMs degrades, failing since it was sent; a send time after the outcome is not believed', () => {
+    const at = (sentAt: number, t: number): RecordProbeResult => ({
+      ...probe(false, 3, t),
+      data: { ...probe(false, 3, t).data, sentAt },
+    });
+    const r = run([probe(true, 5, 0), at(4_997, 5_000), at(9_997, 10_000), at(14_997, 15_000)]);
+    assert.deepEqual(r.types, ['ServiceRecovered', 'ServiceDegraded', 'ServiceWentDown']);
+    assert.equal((r.events[2] as Extract<HealthEvent, { type: 'ServiceWentDown' }>).data.failingSince, 4_997);
+    const late = run([probe(true, 5, 0), at(9_000, 5_000)]);
+    assert.equal((late.events[1] as Extract<HealthEvent, { type: 'ServiceDegraded' }>).data.failingSince, 5_000);
+  });
   it("the probe's kind rides on the events (the services read model is rebuilt from them)", () => {
     const cmd: RecordProbeResult = {
       type: 'RecordProbeResult',

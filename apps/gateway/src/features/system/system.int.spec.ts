@@ -204,6 +204,7 @@ describe('system monitoring through the gateway', () => {
   });
 
   let downAt: number;
+  let failingSince: number;
   let upAt: number;
   let fingerprint: string;
 
@@ -248,7 +249,10 @@ describe('system monitoring through the gateway', () => {
     const down = events.find((e) => e.type === 'ServiceWentDown');
     assert.ok(down);
     downAt = Date.parse(down.metadata.timestamp);
-    assert.ok(downAt >= stoppedAt + 1_000, 'down only after the configured 1 s of failures');
+    // The first failed probe went out at failingSince (a probe in flight at the stop may predate it a little).
+    failingSince = (down.data as { failingSince: number }).failingSince;
+    assert.ok(failingSince >= stoppedAt - settings.probeIntervalMs && failingSince <= downAt);
+    assert.ok(downAt - failingSince >= 1_000, 'down only after the configured 1 s of failures');
   });
 
   it('restarted, it recovers: the alert resolves (NATS, webhook) and availability matches the recorded times', async () => {
@@ -269,8 +273,11 @@ describe('system monitoring through the gateway', () => {
 
     const events = await g.store.readStream(`service-${MCP}`);
     // Observed since the first health event: a start that failed first (degraded counts as up) is observed too.
-    const firstSeen = Date.parse(
-      events.find((e) => e.type === 'ServiceRecovered' || e.type === 'ServiceDegraded')!.metadata.timestamp,
+    // (A failing start counts from its first failed probe.)
+    const first = events.find((e) => e.type === 'ServiceRecovered' || e.type === 'ServiceDegraded')!;
+    const firstSeen = Math.min(
+      Date.parse(first.metadata.timestamp),
+      (first.data as { failingSince?: number | null }).failingSince ?? Infinity,
     );
     upAt = Date.parse(events.filter((e) => e.type === 'ServiceRecovered').at(-1)!.metadata.timestamp);
     assert.ok(upAt > downAt);
@@ -280,8 +287,9 @@ describe('system monitoring through the gateway', () => {
     const after = Date.now();
     assert.equal(r.status, 200);
     const h1 = r.body.services[0].windows['1h'];
-    // Expected from the recorded transitions: observed since the first health event, down between went-down and recovered.
-    const downMs = upAt - downAt;
+    // Expected from the recorded transitions: observed since the first health event, down from the
+    // first failed probe (not the down-marking 1 s later) to the recovery.
+    const downMs = upAt - failingSince;
     const lo = ((before - firstSeen - downMs) / (before - firstSeen)) * 100;
     const hi = ((after - firstSeen - downMs) / (after - firstSeen)) * 100;
     assert.ok(
