@@ -44,7 +44,7 @@ export const MAX_WAIT_TIMEOUT_MS = 2_592_000_000;
  * Longest delay before a retry (30 days, as a wait): a retry time past the year 9999 is one
  * PostgreSQL refuses, and past 275,000 years one JavaScript cannot represent.
  */
-export const MAX_RETRY_DELAY_MS = MAX_WAIT_TIMEOUT_MS;
+export const MAX_RETRY_DELAY_MS = 30 * 24 * 3_600_000;
 
 export const backoffSchema = z.strictObject({
   initialMs: z.number().int().min(0).max(MAX_RETRY_DELAY_MS).default(1000),
