@@ -259,6 +259,12 @@ describe('payload redaction for viewers', () => {
       'invalid input syntax for type integer: …',
     );
     assert.equal(maskQuotedValues('date field value out of range: 2020-01-360'), 'date field value out of range: …');
+    // A health verdict's reason names its service first: kept; what follows its ': ' is not.
+    assert.equal(
+      maskQuotedValues('mcp:analytics is down (connect ECONNREFUSED 127.0.0.1:5007)'),
+      'mcp:analytics is down (connect …)',
+    );
+    assert.equal(maskQuotedValues('customer:987654321 not found'), '… not found');
     assert.equal(maskQuotedValues('relation "secret_table" does not exist'), 'relation "…" does not exist');
     assert.equal(
       maskQuotedValues(
