@@ -29,6 +29,11 @@ const root = path.resolve(import.meta.dirname, '..', '..', '..');
 const launcher = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
 const adminKey = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
 const auth = { authorization: `Bearer ${adminKey}` };
+/**
+ * The person the templates' steps act for: the automation and analytics servers keep a caller's
+ * idempotency keys under it (`<actor>/<key>`), so another key cannot claim them first.
+ */
+const adminActor = `apikey:${adminKey.split('_')[1]}`;
 const agentNames = [
   'DATA_ANALYST',
   'FINANCIAL_ADVISOR',
@@ -312,7 +317,7 @@ describe('built-in workflow templates, end to end', () => {
       `select name, value, idempotency_key from analytics.metrics where labels->>'timeframe' = '30d' and labels->>'to' = $1 order by name`,
       [want.to_date],
     );
-    const keyed = (name: string) => `${r.execution_id}:${name}`;
+    const keyed = (name: string) => `${adminActor}/${r.execution_id}:${name}`;
     assert.deepEqual(metrics.rows, [
       { name: 'revenue.customers', value: want.customers, idempotency_key: keyed('revenue.customers') },
       {
@@ -391,7 +396,7 @@ describe('built-in workflow templates, end to end', () => {
     // Keyed by the execution and the step: the Message-ID is the key's, and the key is recorded as sent once.
     const keyed = await db.query<{ status: string; sends: number }>(
       `select status, sends from automation.mail_sends where idempotency_key = $1`,
-      [`welcome-${r.execution_id}:send_welcome`],
+      [`${adminActor}/welcome-${r.execution_id}:send_welcome`],
     );
     assert.deepEqual(keyed.rows, [{ status: 'sent', sends: 1 }]);
     // A welcome line, then the content agent's e-mail for the customer's segment, merged with the name.
@@ -505,7 +510,7 @@ describe('built-in workflow templates, end to end', () => {
       `sha256=${createHmac('sha256', secrets.escalation).update(`${ts}.${last.body}`).digest('hex')}`,
     );
     // Keyed by the execution: a re-dispatched or retried escalation is the same delivery.
-    assert.equal(last.headers['idempotency-key'], `escalation-${angry.execution_id}`);
+    assert.equal(last.headers['idempotency-key'], `${adminActor}/escalation-${angry.execution_id}`);
     const payload = (JSON.parse(last.body) as { payload: Record<string, any> }).payload;
     assert.equal(payload['customer_email'], email);
     assert.equal(payload['customer'].id, id);
@@ -537,13 +542,13 @@ describe('built-in workflow templates, end to end', () => {
         id: angry.output.interaction_metric_id,
         escalation: 'sent',
         channel: 'chat',
-        idempotency_key: `interaction-${angry.execution_id}`,
+        idempotency_key: `${adminActor}/interaction-${angry.execution_id}`,
       },
       {
         id: calm.output.interaction_metric_id,
         escalation: 'not_needed',
         channel: 'email',
-        idempotency_key: `interaction-${calm.execution_id}`,
+        idempotency_key: `${adminActor}/interaction-${calm.execution_id}`,
       },
     ]);
   });
