@@ -219,7 +219,18 @@ export class RunPump {
     return this.pumpRun;
   }
 
-  /** One pass: queued tasks by effective priority (aging), each placed on the best instance that accepts it. */
+  /**
+   * One pass: queued tasks by effective priority (aging), each placed on the best instance that
+   * accepts it.
+   * 1. Choose in queue order: each choice takes its place on the instance here at once
+   *    (registry.reserve), so the choices stop where the instances are full.
+   * 2. Reserve the shared slots one agent's choices after another, in queue order (a refusal of
+   *    the agent or the instance passes the rest of its choices over, as a full instance would).
+   * 3. Append each TaskAssigned as soon as its slot is held, overlapping the other placements.
+   * Placed one after another, a pass waited for two round trips to PostgreSQL per task: after an
+   * outage, with the database busy catching up, that held placement to a few tasks a second while
+   * the agents' slots stood empty and the backlog grew.
+   */
   private async pumpOnce(): Promise<void> {
     const now = Date.now();
     const queued = [...this.tasks.activeStates()]
@@ -230,42 +241,62 @@ export class RunPump {
       .map((s) => ({ task_id: s.task_id, priority: s.priority, waiting_since_ms: Date.parse(s.submitted_at), s }));
     // Instances and agents found full in the shared slot table during this pass (other dispatchers' attempts).
     const full = new Set<string>();
+    // Per agent, the reservation of the task chosen for it last in this pass: the next one waits for it.
+    const turns = new Map<string, Promise<unknown>>();
+    const placements: Promise<void>[] = [];
     for (const { s } of orderQueue(queued, now, this.opts.agingMs ?? DEFAULT_AGING_MS)) {
-      if (this.stopped) return;
+      if (this.stopped) break;
       const inst = this.select(s, full);
       if (!inst) continue;
       this.registry.reserve(inst);
       this.assigning.add(s.task_id);
-      let r: CommandResult<TaskEvent, TaskState>;
-      try {
+      const reservation = (turns.get(inst.agent) ?? Promise.resolve()).then(async () => {
+        if (this.stopped || full.has(`agent:${inst.agent}`) || full.has(inst.key)) return 'passed' as const;
         const slot = await this.ownership.reserveSlot(s.task_id, inst, s.assignment + 1);
-        if (slot !== 'ok') {
-          this.registry.release(inst);
-          full.add(slot === 'agent_full' ? `agent:${inst.agent}` : inst.key);
-          continue;
-        }
-        try {
-          r = await this.tasks.exec(s.task_id, {
-            type: 'AssignTask',
-            data: { agent: inst.agent, instance: inst.instance },
-            metadata: this.tasks.meta(s.task_id),
-          });
-        } catch (err) {
-          this.registry.release(inst);
-          void this.ownership.releaseSlot(s.task_id, s.assignment + 1);
-          this.log.warn({ correlationId: this.tasks.cid(s.task_id), taskId: s.task_id, err }, 'assignment refused');
-          continue;
-        }
-      } finally {
-        this.assigning.delete(s.task_id);
+        if (slot !== 'ok') full.add(slot === 'agent_full' ? `agent:${inst.agent}` : inst.key);
+        return slot;
+      });
+      // reserveSlot answers 'fenced' for a failed statement; anything else thrown is taken the same way.
+      const held = reservation.catch(() => 'fenced' as const);
+      turns.set(inst.agent, held);
+      placements.push(this.place(s, inst, held));
+    }
+    await Promise.all(placements);
+  }
+
+  /** Assign a task chosen by a pass once its slot is reserved, and launch the attempt. */
+  private async place(
+    s: Extract<ExistingTaskState, { status: 'queued' }>,
+    inst: AgentInstance,
+    reservation: Promise<string>,
+  ): Promise<void> {
+    let r: CommandResult<TaskEvent, TaskState>;
+    try {
+      if ((await reservation) !== 'ok') {
+        this.registry.release(inst);
+        return;
       }
-      if (r.state.status !== 'assigned') {
+      try {
+        r = await this.tasks.exec(s.task_id, {
+          type: 'AssignTask',
+          data: { agent: inst.agent, instance: inst.instance },
+          metadata: this.tasks.meta(s.task_id),
+        });
+      } catch (err) {
         this.registry.release(inst);
         void this.ownership.releaseSlot(s.task_id, s.assignment + 1);
-        continue;
+        this.log.warn({ correlationId: this.tasks.cid(s.task_id), taskId: s.task_id, err }, 'assignment refused');
+        return;
       }
-      this.launch(r.state, inst);
+    } finally {
+      this.assigning.delete(s.task_id);
     }
+    if (r.state.status !== 'assigned') {
+      this.registry.release(inst);
+      void this.ownership.releaseSlot(s.task_id, s.assignment + 1);
+      return;
+    }
+    this.launch(r.state, inst);
   }
 
   /** Capability (or the asked-for agent), health, breaker, concurrency; then least loaded, avoiding instances that failed this task. */
