@@ -9,7 +9,7 @@ import { httpClient, silentLogger } from '../test-helpers.js';
 import { createAnalyticsServer, migrateAnalytics } from './server.js';
 
 /**
- * Review 28/D, finding 1, on the analytics server: the support template records its interaction
+ * On the analytics server: the support template records its interaction
  * under `interaction-<execution id>`; an operator who recorded another sample under that key first
  * made the step fail `illegal_state`. A key is now the caller's own (`_meta.actor`).
  */

@@ -14,7 +14,7 @@ import { AutomationService } from './automation-service.js';
 /**
  * A webhook's or an A2A push URL's path and query can be its own credential (a Slack-style
  * secret path, an access token in the query). A failed delivery is logged on every attempt:
- * those lines name the receiver's origin only (review 28/D, finding 2).
+ * those lines name the receiver's origin only.
  */
 describe('automation: failed deliveries log the URL origin only (real Postgres, a closed port)', () => {
   let db: pg.Pool;

@@ -15,7 +15,7 @@ import { createAutomationServer } from './server.js';
 import { AutomationService } from './automation-service.js';
 
 /**
- * Review 28/D, finding 1: schedule names were one namespace for everyone, and the onboarding
+ * Schedule names were one namespace for everyone, and the onboarding
  * template names its follow-ups from the next customer id, which any operator can read: one who
  * created `onboarding-<next id>-after-1d` first left the next onboarding without follow-ups. And
  * any operator could retarget another key's webhook (URL, secret) or pause and delete another's

@@ -14,7 +14,7 @@ import { createAutomationServer } from './server.js';
 import { AutomationService } from './automation-service.js';
 
 /**
- * Review 28/D, finding 1: idempotency keys were one namespace for every caller, and the built-in
+ * Idempotency keys were one namespace for every caller, and the built-in
  * templates key their sends by execution id, which any viewer can read. An operator who used
  * `reply-<id>` first made the approved support reply fail `illegal_state` (its step is `continue`,
  * so the execution still completed). Each caller's key is now in its own namespace: the person the

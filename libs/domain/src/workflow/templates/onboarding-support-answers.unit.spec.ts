@@ -8,7 +8,7 @@ import type { WorkflowCommand, WorkflowEvent, WorkflowExecutionState } from '../
 import { customerOnboardingTemplate, customerSupportTemplate } from './index.js';
 
 /**
- * Review 28/B, findings 4, 5 and 10, on the built-in templates as the engine runs them (the pure
+ * The built-in templates as the engine runs them (the pure
  * decider and saga): what an onboarding that lost the race for its e-mail sends, what repeated
  * follow-up delays schedule, and what a malformed approval signal does.
  */
