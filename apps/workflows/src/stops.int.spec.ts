@@ -32,7 +32,7 @@ describe('stops: nothing is left running once its step or its execution has sett
     tasksCancel: `test.wfstop.${server}.tasks.cancel`,
   };
   const catalog = {
-    servers: [{ name: server, tools: ['slow', 'effect', 'bad', 'items'] }],
+    servers: [{ name: server, tools: ['slow', 'effect', 'bad', 'items', 'times_out'] }],
     taskTypes: [],
     definitions: [],
   };
@@ -83,6 +83,32 @@ describe('stops: nothing is left running once its step or its execution has sett
   const childOf = (parentId: string, stepId: string, attempt: number) =>
     WorkflowEngine.childExecutionId(`${parentId}:${stepId}:${attempt}`);
   const reasonOf = (s: WorkflowExecutionState) => (s.status === 'canceled' || s.status === 'failed' ? s.reason : '');
+
+  it('a call its worker timed out (retryable, as the connector says at the deadline) runs once with no retry policy, twice with two attempts', async () => {
+    // The worker answers `timeout` as the connector does when a call outlasts the step's deadline:
+    // it may have run, so only the step's policy may run it again (it was retried as transient,
+    // eleven runs of a write in two minutes).
+    responders.behaviours.set(`${server}/times_out`, () =>
+      Promise.reject(new AppError('timeout', 'no answer within 1000 ms', {}, true)),
+    );
+    const runs = () => responders.calls.filter((c) => c.tool === `${server}/times_out`).length;
+    for (const [retry, expected] of [
+      [undefined, 1],
+      [{ attempts: 2, backoff: { initialMs: 10 } }, 2],
+    ] as const) {
+      const before = runs();
+      const id = await start({
+        id: `times_out_${expected}`,
+        version: 1,
+        name: 'times out',
+        steps: [{ id: 'write', uses: `mcp:${server}/times_out`, timeout_ms: 5_000, ...(retry ? { retry } : {}) }],
+      });
+      const end = await waitForExecution(store, id, 15_000);
+      assert.equal(end.status, 'failed');
+      await sleep(1_000); // a transient retry would have come by now (its first delay is under 250 ms)
+      assert.equal(runs() - before, expected, `runs with retry ${JSON.stringify(retry)}`);
+    }
+  });
 
   it("a failed parent's child that waits for a signal ends canceled, and a retry of the parent leaves one child at a time", async () => {
     await engine.definitions.register(

@@ -353,7 +353,11 @@ function decideRecordStepFailed(
   const def = requireStep(s, command.data.stepId);
   const u = unitOf(s, command.data);
   if (!isActive(s) || !accepting(u, command.data.attempt)) return undefined;
-  return attemptFailed(s, def, command.data, command.data.attempt, command.data.error, meta, [], true);
+  // A worker that timed the call out (the connector, at the step's deadline) says it may have run,
+  // as the step's own timeout does: only the step's policy may run it again. Retried as transient,
+  // a write with no retry policy ran eleven times in two minutes.
+  const transientOk = command.data.error.code !== 'timeout';
+  return attemptFailed(s, def, command.data, command.data.attempt, command.data.error, meta, [], transientOk);
 }
 
 function decideRecordStepRedispatched(

@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MAX_RETRY_DELAY_MS, validateDefinition, type BackoffPolicy } from '../definition/index.js';
 import { backoffDelay, storableInstant } from './timing.js';
+import { at, cmd, fold, history, types } from './spec-helpers.js';
 
 const withBackoff = (backoff: Record<string, unknown>) => ({
   id: 'retries',
@@ -55,5 +56,50 @@ describe('retry delays are bounded', () => {
     assert.equal(storableInstant('9999-12-31T23:59:59.999Z'), '9999-12-31T23:59:59.999Z');
     assert.equal(storableInstant('not a time'), null);
     assert.equal(storableInstant(undefined), null);
+  });
+});
+
+describe('a call its worker timed out is retried by the step policy only', () => {
+  const write = (retry?: { attempts: number }) => ({
+    id: 'write_once',
+    version: 1,
+    name: 'write once',
+    steps: [{ id: 'insert', uses: 'mcp:database_writer/query', timeout_ms: 1_000, ...(retry ? { retry } : {}) }],
+  });
+  // What the connector answers at the step's deadline: it may have run, and it says retryable.
+  const timedOut = { code: 'timeout', message: 'no answer within 1000 ms', retryable: true };
+  const unavailable = { code: 'unavailable', message: 'server restarting', retryable: true };
+
+  it('with no retry policy, a worker timeout fails the step and the workflow; an unavailable server is retried', () => {
+    const failed = history(
+      cmd.start(write()),
+      cmd.dispatched({ stepId: 'insert' }),
+      cmd.failed({ stepId: 'insert' }, timedOut),
+    );
+    assert.deepEqual(types(failed).slice(-2), ['StepFailed:insert', 'WorkflowFailed']);
+    assert.equal(fold(failed).status, 'failed');
+    const busy = history(
+      cmd.start(write()),
+      cmd.dispatched({ stepId: 'insert' }),
+      cmd.failed({ stepId: 'insert' }, unavailable),
+    );
+    assert.equal(
+      busy.at(-1)!.type,
+      'StepRetryScheduled',
+      'a transient error the worker reports still waits and retries',
+    );
+  });
+
+  it('with a policy of 2 attempts, a worker timeout runs once more, then fails', () => {
+    const events = history(
+      cmd.start(write({ attempts: 2 })),
+      cmd.dispatched({ stepId: 'insert' }),
+      cmd.failed({ stepId: 'insert' }, timedOut),
+      cmd.retry({ stepId: 'insert' }, 2, at(1_100)),
+      cmd.dispatched({ stepId: 'insert' }, 2, at(1_200)),
+      cmd.failed({ stepId: 'insert' }, timedOut, 2, at(2_200)),
+    );
+    assert.equal(events.filter((e) => e.type === 'StepRetryScheduled').length, 1);
+    assert.equal(fold(events).status, 'failed');
   });
 });
