@@ -35,6 +35,8 @@ import { scratchDataDir } from '@switchyard/testing';
 
 const adminKey = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
 const auth = { authorization: `Bearer ${adminKey}` };
+/** The automation server keeps a caller's keys under the person a step acts for: `<actor>/<key>`. */
+const scoped = (key: string) => `apikey:${adminKey.split('_')[1]}/${key}`;
 const mcpKinds = [
   'FILESYSTEM_BRIDGE',
   'DATABASE',
@@ -255,7 +257,7 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
       const completions = events.filter((e) => e.type === 'WorkflowCompleted');
       assert.equal(completions.length, 1, `one completion for ${executionId}: ${events.map((e) => e.type)}`);
       assert.equal(events.at(-1)!.type, 'WorkflowCompleted', `nothing after the completion of ${executionId}`);
-      assert.deepEqual(completions[0]!.data.outputs, { n, last: `${n}:third` });
+      assert.deepEqual(completions[0]!.data.outputs, { n, last: scoped(`${n}:third`) });
       const succeeded = events.filter((e) => e.type === 'StepSucceeded');
       assert.deepEqual(
         succeeded.map((e) => e.data.step_id ?? e.data.stepId).sort(),
@@ -266,7 +268,7 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
         const sid = e.data.step_id ?? e.data.stepId;
         assert.equal(
           e.data.output?.delivery?.delivery_id,
-          `${n}:${sid}`,
+          scoped(`${n}:${sid}`),
           `step ${sid} of ${executionId} recorded its own delivery`,
         );
       }
@@ -275,20 +277,21 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
     // 5. The sink: exactly the 600 expected keys, each with one payload; deduped by key = 600 effects.
     const byKey = new Map<string, Hit[]>();
     for (const h of sink.hits) byKey.set(h.key, [...(byKey.get(h.key) ?? []), h]);
-    const expected = new Set([...started.values()].flatMap((n) => STEPS.map((s) => `${n}:${s}`)));
+    const expected = new Set([...started.values()].flatMap((n) => STEPS.map((s) => scoped(`${n}:${s}`))));
     assert.deepEqual(
       [...byKey.keys()].sort(),
       [...expected].sort(),
       'every (execution, step) reached the sink under its own key, and no other key',
     );
     for (const [key, hs] of byKey) {
-      const [n, s] = [key.slice(0, key.lastIndexOf(':')), key.slice(key.lastIndexOf(':') + 1)];
+      const bare = key.slice(key.indexOf('/') + 1);
+      const [n, s] = [bare.slice(0, bare.lastIndexOf(':')), bare.slice(bare.lastIndexOf(':') + 1)];
       for (const h of hs) {
         assert.equal(h.id, key, 'the delivery id is the idempotency key');
         assert.deepEqual(h.payload, {
           n,
           step: s,
-          ...(s === 'first' ? {} : { prev: `${n}:${s === 'second' ? 'first' : 'second'}` }),
+          ...(s === 'first' ? {} : { prev: scoped(`${n}:${s === 'second' ? 'first' : 'second'}`) }),
         });
       }
     }

@@ -54,6 +54,8 @@ const TERMINAL = ['TaskCompleted', 'TaskFailed', 'TaskTimedOut', 'TaskCanceled']
 describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegations`, () => {
   const adminKey = newAdminKey();
   const auth = { authorization: `Bearer ${adminKey}` };
+  /** The automation server keeps a caller's keys under the person a step acts for: `<actor>/<key>`. */
+  const scoped = (key: string) => `apikey:${adminKey.split('_')[1]}/${key}`;
   let dataDir: string;
   let base: string;
   let databaseUrl: string;
@@ -356,16 +358,20 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
       assert.equal(Number(s.rows[0]!.n), Number(s.rows[0]!.head) + 1, 'the event store positions are dense');
 
       // 5. Keyed effects at the sink: exactly the expected keys, one payload each, repeats only across a worker kill.
-      const expected = new Set([...executions.values()].flatMap((n) => WEBHOOK_STEPS.map((st) => `${n}:${st}`)));
+      const expected = new Set(
+        [...executions.values()].flatMap((n) => WEBHOOK_STEPS.map((st) => scoped(`${n}:${st}`))),
+      );
       const byKey = new Map<string, typeof sink.hits>();
-      for (const h of sink.hits) if (h.key.startsWith(`${tag}-`)) byKey.set(h.key, [...(byKey.get(h.key) ?? []), h]);
+      for (const h of sink.hits)
+        if (h.key.startsWith(scoped(`${tag}-`))) byKey.set(h.key, [...(byKey.get(h.key) ?? []), h]);
       assert.deepEqual(
         [...byKey.keys()].sort(),
         [...expected].sort(),
         'every (execution, step) reached the sink under its own key, and no other key',
       );
       for (const [key, hs] of byKey) {
-        const [n, st] = [key.slice(0, key.lastIndexOf(':')), key.slice(key.lastIndexOf(':') + 1)];
+        const bare = key.slice(key.indexOf('/') + 1);
+        const [n, st] = [bare.slice(0, bare.lastIndexOf(':')), bare.slice(bare.lastIndexOf(':') + 1)];
         for (const h of hs) assert.deepEqual(h.payload, { n, step: st });
         for (let k = 1; k < hs.length; k++) {
           const between = workerKills.filter((kill) => hs[k - 1]!.at <= kill.to && kill.from <= hs[k]!.at);
