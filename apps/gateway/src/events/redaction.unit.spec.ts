@@ -261,7 +261,7 @@ describe('payload redaction for viewers', () => {
     assert.equal(maskQuotedValues('date field value out of range: 2020-01-360'), 'date field value out of range: …');
     // A health verdict's reason names its service first: kept; what follows its ': ' is not.
     assert.equal(
-      maskQuotedValues('mcp:analytics is down (connect ECONNREFUSED 127.0.0.1:5007)'),
+      maskQuotedValues('mcp:analytics is down (connect ECONNREFUSED 127.0.0.1:39411)'),
       'mcp:analytics is down (connect …)',
     );
     assert.equal(maskQuotedValues('customer:987654321 not found'), '… not found');
