@@ -272,6 +272,38 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
           fed = true;
         }
       }
+      // A wait step gets what the recording's got: its signal (the payload it consumed), or its
+      // timeout; a wait for another signal than the recorded one has no recorded answer.
+      for (const st of Object.values(s.steps)) {
+        if (st.status !== 'running' || !st.wait || st.wait.ended) continue;
+        const rec = source.steps[st.id];
+        if (rec?.wait?.signal !== st.wait.signal) continue;
+        if (
+          rec.wait.ended === 'signaled' &&
+          rec.output !== null &&
+          typeof rec.output === 'object' &&
+          !Array.isArray(rec.output)
+        ) {
+          apply(
+            cmd({
+              type: 'SendSignal',
+              data: {
+                signalId: `replay:${st.id}`,
+                name: st.wait.signal,
+                payload: rec.output as Record<string, unknown>,
+              },
+            }),
+          );
+          fed = true;
+        } else if (rec.wait.ended === 'timed_out') {
+          apply({
+            type: 'RecordWaitTimedOut',
+            data: { stepId: st.id },
+            metadata: { ...meta, timestamp: st.wait.timeoutAt },
+          });
+          fed = true;
+        }
+      }
       for (const c of Object.values(s.compensations)) {
         if (c.status !== 'running') continue;
         const rec = source.compensations[c.stepId];

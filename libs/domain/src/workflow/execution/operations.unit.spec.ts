@@ -7,7 +7,7 @@ import type { WorkflowDefinition, WorkflowDefinitionInput } from '../definition/
 import { validateDefinition } from '../definition/validate.js';
 import { workflowExecutionDecider } from './decider.js';
 import { checkReplay, planFork, stateAt, type RevisionedEvent } from './operations.js';
-import { cmd, fold, history, invalid, meta, T0, types } from './spec-helpers.js';
+import { at, cmd, fold, history, invalid, meta, T0, types } from './spec-helpers.js';
 import type { StartedExecution, WorkflowCommand, WorkflowEvent } from './types.js';
 
 const spec = DeciderSpecification.for(workflowExecutionDecider);
@@ -567,6 +567,47 @@ describe('checkReplay', () => {
       changed.differences.map((d) => `${d.kind}:${d.step_id}`),
       ['input_changed:ask', 'undetermined:hold', 'undetermined:after'],
     );
+  });
+
+  it('a recording whose wait step got its signal, or timed out, replays the same on its own version', () => {
+    const gate = {
+      id: 'approval',
+      version: 1,
+      name: 'Approval',
+      steps: [
+        { id: 'ask', uses: 'mcp:database/query', with: { sql: 'select 1' } },
+        { id: 'hold', needs: ['ask'], wait: { signal: 'go', timeout_ms: 1_000, on_timeout: 'continue' } },
+        { id: 'after', uses: 'mcp:database/query', needs: ['hold'], if: 'steps.hold.output != null', with: {} },
+      ],
+    } as WorkflowDefinitionInput;
+    const signaled = fold(
+      history(
+        cmd.start(gate, {}),
+        cmd.succeeded({ stepId: 'ask' }, { ok: true }),
+        {
+          type: 'SendSignal',
+          data: { signalId: 's1', name: 'go', payload: { approved: true } },
+          metadata: meta(at(500)),
+        },
+        cmd.succeeded({ stepId: 'after' }, { done: true }, 1, at(600)),
+      ),
+    ) as StartedExecution;
+    assert.equal(signaled.status, 'completed');
+    const r = checkReplay(signaled, def(gate));
+    assert.deepEqual(r.differences, []);
+    assert.equal(r.same, true, JSON.stringify(r));
+
+    const timedOut = fold(
+      history(cmd.start(gate, {}), cmd.succeeded({ stepId: 'ask' }, { ok: true }), {
+        type: 'RecordWaitTimedOut',
+        data: { stepId: 'hold' },
+        metadata: meta(at(5_000)),
+      }),
+    ) as StartedExecution;
+    assert.equal(timedOut.status, 'completed');
+    const t = checkReplay(timedOut, def(gate));
+    assert.deepEqual(t.differences, []);
+    assert.equal(t.same, true, JSON.stringify(t));
   });
 
   it('names steps added, removed, conditions that now skip, changed inputs and dependencies', () => {
