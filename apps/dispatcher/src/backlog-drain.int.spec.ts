@@ -24,7 +24,7 @@ import { startDispatcher, type DispatcherHandle } from './index.js';
  */
 const logger = createLogger('backlog-drain-int', process.env.LOG_LEVEL ?? 'silent');
 const APPEND_DELAY_MS = 120;
-const TASK_MS = 300;
+const TASK_MS = 450;
 const SLOTS = 8;
 const NORMAL = 32;
 const HIGH = SLOTS;
