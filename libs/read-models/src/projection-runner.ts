@@ -7,6 +7,7 @@ import {
   isConnectionError,
   isSchemaManaged,
   rerunOnDeadlock,
+  withTransaction,
   type Logger,
 } from '@switchyard/platform';
 import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
@@ -105,7 +106,7 @@ export class ProjectionRunner {
     // Idempotent: a deadlock with another process's first writes (a setup's reset of a read
     // model meets the monitor's probe updates) runs it again instead of failing the start.
     await rerunOnDeadlock(() =>
-      this.withTx(async (c) => {
+      withTransaction(this.pool, async (c) => {
         // Several runners may boot at once: serialise the DDL.
         await c.query('select pg_advisory_xact_lock(hashtext($1))', [`${this.schema}.setup`]);
         if (ddl) await this.createCheckpoints(c);
@@ -128,7 +129,7 @@ export class ProjectionRunner {
   /** Only the DDL of start() (checkpoints table, every projection's setup), for an owner role migrating ahead of the components. */
   async migrate(): Promise<void> {
     await rerunOnDeadlock(() =>
-      this.withTx(async (c) => {
+      withTransaction(this.pool, async (c) => {
         await c.query('select pg_advisory_xact_lock(hashtext($1))', [`${this.schema}.setup`]);
         await this.createCheckpoints(c);
         for (const lane of this.lanes.values()) await lane.projection.setup(c);
@@ -171,7 +172,7 @@ export class ProjectionRunner {
     const reset = lane.projection.reset;
     if (!reset) throw new AppError('illegal_state', `projection ${name} has no reset(): it cannot be rebuilt`);
     await this.stopLane(lane);
-    await this.withTx(async (c) => {
+    await withTransaction(this.pool, async (c) => {
       // Lock the checkpoint row: a concurrent batch of another runner waits, then loses its compare-and-set.
       await c.query(`select 1 from ${this.schema}.checkpoints where name = $1 for update`, [name]);
       await reset.call(lane.projection, c);
@@ -528,20 +529,5 @@ export class ProjectionRunner {
 
   private notifyWaiters(): void {
     for (const w of [...this.waiters]) w();
-  }
-
-  private async withTx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const c = await this.pool.connect();
-    try {
-      await c.query('begin');
-      const result = await fn(c);
-      await c.query('commit');
-      return result;
-    } catch (err) {
-      await c.query('rollback').catch(() => undefined);
-      throw err;
-    } finally {
-      c.release();
-    }
   }
 }
