@@ -84,14 +84,15 @@ export function maskQuotedValues(text: string): string {
 const PLAIN_WORD = /^[a-z]{1,24}(?:['’-][a-z]{1,24})*$/;
 /**
  * What names an error at a line's start: `ENOENT`, `TypeError`, `Cannot`, a code (`not_found`,
- * `[validation]`), or the service it is about (`mcp:analytics`, `agent:data_analyst`: a health
- * verdict's reason names the service first).
+ * `[validation]`), or the service it is about, as the monitor's probes name them (`mcp:analytics`,
+ * `agent:data_analyst`, `component:relay`; `postgres`, `nats` are plain words): a health verdict's
+ * reason names its service first.
  */
 const isLeadWord = (core: string, token: string): boolean =>
   /^[A-Z][A-Za-z]{0,39}$/.test(core) ||
   Object.hasOwn(errorCodes, core) ||
   /^\[[a-z][a-z_]{0,39}\]$/.test(token) ||
-  /^(?:mcp|agent|service|nats|postgres|database|monitor|gateway):[a-z0-9][a-z0-9_.-]{0,62}$/.test(core);
+  /^(?:mcp|agent|component):[a-z0-9][a-z0-9_.-]{0,62}$/.test(core);
 /** A word and what wraps it: opening brackets or quotes, the word, closing ones and punctuation. */
 const WRAPPED = /^([([{"'“]*)(.*?)([)\]}"'”.,;:!?]*)$/s;
 

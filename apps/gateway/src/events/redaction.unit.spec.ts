@@ -264,6 +264,7 @@ describe('payload redaction for viewers', () => {
       maskQuotedValues('mcp:analytics is down (connect ECONNREFUSED 127.0.0.1:39411)'),
       'mcp:analytics is down (connect …)',
     );
+    assert.equal(maskQuotedValues('component:relay is down (stopped)'), 'component:relay is down (stopped)');
     assert.equal(maskQuotedValues('customer:987654321 not found'), '… not found');
     assert.equal(maskQuotedValues('relation "secret_table" does not exist'), 'relation "…" does not exist');
     assert.equal(
