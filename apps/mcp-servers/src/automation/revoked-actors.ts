@@ -15,7 +15,7 @@ import type { Projection } from '@switchyard/read-models';
 
 export const REVOKED_ACTORS_PROJECTION = 'automation-revoked-actors';
 /** The gateway's API key streams and the event that ends a key (the gateway's api-key decider). */
-const API_KEY_STREAM_PREFIX = 'apikey-';
+export const API_KEY_STREAM_PREFIX = 'apikey-';
 const apiKeyRevokedSchema = z.object({ id: z.string().min(1).max(200) });
 
 /** The actor the gateway names a key's requests with, as schedules record their owner. */
