@@ -31,6 +31,14 @@ export interface Timer {
 export function timerAt(due: number, fn: () => void, clock: TimerClock = systemClock): Timer {
   let handle: unknown;
   let canceled = false;
+  const wait = (ms: number): void => {
+    handle = clock.setTimeout(
+      () => {
+        if (!canceled) arm();
+      },
+      Math.min(ms, MAX_TIMER_DELAY_MS),
+    );
+  };
   const arm = (): void => {
     const left = due - clock.now();
     if (left <= 0) {
@@ -38,20 +46,10 @@ export function timerAt(due: number, fn: () => void, clock: TimerClock = systemC
       fn();
       return;
     }
-    handle = clock.setTimeout(
-      () => {
-        if (!canceled) arm();
-      },
-      Math.min(Math.max(1, Math.ceil(left)), MAX_TIMER_DELAY_MS),
-    );
+    wait(Math.max(1, Math.ceil(left)));
   };
   // Always through a timer, even when due: a caller arming inside a commit gets `fn` after it.
-  handle = clock.setTimeout(
-    () => {
-      if (!canceled) arm();
-    },
-    Math.min(Math.max(0, Math.ceil(due - clock.now())), MAX_TIMER_DELAY_MS),
-  );
+  wait(Math.max(0, Math.ceil(due - clock.now())));
   return {
     due,
     cancel() {
