@@ -15,12 +15,16 @@ import { createAutomationServer } from './server.js';
 import { AutomationService, type AutomationDeps } from './automation-service.js';
 
 /** Wait for an outcome (not for a duration); fails with `what` if it never comes. */
-async function until(cond: () => boolean | Promise<boolean>, what: string): Promise<void> {
+async function until(
+  cond: () => boolean | Promise<boolean>,
+  what: string,
+  state?: () => Promise<unknown>,
+): Promise<void> {
   for (let i = 0; i < 500; i++) {
     if (await cond()) return;
     await sleep(20);
   }
-  assert.fail(`never happened: ${what}`);
+  assert.fail(`never happened: ${what}${state ? `; state: ${JSON.stringify(await state())}` : ''}`);
 }
 
 describe('automation queue_webhook: durable, ordered A2A-format deliveries (real Postgres, local receiver)', () => {
@@ -56,6 +60,16 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
   const a2aBody = (state: string) => ({
     statusUpdate: { taskId: 't-1', contextId: 'c-1', status: { state, timestamp: '2026-12-03T12:00:00.000Z' } },
   });
+  /**
+   * Due a second ago: the claim compares with the process's clock, whole milliseconds, and
+   * PostgreSQL's now() has microseconds, so a row set to now() and claimed within the same
+   * millisecond was not due yet.
+   */
+  const makeDue = (key: string) =>
+    db.query(
+      `UPDATE automation.scheduled_deliveries SET next_attempt_at = now() - interval '1 second' WHERE delivery_id = $1`,
+      [key],
+    );
   const rowOf = async (key: string) =>
     (
       await db.query(
@@ -260,11 +274,21 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
     // A new instance (the first one stopped), with a short retry delay, takes it from the table.
     downStatus = 200;
     const other = service({ scheduledRetry: { firstRetryMs: 10, maxRetryMs: 10, maxAttempts: 5 } });
-    await db.query(`UPDATE automation.scheduled_deliveries SET next_attempt_at = now() WHERE delivery_id = $1`, [key]);
-    await other.sendScheduledDeliveries();
+    await makeDue(key);
+    const pass = await other.sendScheduledDeliveries();
     // The first instance's scheduler still runs: under load its tick may claim the due row first
     // (then it is the one that sends it). Either way it is delivered once.
-    await until(async () => (await rowOf(key))?.status === 'delivered', 'the row delivered');
+    await until(
+      async () => (await rowOf(key))?.status === 'delivered',
+      'the row delivered',
+      async () => ({
+        pass,
+        sends: to(key).map((r) => r.url),
+        row: (
+          await db.query(`SELECT *, now() AS db_now FROM automation.scheduled_deliveries WHERE delivery_id = $1`, [key])
+        ).rows[0],
+      }),
+    );
     const done = await rowOf(key);
     assert.equal(done.status, 'delivered');
     assert.equal(done.attempts, 2);
@@ -291,7 +315,7 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
     });
     await until(() => heldOnce.length === 1, "the first process's round is in flight");
     // The round outlives its lease (a receiver slower than the budget): another process claims the row and is answered.
-    await db.query(`UPDATE automation.scheduled_deliveries SET next_attempt_at = now() WHERE delivery_id = $1`, [key]);
+    await makeDue(key);
     await second.sendScheduledDeliveries();
     await until(async () => (await rowOf(key))?.status === 'delivered', 'delivered by the second process');
     // The first round then ends without an answer (503 to it and to its retries).
