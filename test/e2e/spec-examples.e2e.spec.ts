@@ -8,6 +8,7 @@
  * Each must answer 2xx with a real result (checked against the system's own database, files or
  * mailbox where there is one), except GitHub without a token: its documented 503 problem.
  */
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, realpathSync, rmSync } from 'node:fs';
@@ -347,6 +348,10 @@ describe("a walk over the specification's API endpoints, in its order, against t
     assert.equal(r.body.server, 'database');
     assert.equal(r.body.state, 'up', r.text);
     assert.ok(r.body.tools.includes('query'), r.text);
+    // The specification calls it the "Postgres Server": that name finds it too.
+    const bySpecName = await get('/api/v1/integration/mcp/health/postgres');
+    assert.equal(bySpecName.status, 200, bySpecName.text);
+    assert.equal(bySpecName.body.server, 'database', bySpecName.text);
   });
 
   it('POST mcp/call: record_metric on the analytics server, stored in analytics.metrics', async () => {
@@ -420,6 +425,15 @@ describe("a walk over the specification's API endpoints, in its order, against t
     assert.match(r.type, /application\/problem\+json/);
     assert.equal(r.body.status, 503, r.text);
     assert.match(r.body.detail, /GITHUB_PERSONAL_ACCESS_TOKEN/);
+    // It stays so until the token is set: not retryable, so a client that honours the flag stops.
+    assert.equal(r.body.retryable, false, r.text);
+    const viaConnectors = await curl(
+      'POST',
+      '/api/v1/integration/mcp/call',
+      JSON.stringify({ server: 'github', tool: 'search_repositories', arguments: { query: 'switchyard' } }),
+    );
+    assert.equal(viaConnectors.status, 503, viaConnectors.text);
+    assert.equal(viaConnectors.body.retryable, false, viaConnectors.text);
   });
 
   it('POST mcp/fetch: an HTTP request to a local receiver through the fetch server', async () => {
@@ -472,6 +486,14 @@ describe("a walk over the specification's API endpoints, in its order, against t
       [t.id],
     );
     assert.deepEqual(marked.rows, [{ status: 'started', execution_id: executionId }]);
+    // The caller can ask how its trigger stands.
+    const standing = await get(`/api/v1/integration/mcp/automation/triggers/${t.id}`);
+    assert.equal(standing.status, 200, standing.text);
+    assert.equal(standing.body.status, 'started', standing.text);
+    assert.equal(standing.body.execution_id, executionId, standing.text);
+    assert.equal(standing.body.error, null, standing.text);
+    const unknown = await get(`/api/v1/integration/mcp/automation/triggers/${randomUUID()}`);
+    assert.equal(unknown.status, 404, unknown.text);
     // Started by the trigger, under the request's correlation id, with the trigger as its cause.
     const events = await get(`/api/v1/workflows/executions/${executionId}/events`);
     assert.equal(events.status, 200, events.text);
@@ -479,6 +501,26 @@ describe("a walk over the specification's API endpoints, in its order, against t
     assert.equal(started?.metadata?.actor, 'automation:trigger', events.text);
     assert.equal(started?.metadata?.causationId, t.id, events.text);
     assert.equal(started?.metadata?.correlationId, t.correlation_id, events.text);
+  });
+
+  it('POST mcp/automation/trigger refuses at once what the engine would never start: an unknown template, a bad input, a body of neither shape', async () => {
+    const before = await db.query<{ n: string }>('select count(*) as n from automation.triggers');
+    const trigger = (body: unknown) => curl('POST', '/api/v1/integration/mcp/automation/trigger', JSON.stringify(body));
+    const unknown = await trigger({ template_id: 'no_such_template', input: {} });
+    assert.equal(unknown.status, 404, unknown.text);
+    assert.match(unknown.body.detail, /no_such_template/, unknown.text);
+    const bad = await trigger({ template_id: 'revenue_analysis', input: { timeframe: '13w' } });
+    assert.equal(bad.status, 400, bad.text);
+    assert.match(bad.body.detail, /timeframe/, bad.text);
+    assert.equal(bad.body.errors[0].path, 'timeframe', bad.text);
+    const neither = await trigger({});
+    assert.equal(neither.status, 400, neither.text);
+    assert.match(neither.body.errors[0].message, /template_id.*webhook/, neither.text);
+    const half = await trigger({ webhook: 'w' });
+    assert.equal(half.status, 400, half.text);
+    assert.match(half.body.errors[0].message, /^event: /, half.text);
+    const after = await db.query<{ n: string }>('select count(*) as n from automation.triggers');
+    assert.equal(after.rows[0]!.n, before.rows[0]!.n, 'no trigger row recorded for a refused request');
   });
 
   it('GET mcp/analytics/{metric}: the sum over the last hour of the sample recorded above', async () => {
@@ -806,7 +848,9 @@ describe("a walk over the specification's API endpoints, in its order, against t
     assert.equal(welcome.length, 1, r.text);
     assert.deepEqual(welcome[0].to, [onboardingEmail]);
     assert.ok(
-      welcome[0].text.startsWith('Welcome aboard, Ada Lovelace Ltd! Your growth plan with 4 seats is active.'),
+      welcome[0].text.startsWith(
+        'Hi Ada Lovelace Ltd,\n\nWelcome to Switchyard! Your growth plan with 4 seats is active.',
+      ),
       welcome[0].text,
     );
   });

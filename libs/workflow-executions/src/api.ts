@@ -29,27 +29,39 @@ export interface StartRequest {
   readonly onBehalfOf?: string;
 }
 
+/**
+ * The input as the definition's input schema takes it (defaults applied), or a validation
+ * AppError (400) naming each field. Whatever starts an execution checks with this, and so may a
+ * route that only records a start for later (an automation trigger), so its caller hears of a bad
+ * input at once rather than never.
+ */
+export function checkedWorkflowInput(
+  definition: WorkflowDefinition | WorkflowDefinitionInput,
+  input: unknown,
+): unknown {
+  const def = definition as WorkflowDefinition;
+  const checked = validateInput(def.input ?? { type: 'object', properties: {} }, input);
+  if (checked.ok) return checked.value;
+  throw new AppError(
+    'validation',
+    `invalid workflow input: ${checked.problems.map((p) => `${p.path || '(root)'}: ${p.message}`).join('; ')}`,
+    {
+      errors: checked.problems.map((p) => ({
+        path: p.path || '(root)',
+        message: p.message,
+        code: 'invalid_input',
+        in: 'body',
+      })),
+    },
+  );
+}
+
 /** Validate the input against the definition (400 naming each field), then append StartWorkflow. */
 export async function startExecution(
   store: EventStore,
   req: StartRequest,
 ): Promise<{ executionId: string; position?: number; created: boolean }> {
-  const def = req.definition as WorkflowDefinition;
-  const checked = validateInput(def.input ?? { type: 'object', properties: {} }, req.input);
-  if (!checked.ok) {
-    throw new AppError(
-      'validation',
-      `invalid workflow input: ${checked.problems.map((p) => `${p.path || '(root)'}: ${p.message}`).join('; ')}`,
-      {
-        errors: checked.problems.map((p) => ({
-          path: p.path || '(root)',
-          message: p.message,
-          code: 'invalid_input',
-          in: 'body',
-        })),
-      },
-    );
-  }
+  const input = checkedWorkflowInput(req.definition, req.input);
   const executionId = req.executionId ?? randomUUID();
   // Usually a new stream: no read before the append (a repeated start falls back to one).
   const r = await runWorkflowCommandOnNewStream(store, executionId, {
@@ -57,7 +69,7 @@ export async function startExecution(
     data: {
       executionId,
       definition: req.definition,
-      input: checked.value,
+      input,
       ...(req.onBehalfOf !== undefined ? { onBehalfOf: req.onBehalfOf } : {}),
     },
     metadata: {

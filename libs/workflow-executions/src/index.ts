@@ -22,6 +22,7 @@ export {
   type WorkflowCommandResult,
 } from './command.js';
 export {
+  checkedWorkflowInput,
   startExecution,
   cancelExecution,
   signalExecution,

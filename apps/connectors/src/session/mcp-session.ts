@@ -344,6 +344,8 @@ export class McpSession {
         ? `MCP server ${this.name} is unconfigured: ${why}`
         : `MCP server ${this.name} is down: ${why}`,
       { server: this.name, op, health: state, fail_fast: true },
+      // A server that is not configured stays so until someone configures it: a retry cannot help.
+      state !== 'unconfigured',
     );
   }
 

@@ -37,7 +37,8 @@ const STRICT_START = /^[\x20\x09\x0a\x0d]*[[{]/;
  *   is not JSON or is too large is not answered here but kept for the role guard (see
  *   route-checks.ts: the caller's key and role are checked first), and the request goes on
  *   without a body. An empty body is `{}`.
- * - any other content type: not read; the handler sees no body (as a JSON API should).
+ * - any other content type: not read; a body in it is a 415 (kept for the role guard), and the
+ *   handler sees no body (as a JSON API should).
  */
 export function registerBodyParsers(app: FastifyInstance, limit: number): void {
   app.removeAllContentTypeParsers();
@@ -73,9 +74,25 @@ export function registerBodyParsers(app: FastifyInstance, limit: number): void {
   app.addContentTypeParser(/^application\/[^;,\s]+\+json\b/i, json);
   app.addContentTypeParser(
     '*',
-    (_req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: unknown) => void) => {
-      payload.resume(); // drained, not kept: the socket must still reach the next request
-      payload.once('end', () => done(null, undefined));
+    (req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: unknown) => void) => {
+      // Drained, not kept: the socket must still reach the next request. A body that came in
+      // another type (curl's -d sends a form type unless told otherwise) is a 415 that says how to
+      // send it, kept for the role guard like a body that is not JSON, not a route's complaint
+      // that its fields are missing.
+      let bytes = 0;
+      payload.on('data', (chunk: Buffer) => void (bytes += chunk.length));
+      payload.once('end', () => {
+        if (bytes > 0) {
+          const type = String(req.headers['content-type'] ?? '').slice(0, 100);
+          deferInputError(
+            req,
+            new UnsupportedMediaTypeException(
+              `the body was sent as ${JSON.stringify(type)}: send it as JSON, with the header Content-Type: application/json`,
+            ),
+          );
+        }
+        done(null, undefined);
+      });
       payload.once('error', () => done(null, undefined));
     },
   );

@@ -203,6 +203,30 @@ describe('REST API conformance: the fuzzer findings, pinned', () => {
     assert.equal((await call(g.url, 'GET', '/api/v1/workflows/templates', bearer(viewer))).status, 200);
   });
 
+  it("a body sent in another type (curl's -d without a Content-Type) is a 415 saying how to send it; no body at all is {}", async () => {
+    const body = '{"name":"k","role":"viewer"}';
+    for (const type of ['application/x-www-form-urlencoded', 'text/plain']) {
+      const post = (auth: Record<string, string>) =>
+        call(g.url, 'POST', '/api/v1/admin/api-keys', { ...auth, 'content-type': type }, body);
+      assert.equal((await post({})).status, 401, type);
+      assert.equal((await post(bearer(operator))).status, 403, type);
+      const admin = await post(bearer(g.adminKey));
+      assert.equal(admin.status, 415, type);
+      assert.equal(admin.body.code, 'unsupported_media_type');
+      assert.match(admin.body.detail, /Content-Type: application\/json/);
+    }
+    // No body and no Content-Type: read as {}, so the route names the fields it needs.
+    const bare = await call(g.url, 'POST', '/api/v1/admin/api-keys', bearer(g.adminKey));
+    assert.equal(bare.status, 400, JSON.stringify(bare.body));
+    assert.deepEqual(
+      bare.body.errors.map((e: { path: string }) => e.path),
+      ['name', 'role'],
+      JSON.stringify(bare.body),
+    );
+    // The socket that carried a refused body still serves the next request.
+    assert.equal((await call(g.url, 'GET', '/api/v1/workflows/templates', bearer(viewer))).status, 200);
+  });
+
   it('a method the path does not have: 405 with Allow (TRACE included); an unknown path stays 404', async () => {
     for (const method of ['TRACE', 'PATCH', 'DELETE']) {
       const r = await call(g.url, method, '/api/v1/workflows/templates', bearer(viewer));

@@ -108,7 +108,7 @@ const statusText: Record<number, string> = {
   412: 'Conflict: the expected revision did not match',
   405: 'Method not allowed',
   413: 'Payload too large',
-  415: 'Unsupported media type (a JSON body in a charset other than UTF-8)',
+  415: 'Unsupported media type (a body that is not sent as JSON, or JSON in a charset other than UTF-8)',
   429: 'Too many requests (per address, per key, or bad keys from one address); see Retry-After',
   431: 'Request header fields too large',
   500: 'Internal error',
@@ -169,7 +169,7 @@ function generalBehaviour(b: DocumentedBehaviour): string {
     (b.auth
       ? '; a caller without the role a route needs (`x-required-role`) gets 401 or 403 before anything in the request is validated'
       : '') +
-    `. Statuses every route may answer: ${always.join(', ')}; with a body also 413 (over the body limit) and 415 (a charset other than UTF-8).`
+    `. Statuses every route may answer: ${always.join(', ')}; with a body also 413 (over the body limit) and 415 (a body sent in a type other than JSON, or JSON in a charset other than UTF-8).`
   );
 }
 

@@ -292,6 +292,9 @@ export class AutomationService {
   }): Promise<TriggerRecord> {
     return this.triggers.triggerWorkflow(input);
   }
+  getTrigger(id: string): Promise<TriggerRecord> {
+    return this.triggers.getTrigger(id);
+  }
   listTriggers(limit = 100): Promise<TriggerRecord[]> {
     return this.triggers.listTriggers(limit);
   }

@@ -355,5 +355,16 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
       mapPgError,
     ),
   );
+  server.registerTool(
+    'get_trigger',
+    {
+      description:
+        'How a trigger stands: `pending` until the workflow engine picks it up, then `started` (with `execution_id`) or `failed` ' +
+        '(with `error`: an unknown template, or an input its schema refuses; never retried).',
+      inputSchema: { trigger_id: z.uuid() },
+      annotations: { readOnlyHint: true },
+    },
+    tool('get_trigger', logger, async (a) => ({ trigger: await service.getTrigger(a.trigger_id) }), mapPgError),
+  );
   return server;
 }

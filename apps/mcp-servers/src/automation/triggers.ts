@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import { triggerExecutionId } from '@switchyard/contracts';
-import { newId, type Logger } from '@switchyard/platform';
+import { AppError, newId, type Logger } from '@switchyard/platform';
 import type { Clock } from './clock.js';
 import { iso } from './webhooks.js';
 
@@ -116,6 +116,13 @@ export class Triggers {
     const trigger = toTrigger(r.rows[0]);
     await this.notify(trigger);
     return trigger;
+  }
+
+  /** One trigger by its id: how it stands (`pending`, `started` with its execution, `failed` with why). */
+  async getTrigger(id: string): Promise<TriggerRecord> {
+    const r = await this.deps.pool.query(`SELECT * FROM automation.triggers WHERE id = $1`, [id]);
+    if (!r.rows[0]) throw new AppError('not_found', `no trigger with id "${id}"`, { trigger_id: id });
+    return toTrigger(r.rows[0]);
   }
 
   async listTriggers(limit = 100): Promise<TriggerRecord[]> {

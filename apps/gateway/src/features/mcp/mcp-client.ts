@@ -27,6 +27,9 @@ export interface ToolCallOutcome {
 /** How long a registry listing is trusted: it only guards names, health comes fresh from /health. */
 const REGISTRY_TTL_MS = 2_000;
 
+/** Names the specification gives servers where ours differ ("Postgres Server" is our database server). */
+const SERVER_ALIASES: Readonly<Record<string, string>> = { postgres: 'database' };
+
 /**
  * The gateway's side of the MCP connector service: every call goes over NATS
  * request-reply to whichever connector instance answers (queue group), never in-process.
@@ -49,10 +52,11 @@ export class McpGatewayClient {
     return reply.servers;
   }
 
-  /** The server by name, or 404 listing the valid names. */
+  /** The server by name (or the specification's name for it), or 404 listing the valid names. */
   async server(name: string, correlationId: string): Promise<ServerHealth> {
     const servers = await this.servers(correlationId);
-    const found = servers.find((s) => s.server === name);
+    const wanted = SERVER_ALIASES[name] ?? name;
+    const found = servers.find((s) => s.server === wanted);
     if (!found) {
       throw new AppError('not_found', `no MCP server named "${name}"`, {
         server: name,
@@ -63,10 +67,10 @@ export class McpGatewayClient {
   }
 
   async health(name: string, correlationId: string): Promise<ServerHealth> {
-    await this.server(name, correlationId);
+    const { server } = await this.server(name, correlationId);
     return request(
       this.nats,
-      mcpSubject(name, 'health'),
+      mcpSubject(server, 'health'),
       { probe: true },
       { schema: serverHealthSchema, timeoutMs: 10_000, correlationId },
     );

@@ -2,9 +2,11 @@ import { Controller, Get, HttpCode, Inject, Post, Req } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import { z } from 'zod';
 import { AppError } from '@switchyard/platform';
+import { checkedWorkflowInput } from '@switchyard/workflow-executions';
 import { CorrelationId, type GatewayRequest } from '../../http/context.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
+import { GetWorkflowDefinition } from '../workflows/queries/get-workflow-definition.js';
 import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
 import type { ToolCallOutcome } from './mcp-client.js';
 import { CallMcpTool } from './commands/index.js';
@@ -20,6 +22,8 @@ import {
   healthListResponse,
   mailboxQuery,
   mailboxResponse,
+  triggerParams,
+  triggerResponse,
   metricParams,
   operationBody,
   operationParams,
@@ -194,10 +198,13 @@ export class McpController {
   ) {
     const server = await this.queries.execute(new GetMcpServer(ROLE_SERVERS.github, correlationId));
     if (server.state === 'unconfigured') {
-      throw new AppError('unavailable', 'the GitHub MCP server is not configured: set GITHUB_PERSONAL_ACCESS_TOKEN', {
-        server: 'github',
-        state: 'unconfigured',
-      });
+      // Not retryable (and so no Retry-After): it stays so until the token is set.
+      throw new AppError(
+        'unavailable',
+        'the GitHub MCP server is not configured: set GITHUB_PERSONAL_ACCESS_TOKEN',
+        { server: 'github', state: 'unconfigured' },
+        false,
+      );
     }
     return this.commands.execute(
       new CallMcpTool(ROLE_SERVERS.github, p.operation, body, correlationId, { checkTool: true }),
@@ -258,10 +265,16 @@ export class McpController {
     response: { status: 200, schema: toolResultResponse },
     errors,
   })
-  automation(
+  async automation(
     @ZodBody(automationTriggerBody) b: z.infer<typeof automationTriggerBody>,
     @CorrelationId() correlationId: string,
   ) {
+    // The trigger is started later by the engine, which refuses an unknown template or a bad
+    // input there, where its caller no longer hears of it: check both now, as a start would.
+    if ('template_id' in b) {
+      const { definition } = await this.queries.execute(new GetWorkflowDefinition(b.template_id));
+      checkedWorkflowInput(definition, b.input ?? {});
+    }
     return 'template_id' in b
       ? this.commands.execute(
           new CallMcpTool(
@@ -284,6 +297,23 @@ export class McpController {
             correlationId,
           ),
         );
+  }
+
+  @Get('automation/triggers/:trigger_id')
+  @ApiRoute({
+    summary: 'How a workflow trigger stands: pending, started (with its execution) or failed (with why)',
+    description:
+      "The `trigger_id` that `POST /api/v1/integration/mcp/automation/trigger` answered, or that a schedule recorded (the automation server's `get_trigger` tool).",
+    tags: ['mcp'],
+    role: 'operator',
+    response: { status: 200, schema: triggerResponse },
+    errors: [400, 404, 503, 504],
+  })
+  async trigger(@ZodParams(triggerParams) p: z.infer<typeof triggerParams>, @CorrelationId() correlationId: string) {
+    const r = await this.queries.execute(
+      new ReadMcpTool(ROLE_SERVERS.automation, 'get_trigger', { trigger_id: p.trigger_id }, correlationId),
+    );
+    return (r.result as { trigger: unknown }).trigger;
   }
 
   @Get('automation/mailbox')

@@ -41,17 +41,33 @@ export const fetchBody = z.object({
   extract: z.enum(['none', 'text']).default('none'),
 });
 
-export const automationTriggerBody = z.union([
-  z.object({ template_id: idOf('definition'), input: jsonObject.default({}) }).strict(),
-  z
-    .object({
-      webhook: idOf('name'),
-      event: idOf('name'),
-      payload: jsonObject.default({}),
-      idempotency_key: idOf('idempotencyKey').optional(),
-    })
-    .strict(),
-]);
+export const automationTriggerBody = z.union(
+  [
+    z.object({ template_id: idOf('definition'), input: jsonObject.default({}) }).strict(),
+    z
+      .object({
+        webhook: idOf('name'),
+        event: idOf('name'),
+        payload: jsonObject.default({}),
+        idempotency_key: idOf('idempotencyKey').optional(),
+      })
+      .strict(),
+  ],
+  {
+    // A union's own message ("Invalid input") names neither shape: say which shape the body looks
+    // like it meant and what is wrong with it, or name both.
+    error: (issue) => {
+      if (issue.code !== 'invalid_union') return undefined;
+      const body = issue.input;
+      const meant =
+        body !== null && typeof body === 'object' ? ('template_id' in body ? 0 : 'webhook' in body ? 1 : -1) : -1;
+      const problems = meant < 0 ? undefined : issue.errors[meant];
+      if (!problems?.length)
+        return 'give either {template_id, input} (start a workflow) or {webhook, event, payload} (send a signed webhook)';
+      return problems.map((p) => (p.path.length ? `${p.path.join('.')}: ` : '') + p.message).join('; ');
+    },
+  },
+);
 
 // The analytics server's own grammar (no zero, at most six digits), so a value it refuses is a 400 here.
 export const analyticsQuery = z.object({
@@ -104,6 +120,24 @@ export const mailboxQuery = z
       .describe('`next_cursor` of the previous page'),
   })
   .strict();
+
+export const triggerParams = z.object({ trigger_id: z.uuid() }).strict();
+
+export const triggerResponse = z.object({
+  id: z.string(),
+  template_id: z.string(),
+  input: z.record(z.string(), z.unknown()),
+  source: z.enum(['tool', 'schedule']),
+  schedule_id: z.string().nullable(),
+  fire_at: z.string().nullable(),
+  correlation_id: z.string(),
+  on_behalf_of: z.string().nullable(),
+  status: z.enum(['pending', 'started', 'failed']).describe('`pending` until the engine picks it up'),
+  execution_id: z.string().describe('the execution it starts: GET /api/v1/workflows/executions/{execution_id}'),
+  error: z.string().nullable().describe('why it could not start (status `failed`); never retried'),
+  started_at: z.string().nullable(),
+  created_at: z.string(),
+});
 
 export const mailboxResponse = z.object({
   messages: z.array(

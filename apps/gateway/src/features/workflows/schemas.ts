@@ -26,7 +26,12 @@ export const startBody = z.record(z.string(), z.unknown());
 
 export const executionStatus = z.enum(['running', 'canceling', 'completed', 'failed', 'canceled']);
 // Any RFC 3339 offset (up to ±23:59) is read here and handed on in UTC: PostgreSQL refuses offsets past ±15:59.
-const instant = z.iso.datetime({ offset: true }).transform((s) => new Date(s).toISOString());
+// A date alone is midnight UTC of that day (a filter such as started_after=2026-12-06 means that).
+const instant = z
+  .union([z.iso.datetime({ offset: true }), z.iso.date()], {
+    error: 'an ISO-8601 date-time with an offset (2026-12-06T09:30:00Z) or a date (2026-12-06, midnight UTC)',
+  })
+  .transform((s) => new Date(s.length === 10 ? `${s}T00:00:00Z` : s).toISOString());
 export const listQuery = z.strictObject({
   status: executionStatus.optional(),
   template: idOf('definition').optional(),

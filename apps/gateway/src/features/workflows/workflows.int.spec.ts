@@ -392,6 +392,20 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
       'the execution itself still has it whole',
     );
     assert.equal((await http('GET', '/api/v1/workflows/executions?status=bogus')).status, 400);
+    // A date alone is midnight UTC of that day; a word is a 400 that says what to send.
+    const today = new Date().toISOString().slice(0, 10);
+    const tomorrow = new Date(Date.parse(`${today}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
+    const sinceToday = await http('GET', `/api/v1/workflows/executions?template=two_agents&started_after=${today}`);
+    assert.equal(sinceToday.status, 200, JSON.stringify(sinceToday.body));
+    assert.ok(sinceToday.body.items.some((x: { execution_id: string }) => x.execution_id === id));
+    const sinceTomorrow = await http(
+      'GET',
+      `/api/v1/workflows/executions?template=two_agents&started_after=${tomorrow}`,
+    );
+    assert.deepEqual(sinceTomorrow.body.items, []);
+    const word = await http('GET', '/api/v1/workflows/executions?started_after=yesterday');
+    assert.equal(word.status, 400);
+    assert.match(word.body.errors[0].message, /date-time with an offset .* or a date/);
     // A cursor the API did not make, a version beyond the column: 400, not a database error.
     // Nor a day that does not exist (Date.parse rolls it over, PostgreSQL refuses it), nor a NUL.
     for (const text of [
