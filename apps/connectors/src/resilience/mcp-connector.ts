@@ -24,6 +24,8 @@ import type { McpServerConfig } from '../registry/schema.js';
 import { McpSession, type McpSessionHealth } from '../session/mcp-session.js';
 import {
   filesystemGlobRefusal,
+  isAdminListingTool,
+  listingSummary,
   mcpEvent,
   type McpBreakerState,
   type McpEvent,
@@ -476,7 +478,11 @@ export class McpConnector {
           duration_ms: duration,
           outcome: 'success',
           attempts,
-          result: sized,
+          // An admin listing (the mailbox, the queued deliveries) is recorded as counts and ids:
+          // the caller has it, and the log need not hold a copy of it per read.
+          result: isAdminListingTool(this.name, req.tool)
+            ? sizePayload(listingSummary(result), cfg.payload_log.max_chars)
+            : sized,
           ...corr,
           at: new Date().toISOString(),
         }),
@@ -523,12 +529,13 @@ export class McpConnector {
   private assertConfigured(op: string): void {
     const h = this.session.health();
     if (h.state !== 'unconfigured') return;
-    throw new AppError('unavailable', `MCP server ${this.name} is unconfigured: ${h.last_error ?? 'see registry'}`, {
-      server: this.name,
-      op,
-      health: 'unconfigured',
-      fail_fast: true,
-    });
+    // Not retryable: it stays so until someone configures it.
+    throw new AppError(
+      'unavailable',
+      `MCP server ${this.name} is unconfigured: ${h.last_error ?? 'see registry'}`,
+      { server: this.name, op, health: 'unconfigured', fail_fast: true },
+      false,
+    );
   }
 
   /** The tool's definition; unknown names re-list once (the cache may be stale) before not_found. */

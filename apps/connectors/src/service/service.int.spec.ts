@@ -180,6 +180,7 @@ describe('McpConnectorService over NATS', () => {
       'unavailable',
     );
     assert.match(e.message, /GITHUB_PERSONAL_ACCESS_TOKEN/);
+    assert.equal(e.retryable, false, 'it stays unconfigured until the token is set: a retry cannot help');
     const h = await request(client, mcpSubject('github', 'health'), undefined, { schema: serverHealthSchema });
     assert.equal(h.state, 'unconfigured');
   });
