@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
-import { freePort } from '@switchyard/platform';
+import { pino } from 'pino';
+import { freePort, type Logger } from '@switchyard/platform';
 import { freshDatabase } from '@switchyard/testing';
 import { runMcpServer, type RunningMcpServer } from './runtime.js';
 import type { McpCallAudit } from './common/audit.js';
@@ -214,5 +215,33 @@ describe('MCP server listener: bind, token, Host/Origin, errors, audit', () => {
     const before = calls.length;
     await post(port, query, { host: 'attacker.example', ...auth });
     assert.equal(calls.length, before);
+  });
+});
+
+describe('MCP server listener: refused requests in the log', () => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l)) }) as unknown as Logger;
+  let server: RunningMcpServer;
+  let port: number;
+
+  before(async () => {
+    port = await freePort();
+    server = await runMcpServer('database', {
+      port,
+      token: 'edge-log-token',
+      env: { DATABASE_URL: await freshDatabase('mcp_edge_log'), LOG_LEVEL: 'info' },
+      logger,
+    });
+  });
+  after(() => server?.close());
+
+  it('300 requests with wrong tokens: every one refused, one warning line for them (with its count) per interval', async () => {
+    for (let i = 0; i < 300; i++) {
+      const r = await post(port, {}, { host: `127.0.0.1:${port}`, authorization: `Bearer wrong-${i}` });
+      assert.equal(r.status, 401);
+    }
+    const refused = lines.filter((l) => l['msg'] === 'mcp request refused: missing or wrong bearer token');
+    assert.equal(refused.length, 1, 'one line within the interval');
+    assert.equal(refused[0]!['refused'], 1, 'the count of refusals the line stands for');
   });
 });

@@ -10,7 +10,8 @@ const quietPaths = new Set(['/livez', '/readyz']);
 
 /**
  * One log line per finished request: method, path, status, duration and the correlation id.
- * 2xx/3xx at info (probes at debug), 4xx and a deliberate 503/504 at warn, a 500 or an
+ * 2xx/3xx at info (probes at debug), 4xx and a deliberate 503/504 at warn (but a 429: the limit
+ * doing its job, at the rate a flood sends it, is info), a 500 or an
  * unexpected error (kept by sendProblem) at error with it. Cheap when the level is off: the
  * level is decided before any field is built, and no per-request child logger is made.
  * An Exchanges step; undefined when the logger writes nothing at any level a request can reach.
@@ -24,7 +25,14 @@ export function requestLog(logger: Logger): EndStep | undefined {
     const status = raw.statusCode;
     const path = pathOf(req);
     const aborted = !raw.writableFinished;
-    const level = err || status === 500 ? 'error' : status >= 400 ? 'warn' : quietPaths.has(path) ? 'debug' : 'info';
+    const level =
+      err || status === 500
+        ? 'error'
+        : status >= 400 && status !== 429
+          ? 'warn'
+          : quietPaths.has(path)
+            ? 'debug'
+            : 'info';
     if (!logger.isLevelEnabled(level)) return;
     const fields = {
       correlationId: correlationIdOf(req),

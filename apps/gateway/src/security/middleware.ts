@@ -1,4 +1,4 @@
-import { AppError, type Logger } from '@switchyard/platform';
+import { AppError, logAtMostEvery, type Logger } from '@switchyard/platform';
 import { bindRequestKey, correlationIdOf, type GatewayRequest } from '../http/context.js';
 import type { EdgeReply, EdgeRequest } from '../http/edge.js';
 import type { Exchange } from '../http/exchange.js';
@@ -141,6 +141,9 @@ export class RequestTimeouts {
   };
 }
 
+/** How often at most the gateway warns of requests with an invalid API key (`invalidKeys`: how many since the last line). */
+const INVALID_KEY_LOG_INTERVAL_MS = 10_000;
+
 /**
  * Resolve the caller, before the body is parsed:
  * 0. `/livez` and `/readyz` pass untouched (no limit, no key);
@@ -165,6 +168,7 @@ export function authentication(
     ? (given ?? RateLimits.create({ ...options.rateLimit, store: 'memory' }, undefined, logger))
     : undefined;
   if (!limits && !options.auth.enabled) return (_req, _res, next) => next(); // nothing to do: no cost per request
+  const invalidKeyLog = logAtMostEvery(INVALID_KEY_LOG_INTERVAL_MS);
   return (req: EdgeRequest, res: EdgeReply, next: () => void) => {
     if (UNLIMITED_PATHS.has(req.path)) return next();
     if (!limits) {
@@ -203,7 +207,6 @@ export function authentication(
       }
       if (!key) {
         (req as AuthRequest)[AUTH_FAILED] = true;
-        logger.warn({ correlationId: correlationIdOf(req), ip }, 'request with an invalid API key');
         if (limits) {
           const [o, fromAddress] = await Promise.all([
             limits.failedAuth(failureBucket(ip, presented)),
@@ -213,6 +216,14 @@ export function authentication(
           if (!fromAddress.allowed) return tooMany(req, res, 'with invalid API keys from this address', fromAddress);
           counted.push(o, fromAddress);
         }
+        // Past the limits (a 429 is its own answer, logged once as a request): one warning per
+        // interval with how many, so a client guessing keys does not write a line per guess.
+        invalidKeyLog((held) =>
+          logger.warn(
+            { correlationId: correlationIdOf(req), ip, invalidKeys: held + 1 },
+            'request with an invalid API key',
+          ),
+        );
         rateLimitHeaders(res, counted);
         return bindRequestKey(req, undefined, next);
       }

@@ -5,6 +5,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Controller, Get, Module } from '@nestjs/common';
+import { pino } from 'pino';
+import type { Logger } from '@switchyard/platform';
 import { freshDatabase, stopOwnInfra, testNatsUrl } from '@switchyard/testing';
 import { currentActor } from '../http/context.js';
 import { ApiRoute } from '../openapi/registry.js';
@@ -448,5 +450,37 @@ describe('SWITCHYARD_ADMIN_KEY and rate limits', () => {
     // Another key id from the same address is its own bucket; the valid key is never blocked.
     assert.equal((await fetch(`${g.url}/api/v1/events`, { headers: bearer(generateKey().key) })).status, 401);
     assert.equal((await fetch(`${g.url}/api/v1/events?limit=1`, { headers: bearer(envKey) })).status, 200);
+  });
+});
+
+describe('invalid API keys in the log', () => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l)) }) as unknown as Logger;
+  let g: SecuredGateway;
+
+  before(async () => {
+    g = await startSecuredGateway(
+      'gw_badkey_log',
+      { rateLimit: { perIp: { points: 10_000, durationSec: 60 }, authFailuresPerIp: { points: 5, durationSec: 60 } } },
+      undefined,
+      undefined,
+      logger,
+    );
+  });
+  after(async () => {
+    await g?.close();
+  });
+
+  it('a flood of wrong keys: one warning with the count per interval, its 429s logged at info and never as an invalid key', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 120; i++)
+      statuses.push((await fetch(`${g.url}/api/v1/events`, { headers: bearer(generateKey().key) })).status);
+    assert.ok(statuses.includes(401) && statuses.includes(429), `both answers: ${[...new Set(statuses)].join(',')}`);
+    const warned = lines.filter((l) => l['msg'] === 'request with an invalid API key');
+    assert.equal(warned.length, 1, 'one line within the interval');
+    assert.equal(warned[0]!['invalidKeys'], 1);
+    const requests = lines.filter((l) => l['msg'] === 'request completed' && l['path'] === '/api/v1/events');
+    assert.equal(requests.length, 120, 'every request keeps its one request line');
+    for (const r of requests) assert.equal(r['level'], r['status'] === 429 ? 30 : 40, JSON.stringify(r));
   });
 });

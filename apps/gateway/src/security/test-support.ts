@@ -5,7 +5,7 @@
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
-import { createLogger, createPgPool } from '@switchyard/platform';
+import { createLogger, createPgPool, type Logger } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, testNatsUrl } from '@switchyard/testing';
 import { createGateway, type Gateway } from '../gateway.js';
@@ -33,6 +33,8 @@ export async function startSecuredGateway(
   options: GatewayOptions = {},
   databaseUrl?: string,
   natsUrl?: string,
+  /** Where the gateway logs (default: silent unless LOG_LEVEL says). */
+  logger: Logger = createLogger('gateway-test', process.env.LOG_LEVEL ?? 'silent'),
 ): Promise<SecuredGateway> {
   const dbUrl = databaseUrl ?? (await freshDatabase(prefix));
   const pool = createPgPool({ connectionString: dbUrl, max: 6 }, { name: 'gateway-test' });
@@ -40,7 +42,6 @@ export async function startSecuredGateway(
   await store.init();
   const nats = await connect({ servers: natsUrl ?? (await testNatsUrl()) });
   const printed: string[] = [];
-  const logger = createLogger('gateway-test', process.env.LOG_LEVEL ?? 'silent');
   const gateway = await createGateway(
     { eventStore: store, pgPool: pool, nats, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
     { ...options, auth: { enabled: true, printAdminKey: (k) => printed.push(k), ...options.auth } },

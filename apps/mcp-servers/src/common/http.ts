@@ -10,6 +10,7 @@ import {
   edgePolicyFromEnv,
   mergeEdgePolicies,
   boundInternalListener,
+  logAtMostEvery,
   receiveTimeoutOptions,
   newId,
   type EdgePolicy,
@@ -123,6 +124,9 @@ function advertiseDeliverableOnly(low: Server): void {
   if (Object.keys(fix).length) low.registerCapabilities(fix);
 }
 
+/** How often at most a server logs the requests it refused for a missing or wrong token (`refused`: how many since the last line). */
+const REFUSED_LOG_INTERVAL_MS = 10_000;
+
 /**
  * Serve an MCP server over Streamable HTTP: `POST /mcp` and `GET /health`.
  *
@@ -138,13 +142,18 @@ export async function startMcpHttpServer(opts: McpHttpServerOptions): Promise<Mc
   const log = opts.logger.child({ mcpServer: opts.name });
   const policy = mergeEdgePolicies(edgePolicyFromEnv(process.env, host), opts.edge);
   const actor = opts.token ? `token:${opts.tokenName ?? 'mcp'}` : 'anonymous';
+  const refusedLog = logAtMostEvery(REFUSED_LOG_INTERVAL_MS);
   const onCall = opts.onCall ?? ((c: McpCallAudit) => log.info({ correlationId: c.correlation_id, ...c }, 'mcp call'));
 
   const handleMcp = async (req: IncomingMessage, res: ServerResponse, correlationId: string): Promise<void> => {
     if (opts.token && !bearerMatches(req.headers.authorization, opts.token)) {
-      log.warn(
-        { correlationId, remote: req.socket.remoteAddress },
-        'mcp request refused: missing or wrong bearer token',
+      // Anyone who reaches the port can send these as fast as they like: one line per interval
+      // says it happens and how often, not one line per attempt.
+      refusedLog((held) =>
+        log.warn(
+          { correlationId, remote: req.socket.remoteAddress, refused: held + 1 },
+          'mcp request refused: missing or wrong bearer token',
+        ),
       );
       rpcError(res, 401, -32001, 'unauthorized: a valid bearer token is required', { 'www-authenticate': 'Bearer' });
       return;
