@@ -200,6 +200,8 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
         factory = () => bridge.serverFactory();
         health = async () => {
           if (!bridge.alive()) throw new Error('filesystem server process is not running');
+          // A process that exists but is hung answers no call: /health must not say ok for it.
+          if (!(await bridge.answers(2_000))) throw new Error('filesystem server does not answer a ping');
           // Not the root's absolute path: /health answers without a token.
           return { filesystem: 'ok' };
         };
@@ -229,6 +231,7 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
         factory = () => bridge.serverFactory();
         health = async () => {
           if (!bridge.alive()) throw new Error('github server process is not running');
+          if (!(await bridge.answers(2_000))) throw new Error('github server does not answer a ping');
           return { github: 'ok' };
         };
         break;

@@ -16,6 +16,8 @@ export interface StdioChildOptions {
   readonly sandbox?: StdioSandbox;
   /** Paths it may write in the sandbox (everything else it sees read-only). */
   readonly writable?: readonly string[];
+  /** How often the child is pinged and how long a ping may take (default 10 s, 5 s). */
+  readonly ping?: { readonly everyMs: number; readonly timeoutMs: number };
 }
 
 export interface StdioChild {
@@ -25,13 +27,23 @@ export interface StdioChild {
   readonly pid: number | null;
   /** True while the child process is connected. */
   alive(): boolean;
+  /** Whether the child answers an MCP ping within `timeoutMs` (a process that exists may still be hung). */
+  answers(timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
 }
+
+/** How often the child is pinged, how long a ping may take, and how many missed pings replace it. */
+const PING_EVERY_MS = 10_000;
+const PING_TIMEOUT_MS = 5_000;
+const MISSED_PINGS_TO_REPLACE = 2;
 
 /**
  * Start an MCP server as a child process over stdio and keep a client connected to it. When the
  * child dies it is restarted with backoff (1 s doubling to 30 s); calls made meanwhile fail and
- * `alive()` is false. The first start must succeed (its error is thrown).
+ * `alive()` is false. A child that lives but stops answering (hung, or stopped) is pinged: after
+ * MISSED_PINGS_TO_REPLACE missed pings it is ended and so restarted, as a dead one is; a process
+ * that only exists would otherwise be reported healthy while no call is answered. The first start
+ * must succeed (its error is thrown).
  */
 export async function startStdioChild(opts: StdioChildOptions): Promise<StdioChild> {
   const log = opts.logger.child({ component: `${opts.name}-bridge` });
@@ -89,6 +101,39 @@ export async function startStdioChild(opts: StdioChildOptions): Promise<StdioChi
   };
   await connect();
 
+  let missed = 0;
+  let pinging = false;
+  const answers = async (timeoutMs = opts.ping?.timeoutMs ?? PING_TIMEOUT_MS): Promise<boolean> => {
+    if (!connected || !client) return false;
+    try {
+      await client.ping({ timeout: timeoutMs });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const watchdog = setInterval(() => {
+    if (pinging || !connected || closing) return;
+    pinging = true;
+    const watched = client;
+    void answers()
+      .then(async (ok) => {
+        if (ok || client !== watched || !connected) return void (missed = 0);
+        missed += 1;
+        if (missed < MISSED_PINGS_TO_REPLACE) return;
+        missed = 0;
+        log.error(
+          { missedPings: MISSED_PINGS_TO_REPLACE },
+          `${opts.name} server stopped answering pings; replacing it`,
+        );
+        // Closing the transport ends the process (SIGKILL if it must) and onclose restarts it.
+        await watched?.transport?.close();
+      })
+      .catch((e: unknown) => log.warn({ err: e }, `${opts.name} server ping check failed`))
+      .finally(() => (pinging = false));
+  }, opts.ping?.everyMs ?? PING_EVERY_MS);
+  watchdog.unref();
+
   return {
     get client(): Client {
       return client!;
@@ -97,8 +142,10 @@ export async function startStdioChild(opts: StdioChildOptions): Promise<StdioChi
       return connected ? ((client?.transport as StdioClientTransport | undefined)?.pid ?? null) : null;
     },
     alive: () => connected,
+    answers,
     close: async () => {
       closing = true;
+      clearInterval(watchdog);
       connected = false;
       if (restartTimer) clearTimeout(restartTimer);
       await client?.close();

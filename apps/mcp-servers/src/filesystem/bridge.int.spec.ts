@@ -138,6 +138,58 @@ describe('filesystem bridge (official server-filesystem over stdio, exposed on S
   });
 });
 
+describe('filesystem bridge: a child that lives but no longer answers', () => {
+  let scratch: string;
+  let served: Awaited<ReturnType<typeof serveBridge>> | undefined;
+  let stopped: number | undefined;
+
+  before(async () => {
+    mkdirSync(path.resolve('.tmp'), { recursive: true });
+    scratch = mkdtempSync(path.resolve('.tmp', 'fs-bridge-hung-'));
+    mkdirSync(path.join(scratch, 'root'));
+    writeFileSync(path.join(scratch, 'root', 'a.txt'), 'still here');
+    served = await serveBridge({
+      root: path.join(scratch, 'root'),
+      logger: silentLogger,
+      ping: { everyMs: 200, timeoutMs: 300 },
+    });
+  });
+
+  after(async () => {
+    if (stopped) {
+      try {
+        process.kill(stopped, 'SIGCONT');
+      } catch {
+        // already gone
+      }
+    }
+    await served?.close();
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('is reported as not answering, then replaced by a child that does', async () => {
+    const { bridge, http } = served!;
+    assert.equal(await bridge.answers(1_000), true);
+    stopped = bridge.pid!;
+    process.kill(stopped, 'SIGSTOP');
+    // Its process still exists, but it answers nothing: not healthy.
+    assert.equal(bridge.alive(), true);
+    assert.equal(await bridge.answers(300), false);
+    // Wait for the outcome (a new child answering), not for a duration.
+    for (let i = 0; i < 300 && (bridge.pid === null || bridge.pid === stopped); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    assert.ok(bridge.pid && bridge.pid !== stopped, 'a new child is running');
+    assert.equal(await bridge.answers(2_000), true);
+    const c = await httpClient(http.url);
+    try {
+      const r = await call(c, 'read_text_file', { path: path.join(bridge.root, 'a.txt') });
+      assert.equal(text(r), 'still here');
+    } finally {
+      await c.close();
+    }
+  });
+});
+
 const sandbox = detectStdioSandbox('auto', [], silentLogger);
 const noSandbox = sandbox ? false : 'bwrap cannot run on this machine (apt-get install bubblewrap): not tested here';
 if (!sandbox) console.log(`# sandboxed filesystem bridge spec skipped: ${noSandbox}`);

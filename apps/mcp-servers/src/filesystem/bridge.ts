@@ -28,6 +28,8 @@ export interface FilesystemBridgeOptions {
   readonly serverScript?: string;
   /** Where the server runs (see StdioSandbox); none: as a plain child. */
   readonly sandbox?: StdioSandbox;
+  /** How often the child is pinged and how long a ping may take (see startStdioChild). */
+  readonly ping?: { readonly everyMs: number; readonly timeoutMs: number };
 }
 
 export interface FilesystemBridge {
@@ -41,6 +43,8 @@ export interface FilesystemBridge {
   serverFactory(): Server;
   /** True while the child process is connected. */
   alive(): boolean;
+  /** Whether the child answers an MCP ping within `timeoutMs`. */
+  answers(timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -116,8 +120,8 @@ export function createForwardingServer(
  * Start the official filesystem server as a child process sandboxed to `root` and
  * connect a client to it over stdio. The client declares no `roots` capability, so
  * the child keeps the command-line root and HTTP callers cannot widen it. When the
- * child dies it is restarted with backoff (1 s doubling to 30 s); calls made
- * meanwhile fail and /health reports 503.
+ * child dies, or stops answering pings, it is restarted with backoff (1 s doubling to 30 s);
+ * calls made meanwhile fail and /health reports 503.
  */
 export async function startFilesystemBridge(opts: FilesystemBridgeOptions): Promise<FilesystemBridge> {
   mkdirSync(opts.root, { recursive: true });
@@ -129,6 +133,7 @@ export async function startFilesystemBridge(opts: FilesystemBridgeOptions): Prom
     args: [root],
     logger: opts.logger.child({ root }),
     ...(opts.sandbox && { sandbox: opts.sandbox, writable: [root] }),
+    ...(opts.ping && { ping: opts.ping }),
   });
   return {
     root,
@@ -141,6 +146,7 @@ export async function startFilesystemBridge(opts: FilesystemBridgeOptions): Prom
     serverFactory: () =>
       createForwardingServer(child.client, { name: 'switchyard-filesystem-bridge', version: '0.1.0' }, roots),
     alive: () => child.alive(),
+    answers: (timeoutMs) => child.answers(timeoutMs),
     close: () => child.close(),
   };
 }

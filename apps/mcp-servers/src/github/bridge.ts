@@ -24,6 +24,8 @@ export interface GithubBridge {
   /** Builds the HTTP-side server for one request (use with startMcpHttpServer). */
   serverFactory(): Server;
   alive(): boolean;
+  /** Whether the child answers an MCP ping within `timeoutMs`. */
+  answers(timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -53,6 +55,7 @@ export async function startGithubBridge(opts: GithubBridgeOptions): Promise<Gith
     },
     serverFactory: () => createForwardingServer(child.client, { name: 'switchyard-github-bridge', version: '0.1.0' }),
     alive: () => child.alive(),
+    answers: (timeoutMs) => child.answers(timeoutMs),
     close: () => child.close(),
   };
 }
