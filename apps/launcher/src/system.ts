@@ -520,7 +520,22 @@ export async function startSystem(
       await unit(
         'monitor',
         async () => {
-          const running = await startMonitoring({ pool, nats: natsOf('monitor'), eventStore: store, logger });
+          // What stops with this launcher counts as down for a time the monitor (in it) was not running.
+          const embedded = (what: string) => !what.startsWith('external');
+          const colocatedServices = [
+            ...(has('gateway') ? ['gateway'] : []),
+            ...(embedded(infra.started.postgres)
+              ? ['postgres', ...(config.EVENTSTORE_URL ? [] : ['event-store'])]
+              : []),
+            ...(embedded(infra.started.nats) ? ['nats'] : []),
+          ];
+          const running = await startMonitoring({
+            pool,
+            nats: natsOf('monitor'),
+            eventStore: store,
+            logger,
+            colocatedServices,
+          });
           monitoring = running;
           // Every supervised unit of this process is a service of the health report: a failed probe
           // while it is being restarted (degraded, then down), up again once it runs.

@@ -1,6 +1,6 @@
 import type { EventMetadata, RecordedEvent } from '@switchyard/event-store';
 import type { AlertingEvent } from './domain/alerts.js';
-import type { HealthEvent } from './domain/health.js';
+import { serviceRetiredDataSchema, serviceUnmonitoredDataSchema, type HealthEvent } from './domain/health.js';
 
 /** Events the Monitor decides: appended to the event store, then handed to `publish`. */
 export type MonitorEvent = AlertingEvent | HealthEvent;
@@ -31,6 +31,8 @@ export const healthEventTypes: readonly HealthEvent['type'][] = [
   'ServiceWentDown',
   'ServiceDegraded',
   'ServiceRecovered',
+  'ServiceUnmonitored',
+  'ServiceRetired',
 ];
 
 /** Stream of an event: `alert-<fingerprint>`, `silence-<id>` or `service-<name>`. */
@@ -43,6 +45,8 @@ export function streamOf(e: MonitorEvent): string {
     case 'ServiceWentDown':
     case 'ServiceDegraded':
     case 'ServiceRecovered':
+    case 'ServiceUnmonitored':
+    case 'ServiceRetired':
       return `service-${e.data.service}`;
     default:
       return `alert-${e.data.fingerprint}`;
@@ -85,4 +89,12 @@ export function monitorEventOf<
     data: r.data,
     metadata: { at: Date.parse(r.metadata.timestamp), correlationId: r.metadata.correlationId },
   } as E;
+}
+
+/** A stored health event back as the decider's value; the data of the gap and retirement events is parsed. */
+export function healthEventOf(r: RecordedEvent): HealthEvent {
+  const e = monitorEventOf<HealthEvent>(r);
+  if (e.type === 'ServiceUnmonitored') return { ...e, data: serviceUnmonitoredDataSchema.parse(e.data) };
+  if (e.type === 'ServiceRetired') return { ...e, data: serviceRetiredDataSchema.parse(e.data) };
+  return e;
 }

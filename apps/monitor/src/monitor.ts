@@ -46,7 +46,7 @@ import { MonitoringStore, defaultRetention, type AlertRow, type Resolution, type
 import { runProbe, type Probe, type ProbeResult } from './probes.js';
 import { PrometheusExporter } from './prometheus.js';
 import { timerAt, type Timer } from './timers.js';
-import { actorOf, streamOf, type MonitorEvent, type MonitorEventRecord } from './events.js';
+import { MONITOR_ACTOR, actorOf, streamOf, type MonitorEvent, type MonitorEventRecord } from './events.js';
 import { MONITOR_PROJECTIONS_SCHEMA, monitorProjectionNames, monitorProjections } from './projections.js';
 
 export type { MonitorEvent, MonitorEventRecord } from './events.js';
@@ -72,6 +72,17 @@ export const monitorSettingsSchema = z.object({
     .prefault({}),
   healthPolicy: healthPolicySchema.prefault({}),
   slaTargetPercent: z.number().min(0).max(100).default(99.9),
+  /**
+   * Services that run in the monitor's own process or die with it (a trailing `*` matches a
+   * prefix): a time the monitor was not running counts as `down` for them, `unknown` for the rest
+   * (see domain/availability.ts).
+   */
+  colocatedServices: z.array(z.string().min(1)).default([]),
+  /**
+   * A service of the read model that nothing in this run probes (an agent instance of a process
+   * gone before the monitor restarted) is retired this long after the start: it leaves the report.
+   */
+  retireUnprobedAfterMs: z.number().int().positive().default(120_000),
   // Stored rules may predate the id grammar and the `for_ms` bound: they still run (input is checked at PUT).
   rules: z.array(storedAlertRuleSchema).default(() => defaultAlertRules.map((r) => ({ ...r }))),
 });
@@ -168,7 +179,13 @@ const nothingCommitted: Committed = { events: [], records: [], position: -1 };
 function projectionsOf(events: readonly MonitorEvent[]): string[] {
   const names = new Set<string>();
   for (const e of events) {
-    if (e.type === 'ServiceWentDown' || e.type === 'ServiceDegraded' || e.type === 'ServiceRecovered')
+    if (
+      e.type === 'ServiceWentDown' ||
+      e.type === 'ServiceDegraded' ||
+      e.type === 'ServiceRecovered' ||
+      e.type === 'ServiceUnmonitored' ||
+      e.type === 'ServiceRetired'
+    )
       names.add(monitorProjectionNames.services);
     else if (e.type === 'SilenceAdded' || e.type === 'SilenceExpired') names.add(monitorProjectionNames.silences);
     else names.add(monitorProjectionNames.alerts);
@@ -219,6 +236,8 @@ export class Monitor {
   private readonly revisions = new Map<string, number>();
   /** After stop(): a late deadline evaluation does not wait for projections that no longer run. */
   private projectionsStopped = false;
+  /** When start() began probing (epoch ms): what a gap of the previous run ends at. */
+  private startedAt: number | null = null;
 
   constructor(private readonly opts: MonitorOptions) {
     this.settings = monitorSettingsSchema.parse(opts.settings ?? {});
@@ -288,11 +307,19 @@ export class Monitor {
   /** init(), then run sampling, probes and maintenance on their intervals until stop(). */
   async start(): Promise<void> {
     await this.init();
+    this.startedAt = Date.now();
+    await this.markUnmonitored(this.startedAt);
     this.running = true;
     const s = this.settings;
     this.loop('sample', s.sampleIntervalMs, () => this.sampleOnce());
     for (const p of this.probes) this.probeLoop(p);
     this.loop('maintenance', s.maintenanceIntervalMs, () => this.maintain(), s.maintenanceIntervalMs);
+    const retireAt = this.startedAt + s.retireUnprobedAfterMs;
+    this.after(s.retireUnprobedAfterMs, () => {
+      void this.retireUnprobed(Math.max(Date.now(), retireAt)).catch((err: unknown) =>
+        this.log.error({ err }, 'retiring unprobed services failed'),
+      );
+    });
     const slowest = s.rules.filter(
       (r) => r.metric === metricNames.probeResponseMs && (r.comparator === '>' || r.comparator === '>='),
     );
@@ -335,6 +362,99 @@ export class Monitor {
     if (this.running) this.probeLoop(probe);
   }
 
+  /** Whether a time the monitor did not run counts as down for `service` (settings.colocatedServices). */
+  isColocated(service: string): boolean {
+    return this.settings.colocatedServices.some((p) =>
+      p.endsWith('*') ? service.startsWith(p.slice(0, -1)) : service === p,
+    );
+  }
+
+  /**
+   * Stop probing `service` and retire it (ServiceRetired: it leaves the report and the status, its
+   * availability history ends at its last probe), e.g. an agent instance no longer registered.
+   * Its active alerts are resolved, since nothing would resolve them later.
+   */
+  async removeProbe(service: string, reason: string, at = Date.now()): Promise<void> {
+    for (let i = this.probes.length - 1; i >= 0; i--) if (this.probes[i]!.service === service) this.probes.splice(i, 1);
+    await this.retire(service, reason, at);
+  }
+
+  /**
+   * At start, before anything is probed: every service the previous run left in a known state
+   * gets ServiceUnmonitored from its last probe to now, so no interval bridges the time the
+   * monitor was not running and its `up since` restarts with its next good probe.
+   */
+  private async markUnmonitored(now: number): Promise<void> {
+    const rows = await this.store.listServices();
+    const done = await this.serial(async () => {
+      const evs: MonitorEvent[] = [];
+      for (const row of rows) {
+        const state = this.health.get(row.service) ?? initialServiceHealth;
+        const from = row.lastProbeAt?.getTime() ?? row.since?.getTime() ?? null;
+        if (from === null) continue;
+        evs.push(
+          ...decideHealth(
+            {
+              type: 'MarkUnmonitored',
+              data: {
+                service: row.service,
+                kind: row.kind,
+                from,
+                to: now,
+                countsAs: this.isColocated(row.service) ? 'down' : 'unknown',
+              },
+              metadata: this.meta(now),
+            },
+            state,
+          ),
+        );
+      }
+      return this.commit(evs);
+    });
+    if (done.events.length)
+      this.log.info(
+        { services: done.events.length, at: new Date(now).toISOString() },
+        'the monitor was not running: services have no up evidence for that time',
+      );
+    await this.settle(done);
+  }
+
+  /** Retire every service of the read model that no probe of this run covers (see retireUnprobedAfterMs). */
+  async retireUnprobed(now = Date.now()): Promise<string[]> {
+    if (this.startedAt === null || now - this.startedAt < this.settings.retireUnprobedAfterMs) return [];
+    const probed = new Set(this.probes.map((p) => p.service));
+    const gone = (await this.store.listServices()).map((r) => r.service).filter((s) => !probed.has(s));
+    for (const service of gone) await this.retire(service, 'not probed since the monitor started', now);
+    return gone;
+  }
+
+  private async retire(service: string, reason: string, at: number): Promise<void> {
+    const [row] = (await this.store.listServices()).filter((r) => r.service === service);
+    if (!row) return;
+    const done = await this.serial(async () =>
+      this.commit(
+        decideHealth(
+          {
+            type: 'RetireService',
+            data: { service, kind: row.kind, lastProbeAt: row.lastProbeAt?.getTime() ?? null, reason },
+            metadata: this.meta(at),
+          },
+          this.health.get(service) ?? initialServiceHealth,
+        ),
+      ),
+    );
+    this.prometheus.forgetService(service);
+    this.log.info({ service, reason }, 'service retired: no longer probed');
+    await this.settle(done);
+    for (const a of Object.values(this.alerting.alerts)) {
+      if (a.status === 'resolved' || a.labels['service'] !== service) continue;
+      await this.resolveAlert(a.fingerprint, MONITOR_ACTOR, `${service} is no longer probed`, at).catch(
+        (err: unknown) =>
+          this.log.warn({ err, fingerprint: a.fingerprint }, 'resolving an alert of a retired service failed'),
+      );
+    }
+  }
+
   watchProcess(pid: number, name: string): void {
     this.sampler.watchProcess(pid, name);
   }
@@ -372,7 +492,7 @@ export class Monitor {
   private probeLoop(p: Probe): void {
     const every = this.settings.probeIntervalMs;
     const tick = () => {
-      if (!this.running) return;
+      if (!this.running || !this.probes.includes(p)) return;
       const started = Date.now();
       const run = this.probeService(p)
         .catch((err) => this.log.error({ err, service: p.service }, 'probe round failed'))
@@ -450,6 +570,8 @@ export class Monitor {
     // (a timed-out one got no answer all along), so its `probe_up` 0, which the unavailability
     // rule counts its `for` from, dates from then.
     const outcomeAt = r.ok ? at : sentAt;
+    // Removed while it waited (retired): its answer must not bring the row back.
+    if (!this.probes.includes(p)) return r;
     this.prometheus.observeProbe(p.service, p.kind, r.ok, r.responseMs);
     let firstVerdict = false;
     const done = await this.serial(async () => {
@@ -458,6 +580,7 @@ export class Monitor {
         data: { service: p.service, kind: p.kind, result: r, policy: this.settings.healthPolicy, sentAt },
         metadata: this.meta(at),
       } as const;
+      if (!this.probes.includes(p)) return nothingCommitted;
       const state = this.health.get(p.service) ?? initialServiceHealth;
       firstVerdict = state.status === 'unknown';
       const evs = decideHealth(cmd, state);
@@ -485,13 +608,14 @@ export class Monitor {
     return r;
   }
 
-  /** Finalise rollup p95s, apply retention, expire due silences. */
+  /** Finalise rollup p95s, apply retention, expire due silences, retire services nothing probes. */
   async maintain(now = Date.now()): Promise<void> {
     const { retention } = this.settings;
     const p95 = await this.store.finalizeRollups(now, retention.rawMs);
     const deleted = await this.store.applyRetention(now, retention);
     for (const id of dueSilences(this.alerting, now))
       await this.expireSilence(id, 'monitor', now).catch(() => undefined);
+    await this.retireUnprobed(now).catch((err: unknown) => this.log.warn({ err }, 'retiring unprobed services failed'));
     this.log.debug({ p95, deleted }, 'monitoring maintenance done');
   }
 
@@ -590,7 +714,11 @@ export class Monitor {
       case 'ServiceWentDown':
       case 'ServiceDegraded':
       case 'ServiceRecovered':
+      case 'ServiceUnmonitored':
         this.health.set(e.data.service, evolveHealth(this.health.get(e.data.service) ?? initialServiceHealth, e));
+        return;
+      case 'ServiceRetired':
+        this.health.delete(e.data.service);
         return;
       default:
         this.alerting = evolveAlerting(this.alerting, e);

@@ -2,9 +2,8 @@ import type pg from 'pg';
 import { toDomainEvent, type RecordedEvent } from '@switchyard/event-store';
 import type { Projection } from '@switchyard/read-models';
 import type { AlertingEvent } from './domain/alerts.js';
-import type { HealthEvent } from './domain/health.js';
 import { alertRulesEventTypes, type AlertRulesEvent } from './domain/alert-rules.js';
-import { alertEventTypes, healthEventTypes, monitorEventOf, silenceEventTypes } from './events.js';
+import { alertEventTypes, healthEventOf, healthEventTypes, monitorEventOf, silenceEventTypes } from './events.js';
 import { MONITORING_DDL, applyAlertingEvent, applyHealthEvent } from './store.js';
 
 /** The checkpoints of the monitor's projections live beside its tables (`monitoring.checkpoints`). */
@@ -40,7 +39,8 @@ async function resetServices(c: pg.PoolClient): Promise<void> {
  * - `monitor-alerts`: `monitoring.alerts` from `Alert*` events (streams `alert-*`),
  * - `monitor-silences`: `monitoring.silences` from `SilenceAdded` / `SilenceExpired` (`silence-*`),
  * - `monitor-services`: the status columns of `monitoring.services` and `monitoring.service_intervals`
- *   (availability) from `ServiceWentDown` / `ServiceDegraded` / `ServiceRecovered` (`service-*`),
+ *   (availability) from `ServiceWentDown` / `ServiceDegraded` / `ServiceRecovered`, the monitor's own
+ *   gaps (`ServiceUnmonitored`) and services no longer probed (`ServiceRetired`, row removed) (`service-*`),
  * - `monitor-alert-rules`: `monitoring.alert_rules` from `AlertRuleCreated` / `Updated` / `Deleted` (`alertrules-*`).
  * Each has a reset, so `rebuild()` replays it from the start of the log.
  */
@@ -80,7 +80,7 @@ export function monitorProjections(): Projection[] {
         // an insert-only replay would otherwise double.
         if ((await checkpointOf(c, monitorProjectionNames.services)) < 0) await resetServices(c);
       },
-      apply: (c, e) => applyHealthEvent(c, monitorEventOf<HealthEvent>(e)),
+      apply: (c, e) => applyHealthEvent(c, healthEventOf(e)),
       reset: resetServices,
     },
     {

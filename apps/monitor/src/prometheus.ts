@@ -16,6 +16,11 @@ export class PrometheusExporter {
   private readonly probeDuration: Histogram<string>;
   private readonly alertsGauge: Gauge<string>;
   private readonly serviceGauge: Gauge<string>;
+  /** The gauge series labelled with each service, so a retired service's series can be dropped. */
+  private readonly seriesOfService = new Map<
+    string,
+    Map<string, { gauge: Gauge<string>; labels: Record<string, string> }>
+  >();
 
   constructor(private readonly state: () => { alerting: AlertingState; health: ReadonlyMap<string, ServiceHealth> }) {
     this.probeDuration = new Histogram({
@@ -53,8 +58,21 @@ export class PrometheusExporter {
       }
       // A series with other label names than the first one seen cannot join this gauge.
       if (g.labelNames.join() !== labelNames.join()) continue;
-      g.gauge.set(Object.fromEntries(Object.entries(s.labels).map(([k, v]) => [sanitize(k), v])), s.value);
+      const labels = Object.fromEntries(Object.entries(s.labels).map(([k, v]) => [sanitize(k), v]));
+      g.gauge.set(labels, s.value);
+      const service = s.labels['service'];
+      if (service !== undefined) {
+        let series = this.seriesOfService.get(service);
+        if (!series) this.seriesOfService.set(service, (series = new Map()));
+        series.set(`${name}${JSON.stringify(labels)}`, { gauge: g.gauge, labels });
+      }
     }
+  }
+
+  /** A retired service's latest values are no longer current: drop its series. */
+  forgetService(service: string): void {
+    for (const { gauge, labels } of this.seriesOfService.get(service)?.values() ?? []) gauge.remove(labels);
+    this.seriesOfService.delete(service);
   }
 
   observeProbe(service: string, kind: string, ok: boolean, responseMs: number): void {

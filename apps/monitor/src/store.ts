@@ -2,7 +2,7 @@ import pg from 'pg';
 import { isSchemaManaged, withTransaction } from '@switchyard/platform';
 import type { AlertingEvent, AlertingState, AlertInstance, Silence } from './domain/alerts.js';
 import type { HealthEvent, ServiceHealth, ProbeOutcome } from './domain/health.js';
-import { intervalStart, statusOf, type StatusInterval } from './domain/availability.js';
+import { intervalStart, openedInterval, statusOf, type StatusInterval } from './domain/availability.js';
 import type { BucketInput } from './domain/trends.js';
 import type { Labels, Severity } from './domain/rules.js';
 import type { Sample } from './sampler.js';
@@ -121,6 +121,7 @@ create table if not exists monitoring.service_intervals (
   ended_at timestamptz
 );
 create index if not exists service_intervals_service on monitoring.service_intervals (service, started_at);
+alter table monitoring.service_intervals add column if not exists unmonitored boolean not null default false;
 create table if not exists monitoring.alert_rules (
   id text primary key,
   rule jsonb,
@@ -445,7 +446,7 @@ export class MonitoringStore {
   /** Status intervals of a service that overlap [from, ∞). */
   async serviceIntervals(service: string, from: number): Promise<StatusInterval[]> {
     const r = await this.pool.query(
-      `select status, started_at, ended_at from monitoring.service_intervals
+      `select status, started_at, ended_at, unmonitored from monitoring.service_intervals
        where service = $1 and (ended_at is null or ended_at > $2) order by started_at`,
       [service, new Date(from)],
     );
@@ -453,6 +454,7 @@ export class MonitoringStore {
       status: x.status,
       start: (x.started_at as Date).getTime(),
       end: x.ended_at ? (x.ended_at as Date).getTime() : null,
+      ...(x.unmonitored ? { unmonitored: true } : {}),
     }));
   }
 }
@@ -542,28 +544,36 @@ export async function applyAlertingEvent(c: Queryable, e: AlertingEvent): Promis
  */
 export async function applyHealthEvent(c: Queryable, e: HealthEvent): Promise<void> {
   const at = new Date(e.metadata.at);
+  // The intervals as statusIntervals folds them: a failing run's interval starts at its first
+  // failed probe, replacing what began since (its own degradation) and ending what ran past it; a
+  // retirement also takes away what began at its start and opens nothing.
+  const start = new Date(intervalStart(e));
+  await c.query(
+    `delete from monitoring.service_intervals where service = $1 and (started_at > $2 or ($3 and started_at = $2))`,
+    [e.data.service, start, e.type === 'ServiceRetired'],
+  );
+  await c.query(
+    `update monitoring.service_intervals set ended_at = $2 where service = $1 and (ended_at is null or ended_at > $2)`,
+    [e.data.service, start],
+  );
+  if (e.type === 'ServiceRetired') {
+    // No longer probed: it leaves the report, the status and the availability listing (its
+    // intervals stay, so its history can still be asked for by name).
+    await c.query('delete from monitoring.services where service = $1', [e.data.service]);
+    return;
+  }
   const status = statusOf(e);
-  const reason = e.type === 'ServiceDegraded' ? e.data.reason : null;
-  const failingSince = e.type === 'ServiceRecovered' ? null : d(e.data.failingSince);
+  const reason = e.type === 'ServiceDegraded' ? e.data.reason : e.type === 'ServiceUnmonitored' ? 'unmonitored' : null;
+  const failingSince = e.type === 'ServiceWentDown' || e.type === 'ServiceDegraded' ? d(e.data.failingSince) : null;
   await c.query(
     `insert into monitoring.services (service, kind, status, reason, since, failing_since) values ($1, coalesce($2, 'unknown'), $3, $4, $5, $6)
      on conflict (service) do update set kind = coalesce($2, monitoring.services.kind), status = $3, reason = $4, since = $5, failing_since = $6`,
     [e.data.service, e.data.kind ?? null, status, reason, at, failingSince],
   );
-  // The intervals as statusIntervals folds them: a failing run's interval starts at its first
-  // failed probe, replacing what began since (its own degradation) and ending what ran past it.
-  const start = new Date(intervalStart(e));
-  await c.query(`delete from monitoring.service_intervals where service = $1 and started_at > $2`, [
-    e.data.service,
-    start,
-  ]);
-  await c.query(
-    `update monitoring.service_intervals set ended_at = $2 where service = $1 and (ended_at is null or ended_at > $2)`,
-    [e.data.service, start],
-  );
-  await c.query(`insert into monitoring.service_intervals (service, status, started_at) values ($1,$2,$3)`, [
-    e.data.service,
-    status,
-    start,
-  ]);
+  const opened = openedInterval(e);
+  if (opened)
+    await c.query(
+      `insert into monitoring.service_intervals (service, status, started_at, unmonitored) values ($1,$2,$3,$4)`,
+      [e.data.service, opened.status, start, opened.unmonitored],
+    );
 }

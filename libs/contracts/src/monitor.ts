@@ -254,6 +254,10 @@ const windowAvailabilitySchema = z.object({
   windowMs: z.number(),
   observedMs: z.number(),
   downMs: z.number(),
+  /** Time nothing knew the service's status (the monitor was not running, for a service outside its process): not in observedMs. */
+  unknownMs: z.number(),
+  /** Time the monitor was not running, whether it counted as down (its own process's services) or unknown. */
+  unmonitoredMs: z.number(),
   uptimePercent: z.number().nullable(),
   incidents: z.array(z.object({ start: z.number(), end: z.number().nullable(), durationMs: z.number() })),
   mttrMs: z.number().nullable(),

@@ -1,17 +1,28 @@
 import type { HealthEvent, ServiceStatus } from './health.js';
 
 /**
- * Availability math over recorded status intervals (pure). Time observed as `unknown`
- * (before the first probe, or a gap) is left out of the denominator; `degraded` counts as
- * available unless `degradedCountsAsDown` is set. Down time is the `down` intervals, and a
- * `down` interval starts at the first failed probe of its run (see intervalStart), so an outage
- * counts from when the service stopped answering as far as the monitor can know, not from when
- * the failures had lasted long enough to call it down.
+ * Availability math over recorded status intervals (pure). Time observed as `unknown` is left out
+ * of the denominator and reported as `unknownMs`; `degraded` counts as available unless
+ * `degradedCountsAsDown` is set. Down time is the `down` intervals, and a `down` interval starts
+ * at the first failed probe of its run (see intervalStart), so an outage counts from when the
+ * service stopped answering as far as the monitor can know, not from when the failures had lasted
+ * long enough to call it down.
+ *
+ * A time the monitor itself did not run is never `up`: nothing probed, so an open `up` interval
+ * must not bridge it. Each service's history as probed stops at its last probe before the stop
+ * (ServiceUnmonitored); the gap up to its next verdict is `down` for a service that shares the
+ * monitor's process (if the monitor was not running, neither was it) and `unknown` for one that
+ * may have run on without it. The choice errs on the side an SLA should: a colocated service that
+ * outlived the monitor (only the monitor's unit restarted, for a few seconds) is counted down for
+ * that time, never up for a time nobody looked. `unmonitoredMs` says how much of the window was
+ * such a gap, whichever way it counted.
  */
 export interface StatusInterval {
   readonly status: ServiceStatus;
   readonly start: number; // epoch ms
   readonly end: number | null; // null = still open (ends at `now`)
+  /** The monitor was not running (a gap of ServiceUnmonitored): `down` or `unknown` by its verdict. */
+  readonly unmonitored?: boolean;
 }
 
 export interface Incident {
@@ -25,6 +36,10 @@ export interface WindowAvailability {
   readonly windowMs: number;
   readonly observedMs: number;
   readonly downMs: number;
+  /** Time in the window nothing knew the service's status (a gap counted unknown): not in `observedMs`. */
+  readonly unknownMs: number;
+  /** Time in the window the monitor was not running, counted as down or unknown (see the header). */
+  readonly unmonitoredMs: number;
   /** Percentage 0..100, or null when nothing was observed in the window. */
   readonly uptimePercent: number | null;
   readonly incidents: readonly Incident[];
@@ -49,9 +64,26 @@ export interface AvailabilityOptions {
   readonly degradedCountsAsDown?: boolean;
 }
 
-/** The status an event puts a service in. */
-export function statusOf(e: HealthEvent): Exclude<ServiceStatus, 'unknown'> {
-  return e.type === 'ServiceWentDown' ? 'down' : e.type === 'ServiceDegraded' ? 'degraded' : 'up';
+/** The status an event puts a service in (its row in the services read model). */
+export function statusOf(e: HealthEvent): ServiceStatus {
+  switch (e.type) {
+    case 'ServiceWentDown':
+      return 'down';
+    case 'ServiceDegraded':
+      return 'degraded';
+    case 'ServiceRecovered':
+      return 'up';
+    case 'ServiceUnmonitored':
+    case 'ServiceRetired':
+      return 'unknown';
+  }
+}
+
+/** The interval an event opens (none for a retirement: the history ends). */
+export function openedInterval(e: HealthEvent): { status: ServiceStatus; unmonitored: boolean } | null {
+  if (e.type === 'ServiceRetired') return null;
+  if (e.type === 'ServiceUnmonitored') return { status: e.data.countsAs, unmonitored: true };
+  return { status: statusOf(e), unmonitored: false };
 }
 
 /**
@@ -61,6 +93,8 @@ export function statusOf(e: HealthEvent): Exclude<ServiceStatus, 'unknown'> {
  * other event starts at its own time.
  */
 export function intervalStart(e: HealthEvent): number {
+  if (e.type === 'ServiceUnmonitored') return e.data.from;
+  if (e.type === 'ServiceRetired') return e.data.lastProbeAt ?? e.metadata.at;
   if (e.type === 'ServiceRecovered' || e.data.failingSince === null) return e.metadata.at;
   return Math.min(e.data.failingSince, e.metadata.at);
 }
@@ -68,17 +102,21 @@ export function intervalStart(e: HealthEvent): number {
 /**
  * Fold a service's health events, in order, into its status intervals: each event opens one at
  * intervalStart; intervals that began after that start (the degradation of the same failing run)
- * give way to it, and an earlier one still open ends there. The monitor-services projection
- * writes the same rows (applyHealthEvent).
+ * give way to it, and an earlier one still open ends there. A retirement opens none, and takes
+ * away what began at its start too (a gap opened at the same last probe), so the history ends at
+ * the last probe. The monitor-services projection writes the same rows (applyHealthEvent).
  */
 export function statusIntervals(events: readonly HealthEvent[]): StatusInterval[] {
   let out: StatusInterval[] = [];
   for (const e of events) {
     const start = intervalStart(e);
+    const retired = e.type === 'ServiceRetired';
     out = out
-      .filter((iv) => iv.start <= start)
+      .filter((iv) => iv.start < start || (!retired && iv.start === start))
       .map((iv) => (iv.end === null || iv.end > start ? { ...iv, end: start } : iv));
-    out.push({ status: statusOf(e), start, end: null });
+    const opened = openedInterval(e);
+    if (opened)
+      out.push({ status: opened.status, start, end: null, ...(opened.unmonitored ? { unmonitored: true } : {}) });
   }
   return out;
 }
@@ -100,12 +138,18 @@ export function availabilityOver(
   const sorted = [...intervals].sort((a, b) => a.start - b.start);
   let observedMs = 0;
   let downMs = 0;
+  let unknownMs = 0;
+  let unmonitoredMs = 0;
   // Adjacent down intervals (e.g. down -> down after a restart) form one incident.
   const incidents: { start: number; end: number | null }[] = [];
   for (const iv of sorted) {
     const end = iv.end ?? now;
-    if (iv.status === 'unknown') continue;
     const inWindow = clip(iv.start, end, from, now);
+    if (iv.unmonitored) unmonitoredMs += inWindow;
+    if (iv.status === 'unknown') {
+      unknownMs += inWindow;
+      continue;
+    }
     if (isDown(iv.status)) {
       const last = incidents[incidents.length - 1];
       if (last && last.end !== null && last.end >= iv.start) last.end = iv.end;
@@ -126,6 +170,8 @@ export function availabilityOver(
     windowMs,
     observedMs,
     downMs,
+    unknownMs,
+    unmonitoredMs,
     uptimePercent,
     incidents: inWindow,
     mttrMs,

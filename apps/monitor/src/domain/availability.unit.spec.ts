@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { availabilityOver, availabilityReport, type StatusInterval } from './availability.js';
+import { availabilityOver, availabilityReport, statusIntervals, type StatusInterval } from './availability.js';
+import type { HealthEvent } from './health.js';
 
 const H = 3_600_000;
 const M = 60_000;
@@ -67,5 +68,59 @@ describe('availability', () => {
     );
     assert.equal(a.incidents.length, 1);
     assert.equal(a.mttrMs, 7 * M);
+  });
+});
+
+describe('availability across a time the monitor was not running', () => {
+  const S = 1_000;
+  const at = (ms: number) => ({ at: ms });
+  // Up from 0, last probe at 100 s, the monitor stops; it starts again at 300 s and the first good
+  // probe comes at 305 s.
+  const events = (countsAs: 'down' | 'unknown'): HealthEvent[] => [
+    {
+      type: 'ServiceRecovered',
+      data: { service: 's', previous: 'unknown', responseMs: 1, error: null },
+      metadata: at(0),
+    },
+    {
+      type: 'ServiceUnmonitored',
+      data: { service: 's', previous: 'up', from: 100 * S, to: 300 * S, countsAs },
+      metadata: at(300 * S),
+    },
+    {
+      type: 'ServiceRecovered',
+      data: { service: 's', previous: 'unknown', responseMs: 1, error: null },
+      metadata: at(305 * S),
+    },
+  ];
+  const now = 400 * S;
+  it("a service of the monitor's own process was down from its last probe to its first good one", () => {
+    const a = availabilityOver(statusIntervals(events('down')), '1h', H, { now });
+    assert.equal(a.observedMs, now);
+    assert.equal(a.downMs, 205 * S);
+    assert.equal(a.unknownMs, 0);
+    assert.equal(a.unmonitoredMs, 205 * S);
+    assert.ok(Math.abs(a.uptimePercent! - (195 / 400) * 100) < 1e-9);
+    assert.deepEqual(a.incidents, [{ start: 100 * S, end: 305 * S, durationMs: 205 * S }]);
+  });
+  it('any other service: the gap is unknown, out of the denominator and reported', () => {
+    const a = availabilityOver(statusIntervals(events('unknown')), '1h', H, { now });
+    assert.equal(a.observedMs, 195 * S);
+    assert.equal(a.downMs, 0);
+    assert.equal(a.unknownMs, 205 * S);
+    assert.equal(a.unmonitoredMs, 205 * S);
+    assert.equal(a.uptimePercent, 100);
+  });
+  it("a retired service's history stops at its last probe (the gap opened there goes too)", () => {
+    const retired: HealthEvent = {
+      type: 'ServiceRetired',
+      data: { service: 's', previous: 'unknown', lastProbeAt: 100 * S, reason: 'gone' },
+      metadata: at(420 * S),
+    };
+    const ivs = statusIntervals([...events('down').slice(0, 2), retired]);
+    assert.deepEqual(ivs, [{ status: 'up', start: 0, end: 100 * S }]);
+    const a = availabilityOver(ivs, '1h', H, { now: 1_000 * S });
+    assert.equal(a.observedMs, 100 * S);
+    assert.equal(a.downMs, 0);
   });
 });

@@ -19,6 +19,8 @@ export const defaultHealthPolicy: HealthPolicy = { degradedResponseMs: 1_000, do
 
 export type ServiceStatus = 'unknown' | 'up' | 'degraded' | 'down';
 export type DegradedReason = 'slow' | 'failing';
+/** How a time the monitor did not run counts in availability (see MarkUnmonitored). */
+export type GapVerdict = 'down' | 'unknown';
 
 export type ServiceHealth =
   | { readonly status: 'unknown' }
@@ -50,7 +52,26 @@ export type RecordProbeResult = {
   readonly data: { service: string; kind?: string; result: ProbeOutcome; policy: HealthPolicy; sentAt?: number };
   readonly metadata: Meta;
 };
-export type HealthCommand = RecordProbeResult;
+/**
+ * The monitor was not running from `from` (the service's last probe before it stopped) to `to`
+ * (its start): nothing was probed in between, so that time is no evidence of `up`. `countsAs` is
+ * what availability makes of it: `down` for a service that shares the monitor's process (the
+ * launcher's own units, the gateway in it, the embedded PostgreSQL and NATS: the monitor not
+ * running means they were not either), `unknown` (left out of the denominator) for one that may
+ * have run on without it (an external database, MCP servers and agents in other processes).
+ */
+export type MarkUnmonitored = {
+  readonly type: 'MarkUnmonitored';
+  readonly data: { service: string; kind?: string; from: number; to: number; countsAs: GapVerdict };
+  readonly metadata: Meta;
+};
+/** The service is no longer probed (an agent instance whose process ended): it leaves the report. */
+export type RetireService = {
+  readonly type: 'RetireService';
+  readonly data: { service: string; kind?: string; lastProbeAt: number | null; reason: string };
+  readonly metadata: Meta;
+};
+export type HealthCommand = RecordProbeResult | MarkUnmonitored | RetireService;
 
 type Base = { service: string; kind?: string; previous: ServiceStatus; responseMs: number; error: string | null };
 export type ServiceWentDown = {
@@ -65,7 +86,41 @@ export type ServiceDegraded = {
 };
 /** The service is up: after being degraded or down, or for the first time (`previous: 'unknown'`). */
 export type ServiceRecovered = { readonly type: 'ServiceRecovered'; readonly data: Base; readonly metadata: Meta };
-export type HealthEvent = ServiceWentDown | ServiceDegraded | ServiceRecovered;
+/**
+ * The schemas of the two events that are not a probe's verdict. A replay parses their data, so a
+ * stored event of another shape fails the projection loudly instead of writing a wrong interval.
+ */
+export const serviceUnmonitoredDataSchema = z.object({
+  service: z.string().min(1),
+  kind: z.string().optional(),
+  previous: z.enum(['unknown', 'up', 'degraded', 'down']),
+  /** The service's last probe of the run that ended (epoch ms): its history as probed stops there. */
+  from: z.number().int(),
+  /** When the monitor started again (epoch ms). */
+  to: z.number().int(),
+  countsAs: z.enum(['down', 'unknown']),
+});
+export const serviceRetiredDataSchema = z.object({
+  service: z.string().min(1),
+  kind: z.string().optional(),
+  previous: z.enum(['unknown', 'up', 'degraded', 'down']),
+  /** Its last probe (epoch ms; null when it never had one): its availability history ends there. */
+  lastProbeAt: z.number().int().nullable(),
+  reason: z.string(),
+});
+/** From `from` to the service's next verdict the monitor has no evidence of it (MarkUnmonitored). */
+export type ServiceUnmonitored = {
+  readonly type: 'ServiceUnmonitored';
+  readonly data: z.infer<typeof serviceUnmonitoredDataSchema>;
+  readonly metadata: Meta;
+};
+/** The service is no longer probed: it leaves the services read model, its intervals stop at its last probe. */
+export type ServiceRetired = {
+  readonly type: 'ServiceRetired';
+  readonly data: z.infer<typeof serviceRetiredDataSchema>;
+  readonly metadata: Meta;
+};
+export type HealthEvent = ServiceWentDown | ServiceDegraded | ServiceRecovered | ServiceUnmonitored | ServiceRetired;
 
 export function decideHealth(command: HealthCommand, state: ServiceHealth): HealthEvent[] {
   switch (command.type) {
@@ -105,9 +160,31 @@ export function decideHealth(command: HealthCommand, state: ServiceHealth): Heal
         { type: 'ServiceDegraded', data: { ...base, reason: 'failing', failingSince }, metadata: command.metadata },
       ];
     }
+    case 'MarkUnmonitored': {
+      const { service, kind, from, to, countsAs } = command.data;
+      // Never probed, or already without evidence since an earlier gap: nothing is claimed to end.
+      if (state.status === 'unknown' || from >= to) return [];
+      return [
+        {
+          type: 'ServiceUnmonitored',
+          data: { service, ...(kind !== undefined ? { kind } : {}), previous: state.status, from, to, countsAs },
+          metadata: command.metadata,
+        },
+      ];
+    }
+    case 'RetireService': {
+      const { service, kind, lastProbeAt, reason } = command.data;
+      return [
+        {
+          type: 'ServiceRetired',
+          data: { service, ...(kind !== undefined ? { kind } : {}), previous: state.status, lastProbeAt, reason },
+          metadata: command.metadata,
+        },
+      ];
+    }
     default: {
-      const never: never = command.type;
-      throw new Error(`unknown command ${String(never)}`);
+      const never: never = command;
+      throw new Error(`unknown command ${String((never as { type: string }).type)}`);
     }
   }
 }
@@ -121,6 +198,10 @@ export function evolveHealth(state: ServiceHealth, event: HealthEvent): ServiceH
       return { status: 'degraded', since: at, reason: event.data.reason, failingSince: event.data.failingSince };
     case 'ServiceRecovered':
       return { status: 'up', since: at };
+    // Without evidence until the next probe, whose verdict is then a new one (`up since` restarts).
+    case 'ServiceUnmonitored':
+    case 'ServiceRetired':
+      return initialServiceHealth;
     default: {
       const never: never = event;
       void state;

@@ -4,6 +4,7 @@ import {
   decideHealth,
   evolveHealth,
   initialServiceHealth,
+  type HealthCommand,
   type HealthEvent,
   type HealthPolicy,
   type RecordProbeResult,
@@ -110,5 +111,44 @@ describe('service health', () => {
         metadata: { at: 7 },
       },
     ]);
+  });
+});
+
+describe('service health across a monitor restart and a retirement', () => {
+  const gap = (from: number, to: number): HealthCommand => ({
+    type: 'MarkUnmonitored',
+    data: { service: 'db', from, to, countsAs: 'down' },
+    metadata: { at: to },
+  });
+  it('given up, when the monitor was not running, then ServiceUnmonitored and the next good probe is a new verdict', () => {
+    let state = run([probe(true, 5, 0)]).state;
+    const evs = decideHealth(gap(100, 300), state);
+    assert.deepEqual(
+      evs.map((e) => [e.type, e.data]),
+      [['ServiceUnmonitored', { service: 'db', previous: 'up', from: 100, to: 300, countsAs: 'down' }]],
+    );
+    state = evs.reduce(evolveHealth, state);
+    assert.equal(state.status, 'unknown');
+    const next = decideHealth(probe(true, 5, 305), state);
+    assert.deepEqual(
+      next.map((e) => [e.type, e.data.previous, e.metadata.at]),
+      [['ServiceRecovered', 'unknown', 305]],
+    );
+  });
+  it('given never probed (or already without evidence), when a gap is marked, then nothing happens', () => {
+    assert.deepEqual(decideHealth(gap(100, 300), initialServiceHealth), []);
+  });
+  it('given down, when retired, then ServiceRetired with its last probe', () => {
+    const { state } = run([probe(false, 1, 0), probe(false, 1, 20_000)]);
+    assert.equal(state.status, 'down');
+    const evs = decideHealth(
+      { type: 'RetireService', data: { service: 'db', lastProbeAt: 20_000, reason: 'gone' }, metadata: { at: 90_000 } },
+      state,
+    );
+    assert.deepEqual(
+      evs.map((e) => [e.type, e.data]),
+      [['ServiceRetired', { service: 'db', previous: 'down', lastProbeAt: 20_000, reason: 'gone' }]],
+    );
+    assert.equal(evs.reduce(evolveHealth, state).status, 'unknown');
   });
 });

@@ -15,6 +15,10 @@ export interface DiscoveryOptions {
   readonly logger: Logger;
   /** Receives each newly found probe (the Monitor's addProbe). */
   readonly addProbe: (probe: Probe) => void;
+  /** Stops probing an agent instance no longer registered and retires it (the Monitor's removeProbe). */
+  readonly removeProbe?: (service: string, reason: string) => Promise<void> | void;
+  /** Discovery rounds in a row an agent instance may miss before it is removed (default 2). */
+  readonly agentMissedRoundsToRemove?: number;
   readonly probeTimeoutMs: number;
   /** A successful probe at least this slow is `degraded` (the health policy's threshold). */
   readonly degradedResponseMs: number;
@@ -52,12 +56,15 @@ const sleep = (ms: number, signal: AbortSignal) =>
  * - MCP servers from the connectors' registry listing (`registry.list` over NATS), probed with
  *   `mcpSubject(server, 'health')` `{ probe: true }`; unconfigured or disabled servers get no probe,
  * - agent instances from the NATS services API (`$SRV.PING`, names starting with `agent-`),
- *   probed with `$SRV.PING.<name>.<id>` of the instance (a restarted instance's new id is followed).
- * A failed listing is logged and retried on the next round; probes already added stay.
+ *   probed with `$SRV.PING.<name>.<id>` of the instance (a restarted instance's new id is followed);
+ *   an instance missing from `agentMissedRoundsToRemove` listings in a row (its process ended) is
+ *   removed: its probe stops and the Monitor retires it, so it leaves the report instead of
+ *   staying `up` (or `down`) with a frozen probe time.
+ * A failed listing is logged and retried on the next round; it removes nothing.
  */
 export class ProbeDiscovery {
   private readonly mcp = new Set<string>();
-  private readonly agents = new Map<string, { name: string; id: string }>();
+  private readonly agents = new Map<string, { name: string; id: string; missed: number }>();
   private readonly log: Logger;
 
   constructor(private readonly opts: DiscoveryOptions) {
@@ -140,20 +147,24 @@ export class ProbeDiscovery {
       const it = await serviceClient(this.opts.nats, { timeoutMs: this.opts.agentDiscoveryWaitMs ?? 500 }).ping();
       for await (const s of it) if (s.name.startsWith(prefix)) found.push(s);
     } catch (err) {
-      // No service at all answers with "no responders": nothing to probe yet.
+      // No service at all answers with "no responders": none is registered. Any other failure
+      // says nothing about the instances, so it removes none.
       this.log.debug({ err }, 'agent discovery found nothing');
-      return;
+      if (!/no responders|503/i.test(String((err as Error)?.message ?? err))) return;
     }
+    const seen = new Set<string>();
     for (const s of found) {
       const agent = s.metadata?.['agent'] ?? s.name.slice(prefix.length);
       const instance = s.metadata?.['instance'] ?? s.id;
       const key = agentProbeName(agent, instance);
+      seen.add(key);
       const target = this.agents.get(key);
       if (target) {
         target.id = s.id; // same instance name, maybe a new process: follow it
+        target.missed = 0;
         continue;
       }
-      const t = { name: s.name, id: s.id };
+      const t = { name: s.name, id: s.id, missed: 0 };
       this.agents.set(key, t);
       this.opts.addProbe(
         functionProbe(key, 'agent', async () => {
@@ -164,6 +175,17 @@ export class ProbeDiscovery {
         }),
       );
       this.log.debug({ agent, instance, service: s.name }, 'probing agent instance');
+    }
+    const limit = this.opts.agentMissedRoundsToRemove ?? 2;
+    for (const [key, t] of this.agents) {
+      if (seen.has(key) || ++t.missed < limit) continue;
+      this.agents.delete(key);
+      this.log.info({ service: key, missedRounds: t.missed }, 'agent instance no longer registered: probe removed');
+      try {
+        await this.opts.removeProbe?.(key, `not registered for ${t.missed} discovery rounds`);
+      } catch (err) {
+        this.log.warn({ err, service: key }, 'retiring an agent instance failed');
+      }
     }
   }
 }

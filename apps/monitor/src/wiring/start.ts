@@ -29,6 +29,12 @@ export interface StartMonitoringOptions {
   readonly wiring?: Partial<WiringSettings>;
   /** More probes (e.g. `httpProbe('gateway', url)`). */
   readonly extraProbes?: readonly Probe[];
+  /**
+   * Services that run in this process or die with it, besides its supervised units
+   * (`component:*`, always): while the monitor was not running they count as down. E.g. the
+   * gateway started by the same launcher, an embedded PostgreSQL or nats-server.
+   */
+  readonly colocatedServices?: readonly string[];
   readonly sampler?: SamplerOptions;
   /** Environment to read (default process.env). */
   readonly env?: Record<string, string | undefined>;
@@ -124,7 +130,13 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
     eventMetadata: monitorEventMetadata,
     publish: publisher.publish,
     probes,
-    settings: { ...input, rules: inForce },
+    settings: {
+      ...input,
+      rules: inForce,
+      colocatedServices: [
+        ...new Set(['component:*', ...(input.colocatedServices ?? []), ...(opts.colocatedServices ?? [])]),
+      ],
+    },
     logger: opts.logger,
     correlationId: 'monitor',
     ...(opts.sampler ? { sampler: opts.sampler } : {}),
@@ -136,6 +148,7 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
     nats: opts.nats,
     logger: opts.logger,
     addProbe: (p) => monitor.addProbe(p),
+    removeProbe: (service, reason) => monitor.removeProbe(service, reason),
     probeTimeoutMs: monitor.settings.probeTimeoutMs,
     degradedResponseMs: monitor.settings.healthPolicy.degradedResponseMs,
     ...(opts.mcpSubjectPrefix ? { mcpSubjectPrefix: opts.mcpSubjectPrefix } : {}),
