@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
+import { natsAuthOptions } from '@switchyard/messaging';
 import { natsPasswordEnv, natsRolePermissions, natsRoleUsers } from '@switchyard/contracts';
 import {
   ConfigError,
@@ -16,8 +17,7 @@ import {
   isListening,
   NATS_INSTALL_HINT,
   parseConfig,
-  natsTokenCredentials,
-  natsUserCredentials,
+  natsUserSeed,
   readEmbeddedNatsToken,
   type Config,
   type DatabaseLogin,
@@ -143,16 +143,21 @@ const checks: Check[] = [
         : (['relay', 'connectors', ...natsRoleUsers] as const)
             .map((user) => ({ user, pass: c[natsPasswordEnv(user) as keyof Config] as string | undefined }))
             .find((u) => u.pass);
-      const token = roleUser
+      const given = roleUser
         ? undefined
         : (c.NATS_TOKEN ?? (c.NATS_URL ? undefined : readEmbeddedNatsToken(path.resolve(c.DATA_DIR, 'nats'))));
+      // The embedded server takes nkeys only: a given value that is not a seed names the seed the launcher made of it.
+      const seedOf = (s: string | undefined) => (s && !c.NATS_URL ? natsUserSeed(s) : s);
+      const token = seedOf(given);
       try {
         const nc = await connect({
           servers: url.split(',').map((u) => u.trim()),
           timeout: 3000,
           reconnect: false,
-          ...(token ? natsTokenCredentials(token) : {}),
-          ...(roleUser ? natsUserCredentials(roleUser.user, roleUser.pass!) : {}),
+          ...natsAuthOptions({
+            ...(token ? { token } : {}),
+            ...(roleUser ? { user: { user: roleUser.user, pass: seedOf(roleUser.pass)! } } : {}),
+          }),
         });
         try {
           const rtt = await nc.rtt();

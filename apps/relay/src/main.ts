@@ -9,7 +9,15 @@ import { relayConfigFromEnv, runRelay } from './run-relay.js';
 const logger = createLogger('relay');
 try {
   const running = await runRelay(relayConfigFromEnv(), logger);
+  let stopping = false;
+  // Closed for good (not by a shutdown), it can publish nothing more: exit so its supervisor starts it again.
+  void running.closed.then((err) => {
+    if (stopping) return;
+    logger.fatal({ err }, 'relay NATS connection closed for good');
+    process.exit(1);
+  });
   const shutdown = async (signal: string) => {
+    stopping = true;
     logger.info({ signal }, 'relay shutting down');
     await running.stop();
     process.exit(0);

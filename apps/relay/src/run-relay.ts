@@ -16,7 +16,10 @@ export const relayConfigSchema = z.object({
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
   NATS_URL: natsUrlsSchema,
   NATS_TOKEN: z.string().min(1).optional(),
-  /** Connect as the `relay` user with this password (events and their stream only) instead of with the token. */
+  /**
+   * Connect as the `relay` user (events and their stream only) instead of with the token: its
+   * password, or its nkey seed (the embedded server's, which is signed with and never sent).
+   */
   NATS_PASSWORD_RELAY: z
     .string()
     .regex(NATS_PASSWORD_PATTERN, 'must start with a letter, then letters, digits, - or _ (16 or more)')
@@ -48,6 +51,12 @@ export type RelayConfig = z.infer<typeof relayConfigSchema>;
 
 export interface RunningRelay {
   readonly relay: EventRelay;
+  /**
+   * Resolves with the reason when its NATS connection has closed for good (nats.js gives up after
+   * repeated authorization errors, say from a stranger on the port while the server restarted):
+   * the relay can publish nothing more, so whoever runs it must start it again.
+   */
+  readonly closed: Promise<Error>;
   /** Stop the relay and close everything it opened. */
   stop(): Promise<void>;
 }
@@ -109,6 +118,7 @@ export async function runRelay(
   relay.start();
   return {
     relay,
+    closed: nc.closed().then((err) => err ?? new Error("the relay's NATS connection closed")),
     stop: async () => {
       await relay.stop();
       await checkpoints.close();

@@ -5,27 +5,31 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/nats-core';
-import { EVENTS_SUBJECT_WILDCARD } from '@switchyard/contracts';
+import { nkeyAuthenticator, type NatsConnection } from '@nats-io/nats-core';
+import { EVENTS_SUBJECT_WILDCARD, natsRolePermissions } from '@switchyard/contracts';
 import {
   AppError,
   createLogger,
   embeddedNatsEventsPassword,
+  embeddedNatsRolePassword,
   embeddedNatsToken,
   findNatsServer,
   freePort,
-  NATS_EVENTS_USER,
+  natsUserSeed,
   probeNatsAuth,
   startNatsServer,
   waitForPort,
   type NatsServerHandle,
 } from '@switchyard/platform';
+import { startFakeNatsServer } from '@switchyard/testing';
 import { closeNats, connectNats } from './index.js';
 
 const logger = createLogger('connection-int', 'silent');
 
-/** connectNats against a real nats-server that asks for a token, with the events reader (as the launcher's does). */
-describe('connectNats with a token', () => {
+const nkeyOf = (seed: string) => nkeyAuthenticator(new TextEncoder().encode(seed));
+
+/** connectNats against a real nats-server whose users are nkeys, with the events reader (as the launcher's is). */
+describe("connectNats with the embedded server's nkey seed", () => {
   let scratch: string;
   let server: NatsServerHandle;
   let token: string;
@@ -41,8 +45,8 @@ describe('connectNats with a token', () => {
     server = await startNatsServer({
       port: await freePort(),
       storeDir,
-      token,
-      events: { password: eventsPassword, subjects: [EVENTS_SUBJECT_WILDCARD] },
+      seed: token,
+      events: { seed: eventsPassword, subjects: [EVENTS_SUBJECT_WILDCARD] },
     });
   });
 
@@ -53,29 +57,34 @@ describe('connectNats with a token', () => {
     if (scratch) rmSync(scratch, { recursive: true, force: true });
   });
 
-  it('the server refuses nats.js without the token and with a wrong one (AuthorizationError)', async () => {
-    for (const t of [undefined, 'wrong-token'])
+  it('the server refuses nats.js without credentials, with another seed, or with the seed sent in clear (AuthorizationError)', async () => {
+    for (const o of [
+      {},
+      { authenticator: nkeyOf(natsUserSeed('wrong-token')) },
+      { token },
+      { user: 'switchyard', pass: token },
+    ])
       await assert.rejects(
-        connect({ servers: server.url, reconnect: false, ...(t ? { token: t } : {}) }),
+        connect({ servers: server.url, reconnect: false, ...o }),
         (e: Error) => e.name === 'AuthorizationError',
       );
   });
 
   it('fails unavailable naming NATS_TOKEN, never the token', async () => {
     delete process.env.NATS_TOKEN;
-    for (const t of [undefined, 'wrong-token']) {
+    for (const t of [undefined, 'wrong-token', natsUserSeed('wrong-token')]) {
       await assert.rejects(
         connectNats({ url: server.url, name: 'no-token', logger, ...(t ? { token: t } : {}) }),
         (e: unknown) =>
           e instanceof AppError &&
           e.code === 'unavailable' &&
           /authorization refused: check NATS_TOKEN/.test(e.message) &&
-          !JSON.stringify({ m: e.message, d: e.details }).includes('wrong-token'),
+          !JSON.stringify({ m: e.message, d: e.details }).includes(t ?? 'wrong-token'),
       );
     }
   });
 
-  it('connects with the token given, or with NATS_TOKEN from the environment', async () => {
+  it('connects with the seed given, or with NATS_TOKEN from the environment', async () => {
     delete process.env.NATS_TOKEN;
     const given = await connectNats({ url: server.url, name: 'given', logger, token });
     assert.ok((await given.rtt()) >= 0);
@@ -90,12 +99,8 @@ describe('connectNats with a token', () => {
 
   it('the events user follows the events and can do nothing else: no publish, no request, no other subject, no JetStream API', async () => {
     const system = await connectNats({ url: server.url, name: 'system', logger, token });
-    const reader = await connect({
-      servers: server.url,
-      user: NATS_EVENTS_USER,
-      pass: eventsPassword,
-      reconnect: false,
-    });
+    // As an external subscriber does (README): nkey auth with the seed of DATA_DIR/nats/events-password.
+    const reader = await connect({ servers: server.url, authenticator: nkeyOf(eventsPassword), reconnect: false });
     const readerErrors: string[] = [];
     void (async () => {
       for await (const st of reader.status()) if (st.type === 'error') readerErrors.push(String(st.error));
@@ -157,9 +162,87 @@ describe('connectNats with a token', () => {
       await closeNats(system);
     }
     assert.equal(
-      await probeNatsAuth(Number(new URL(server.url).port), { user: NATS_EVENTS_USER, pass: `${eventsPassword}x` }),
+      await probeNatsAuth(Number(new URL(server.url).port), { seed: natsUserSeed(`${eventsPassword}x`) }),
       'refused',
     );
+  });
+});
+
+/**
+ * A local user who takes the NATS port while the server restarts answers every client that
+ * reconnects: with nkeys each signs that stranger's nonce and sends no secret of any kind.
+ */
+describe('clients reconnecting to a stranger on the port', () => {
+  let scratch: string;
+
+  before(() => {
+    mkdirSync(path.resolve('.tmp'), { recursive: true });
+    scratch = mkdtempSync(path.resolve('.tmp', 'nats-squat-'));
+  });
+
+  after(() => {
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('the system, a role user and the events reader send the fake only their public keys and signatures', async () => {
+    const storeDir = path.join(scratch, 'nats');
+    const port = await freePort();
+    const seed = embeddedNatsToken(storeDir);
+    const events = embeddedNatsEventsPassword(storeDir);
+    const gateway = embeddedNatsRolePassword(storeDir, 'gateway');
+    const real = await startNatsServer({
+      port,
+      storeDir,
+      seed,
+      events: { seed: events, subjects: [EVENTS_SUBJECT_WILDCARD] },
+      roles: [{ user: 'gateway', seed: gateway, ...natsRolePermissions('gateway') }],
+    });
+    const fast = { reconnectTimeWait: 50, reconnectJitter: 0 };
+    const clients = [
+      await connectNats({ url: real.url, name: 'squat-system', logger, token: seed, options: fast }),
+      await connectNats({
+        url: real.url,
+        name: 'squat-gateway',
+        logger,
+        user: { user: 'gateway', pass: gateway },
+        options: fast,
+      }),
+      await connect({ servers: real.url, name: 'squat-events', authenticator: nkeyOf(events), ...fast }),
+    ];
+    await real.stop();
+    const fake = await startFakeNatsServer(port);
+    try {
+      const names = () => new Set(fake.connects.map((c) => c.name));
+      const deadline = Date.now() + 15_000;
+      while (['squat-system', 'squat-gateway', 'squat-events'].some((n) => !names().has(n))) {
+        assert.ok(Date.now() < deadline, `not every client reconnected: ${[...names()].join(', ')}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      // The probe signs the stranger's nonce too.
+      assert.equal(await probeNatsAuth(port, { seed }), 'refused');
+      const sent = JSON.stringify(fake.connects);
+      for (const secret of [seed, events, gateway])
+        assert.ok(!sent.includes(secret) && !sent.includes(secret.slice(2, 20)), 'a seed reached the fake');
+      for (const c of fake.connects) {
+        assert.equal(c.auth_token, undefined);
+        assert.equal(c.pass, undefined);
+        assert.match(String(c.nkey), /^U[A-Z2-7]{55}$/);
+        assert.ok(typeof c.sig === 'string' && c.sig.length > 0);
+      }
+    } finally {
+      for (const c of clients) await c.close().catch(() => undefined);
+      await fake.close();
+    }
+  });
+
+  it("the probe sends nothing to a stranger that asks for credentials without a nonce (the embedded server's always has one)", async () => {
+    const fake = await startFakeNatsServer(await freePort(), { nonce: false, accept: true });
+    try {
+      assert.equal(await probeNatsAuth(fake.port, { seed: embeddedNatsToken(path.join(scratch, 'nats')) }), 'refused');
+      assert.deepEqual(fake.connects, []);
+    } finally {
+      await fake.close();
+    }
   });
 });
 

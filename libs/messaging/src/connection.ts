@@ -1,6 +1,13 @@
 import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
-import { createInbox, type NatsConnection, type Status } from '@nats-io/nats-core';
-import { AppError, natsTokenCredentials, natsUserCredentials, type Logger } from '@switchyard/platform';
+import { createInbox, nkeyAuthenticator, type NatsConnection, type Status } from '@nats-io/nats-core';
+import {
+  AppError,
+  isNatsUserSeed,
+  natsInboxPrefix,
+  natsTokenCredentials,
+  natsUserCredentials,
+  type Logger,
+} from '@switchyard/platform';
 
 export type { NatsConnection };
 
@@ -10,11 +17,15 @@ export interface ConnectNatsOptions {
   /** Client name shown by the server (`nats server report connections`); use the app name. */
   readonly name: string;
   readonly logger: Logger;
-  /** Token the server asks for; default `process.env.NATS_TOKEN`. Never logged. */
+  /**
+   * Token the server asks for, or an nkey user seed (`SU...`: the embedded server's); default
+   * `process.env.NATS_TOKEN`. Never logged.
+   */
   readonly token?: string;
   /**
    * Connect as this user instead of with the token: a role's own user (see natsRoleUsers), whose
-   * answers come to its own inboxes (`_INBOX.<user>`), the only ones it may read. Never logged.
+   * answers come to its own inboxes (`_INBOX.<user>`), the only ones it may read. `pass` may be an
+   * nkey user seed (the embedded server's role users). Never logged.
    */
   readonly user?: { readonly user: string; readonly pass: string };
   /** Extra transport options; they win over the defaults below. */
@@ -29,10 +40,8 @@ export interface ConnectNatsOptions {
  * Status changes (disconnect, reconnect, errors, slow consumers) are logged.
  * Authenticates with `token`, else with NATS_TOKEN from the environment when set, so every
  * process (launcher, stand-alone relay, connectors, workflows, agent instances) honours it
- * without wiring of its own. The token goes both as a token (a NATS_URL server configured with
- * one) and as the password of the user `switchyard` (the embedded server, which has users: the
- * system and a read-only events reader); a server takes the form it knows and ignores the
- * other. The token never appears in logs or errors.
+ * without wiring of its own (see natsAuthOptions for how each kind of credential is presented).
+ * The credential never appears in logs or errors.
  * Throws AppError('unavailable') when the first connect fails (also when the token is refused).
  */
 export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnection> {
@@ -58,8 +67,7 @@ export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnect
       // Otherwise every request builds an Error up front for its stack (a visible share of the
       // CPU in bench/workflows); request() names the subject in every failure instead.
       noAsyncTraces: true,
-      ...(token ? natsTokenCredentials(token) : {}),
-      ...(opts.user ? natsUserCredentials(opts.user.user, opts.user.pass) : {}),
+      ...natsAuthOptions({ ...(token ? { token } : {}), ...(opts.user ? { user: opts.user } : {}) }),
       ...opts.options,
     });
   } catch (err) {
@@ -74,12 +82,38 @@ export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnect
       cause: String(err),
     });
   }
+  const kind = (secret: string) => (isNatsUserSeed(secret) ? 'nkey ' : '');
   log.info(
-    { server: nc.getServer(), auth: opts.user ? `user ${opts.user.user}` : token ? 'token' : 'none' },
+    {
+      server: nc.getServer(),
+      auth: opts.user ? `${kind(opts.user.pass)}user ${opts.user.user}` : token ? `${kind(token)}token` : 'none',
+    },
     'connected to NATS',
   );
   void watchStatus(nc, log);
   return nc;
+}
+
+/**
+ * The nats.js options that present a credential. An nkey user seed (`SU...`) signs the nonce the
+ * server sends on every (re)connect and is never sent itself, so a stranger that answers on the
+ * port while the server restarts gets a signature of its own nonce, of no use anywhere else; the
+ * embedded server's users are all nkeys. Anything else is sent as it is, in clear, for a NATS_URL
+ * server of the operator's: a token goes both as a token and as the password of the user
+ * `switchyard`, a user's password as that user's.
+ */
+export function natsAuthOptions(c: {
+  readonly token?: string;
+  readonly user?: { readonly user: string; readonly pass: string };
+}): Partial<NodeConnectionOptions> {
+  const secret = c.user ? c.user.pass : c.token;
+  if (secret && isNatsUserSeed(secret))
+    return {
+      authenticator: nkeyAuthenticator(new TextEncoder().encode(secret)),
+      ...(c.user ? { inboxPrefix: natsInboxPrefix(c.user.user) } : {}),
+    };
+  if (c.user) return natsUserCredentials(c.user.user, c.user.pass);
+  return c.token ? natsTokenCredentials(c.token) : {};
 }
 
 async function watchStatus(nc: NatsConnection, log: Logger): Promise<void> {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { NATS_PASSWORD_PATTERN } from './infra/nats.js';
+import { allowPlainPasswordSchema } from './infra/pg.js';
 import { DATABASE_LOGINS, databaseLoginEnv, type DatabaseLogin } from './infra/roles.js';
 
 const optionalUrl = z.string().url().optional();
@@ -130,6 +131,11 @@ export const configSchema = z.object({
   RELAY_ENABLED: bool.default(true),
   /** Let admin keys write through the `database_writer` MCP server at the gateway (the templates use it internally either way). */
   DATABASE_ALLOW_WRITES: bool.default(false),
+  /**
+   * Let PostgreSQL connections answer a clear-text or MD5 password request without verified TLS:
+   * only for an external DATABASE_URL server that asks for one (see allowPlainPasswordSchema).
+   */
+  DATABASE_ALLOW_PLAIN_PASSWORD: allowPlainPasswordSchema,
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -7,3 +7,4 @@ export * from './nats-cluster.js';
 export * from './launcher.js';
 export * from './overriding.js';
 export * from './process-cpu.js';
+export * from './fake-nats.js';

@@ -5,9 +5,12 @@ import path from 'node:path';
 import {
   embeddedNatsEventsPassword,
   embeddedNatsToken,
+  isNatsUserSeed,
   NATS_CONFIG_FILE,
   NATS_EVENTS_PASSWORD_FILE,
   NATS_TOKEN_FILE,
+  natsPublicKey,
+  natsUserSeed,
   probeNatsAuth,
   readEmbeddedNatsToken,
   startNatsServer,
@@ -17,11 +20,14 @@ import { freePort } from './ports.js';
 
 const mode = (file: string) => statSync(file).mode & 0o777;
 
+const SEED = /^SU[A-Z2-7]{56}$/;
+
 /**
- * The launcher's nats-server asks for a token kept in its store dir; the token is in a 0600 config
- * file, never on the command line (readable by every local user). A real nats-server.
+ * The launcher's nats-server names its users by nkey: the seeds are in 0600 files of its store
+ * dir, the config file holds public keys only, nothing is on the command line (readable by every
+ * local user). A real nats-server.
  */
-describe('the embedded nats-server with a token', () => {
+describe('the embedded nats-server with nkeys', () => {
   let scratch: string;
   let storeDir: string;
   let token: string;
@@ -38,7 +44,7 @@ describe('the embedded nats-server with a token', () => {
     // A credential of this process that the server must not inherit (see the environment test).
     process.env.MCP_AUTH_TOKEN = 'not-for-nats-server-3f9c';
     try {
-      server = await startNatsServer({ port, storeDir, token });
+      server = await startNatsServer({ port, storeDir, seed: token });
     } finally {
       delete process.env.MCP_AUTH_TOKEN;
     }
@@ -49,8 +55,9 @@ describe('the embedded nats-server with a token', () => {
     if (scratch) rmSync(scratch, { recursive: true, force: true });
   });
 
-  it('makes one token per store dir (32 random bytes, base64url) in a 0600 file in a 0700 dir, and keeps it', () => {
-    assert.match(token, /^[A-Za-z0-9_-]{43}$/);
+  it('makes one nkey user seed per store dir in a 0600 file in a 0700 dir, and keeps it', () => {
+    assert.match(token, SEED);
+    assert.ok(isNatsUserSeed(token));
     assert.equal(embeddedNatsToken(storeDir), token);
     assert.equal(readEmbeddedNatsToken(storeDir), token);
     assert.equal(mode(storeDir), 0o700);
@@ -66,10 +73,12 @@ describe('the embedded nats-server with a token', () => {
     assert.equal(mode(path.join(storeDir, NATS_TOKEN_FILE)), 0o600);
   });
 
-  it('runs nats-server from a 0600 config file; the token is not on its command line nor in its environment', () => {
+  it('runs nats-server from a 0600 config file of public keys; the seed is not in it, on its command line nor in its environment', () => {
     const conf = path.join(storeDir, NATS_CONFIG_FILE);
     assert.equal(mode(conf), 0o600);
-    assert.match(readFileSync(conf, 'utf8'), /\{ user: "switchyard", password: "[A-Za-z0-9_-]{43}" \}/);
+    assert.ok(readFileSync(conf, 'utf8').includes(`{ nkey: "${natsPublicKey(token)}" }`));
+    assert.ok(!readFileSync(conf, 'utf8').includes(token), 'the seed is in the config file');
+    assert.doesNotMatch(readFileSync(conf, 'utf8'), /password/);
     assert.match(readFileSync(conf, 'utf8'), /listen: "127\.0\.0\.1:\d+"/);
     assert.ok(server.pid);
     const cmdline = readFileSync(`/proc/${server.pid}/cmdline`, 'utf8').split('\0');
@@ -84,73 +93,96 @@ describe('the embedded nats-server with a token', () => {
     assert.match(environ, /(^|\0)PATH=/);
   });
 
-  it('refuses a client without the token or with a wrong one, accepts the token', async () => {
-    assert.equal(await probeNatsAuth(port, 'wrong'), 'refused');
-    assert.equal(await probeNatsAuth(port, ''), 'refused');
-    assert.equal(await probeNatsAuth(port, token), 'accepted');
+  it("refuses another seed, a password, or the seed sent as a password; accepts the seed's signature", async () => {
+    assert.equal(await probeNatsAuth(port, { seed: natsUserSeed('wrong') }), 'refused');
+    assert.equal(await probeNatsAuth(port, { user: 'switchyard', pass: token }), 'refused');
+    assert.equal(await probeNatsAuth(port, { seed: token }), 'accepted');
   });
 
-  it('adopts the running server only for the same token', async () => {
-    const again = await startNatsServer({ port, storeDir, token });
+  it('adopts the running server only for the same seed', async () => {
+    const again = await startNatsServer({ port, storeDir, seed: token });
     assert.equal(again.kind, 'adopted');
+    const other = natsUserSeed('another-token');
     await assert.rejects(
-      startNatsServer({ port, storeDir: path.join(scratch, 'other'), token: 'another-token' }),
-      (e: Error) => /refuses this data dir's token/.test(e.message) && !e.message.includes('another-token'),
+      startNatsServer({ port, storeDir: path.join(scratch, 'other'), seed: other }),
+      (e: Error) => /refuses this data dir's nkey/.test(e.message) && !e.message.includes(other),
     );
     // Started without the events reader (as an older launcher did): a launcher that gives one does not adopt it.
-    const events = { password: embeddedNatsEventsPassword(storeDir), subjects: ['switchyard.events.>'] };
+    const events = { seed: embeddedNatsEventsPassword(storeDir), subjects: ['switchyard.events.>'] };
     await assert.rejects(
-      startNatsServer({ port, storeDir, token, events }),
-      (e: Error) => /has no "events" user/.test(e.message) && !e.message.includes(events.password),
+      startNatsServer({ port, storeDir, seed: token, events }),
+      (e: Error) => /has no "events" user/.test(e.message) && !e.message.includes(events.seed),
     );
   });
 
   it('writes the events reader into the config: subscribe to its subjects, publish nothing', async () => {
     const dir = path.join(scratch, 'with-events');
-    const events = { password: embeddedNatsEventsPassword(dir), subjects: ['switchyard.events.>'] };
-    assert.match(events.password, /^[A-Za-z0-9_-]{43}$/);
+    const events = { seed: embeddedNatsEventsPassword(dir), subjects: ['switchyard.events.>'] };
+    assert.match(events.seed, SEED);
     assert.equal(mode(path.join(dir, NATS_EVENTS_PASSWORD_FILE)), 0o600);
-    assert.equal(embeddedNatsEventsPassword(dir), events.password, 'kept');
+    assert.equal(embeddedNatsEventsPassword(dir), events.seed, 'kept');
     const p = await freePort();
-    const withEvents = await startNatsServer({ port: p, storeDir: dir, token: embeddedNatsToken(dir), events });
+    const withEvents = await startNatsServer({ port: p, storeDir: dir, seed: embeddedNatsToken(dir), events });
     try {
       const conf = readFileSync(path.join(dir, NATS_CONFIG_FILE), 'utf8');
       assert.ok(
         conf.includes(
-          `{ user: "events", password: "${events.password}", permissions: { publish: { deny: [">"] }, subscribe: { allow: ["switchyard.events.>"] } } }`,
+          `{ nkey: "${natsPublicKey(events.seed)}", permissions: { publish: { deny: [">"] }, subscribe: { allow: ["switchyard.events.>"] } } }`,
         ),
         conf,
       );
-      assert.equal(await probeNatsAuth(p, { user: 'events', pass: events.password }), 'accepted');
-      assert.equal(await probeNatsAuth(p, { user: 'events', pass: 'wrong' }), 'refused');
-      assert.equal(await probeNatsAuth(p, embeddedNatsToken(dir)), 'accepted');
+      assert.equal(await probeNatsAuth(p, { seed: events.seed }), 'accepted');
+      assert.equal(await probeNatsAuth(p, { user: 'events', pass: events.seed }), 'refused');
+      assert.equal(await probeNatsAuth(p, { seed: embeddedNatsToken(dir) }), 'accepted');
       // Adopted again with the same secrets.
       assert.equal(
-        (await startNatsServer({ port: p, storeDir: dir, token: embeddedNatsToken(dir), events })).kind,
+        (await startNatsServer({ port: p, storeDir: dir, seed: embeddedNatsToken(dir), events })).kind,
         'adopted',
       );
     } finally {
       await withEvents.stop();
     }
     await assert.rejects(
-      startNatsServer({ port: await freePort(), storeDir: dir, token: 'x', events: { ...events, subjects: ['a b'] } }),
+      startNatsServer({
+        port: await freePort(),
+        storeDir: dir,
+        seed: embeddedNatsToken(dir),
+        events: { ...events, subjects: ['a b'] },
+      }),
       /must be NATS subjects/,
     );
   });
 
-  it('refuses a token the config file cannot hold', async () => {
-    for (const bad of ['has space', 'quo"te', 'back\\slash', '$2a$10$bcrypt'])
-      await assert.rejects(startNatsServer({ port: await freePort(), storeDir, token: bad }), /printable ASCII/);
+  it('refuses a credential that is not an nkey user seed', async () => {
+    for (const bad of [
+      'a-password-of-old',
+      natsPublicKey(token),
+      token.slice(0, -1) + (token.endsWith('A') ? 'B' : 'A'),
+    ])
+      await assert.rejects(startNatsServer({ port: await freePort(), storeDir, seed: bad }), /nkey user seed/);
   });
 
-  it('replaces an empty token file', () => {
-    const dir = path.join(scratch, 'empty');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(path.join(dir, NATS_TOKEN_FILE), '');
-    const made = embeddedNatsToken(dir);
-    assert.match(made, /^[A-Za-z0-9_-]{43}$/);
-    assert.equal(readEmbeddedNatsToken(dir), made);
-    assert.equal(mode(path.join(dir, NATS_TOKEN_FILE)), 0o600);
+  it('makes the same seed of the same other secret (NATS_TOKEN given), and keeps a seed as it is', () => {
+    assert.match(natsUserSeed('chosen-token'), SEED);
+    assert.equal(natsUserSeed('chosen-token'), natsUserSeed('chosen-token'));
+    assert.notEqual(natsUserSeed('chosen-token'), natsUserSeed('chosen-tokem'));
+    assert.equal(natsUserSeed(token), token);
+  });
+
+  it('replaces an empty seed file, and one of an older Switchyard that holds a password', () => {
+    for (const [name, old] of [
+      ['empty', ''],
+      ['old', 'oTMgyGsoAbcdefghijklmnopqrstuvwxyz0123456789'],
+    ] as const) {
+      const dir = path.join(scratch, name);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, NATS_TOKEN_FILE), old, { mode: 0o600 });
+      assert.equal(readEmbeddedNatsToken(dir), undefined);
+      const made = embeddedNatsToken(dir);
+      assert.match(made, SEED);
+      assert.equal(readEmbeddedNatsToken(dir), made);
+      assert.equal(mode(path.join(dir, NATS_TOKEN_FILE)), 0o600);
+    }
   });
 });
 
@@ -172,15 +204,15 @@ describe('a server left without a token on the port', () => {
     if (scratch) rmSync(scratch, { recursive: true, force: true });
   });
 
-  it('asks for nothing without a token (the test harness)', async () => {
-    assert.equal(await probeNatsAuth(port, 'anything'), 'open');
+  it('asks for nothing without a seed (the test harness)', async () => {
+    assert.equal(await probeNatsAuth(port, { seed: natsUserSeed('anything') }), 'open');
     assert.doesNotMatch(readFileSync(path.join(scratch, 'nats', NATS_CONFIG_FILE), 'utf8'), /authorization/);
   });
 
-  it('is not adopted by a launcher that wants a token', async () => {
+  it('is not adopted by a launcher that has seeds', async () => {
     const storeDir = path.join(scratch, 'nats');
     await assert.rejects(
-      startNatsServer({ port, storeDir, token: embeddedNatsToken(storeDir) }),
+      startNatsServer({ port, storeDir, seed: embeddedNatsToken(storeDir) }),
       /asks for no token already runs/,
     );
   });

@@ -1,5 +1,5 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import {
   chmodSync,
   closeSync,
@@ -14,6 +14,8 @@ import {
 } from 'node:fs';
 import { Socket } from 'node:net';
 import path from 'node:path';
+import { createUser, encode as encodeSignature, fromSeed, Prefix } from '@nats-io/nkeys';
+import { Codec } from '@nats-io/nkeys/lib/codec.js';
 import type { Logger } from 'pino';
 import { serverChildEnv } from './child-env.js';
 import { isListening, waitForPort } from './ports.js';
@@ -53,15 +55,19 @@ export const NATS_INSTALL_HINT =
   'nats-server is not installed: on Debian/Ubuntu run `apt-get install nats-server` (npm start does this itself as root), ' +
   'or download it from the NATS project, or point NATS_URL at a running server';
 
-/** The embedded nats-server's token, in its store dir (DATA_DIR/nats/token): the password of its user `switchyard`. */
+/**
+ * The embedded nats-server's all-subjects credential, in its store dir (DATA_DIR/nats/token): an
+ * nkey user seed (`SU...`). Its holders sign the server's nonce with it; the seed itself is never
+ * sent, so a listener that took the port while it was free learns nothing it could reuse.
+ */
 export const NATS_TOKEN_FILE = 'token';
-/** The password of the embedded nats-server's read-only user `events`, in its store dir. */
+/** The nkey seed of the embedded nats-server's read-only user `events`, in its store dir. */
 export const NATS_EVENTS_PASSWORD_FILE = 'events-password';
 /**
- * The embedded nats-server's users. `switchyard`: the system's own processes, every subject; its
- * password is the token, and clients present the token both ways (see connectNats), so a server
- * that asks for the token alone (a NATS_URL server) takes them too. `events`: another process
- * that follows the system's events, which may subscribe to them and do nothing else.
+ * The embedded nats-server's users. `switchyard`: the system's own processes, every subject (the
+ * nkey of the token file's seed). `events`: another process that follows the system's events,
+ * which may subscribe to them and do nothing else. A NATS_URL server of the operator's may instead
+ * take a token, or the token as the `switchyard` user's password (see connectNats).
  */
 export const NATS_SYSTEM_USER = 'switchyard';
 export const NATS_EVENTS_USER = 'events';
@@ -89,11 +95,38 @@ export function natsUserCredentials(user: string, pass: string): { user: string;
 export const NATS_CONFIG_FILE = 'nats-server.conf';
 
 /**
- * The token in `<storeDir>/token`, or undefined when there is none yet (the doctor reads it and
+ * The seed in `<storeDir>/token`, or undefined when there is none yet (the doctor reads it and
  * never makes one). Whitespace around it is dropped.
  */
 export function readEmbeddedNatsToken(storeDir: string): string | undefined {
-  return readSecret(storeDir, NATS_TOKEN_FILE);
+  const seed = readSecret(storeDir, NATS_TOKEN_FILE);
+  return seed && isNatsUserSeed(seed) ? seed : undefined;
+}
+
+/** Whether `s` is an nkey user seed (`SU...`, checksum included): a credential signed with, never sent. */
+export function isNatsUserSeed(s: string): boolean {
+  if (!/^SU[A-Z2-7]{56}$/.test(s)) return false;
+  try {
+    return fromSeed(new TextEncoder().encode(s)).getPublicKey().startsWith('U');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The nkey user seed of a credential for the embedded server: a seed is itself; any other secret
+ * (a NATS_TOKEN or NATS_PASSWORD_<ROLE> chosen before nkeys) gives the seed of its SHA-256, so the
+ * same value always gives the same user and its holders never send the value itself.
+ */
+export function natsUserSeed(secret: string): string {
+  if (isNatsUserSeed(secret)) return secret;
+  const raw = createHash('sha256').update(`switchyard nats nkey\n${secret}`).digest();
+  return new TextDecoder().decode(Codec.encodeSeed(Prefix.User, new Uint8Array(raw)));
+}
+
+/** The public key (`U...`) of an nkey user seed: what a nats-server config names the user by. */
+export function natsPublicKey(seed: string): string {
+  return fromSeed(new TextEncoder().encode(seed)).getPublicKey();
 }
 
 function readSecret(storeDir: string, name: string): string | undefined {
@@ -106,34 +139,34 @@ function readSecret(storeDir: string, name: string): string | undefined {
 }
 
 /**
- * The token of the embedded nats-server of a store dir, made once per data dir: 32 random bytes
- * (base64url) in `<storeDir>/token`, mode 0600 in a 0700 dir. Kept on disk so a restarted launcher
- * that adopts the still-running server presents the same token, and so other local processes of
- * the same user can read it (README: Security). A looser mode left on either is tightened.
+ * The all-subjects nkey seed of the embedded nats-server of a store dir, made once per data dir in
+ * `<storeDir>/token`, mode 0600 in a 0700 dir. Kept on disk so a restarted launcher that adopts
+ * the still-running server signs with the same key, and so other local processes of the same user
+ * can read it (README: Security). A looser mode left on either is tightened; a file of an older
+ * Switchyard that holds a password, not a seed, is replaced.
  */
 export function embeddedNatsToken(storeDir: string): string {
-  return embeddedSecret(storeDir, NATS_TOKEN_FILE);
+  return embeddedSeed(storeDir, NATS_TOKEN_FILE);
 }
 
 /**
- * The `events` user's password, made once per data dir like the token (32 random bytes in
+ * The `events` user's nkey seed, made once per data dir like the token (in
  * `<storeDir>/events-password`, mode 0600): what a process that only follows the events is given.
  */
 export function embeddedNatsEventsPassword(storeDir: string): string {
-  return embeddedSecret(storeDir, NATS_EVENTS_PASSWORD_FILE);
+  return embeddedSeed(storeDir, NATS_EVENTS_PASSWORD_FILE);
 }
 
-/** The file of a role user's password in the store dir: `<role>-password`. */
+/** The file of a role user's nkey seed in the store dir: `<role>-password`. */
 export const natsRolePasswordFile = (user: string): string => `${user}-password`;
 
 /**
- * A role user's password, made once per data dir like the token (32 random bytes in
- * `<storeDir>/<role>-password`, mode 0600): what a process running that role alone is given.
+ * A role user's nkey seed, made once per data dir like the token (in `<storeDir>/<role>-password`,
+ * mode 0600): what a process running that role alone is given (as NATS_PASSWORD_<ROLE>, which a
+ * seed matches: see NATS_PASSWORD_PATTERN).
  */
 export function embeddedNatsRolePassword(storeDir: string, user: string): string {
-  // A letter first: the same password may go into a nats-server config as `$NATS_PASSWORD_<ROLE>`,
-  // which the server reads unquoted (see NATS_PASSWORD_PATTERN).
-  return embeddedSecret(storeDir, natsRolePasswordFile(user), 'p');
+  return embeddedSeed(storeDir, natsRolePasswordFile(user));
 }
 
 /**
@@ -144,28 +177,30 @@ export function embeddedNatsRolePassword(storeDir: string, user: string): string
  */
 export const NATS_PASSWORD_PATTERN = /^[A-Za-z][A-Za-z0-9_-]{15,}$/;
 
-function embeddedSecret(storeDir: string, name: string, prefix = ''): string {
+function embeddedSeed(storeDir: string, name: string): string {
   const dir = path.resolve(storeDir);
   privateDir(dir);
   const file = path.join(dir, name);
   const existing = readSecret(dir, name);
-  if (existing) {
+  if (existing && isNatsUserSeed(existing)) {
     if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
     return existing;
   }
-  const token = `${prefix}${randomBytes(32).toString('base64url')}`;
-  try {
-    // wx: two launchers starting at once on one data dir agree on the first one's token.
-    writeFileSync(file, `${token}\n`, { flag: 'wx', mode: 0o600 });
-    return token;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  const seed = new TextDecoder().decode(createUser().getSeed());
+  if (existing === undefined) {
+    try {
+      // wx: two launchers starting at once on one data dir agree on the first one's seed.
+      writeFileSync(file, `${seed}\n`, { flag: 'wx', mode: 0o600 });
+      return seed;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const raced = readSecret(dir, name);
+    if (raced && isNatsUserSeed(raced)) return raced;
   }
-  const raced = readSecret(dir, name);
-  if (raced) return raced;
-  // An empty file (a crash between create and write): replace it.
-  writePrivateFile(file, `${token}\n`);
-  return token;
+  // An empty file (a crash between create and write), or an older Switchyard's password: replace it.
+  writePrivateFile(file, `${seed}\n`);
+  return seed;
 }
 
 /** mkdir -p with mode 0700, and 0700 on a dir that was already there. */
@@ -185,25 +220,21 @@ function writePrivateFile(file: string, content: string): void {
   }
 }
 
-/**
- * A token nats-server's config parser takes verbatim inside double quotes: printable ASCII
- * without quote, backslash or space, and not `$2...` (the server would treat it as a bcrypt hash).
- */
-function checkToken(token: string, what = 'the embedded nats-server token (NATS_TOKEN or DATA_DIR/nats/token)'): void {
-  if (!/^[\x21-\x7e]+$/.test(token) || /["\\]/.test(token) || token.startsWith('$2'))
-    throw new Error(`${what} must be printable ASCII without spaces, quotes or backslashes, and not start with $2`);
+/** The embedded server names its users by nkey only: each credential must be a user seed (see natsUserSeed). */
+function checkSeed(seed: string, what = 'the embedded nats-server seed (DATA_DIR/nats/token)'): void {
+  if (!isNatsUserSeed(seed)) throw new Error(`${what} must be an nkey user seed (SU...)`);
 }
 
-/** Who may only follow the events: the `events` user's password and the subjects it may subscribe to. */
+/** Who may only follow the events: the `events` user's nkey seed and the subjects it may subscribe to. */
 export interface NatsEventsReader {
-  readonly password: string;
+  readonly seed: string;
   readonly subjects: readonly string[];
 }
 
-/** A user of one role of the system: what it may publish and subscribe to. */
+/** A user of one role of the system: its nkey seed, and what it may publish and subscribe to. */
 export interface NatsRoleAccount {
   readonly user: string;
-  readonly password: string;
+  readonly seed: string;
   readonly publish: readonly string[];
   readonly subscribe: readonly string[];
 }
@@ -217,34 +248,39 @@ export function natsRoleUserEntry(
   account: Pick<NatsRoleAccount, 'user' | 'publish' | 'subscribe'>,
   password: string,
 ): string {
+  return roleEntry(`user: "${account.user}", password: ${password}`, account);
+}
+
+function roleEntry(auth: string, account: Pick<NatsRoleAccount, 'publish' | 'subscribe'>): string {
   const list = (xs: readonly string[]) => `[${xs.map((x) => JSON.stringify(x)).join(', ')}]`;
-  return `{ user: "${account.user}", password: ${password}, permissions: { publish: { allow: ${list(account.publish)} }, subscribe: { allow: ${list(account.subscribe)} } } }`;
+  return `{ ${auth}, permissions: { publish: { allow: ${list(account.publish)} }, subscribe: { allow: ${list(account.subscribe)} } } }`;
 }
 
 /**
  * The config file of one server: listen on loopback, JetStream in the store dir, and, with a
- * token, two users: `switchyard` (password: the token) with every subject, and `events`, which may
- * subscribe to the event subjects and publish nothing. Publishing nothing matters beyond the
- * service subjects: a JetStream API request (a consumer's deliver subject, a request's reply
- * subject) makes the server publish to a subject the requester names, so a reader allowed the
- * API could still put messages on the service subjects.
+ * seed, users named by nkey only (the file holds public keys, no secret): the system's (every
+ * subject), `events`, which may subscribe to the event subjects and publish nothing, and the
+ * roles'. Publishing nothing matters beyond the service subjects: a JetStream API request (a
+ * consumer's deliver subject, a request's reply subject) makes the server publish to a subject
+ * the requester names, so a reader allowed the API could still put messages on the service subjects.
  */
 function natsConfig(
   port: number,
   storeDir: string,
-  token: string | undefined,
+  seed: string | undefined,
   events?: NatsEventsReader,
   roles: readonly NatsRoleAccount[] = [],
 ): string {
-  const users = token
+  const nkey = (s: string) => `nkey: "${natsPublicKey(s)}"`;
+  const users = seed
     ? [
-        `    { user: "${NATS_SYSTEM_USER}", password: "${token}" }`,
+        `    { ${nkey(seed)} }`,
         ...(events
           ? [
-              `    { user: "${NATS_EVENTS_USER}", password: "${events.password}", permissions: { publish: { deny: [">"] }, subscribe: { allow: [${events.subjects.map((x) => JSON.stringify(x)).join(', ')}] } } }`,
+              `    { ${nkey(events.seed)}, permissions: { publish: { deny: [">"] }, subscribe: { allow: [${events.subjects.map((x) => JSON.stringify(x)).join(', ')}] } } }`,
             ]
           : []),
-        ...roles.map((r) => `    ${natsRoleUserEntry(r, `"${r.password}"`)}`),
+        ...roles.map((r) => `    ${roleEntry(nkey(r.seed), r)}`),
       ]
     : [];
   return [
@@ -267,17 +303,25 @@ function checkSubjects(subjects: readonly string[], whose = "the events reader's
 
 /**
  * What the server on the port says to a client holding `credential`: `open` (it asks for no
- * credentials), `accepted` or `refused`. A token is presented as connectNats does: as the token
- * and as the `switchyard` user's password. Plain NATS protocol (INFO, CONNECT, PING), so the
+ * credentials), `accepted` or `refused`. An nkey seed (`{ seed }`) only signs the nonce the
+ * server's greeting carries: a server that asks for credentials with no nonce is `refused`
+ * before anything is sent, since the embedded server always sends one (it names its users by
+ * nkey) and only a stranger on the port would not. So the launcher may probe a server it does not
+ * know yet. A password (`{ user, pass }`) goes in clear: only for a server the caller started
+ * itself (tests of a config of its own). Plain NATS protocol (INFO, CONNECT, PING), so the
  * platform needs no NATS client for the check.
  */
 export function probeNatsAuth(
   port: number,
-  credential: string | { readonly user: string; readonly pass: string },
+  credential: { readonly seed: string } | { readonly user: string; readonly pass: string },
   timeoutMs = 3_000,
 ): Promise<'open' | 'accepted' | 'refused'> {
-  const c = typeof credential === 'string' ? natsTokenCredentials(credential) : credential;
-  const auth = { ...('token' in c && { auth_token: c.token }), user: c.user, pass: c.pass };
+  const connectWith = (nonce: string | undefined): Record<string, string> | undefined => {
+    if (!('seed' in credential)) return { user: credential.user, pass: credential.pass };
+    if (!nonce) return undefined;
+    const kp = fromSeed(new TextEncoder().encode(credential.seed));
+    return { nkey: kp.getPublicKey(), sig: encodeSignature(kp.sign(new TextEncoder().encode(nonce))) };
+  };
   return new Promise((resolve, reject) => {
     const socket = new Socket();
     let buf = '';
@@ -304,13 +348,15 @@ export function probeNatsAuth(
         const line = buf.slice(0, end);
         buf = buf.slice(end + 2);
         if (!line.startsWith('INFO ')) return done(new Error(`not a NATS server on 127.0.0.1:${port}`));
-        let info: { auth_required?: boolean };
+        let info: { auth_required?: boolean; nonce?: unknown };
         try {
-          info = JSON.parse(line.slice(5)) as { auth_required?: boolean };
+          info = JSON.parse(line.slice(5)) as { auth_required?: boolean; nonce?: unknown };
         } catch {
           return done(new Error(`not a NATS server on 127.0.0.1:${port}`));
         }
         if (!info.auth_required) return done(undefined, 'open');
+        const auth = connectWith(typeof info.nonce === 'string' ? info.nonce : undefined);
+        if (!auth) return done(undefined, 'refused');
         sent = true;
         socket.write(
           `CONNECT ${JSON.stringify({ ...auth, verbose: false, pedantic: false, name: 'switchyard-probe' })}\r\nPING\r\n`,
@@ -329,63 +375,60 @@ export function probeNatsAuth(
 
 /**
  * Start the real nats-server with JetStream on 127.0.0.1, from a config file written into the
- * store dir (mode 0600). With `token`, clients must present it (as the `switchyard` user's
- * password); with `events` too, the `events` user may follow the event subjects and nothing else.
- * The secrets go in that file, never on the command line or in the server's environment, since
- * /proc/<pid>/cmdline is readable by every local user. Without a token the server asks for nothing
- * (the test harness).
- * If a server already answers on the port (left by a killed run), adopt it; with `token`, only
- * when it asks for credentials and takes these, so a server left without authentication (or
- * another data dir's) is not silently used.
+ * store dir (mode 0600). With `seed`, clients must sign the server's nonce with it (nkey auth:
+ * no secret crosses the socket); with `events` too, the `events` user may follow the event
+ * subjects and nothing else; each of `roles` gets its role's subjects. The file names the users
+ * by public key only. Without a seed the server asks for nothing (the test harness).
+ * If a server already answers on the port (left by a killed run), adopt it; with `seed`, only
+ * when it asks for credentials and takes every one of ours, so a server left without
+ * authentication (or another data dir's) is not silently used. The check signs nonces only.
  */
 export async function startNatsServer(opts: {
   port: number;
   storeDir: string;
   logger?: Logger;
-  token?: string;
+  /** The all-subjects user's nkey seed (embeddedNatsToken, or natsUserSeed of NATS_TOKEN). */
+  seed?: string;
   events?: NatsEventsReader;
-  /** Users of the roles (see NatsRoleAccount); with a token only. */
+  /** Users of the roles (see NatsRoleAccount); with a seed only. */
   roles?: readonly NatsRoleAccount[];
 }): Promise<NatsServerHandle> {
   const url = `nats://127.0.0.1:${opts.port}`;
-  if (opts.token !== undefined) checkToken(opts.token);
+  if (opts.seed !== undefined) checkSeed(opts.seed);
   if (opts.events) {
-    if (opts.token === undefined)
-      throw new Error('the events reader needs a token: a server without one asks for nothing');
-    checkToken(opts.events.password);
+    if (opts.seed === undefined)
+      throw new Error('the events reader needs a seed: a server without one asks for nothing');
+    checkSeed(opts.events.seed, "the events user's seed");
     checkSubjects(opts.events.subjects);
   }
   const roles = opts.roles ?? [];
-  if (roles.length > 0 && opts.token === undefined)
-    throw new Error("the roles' users need a token: a server without one asks for nothing");
+  if (roles.length > 0 && opts.seed === undefined)
+    throw new Error("the roles' users need a seed: a server without one asks for nothing");
   for (const r of roles) {
     if (!/^[a-z][a-z0-9_-]*$/.test(r.user)) throw new Error(`a NATS role user's name must be plain: ${r.user}`);
-    checkToken(r.password, `the ${r.user} user's password`);
+    checkSeed(r.seed, `the ${r.user} user's seed`);
     checkSubjects(r.publish, `the ${r.user} user's`, true);
     checkSubjects(r.subscribe, `the ${r.user} user's`, true);
   }
   if (await isListening(opts.port)) {
-    if (opts.token !== undefined) {
-      const auth = await probeNatsAuth(opts.port, opts.token);
+    if (opts.seed !== undefined) {
+      const auth = await probeNatsAuth(opts.port, { seed: opts.seed });
       if (auth === 'open')
         throw new Error(
           `a NATS server that asks for no token already runs on 127.0.0.1:${opts.port} (left by an older Switchyard?): stop it, and the launcher starts one that does`,
         );
       if (auth === 'refused')
         throw new Error(
-          `the NATS server already on 127.0.0.1:${opts.port} refuses this data dir's token (NATS_TOKEN or DATA_DIR/nats/token): it belongs to another data dir or token; stop it or use another EMBEDDED_NATS_PORT`,
+          `the NATS server already on 127.0.0.1:${opts.port} refuses this data dir's nkey (DATA_DIR/nats/token, or NATS_TOKEN): it belongs to another data dir or an older Switchyard, or it is not a nats-server; stop it or use another EMBEDDED_NATS_PORT`,
         );
-      if (
-        opts.events &&
-        (await probeNatsAuth(opts.port, { user: NATS_EVENTS_USER, pass: opts.events.password })) !== 'accepted'
-      )
+      if (opts.events && (await probeNatsAuth(opts.port, { seed: opts.events.seed })) !== 'accepted')
         throw new Error(
-          `the NATS server already on 127.0.0.1:${opts.port} has no "${NATS_EVENTS_USER}" user with this data dir's password (DATA_DIR/nats/${NATS_EVENTS_PASSWORD_FILE}); it was started by an older Switchyard: stop it, and the launcher starts one that has`,
+          `the NATS server already on 127.0.0.1:${opts.port} has no "${NATS_EVENTS_USER}" user with this data dir's nkey (DATA_DIR/nats/${NATS_EVENTS_PASSWORD_FILE}); it was started by an older Switchyard: stop it, and the launcher starts one that has`,
         );
       for (const r of roles)
-        if ((await probeNatsAuth(opts.port, { user: r.user, pass: r.password })) !== 'accepted')
+        if ((await probeNatsAuth(opts.port, { seed: r.seed })) !== 'accepted')
           throw new Error(
-            `the NATS server already on 127.0.0.1:${opts.port} has no "${r.user}" user with this data dir's password; it was started by an older Switchyard: stop it, and the launcher starts one that has`,
+            `the NATS server already on 127.0.0.1:${opts.port} has no "${r.user}" user with this data dir's nkey; it was started by an older Switchyard: stop it, and the launcher starts one that has`,
           );
     }
     opts.logger?.info({ port: opts.port }, 'adopting the NATS server already running on the port');
@@ -396,9 +439,9 @@ export async function startNatsServer(opts: {
   const storeDir = path.resolve(opts.storeDir);
   privateDir(storeDir);
   const conf = path.join(storeDir, NATS_CONFIG_FILE);
-  writePrivateFile(conf, natsConfig(opts.port, storeDir, opts.token, opts.events, roles));
+  writePrivateFile(conf, natsConfig(opts.port, storeDir, opts.seed, opts.events, roles));
   const log = opts.logger?.child({ component: 'nats-server' });
-  // NATS_TOKEN stays out of the server's environment too (it reads the token from the file), as does every other credential of ours.
+  // NATS_TOKEN stays out of the server's environment too, as does every other credential of ours.
   const child: ChildProcess = spawn(bin, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'], env: serverChildEnv() });
   const relay = (b: Buffer) => log?.debug({ nats: b.toString().trim() }, 'nats-server');
   child.stdout?.on('data', relay);

@@ -1,5 +1,7 @@
+import type { TLSSocket } from 'node:tls';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 
 /**
  * The one way the code base makes PostgreSQL connections. A `pg.Client` (and so every client of
@@ -15,10 +17,96 @@ export interface PgGuardOptions {
   /** Named in the log lines ("which pool"). */
   readonly name: string;
   readonly logger?: Logger;
+  /**
+   * Whether the password may go to a server that asks for it in clear text or MD5 over a
+   * connection that is not TLS with a verified certificate. Default: DATABASE_ALLOW_PLAIN_PASSWORD
+   * (false). The embedded server's own connections pass false: it only does SCRAM.
+   */
+  readonly allowPlainPassword?: boolean;
+}
+
+/**
+ * DATABASE_ALLOW_PLAIN_PASSWORD: `true` lets connections answer a server's request for a clear-text
+ * or MD5 password without TLS (an external server with `password`/`md5` in its pg_hba.conf).
+ * Off by default: on a loopback port any local user can listen while the server is down, and
+ * such a request would hand it the password (SCRAM gives a stand-in nothing usable).
+ */
+export const allowPlainPasswordSchema = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes')
+  .default(false);
+
+/** What a refused clear-text or MD5 password request fails with (a connection error: the real server may be back later). */
+export const PLAIN_PASSWORD_REFUSED = 'PLAIN_PASSWORD_REFUSED';
+
+/** The server asked for the password in a form a listener could read or replay, on a connection that does not authenticate it. */
+export class PlainPasswordRefusedError extends Error {
+  readonly code = PLAIN_PASSWORD_REFUSED;
+  constructor(
+    readonly target: string,
+    readonly method: 'clear text' | 'MD5',
+  ) {
+    super(
+      `the server at ${target} asked for the password ${method === 'MD5' ? 'as an MD5 hash' : 'in clear text'}; Switchyard sends it only by SCRAM or over TLS with a verified certificate (for an external server that needs it, set DATABASE_ALLOW_PLAIN_PASSWORD=true)`,
+    );
+    this.name = 'PlainPasswordRefusedError';
+  }
+}
+
+function allowPlainPasswordFromEnv(): boolean {
+  return allowPlainPasswordSchema.parse(process.env.DATABASE_ALLOW_PLAIN_PASSWORD || undefined);
+}
+
+/** pg.Client's handlers of the server's password requests, which this module overrides (pg.unit.spec.ts checks they exist). */
+export const PG_PASSWORD_HANDLERS = ['_handleAuthCleartextPassword', '_handleAuthMD5Password'] as const;
+
+interface PgClientInternals {
+  readonly host: string;
+  readonly port: number;
+  readonly connection: { stream?: Partial<TLSSocket>; emit(event: 'error', err: Error): boolean };
+  _handleAuthCleartextPassword(msg: unknown): void;
+  _handleAuthMD5Password(msg: unknown): void;
+}
+
+/**
+ * A pg.Client that gives its password only by SCRAM-SHA-256 (which a stand-in server learns
+ * nothing usable from), or in clear text / MD5 over TLS whose server certificate was verified.
+ * Every other request for it fails the connection with PlainPasswordRefusedError and sends
+ * nothing. pg answers AuthenticationCleartextPassword with the password itself, whoever asks.
+ */
+class ScramOnlyClient extends pg.Client {
+  /** Whether this password request may be answered: over TLS with a verified server, only. */
+  private plainAllowed(method: 'clear text' | 'MD5'): boolean {
+    const self = this as unknown as PgClientInternals;
+    const stream = self.connection.stream;
+    if (stream?.encrypted === true && stream.authorized === true) return true;
+    const err = new PlainPasswordRefusedError(`${self.host}:${self.port}`, method);
+    self.connection.emit('error', err);
+    // Nothing more on this socket: the stand-in gets neither the password nor a Terminate.
+    (stream as { destroy?: () => void } | undefined)?.destroy?.();
+    return false;
+  }
+
+  _handleAuthCleartextPassword(msg: unknown): void {
+    if (this.plainAllowed('clear text'))
+      (pg.Client.prototype as unknown as PgClientInternals)._handleAuthCleartextPassword.call(this, msg);
+  }
+
+  _handleAuthMD5Password(msg: unknown): void {
+    if (this.plainAllowed('MD5'))
+      (pg.Client.prototype as unknown as PgClientInternals)._handleAuthMD5Password.call(this, msg);
+  }
+}
+
+/** The Client class connections are made with: pg's own only when plain passwords are allowed. */
+function clientClass(opts: Pick<PgGuardOptions, 'allowPlainPassword'>): typeof pg.Client {
+  return (opts.allowPlainPassword ?? allowPlainPasswordFromEnv()) ? pg.Client : ScramOnlyClient;
 }
 
 /** Node/pg errno codes of a lost, refused or unresolvable connection (no SQLSTATE). */
 const CONNECTION_ERRNOS = new Set([
+  // A stand-in on the port while the real server restarts: a later connection may reach the real one.
+  PLAIN_PASSWORD_REFUSED,
   'ECONNREFUSED',
   'ECONNRESET',
   'ETIMEDOUT',
@@ -106,9 +194,12 @@ export const PG_CONNECTION_DEFAULTS = {
   keepAlive: true,
 } as const satisfies pg.PoolConfig;
 
-/** A guarded `pg.Pool` (see guardPgPool) with PG_CONNECTION_DEFAULTS under its config. */
+/**
+ * A guarded `pg.Pool` (see guardPgPool) with PG_CONNECTION_DEFAULTS under its config, whose
+ * clients send the password by SCRAM only (see ScramOnlyClient, PgGuardOptions.allowPlainPassword).
+ */
 export function createPgPool(config: pg.PoolConfig, opts: PgGuardOptions): pg.Pool {
-  return guardPgPool(new pg.Pool({ ...PG_CONNECTION_DEFAULTS, ...config }), opts);
+  return guardPgPool(new pg.Pool({ ...PG_CONNECTION_DEFAULTS, ...config, Client: clientClass(opts) }), opts);
 }
 
 /**
@@ -121,7 +212,8 @@ export function createPgClient(
   config: pg.ClientConfig,
   opts: PgGuardOptions & { onError?: (err: Error) => void },
 ): pg.Client {
-  const client = new pg.Client({ ...PG_CONNECTION_DEFAULTS, ...config });
+  const Client = clientClass(opts);
+  const client = new Client({ ...PG_CONNECTION_DEFAULTS, ...config });
   const log = opts.logger?.child({ connection: opts.name });
   let failed = false;
   client.on('error', (err) => {

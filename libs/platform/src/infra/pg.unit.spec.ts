@@ -3,7 +3,14 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { createPgClient, createPgPool, isConnectionError } from './pg.js';
+import pg from 'pg';
+import {
+  allowPlainPasswordSchema,
+  createPgClient,
+  createPgPool,
+  isConnectionError,
+  PG_PASSWORD_HANDLERS,
+} from './pg.js';
 
 // dist/infra -> the repository root.
 const root = path.resolve(import.meta.dirname, '..', '..', '..', '..');
@@ -108,6 +115,22 @@ describe('PostgreSQL connections always have an error listener', () => {
     );
     assert.doesNotThrow(() => pool.emit('error', new Error('idle client died'), client));
     await pool.end();
+  });
+
+  it("pg still answers the server's clear-text and MD5 password requests through the handlers the SCRAM-only client overrides", () => {
+    // If pg renames them, the override would silently stop refusing: pg-password.int.spec.ts would fail too.
+    for (const name of PG_PASSWORD_HANDLERS)
+      assert.equal(typeof (pg.Client.prototype as unknown as Record<string, unknown>)[name], 'function', name);
+    const attach = String((pg.Client.prototype as unknown as { _attachListeners: () => void })._attachListeners);
+    assert.match(attach, /'authenticationCleartextPassword', this\._handleAuthCleartextPassword\.bind\(this\)/);
+    assert.match(attach, /'authenticationMD5Password', this\._handleAuthMD5Password\.bind\(this\)/);
+  });
+
+  it('DATABASE_ALLOW_PLAIN_PASSWORD is off unless set to a true value', () => {
+    assert.equal(allowPlainPasswordSchema.parse(undefined), false);
+    assert.equal(allowPlainPasswordSchema.parse('true'), true);
+    assert.equal(allowPlainPasswordSchema.parse('0'), false);
+    assert.throws(() => allowPlainPasswordSchema.parse('sure'));
   });
 
   it('tells connection failures from statement errors', () => {

