@@ -278,9 +278,14 @@ describe('the gateway as an MCP server (/mcp)', () => {
       history.slice(2).map((e: { revision: number }) => e.revision),
     );
 
-    // The report the run wrote (the sandbox's reports/ folder) is a resource: listed, readable by an
-    // operator (its text is the run's), refused to a viewer, and a missing one is an error.
-    const reportUri = 'switchyard://reports/revenue-analysis.md';
+    // The report the run wrote (the sandbox's reports/ folder, a file of the execution's own, named
+    // by its report_file output) is a resource: listed, readable by an operator (its text is the
+    // run's), refused to a viewer, and a missing one is an error.
+    assert.match(
+      exec.output.report_file,
+      new RegExp(`^\\./reports/revenue-analysis-[0-9T.]+Z-${out.execution_id}\\.md$`),
+    );
+    const reportUri = `switchyard://reports/${path.basename(exec.output.report_file)}`;
     assert.ok(
       (await c.listResources()).resources.some((x) => x.uri === reportUri),
       'the report is listed',

@@ -211,6 +211,19 @@ describe('built-in workflow templates, end to end', () => {
   };
   const stepStatus = (d: Awaited<ReturnType<typeof detail>>) =>
     Object.fromEntries(d.steps.map((s) => [s.step_id, s.status]));
+  /** Where revenue_analysis writes without report_path: reports/revenue-analysis-<start, UTC>-<execution id>.md. */
+  const defaultReportFile = async (executionId: string) => {
+    const r = await http('GET', `/api/v1/workflows/executions/${executionId}`);
+    const started = String(r.body.started_at);
+    assert.match(started, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/);
+    const stamp = `${started.split('Z')[0]!.replaceAll('-', '').replaceAll(':', '')}Z`;
+    return `./reports/revenue-analysis-${stamp}-${executionId}.md`;
+  };
+  /** A report_file output's file on disk (the output is relative to the sandbox root). */
+  const readReport = (reportFile: string) => {
+    assert.match(reportFile, /^\.\/reports\/[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.md$/);
+    return readFileSync(path.join(realpathSync(filesRoot), reportFile), 'utf8');
+  };
 
   before(async () => {
     sink = await startSink();
@@ -263,10 +276,10 @@ describe('built-in workflow templates, end to end', () => {
     assert.equal(r.output.forecast_included, true);
     assert.equal(typeof r.output.forecast_total, 'number');
 
-    // The report, named relative to the sandbox (the filesystem server shows no absolute server path).
-    assert.equal(r.output.report_file, './reports/revenue-analysis.md');
-    const file = path.join(realpathSync(filesRoot), 'reports', 'revenue-analysis.md');
-    const report = readFileSync(file, 'utf8');
+    // The report, named relative to the sandbox (the filesystem server shows no absolute server path):
+    // a file of this execution's own, by its start time and id.
+    assert.equal(r.output.report_file, await defaultReportFile(r.execution_id));
+    const report = readReport(r.output.report_file);
     assert.match(report, new RegExp(`^# Revenue analysis: last 30d \\(${want.from_date} to ${want.to_date}\\)\\n`));
     assert.ok(report.includes(`| Total revenue | ${total} |`), report.slice(0, 600));
     assert.ok(report.includes(`| Orders | ${want.orders} |`));
@@ -330,8 +343,37 @@ describe('built-in workflow templates, end to end', () => {
     ]);
   });
 
+  it('revenue_analysis: two runs without report_path write two reports, each holding its own run, each named by its output', async () => {
+    const first = await run('revenue_analysis', { timeframe: '30d', include_forecasts: true });
+    const second = await run('revenue_analysis', { timeframe: '12m' });
+    assert.equal(first.output.report_file, await defaultReportFile(first.execution_id));
+    assert.equal(second.output.report_file, await defaultReportFile(second.execution_id));
+    assert.notEqual(first.output.report_file, second.output.report_file);
+    // The first run's report is still the first run's after the second one wrote.
+    const a = readReport(first.output.report_file);
+    const b = readReport(second.output.report_file);
+    assert.match(a, new RegExp(`^# Revenue analysis: last 30d \\(${first.output.window.from} to `));
+    assert.ok(a.includes(`| Total revenue | ${first.output.total_revenue} |`));
+    assert.ok(a.includes(`forecast total ${first.output.forecast_total}`));
+    assert.match(b, new RegExp(`^# Revenue analysis: last 12m \\(${second.output.window.from} to `));
+    assert.ok(b.includes(`| Total revenue | ${second.output.total_revenue} |`));
+    assert.match(b, /## Forecast\n\nNot requested/);
+    // Sorted by name, the later run's report comes later; the metrics name each run's own report.
+    assert.ok(first.output.report_file < second.output.report_file);
+    const labelled = await db.query<{ report: string }>(
+      `select distinct labels->>'report' as report from analytics.metrics where idempotency_key like $1`,
+      [`${adminActor}/${second.execution_id}:%`],
+    );
+    assert.deepEqual(
+      labelled.rows.map((x) => `./${x.report}`),
+      [second.output.report_file],
+    );
+  });
+
   it('revenue_analysis with defaults (12m, no forecasts): forecast skipped, 12 calendar months summed', async () => {
     const r = await run('revenue_analysis', { report_path: 'reports/revenue-12m.md' });
+    // A path given is the file written, as given.
+    assert.equal(r.output.report_file, './reports/revenue-12m.md');
     const sql = await db.query<{ from_date: string; total: string }>(
       `with m as (select max(order_date) as as_of from business.orders),
             w as (select (date_trunc('month', m.as_of::timestamp) - interval '11 months')::date as from_date, m.as_of from m)

@@ -70,7 +70,7 @@ const EXECUTION_URI = /^switchyard:\/\/executions\/([A-Za-z0-9_.:-]{1,128})(\/hi
 const HISTORY_PAGE_EVENTS = 1_000;
 /** A report a workflow wrote: a file directly in the filesystem sandbox's `reports/` folder (no path, no dot-files). */
 const REPORT_URI = /^switchyard:\/\/reports\/([A-Za-z0-9_-][A-Za-z0-9_.-]{0,199})$/;
-/** Where the templates write their reports (revenue_analysis: `reports/revenue-analysis.md`). */
+/** Where the templates write their reports (revenue_analysis: `reports/revenue-analysis-<start>-<execution id>.md`). */
 const REPORTS_DIR = 'reports';
 const REPORTS_LISTED = 50;
 const MAX_SUBSCRIPTIONS_PER_SESSION = 100;
@@ -547,7 +547,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
           uriTemplate: 'switchyard://reports/{name}',
           name: 'report',
           title: 'Workflow report',
-          description: `A report a workflow wrote (the filesystem sandbox's ${REPORTS_DIR}/ folder), e.g. revenue-analysis.md`,
+          description: `A report a workflow wrote (the filesystem sandbox's ${REPORTS_DIR}/ folder), e.g. revenue-analysis-20261204T101112.345Z-<execution id>.md`,
           mimeType: 'text/markdown',
         },
       ],
@@ -730,7 +730,11 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     }
   }
 
-  /** The reports in the sandbox's reports folder, as resources (none when the filesystem server is down or the folder is missing). */
+  /**
+   * The reports in the sandbox's reports folder, as resources (none when the filesystem server is
+   * down or the folder is missing), by name from last to first: revenue_analysis names each
+   * execution's report by its start time, so the newest are the ones listed.
+   */
   private async reports(): Promise<{ uri: string; name: string; description: string; mimeType: string }[]> {
     try {
       const out = await this.queries.execute(
@@ -741,6 +745,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
         .split('\n')
         .map((line) => /^\[FILE\] (.+)$/.exec(line.trim())?.[1])
         .filter((name): name is string => name !== undefined && REPORT_URI.test(`switchyard://reports/${name}`))
+        .sort((a, b) => (a < b ? 1 : a > b ? -1 : 0))
         .slice(0, REPORTS_LISTED)
         .map((name) => ({
           uri: `switchyard://reports/${name}`,

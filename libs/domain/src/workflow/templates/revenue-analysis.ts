@@ -2,9 +2,20 @@ import type { WorkflowDefinitionInput } from '../definition/schema.js';
 
 /** The sandbox root, from the filesystem server's `list_allowed_directories` ("Allowed directories:\n<root>"). */
 const ROOT = "steps.fs_root.output.content.split('\\n')[1]";
-/** Directory part of `input.report_path` ('' for a file at the root). */
+/**
+ * The report's path in the sandbox: `input.report_path` when given, else a file of the execution's
+ * own, `reports/revenue-analysis-<start, UTC, YYYYMMDDTHHMMSS.sssZ>-<execution id>.md`. One fixed
+ * name made every run overwrite the last one's report while its output still named it. The start
+ * time (to the millisecond: runs within one second are common) puts the files in order; both parts
+ * are fixed for the execution's life, so a retry or a re-dispatched step writes the same file.
+ * (An input default cannot name the execution: defaults are literal JSON, not expressions.)
+ */
+const REPORT_PATH =
+  "(has(input.report_path) ? input.report_path : 'reports/revenue-analysis-' + " +
+  "execution.started_at.split('Z')[0].split('-').join('').split(':').join('') + 'Z-' + execution.id + '.md')";
+/** Directory part of the report's path ('' for a file at the root). */
 const REPORT_DIR =
-  "(input.report_path.lastIndexOf('/') >= 0 ? input.report_path.substring(0, input.report_path.lastIndexOf('/')) : '')";
+  "(!has(input.report_path) ? 'reports' : input.report_path.lastIndexOf('/') >= 0 ? input.report_path.substring(0, input.report_path.lastIndexOf('/')) : '')";
 const WINDOW = 'steps.fetch_revenue.output.rows[0]';
 const A = 'steps.analyze.output';
 const F = 'steps.forecast.output';
@@ -16,7 +27,8 @@ const F = 'steps.forecast.output';
  * 2. analyse patterns (`agent:revenue_analysis`: series, growth, mix, top customers, anomalies) and,
  *    only when `include_forecasts`, forecast (`agent:revenue_forecast`), both pinned to that window;
  * 3. write a markdown report into the filesystem sandbox (official filesystem server: the root comes
- *    from `list_allowed_directories`, the parent directory is created first);
+ *    from `list_allowed_directories`, the parent directory is created first), by default a file of
+ *    the execution's own (REPORT_PATH), named by the output's `report_file`;
  * 4. store the headline figures as analytics metrics (`record_metric`): the default system permits
  *    that, while the database server is read-only by default.
  * A failed forecast does not lose the analysis: the report says why the forecast is missing.
@@ -33,7 +45,8 @@ export const revenueAnalysisTemplate = {
   // v3: stored metrics carry a per-execution idempotency key.
   // v4: the filesystem steps (all of them idempotent) are retried when their server is away or
   // does not answer in time (a call running when its process died was lost, and the report with it).
-  version: 4,
+  // v5: without `report_path` each execution writes a report of its own (REPORT_PATH), not one shared file.
+  version: 5,
   name: 'Revenue analysis',
   description:
     'Fetch revenue data, analyse patterns, optionally forecast, write a markdown report and store the results as metrics.',
@@ -55,7 +68,10 @@ export const revenueAnalysisTemplate = {
         type: 'string',
         // Relative to the sandbox root, no "..": the filesystem server refuses anything outside anyway.
         pattern: '^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*\\.md$',
-        default: 'reports/revenue-analysis.md',
+        description:
+          'Where to write the report, relative to the filesystem sandbox root (letters, digits, _ and -, folders separated by /, ending .md); ' +
+          'a run given the path of an earlier report replaces it. Without it each execution writes its own: ' +
+          'reports/revenue-analysis-<start time, UTC, YYYYMMDDTHHMMSS.sssZ>-<execution id>.md. The output report_file names the file written',
       },
     },
     additionalProperties: false,
@@ -136,7 +152,7 @@ export const revenueAnalysisTemplate = {
       // The forecast may be skipped (not requested) or failed (continue): the report is still wanted.
       if: "steps.analyze.status == 'succeeded' && steps.report_dir.status == 'succeeded'",
       with: {
-        path: `\${{ ${ROOT} + '/' + input.report_path }}`,
+        path: `\${{ ${ROOT} + '/' + ${REPORT_PATH} }}`,
         content:
           `# Revenue analysis: last \${{ input.timeframe }} (\${{ ${A}.window.from }} to \${{ ${A}.window.to }})\n\n` +
           '| Figure | Value |\n|---|---:|\n' +
@@ -181,7 +197,7 @@ export const revenueAnalysisTemplate = {
           timeframe: '${{ input.timeframe }}',
           from: `\${{ ${A}.window.from }}`,
           to: `\${{ ${A}.window.to }}`,
-          report: '${{ input.report_path }}',
+          report: `\${{ ${REPORT_PATH} }}`,
         },
         // Recorded once per execution and metric, however often the step is re-dispatched.
         idempotency_key: '${{ execution.id }}:${{ item.name }}',
@@ -199,7 +215,7 @@ export const revenueAnalysisTemplate = {
     total_revenue: `\${{ ${A}.total }}`,
     orders: `\${{ ${A}.orderCount }}`,
     customers_with_orders: `\${{ ${A}.customersWithOrders }}`,
-    report_file: `\${{ ${ROOT} + '/' + input.report_path }}`,
+    report_file: `\${{ ${ROOT} + '/' + ${REPORT_PATH} }}`,
     forecast_included: "${{ steps.forecast.status == 'succeeded' }}",
     forecast_total: `\${{ steps.forecast.status == 'succeeded' ? ${F}.summary.forecastTotal : null }}`,
     metrics_recorded: '${{ size(steps.store_results.output) }}',

@@ -23,3 +23,20 @@ describe('revenue_analysis timeframe', () => {
     assert.ok(!r.ok && r.problems.some((p) => p.path === 'timeframe'), JSON.stringify(r));
   });
 });
+
+describe('revenue_analysis report_path', () => {
+  const check = (input: Record<string, unknown>) => validateInput(revenueAnalysisTemplate.input, input);
+
+  it('has no default: without it each execution names a report of its own (see templates.unit.spec.ts)', () => {
+    const r = check({});
+    assert.ok(r.ok);
+    assert.equal('report_path' in r.value, false);
+    assert.match(revenueAnalysisTemplate.input.properties.report_path.description, /execution id/);
+  });
+
+  it('takes a path relative to the sandbox root, ending .md, and nothing that could leave it', () => {
+    for (const p of ['reports/q4.md', 'q4.md', 'a/b_c/d-e.md']) assert.equal(check({ report_path: p }).ok, true, p);
+    for (const p of ['../x.md', '/etc/x.md', 'reports/../x.md', 'reports/x.txt', 'reports//x.md', './x.md', ''])
+      assert.equal(check({ report_path: p }).ok, false, p);
+  });
+});

@@ -62,6 +62,7 @@ function simulate(
   input: unknown,
   respond: Responder,
   signal?: { name: string; payload: Record<string, unknown> },
+  start: { executionId: string; at: string } = { executionId: 'sim', at: at(0) },
 ) {
   let state: WorkflowExecutionState = initialWorkflowState;
   const events: WorkflowEvent[] = [];
@@ -71,7 +72,11 @@ function simulate(
     events.push(...out);
     state = out.reduce(evolveWorkflow, state);
   };
-  send({ type: 'StartWorkflow', data: { executionId: 'sim', definition: def, input, seed: 7 }, metadata: meta(at(0)) });
+  send({
+    type: 'StartWorkflow',
+    data: { executionId: start.executionId, definition: def, input, seed: 7 },
+    metadata: meta(start.at),
+  });
   const maxInFlight: Record<string, number> = {};
   for (let round = 0; round < 100; round++) {
     const actions = nextActions(state, at(clock));
@@ -358,7 +363,8 @@ describe('built-in templates: simulated runs reach completed', () => {
     ]);
     assert.deepEqual(dispatchedInputs(events, 'report_dir'), [{ path: '/srv/files/reports' }]);
     const report = dispatchedInputs(events, 'write_report')[0] as { path: string; content: string };
-    assert.equal(report.path, '/srv/files/reports/revenue-analysis.md');
+    // A file of the execution's own: its start time (UTC), then its id.
+    assert.equal(report.path, '/srv/files/reports/revenue-analysis-20260101T000000.000Z-sim.md');
     assert.match(report.content, /^# Revenue analysis: last 3m \(2026-01-01 to 2026-03-31\)\n/);
     assert.match(report.content, /\| Total revenue \| 3600\.5 \|/);
     assert.match(report.content, /\| 2026-02 \| 1100 \| 9 \|/);
@@ -375,16 +381,50 @@ describe('built-in templates: simulated runs reach completed', () => {
         ['revenue.customers', 7],
       ],
     );
+    assert.deepEqual(
+      dispatchedInputs(events, 'store_results').map((i) => (i as { labels: { report: string } }).labels.report),
+      Array(3).fill('reports/revenue-analysis-20260101T000000.000Z-sim.md'),
+    );
     assert.ok(state.status === 'completed');
     assert.deepEqual(state.outputs, {
       window: { from: '2026-01-01', to: '2026-03-31', timeframe: '3m' },
       total_revenue: 3600.5,
       orders: 30,
       customers_with_orders: 7,
-      report_file: '/srv/files/reports/revenue-analysis.md',
+      report_file: '/srv/files/reports/revenue-analysis-20260101T000000.000Z-sim.md',
       forecast_included: false,
       forecast_total: null,
       metrics_recorded: 3,
+    });
+  });
+
+  it('revenue_analysis: two executions write two reports, each named in its own output; report_path overrides', () => {
+    const reportOf = (executionId: string, startedAt: string, input: Record<string, unknown> = { timeframe: '3m' }) => {
+      const { state, events } = simulate(revenueAnalysisTemplate, input, revenueResponder, undefined, {
+        executionId,
+        at: startedAt,
+      });
+      assert.ok(state.status === 'completed');
+      const written = dispatchedInputs(events, 'write_report') as { path: string }[];
+      assert.equal(written.length, 1);
+      assert.equal(state.outputs['report_file'], written[0]!.path, 'the output names the file written');
+      return { path: written[0]!.path, dir: (dispatchedInputs(events, 'report_dir')[0] as { path: string }).path };
+    };
+    const first = reportOf('0b6c51e2-7f7a-4f0e-9d36-1c2f6d1b6a01', '2026-12-04T09:05:07.123Z');
+    const second = reportOf('5d2e0c8b-3a41-4c55-8e0f-7b9a2c4d1e02', '2026-12-04T10:11:12.000Z');
+    assert.deepEqual(
+      [first.path, second.path],
+      [
+        '/srv/files/reports/revenue-analysis-20261204T090507.123Z-0b6c51e2-7f7a-4f0e-9d36-1c2f6d1b6a01.md',
+        '/srv/files/reports/revenue-analysis-20261204T101112.000Z-5d2e0c8b-3a41-4c55-8e0f-7b9a2c4d1e02.md',
+      ],
+    );
+    // Names sort by start time.
+    assert.ok(first.path < second.path);
+    // A path given is used as given (and its own directory created); it stays relative to the sandbox root.
+    assert.deepEqual(reportOf('x', at(0), { timeframe: '3m', report_path: 'finance/q4/revenue.md' }), {
+      path: '/srv/files/finance/q4/revenue.md',
+      dir: '/srv/files/finance/q4',
     });
   });
 
