@@ -198,7 +198,9 @@ describe('e-mail end to end: send_email, the development mailbox, onboarding wel
     const welcome = (await inbox(email)).filter((m) => m.subject === 'Welcome to Switchyard, Grace Hopper Inc');
     assert.equal(welcome.length, 1);
     assert.ok(
-      welcome[0]!.text!.startsWith('Welcome aboard, Grace Hopper Inc! Your business plan with 3 seats is active.\n\n'),
+      welcome[0]!.text!.startsWith(
+        'Hi Grace Hopper Inc,\n\nWelcome to Switchyard! Your business plan with 3 seats is active.\n',
+      ),
       welcome[0]!.text!,
     );
 

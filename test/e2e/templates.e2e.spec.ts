@@ -441,11 +441,18 @@ describe('built-in workflow templates, end to end', () => {
       [`${adminActor}/welcome-${r.execution_id}:send_welcome`],
     );
     assert.deepEqual(keyed.rows, [{ status: 'sent', sends: 1 }]);
-    // A welcome line, then the content agent's e-mail for the customer's segment, merged with the name.
+    // The content agent's welcome for this customer: greeted by name, its plan, seats and price, next
+    // steps; the subject is the mail's header, not a line of the body, and nothing of the segment
+    // newsletter (other customers' counts, the business's revenue) is in it.
     const body = mail.text;
-    assert.ok(body.startsWith('Welcome aboard, Ada Lovelace Ltd! Your growth plan with 12 seats is active.\n\n'), body);
-    assert.match(body, /^Hi Ada Lovelace Ltd,$/m);
-    assert.ok(!body.includes('{{'), 'no unmerged placeholder');
+    assert.ok(
+      body.startsWith('Hi Ada Lovelace Ltd,\n\nWelcome to Switchyard! Your growth plan with 12 seats is active.\n'),
+      body,
+    );
+    for (const line of ['- Plan: growth', '- Seats: 12', '- Price: $29.00 per seat, $348.00 per month', 'Next steps'])
+      assert.match(body, new RegExp(`^${line.replace(/[.$]/g, '\\$&')}$`, 'm'), body);
+    assert.match(body, /^1\. Invite your team: your plan has 12 seats/m);
+    assert.doesNotMatch(body, /\*\*|Subject:|\{\{|revenue|year over year|API calls|teams ran/i);
 
     // Follow-ups: one durable one-shot e-mail schedule per delay, due that long after the onboarding.
     const sched = await db.query<{

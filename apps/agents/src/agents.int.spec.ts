@@ -486,5 +486,62 @@ describe('agents on the demo business data (PostgreSQL)', () => {
       const email = await run('marketing_content', { channel: 'email' });
       assert.ok(email.markdown.includes('{{first_name}}'), 'merge field for the mail tool survives');
     });
+
+    it("marketing_content kind welcome: the new customer's welcome, its subject apart, none of the newsletter's figures", async () => {
+      // A customer as customer_onboarding makes it: the row and its subscription.
+      const { id } = await one<{ id: number }>(
+        `with c as (insert into business.customers (name, email, segment, region, signup_date)
+                    values ('Nova Works', 'welcome-spec@example.com', 'smb', 'emea', current_date) returning id),
+              s as (insert into business.subscriptions (customer_id, plan, seats, price_per_seat, started_on)
+                    select id, 'growth', 12, 29.00, current_date from c)
+         select id from c`,
+      );
+      try {
+        const r = await run('marketing_content', { kind: 'welcome', channel: 'email', customerId: id });
+        assert.equal(r.kind, 'welcome');
+        assert.equal(r.subject, 'Welcome to Switchyard, Nova Works');
+        assert.ok(
+          r.text.startsWith('Hi Nova Works,\n\nWelcome to Switchyard! Your growth plan with 12 seats is active.\n'),
+          r.text,
+        );
+        assert.ok(r.text.includes('- Price: $29.00 per seat, $348.00 per month'), r.text);
+        assert.match(r.text, /^Next steps\n1\. Invite your team: your plan has 12 seats/m);
+        // Plain text for a text mail: no Markdown, no subject line in the body, no merge field, nothing
+        // about other customers or the business's revenue.
+        assert.doesNotMatch(r.text, /\*\*|^#|Subject:|\{\{|revenue|year over year|API calls|teams ran/im);
+        assert.deepEqual(r.facts, {
+          customerId: id,
+          name: 'Nova Works',
+          plan: 'growth',
+          seats: 12,
+          pricePerSeat: 29,
+          monthly: 348,
+        });
+        // One seat is a seat.
+        await pool.query(`update business.subscriptions set seats = 1 where customer_id = $1`, [id]);
+        const single = await run('marketing_content', { kind: 'welcome', customerId: id });
+        assert.match(single.text, /Your growth plan with 1 seat is active\./);
+
+        // The newsletter is what it was (the default kind).
+        const newsletter = await run('marketing_content', { channel: 'email', kind: 'newsletter' });
+        assert.deepEqual(newsletter, await run('marketing_content', { channel: 'email' }));
+        assert.ok(newsletter.markdown.startsWith('**Subject:** Your year in numbers'));
+
+        // A welcome is one customer's e-mail.
+        const refused = (input: unknown, code: string, path?: string) =>
+          assert.rejects(run('marketing_content', input), (e) => {
+            assert.ok(isAppError(e) && e.code === code, String(e));
+            if (path) assert.ok(JSON.stringify(e.details).includes(`"path":"${path}"`), JSON.stringify(e));
+            return true;
+          });
+        await refused({ kind: 'welcome' }, 'validation', 'customerId');
+        await refused({ kind: 'welcome', channel: 'blog', customerId: id }, 'validation', 'channel');
+        await refused({ kind: 'welcome', customerId: 2_000_000_000 }, 'not_found');
+      } finally {
+        // The other specs count the demo customers.
+        await pool.query(`delete from business.subscriptions where customer_id = $1`, [id]);
+        await pool.query(`delete from business.customers where id = $1`, [id]);
+      }
+    });
   });
 });

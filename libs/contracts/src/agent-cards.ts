@@ -121,12 +121,32 @@ export const generateProposalInput = z.object({
   asOf: isoDate.optional(),
 });
 
-export const marketingContentInput = z.object({
-  channel: z.enum(['email', 'blog', 'social']).default('email'),
-  segment: z.enum(['smb', 'mid_market', 'enterprise']).optional(),
-  region: z.enum(['north_america', 'emea', 'apac', 'latam']).optional(),
-  asOf: isoDate.optional(),
-});
+/** What the content creator writes: copy for an audience, or one new customer's welcome. */
+const MARKETING_CONTENT_KINDS = ['newsletter', 'welcome'] as const;
+
+export const marketingContentInput = z
+  .object({
+    channel: z.enum(['email', 'blog', 'social']).default('email'),
+    /**
+     * newsletter: copy from the aggregate figures of a segment or region (the default); welcome:
+     * the welcome e-mail of the customer `customerId` (its name, plan and seats, next steps; a
+     * subject of its own and a plain-text body, no figures of other customers).
+     */
+    kind: z.enum(MARKETING_CONTENT_KINDS).default('newsletter'),
+    /** the customer a welcome is for */
+    customerId: customerIdSchema.optional(),
+    segment: z.enum(['smb', 'mid_market', 'enterprise']).optional(),
+    region: z.enum(['north_america', 'emea', 'apac', 'latam']).optional(),
+    asOf: isoDate.optional(),
+  })
+  .superRefine((v, ctx) => {
+    if (v.kind !== 'welcome') return;
+    if (v.customerId === undefined)
+      ctx.addIssue({ code: 'custom', path: ['customerId'], message: 'a welcome is for one customer: give customerId' });
+    if (v.channel !== 'email')
+      ctx.addIssue({ code: 'custom', path: ['channel'], message: 'a welcome is an e-mail: channel must be email' });
+  });
+
 
 export const supportResponseInput = z.object({
   query: trimmedText(3, 10_000),
@@ -200,7 +220,8 @@ export const builtinTaskTypes = {
   },
   marketing_content: {
     agent: 'content_creator',
-    description: 'Email, blog or social copy built from aggregate customer figures of a segment or region',
+    description:
+      "Email, blog or social copy built from aggregate customer figures of a segment or region, or a new customer's welcome e-mail (kind: welcome)",
     input: marketingContentInput,
   },
   support_response: {

@@ -5,7 +5,7 @@ import { AppError } from '@switchyard/platform';
 import { defineTask, type AgentContext } from '../types.js';
 import { addMonths } from '../lib/dates.js';
 import { growth, round } from '../lib/stats.js';
-import { marketingTemplates, proposalTemplate } from '../templates/content.js';
+import { marketingTemplates, proposalTemplate, welcomeTemplates } from '../templates/content.js';
 import { checkAborted, dataAsOf, getCustomer } from './common.js';
 import { builtinTaskTypes, generateProposalInput, marketingContentInput } from '@switchyard/contracts';
 
@@ -214,6 +214,7 @@ export async function generateProposal(input: GenerateProposalInput, ctx: AgentC
 export type MarketingContentInput = z.infer<typeof marketingContentInput>;
 
 export async function marketingContent(input: MarketingContentInput, ctx: AgentContext) {
+  if (input.kind === 'welcome') return welcomeEmail(input, ctx);
   const { pool } = ctx;
   const asOf = input.asOf ?? (await dataAsOf(pool));
   const from = addMonths(asOf, -11);
@@ -289,6 +290,51 @@ export async function marketingContent(input: MarketingContentInput, ctx: AgentC
     audience: { segment: input.segment ?? null, region: input.region ?? null },
     markdown: ctx.llm ? await ctx.llm.polish(markdown, `marketing ${input.channel}`, ctx.signal) : markdown,
     facts,
+  };
+}
+
+/**
+ * The welcome e-mail of one customer, from its row and its latest subscription: greets it by name,
+ * names its plan, seats and price, lists the next steps. Subject and body apart, so the mail's
+ * subject is a header, not a line of the body.
+ */
+async function welcomeEmail(input: MarketingContentInput, ctx: AgentContext) {
+  // The contract asks for customerId with kind welcome; a direct call without it is the caller's error.
+  if (input.customerId === undefined)
+    throw new AppError('validation', 'a welcome is for one customer: give customerId', { kind: input.kind });
+  const customer = await getCustomer(ctx.pool, input.customerId);
+  const sub = await ctx.pool.query<{ plan: string; seats: number; pricePerSeat: number }>(
+    `select plan, seats, price_per_seat::float8 as "pricePerSeat"
+       from business.subscriptions where customer_id = $1 order by started_on desc, id desc limit 1`,
+    [input.customerId],
+  );
+  checkAborted(ctx.signal);
+  const s = sub.rows[0];
+  if (!s) throw new AppError('not_found', 'the customer has no subscription', { customerId: input.customerId });
+  const monthly = round(s.seats * s.pricePerSeat);
+  const view = {
+    name: customer.name,
+    plan: s.plan,
+    seats: s.seats,
+    seatsText: `${s.seats} seat${s.seats === 1 ? '' : 's'}`,
+    pricePerSeatFormatted: money.format(s.pricePerSeat),
+    monthlyFormatted: money.format(monthly),
+  };
+  const text = render(welcomeTemplates.text, view);
+  return {
+    channel: 'email' as const,
+    kind: 'welcome' as const,
+    audience: { segment: customer.segment, region: customer.region },
+    subject: render(welcomeTemplates.subject, view),
+    text: ctx.llm ? await ctx.llm.polish(text, 'welcome email', ctx.signal) : text,
+    facts: {
+      customerId: customer.id,
+      name: customer.name,
+      plan: s.plan,
+      seats: s.seats,
+      pricePerSeat: s.pricePerSeat,
+      monthly,
+    },
   };
 }
 

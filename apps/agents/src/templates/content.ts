@@ -71,3 +71,29 @@ The most common request from these teams was **{{topRequest}}**, and it is on ou
 `,
   social: `{{activeCustomers}} {{audience}} teams, {{apiCallsFormatted}} API calls and a {{csat}}/5 support rating in the last 12 months. Thank you! #{{hashtag}}`,
 };
+
+/**
+ * One new customer's welcome e-mail: a subject of its own and a plain-text body (it is mailed as
+ * text, so no Markdown), from the customer's own row and subscription only; the newsletter's
+ * figures of other customers and of revenue have no place in it.
+ */
+export const welcomeTemplates = {
+  subject: 'Welcome to Switchyard, {{name}}',
+  text: `Hi {{name}},
+
+Welcome to Switchyard! Your {{plan}} plan with {{seatsText}} is active.
+
+Your subscription
+- Plan: {{plan}}
+- Seats: {{seats}}
+- Price: {{pricePerSeatFormatted}} per seat, {{monthlyFormatted}} per month
+
+Next steps
+1. Invite your team: your plan has {{seatsText}}, one for each person who signs in.
+2. Create an API key and connect your first system.
+3. Start a workflow from one of the built-in templates, or ask an agent for an analysis.
+4. Questions? Reply to this e-mail and a person from our team will answer.
+
+The Switchyard team
+`,
+};

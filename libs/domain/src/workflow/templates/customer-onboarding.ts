@@ -17,9 +17,10 @@ const MADE = `(steps.create_records.status == 'succeeded' && size(steps.create_r
  *    (`DATABASE_ALLOW_WRITES=true`); on the read-only default the step fails with a `forbidden`
  *    "writes are not allowed" error and the execution fails saying so. Re-running the statement
  *    returns the row it created (idempotent against a retried dispatch);
- * 3. welcome content from the content agent (`agent:marketing_content`, e-mail channel, the customer's
- *    segment and region), mailed to the customer with `send_email` (SMTP_URL, or the development
- *    mailbox), keyed by the execution and the step so a re-dispatched step never mails twice;
+ * 3. the welcome e-mail from the content agent (`agent:marketing_content`, kind `welcome`, for the
+ *    customer just made: its name, plan and seats, next steps; its subject and plain-text body),
+ *    mailed to the customer with `send_email` (SMTP_URL, or the development mailbox), keyed by the
+ *    execution and the step so a re-dispatched step never mails twice;
  * 4. one durable one-shot schedule per `follow_up_after` delay (`create_schedule` with `after`, an
  *    e-mail target): the automation server mails the follow-up when it fires, once.
  * Steps 3 and 4 run only for the customer this execution made: an onboarding of the same e-mail
@@ -38,7 +39,10 @@ export const customerOnboardingTemplate = {
   // v7: an onboarding whose create_records found the customer another onboarding of the e-mail had
   // just made reports `already_customer` and sends no welcome nor follow-ups; a delay given twice in
   // follow_up_after is two follow-ups (two schedules), as the output lists them.
-  version: 7,
+  // v8: the welcome is the content agent's `welcome` kind (subject and body of its own, the
+  // customer's plan and seats), not its segment newsletter, whose subject line and revenue figures
+  // landed in the body.
+  version: 8,
   name: 'Customer onboarding',
   description:
     'Validate customer data, create the customer and subscription records, generate and send a welcome e-mail, schedule follow-ups.',
@@ -135,7 +139,7 @@ export const customerOnboardingTemplate = {
       needs: ['create_records'],
       // Only for the customer this execution made (send_welcome, which needs it, is skipped with it).
       if: MADE,
-      with: { channel: 'email', segment: '${{ input.customer.segment }}', region: '${{ input.customer.region }}' },
+      with: { kind: 'welcome', channel: 'email', customerId: `\${{ ${CREATED}.customer_id }}` },
       retry: {
         attempts: 2,
         backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 },
@@ -150,12 +154,8 @@ export const customerOnboardingTemplate = {
       needs: ['welcome_content'],
       with: {
         to: '${{ input.customer.email }}',
-        subject: 'Welcome to Switchyard, ${{ input.customer.name }}',
-        // The agent's e-mail is a mail-merge text ({{first_name}}): merged here, after a welcome line.
-        // ('}' + '}' because a literal double brace would end the ${{ }} expression.)
-        text:
-          "${{ 'Welcome aboard, ' + input.customer.name + '! Your ' + input.customer.plan + ' plan with ' + string(input.customer.seats) + ' seats is active.\\n\\n' + " +
-          "steps.welcome_content.output.markdown.split('{{first_name}' + '}').join(input.customer.name) }}",
+        subject: '${{ steps.welcome_content.output.subject }}',
+        text: '${{ steps.welcome_content.output.text }}',
         // One welcome per execution, however often the step is re-dispatched or retried.
         idempotency_key: 'welcome-${{ execution.id }}:send_welcome',
       },

@@ -101,7 +101,7 @@ describe('customer_onboarding: the customer it made, and one schedule per follow
       if (sql.startsWith('SELECT id FROM business.customers')) return { rows: [] };
       if (sql.startsWith('WITH plan'))
         return { rows: [{ customer_id: 501, subscription_id: 901, signup_date: '2026-01-31', created }] };
-      if (d.uses === 'agent:marketing_content') return { markdown: 'Hi {{first_name}}' };
+      if (d.uses === 'agent:marketing_content') return { subject: 'Welcome to Switchyard', text: 'Hi' };
       if (d.uses === 'mcp:automation/send_email') return { email: { accepted: ['x@example.com'] } };
       if (d.uses === 'mcp:automation/create_schedule')
         return { schedule: { name: (d.input as { name: string }).name } };

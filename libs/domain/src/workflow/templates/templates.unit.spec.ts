@@ -192,7 +192,13 @@ describe('built-in templates: simulated runs reach completed', () => {
         }
       }
       if (d.uses === 'agent:marketing_content')
-        return { channel: 'email', markdown: 'Hi {{first_name}},\n\nGlad to have you.', facts: {} };
+        return {
+          channel: 'email',
+          kind: 'welcome',
+          subject: 'Welcome to Switchyard, Ann Lee',
+          text: 'Hi Ann Lee,\n\nWelcome to Switchyard! Your growth plan with 8 seats is active.',
+          facts: {},
+        };
       if (d.uses === 'mcp:automation/send_email')
         return {
           email: {
@@ -236,14 +242,15 @@ describe('built-in templates: simulated runs reach completed', () => {
     });
     const create = dispatchedInputs(events, 'create_records')[0] as { params: unknown[] };
     assert.deepEqual(create.params, ['Ann Lee', 'ann@example.com', 'mid_market', 'emea', 'growth', 8, 'sim']);
+    // The agent's welcome for the customer just made, not its segment newsletter; mailed as it wrote it.
     assert.deepEqual(dispatchedInputs(events, 'welcome_content'), [
-      { channel: 'email', segment: 'mid_market', region: 'emea' },
+      { kind: 'welcome', channel: 'email', customerId: 101 },
     ]);
     assert.deepEqual(dispatchedInputs(events, 'send_welcome'), [
       {
         to: 'ann@example.com',
         subject: 'Welcome to Switchyard, Ann Lee',
-        text: 'Welcome aboard, Ann Lee! Your growth plan with 8 seats is active.\n\nHi Ann Lee,\n\nGlad to have you.',
+        text: 'Hi Ann Lee,\n\nWelcome to Switchyard! Your growth plan with 8 seats is active.',
         idempotency_key: 'welcome-sim:send_welcome',
       },
     ]);
