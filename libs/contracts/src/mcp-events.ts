@@ -125,3 +125,63 @@ export type McpEventSink = (event: McpEvent) => void;
 /** Build a typed event (checked by the compiler; `mcpEventSchema` checks at run time). */
 export const mcpEvent = <K extends McpEventType>(type: K, data: z.infer<(typeof mcpEventSchemas)[K]>): McpEvent =>
   ({ type, data }) as McpEvent;
+
+/**
+ * Upstream tools only admins may call (the gateway's tool policy) and whose recorded arguments
+ * and results only admins may read: the development mailbox holds every mail the system sent;
+ * the queued deliveries carry every caller's A2A push notifications.
+ */
+export const ADMIN_TOOLS: ReadonlyMap<string, ReadonlySet<string>> = new Map([
+  ['automation', new Set(['list_mailbox', 'queue_webhook', 'list_queued_deliveries'])],
+]);
+
+/**
+ * Admin tools that only read: a call's recorded result is a summary (listingSummary), not the
+ * listing. The caller got the listing; the log keeps who read how much, and a listing kept whole
+ * in every read would copy the mailbox into the event log once per look.
+ */
+const ADMIN_LISTING_TOOLS: ReadonlyMap<string, ReadonlySet<string>> = new Map([
+  ['automation', new Set(['list_mailbox', 'list_queued_deliveries'])],
+]);
+
+/** Whether `tool` of `server` is one of ADMIN_TOOLS. */
+export const isAdminTool = (server: unknown, tool: unknown): boolean =>
+  typeof server === 'string' && typeof tool === 'string' && ADMIN_TOOLS.get(server)?.has(tool) === true;
+
+/** Whether `tool` of `server` is an admin tool that only reads (its results are recorded as a summary). */
+export const isAdminListingTool = (server: unknown, tool: unknown): boolean =>
+  typeof server === 'string' && typeof tool === 'string' && ADMIN_LISTING_TOOLS.get(server)?.has(tool) === true;
+
+/** Whether a reference to a tool (`mcp:<server>/<tool>` as a step uses it, or `<server>/<tool>`) names an admin tool. */
+export function namesAdminTool(ref: unknown): boolean {
+  const m = typeof ref === 'string' ? /^(?:mcp:)?([^/]+)\/(.+)$/.exec(ref) : null;
+  return m !== null && isAdminTool(m[1], m[2]);
+}
+
+/** How many ids of a listing's items a summary keeps, per list. */
+const SUMMARY_IDS = 100;
+
+/**
+ * What is recorded of an admin listing's result: for each list in it (`messages`, `deliveries`),
+ * how many items and the first SUMMARY_IDS of their ids; no content. `result` is a tool's result
+ * (its `structuredContent` is summarised) or that structured content itself.
+ */
+export function listingSummary(result: unknown): {
+  readonly summary: 'admin listing: counts and ids only';
+  readonly lists: Record<string, { count: number; ids: (string | number)[] }>;
+} {
+  const rec = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+  const body = rec(result) && rec(result['structuredContent']) ? result['structuredContent'] : result;
+  const lists: Record<string, { count: number; ids: (string | number)[] }> = {};
+  if (rec(body))
+    for (const [k, v] of Object.entries(body))
+      if (Array.isArray(v))
+        lists[k] = {
+          count: v.length,
+          ids: v
+            .map((x) => (rec(x) ? x['id'] : undefined))
+            .filter((id): id is string | number => typeof id === 'string' || typeof id === 'number')
+            .slice(0, SUMMARY_IDS),
+        };
+  return { summary: 'admin listing: counts and ids only', lists };
+}

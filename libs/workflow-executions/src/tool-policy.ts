@@ -4,6 +4,7 @@
  * gateway checks at once, and the batch worker checks when a bulk retry re-runs a recorded
  * definition. Pure: no I/O but the registered definition it is given to compare.
  */
+import { ADMIN_TOOLS } from '@switchyard/contracts';
 import type { DefinitionStore } from './definitions.js';
 
 /**
@@ -14,16 +15,15 @@ import type { DefinitionStore } from './definitions.js';
 export const WRITER_SERVERS: ReadonlySet<string> = new Set(['database_writer']);
 
 /**
- * Upstream tools that need the admin role: the development mailbox holds every mail the system
+ * Upstream tools that need the admin role (kept with the MCP events, whose payloads for them only
+ * admins read): the development mailbox holds every mail the system
  * sent (customers' messages and replies; its REST route is admin-only too); the queued deliveries
  * (`queue_webhook`, `list_queued_deliveries`) carry the A2A push notifications of every caller's
  * tasks, under keys that say whose: an operator who could queue under another's task keys could
  * suppress that caller's notifications (a key already used for another URL is refused for good)
  * or hold their ordering queue, and make the system POST anywhere ten times over.
  */
-export const ADMIN_TOOLS: ReadonlyMap<string, ReadonlySet<string>> = new Map([
-  ['automation', new Set(['list_mailbox', 'queue_webhook', 'list_queued_deliveries'])],
-]);
+export { ADMIN_TOOLS };
 
 /** Who asks: the key's role (null: no key), whether keys are checked at all, DATABASE_ALLOW_WRITES. */
 export interface ToolCaller {

@@ -7,7 +7,7 @@ import { connectionHolderOf, CorrelationId, type GatewayRequest } from '../http/
 import { parseOrThrow, ZodQuery } from '../http/validation.js';
 import { ApiRoute } from '../openapi/registry.js';
 import { EVENT_STORE } from '../tokens.js';
-import { callerSeesRedactedPayloads } from './redaction.js';
+import { callerSeesAdminToolPayloads, callerSeesRedactedPayloads } from './redaction.js';
 import { ReadEventsPage } from './queries/index.js';
 import {
   eventsPageSchema,
@@ -121,6 +121,7 @@ export class EventsController {
       keyId: (req as Partial<GatewayRequest>).apiKey?.id,
       // Decided now, inside the request: the subscription's deliveries run outside its context.
       redactPayloads: callerSeesRedactedPayloads(),
+      adminToolPayloads: callerSeesAdminToolPayloads(),
       ...(query.type ? { types: query.type } : {}),
       ...(query.stream_prefix ? { streamPrefixes: query.stream_prefix } : {}),
     });

@@ -1,3 +1,5 @@
+import { isAdminTool, namesAdminTool } from '@switchyard/contracts';
+import type { EventStore } from '@switchyard/event-store';
 import { errorCodes, urlOrigin } from '@switchyard/platform';
 import { currentRequestContext } from '../http/context.js';
 import { roleSatisfies, roleSchema } from '../security/roles.js';
@@ -298,9 +300,119 @@ export function redactsPayloadsFor(role: unknown): boolean {
   return !parsed.success || !roleSatisfies(parsed.data, 'operator');
 }
 
-/** `events` as the current caller may see them. */
+/** `events` as the current caller may see them (see eventsShownToCaller for the admin tools' payloads). */
 export function eventsForCaller(events: readonly EventJson[], redact = callerSeesRedactedPayloads()): EventJson[] {
   return redact ? events.map(redactEventPayloads) : [...events];
+}
+
+/**
+ * Whether a key of `role` reads what admin-only tools (ADMIN_TOOLS: the development mailbox, the
+ * queued deliveries) were given and answered, wherever a call of one is recorded or shown: an
+ * admin; no key at all: auth is off, nothing is redacted.
+ */
+export function seesAdminToolPayloadsFor(role: unknown): boolean {
+  return role === undefined || role === 'admin';
+}
+
+/** Whether the caller of the request being handled reads admin tools' payloads (seesAdminToolPayloadsFor). */
+export function callerSeesAdminToolPayloads(): boolean {
+  return seesAdminToolPayloadsFor(currentRequestContext()?.apiKey?.role);
+}
+
+/**
+ * Whether an event records a call of an admin tool: the connectors' McpTool* events (server and
+ * tool), the gateway's own records of a `/mcp` call (its `target`), a step or compensation that
+ * runs one (its `uses`).
+ */
+export function eventNamesAdminTool(e: Pick<EventJson, 'type' | 'data'>): boolean {
+  const d = e.data;
+  if (!isRecord(d)) return false;
+  switch (e.type) {
+    case 'McpToolCalled':
+    case 'McpToolSucceeded':
+    case 'McpToolFailed':
+      return (
+        isAdminTool(d['server'], d['tool']) ||
+        ((d['kind'] === undefined || d['kind'] === 'upstream') && namesAdminTool(d['target']))
+      );
+    case 'StepScheduled':
+    case 'CompensationStarted':
+      return namesAdminTool(d['uses']);
+    default:
+      return false;
+  }
+}
+
+/** Whether a workflow definition (as an execution recorded it) has a step or compensation that calls an admin tool. */
+export function definitionCallsAdminTool(definition: unknown): boolean {
+  return callsAdminTool(isRecord(definition) ? definition['steps'] : undefined, 0);
+}
+
+function callsAdminTool(node: unknown, depth: number): boolean {
+  if (depth > 16 || node === null || typeof node !== 'object') return false;
+  if (Array.isArray(node)) return node.some((x) => callsAdminTool(x, depth + 1));
+  return Object.entries(node).some(([k, v]) => (k === 'uses' ? namesAdminTool(v) : callsAdminTool(v, depth + 1)));
+}
+
+/**
+ * Whether an execution's detail (steps with what each uses) has a step that calls an admin tool.
+ * Its whole record (input, outputs, every step's) then reads for anyone but an admin as a viewer
+ * reads it: a step's output flows into later steps' inputs and into the execution's output.
+ */
+export function detailCallsAdminTool(d: Record<string, unknown>): boolean {
+  const steps = d['steps'];
+  return Array.isArray(steps) && steps.some((s) => isRecord(s) && namesAdminTool(s['uses']));
+}
+
+const EXECUTION_STREAM = 'workflow_execution-';
+/** Executions whose definition calls an admin tool or not, per store (a definition never changes once started); bounded. */
+const adminExecutionsKnown = new WeakMap<EventStore, Map<string, boolean>>();
+const ADMIN_EXECUTIONS_KNOWN = 10_000;
+
+/**
+ * Whether the execution of a `workflow_execution-<id>` stream calls an admin tool, from its first
+ * event (WorkflowStarted, which carries the definition it runs); cached.
+ */
+export async function executionStreamCallsAdminTool(store: EventStore, streamId: string): Promise<boolean> {
+  if (!streamId.startsWith(EXECUTION_STREAM)) return false;
+  let known = adminExecutionsKnown.get(store);
+  if (!known) adminExecutionsKnown.set(store, (known = new Map()));
+  const hit = known.get(streamId);
+  if (hit !== undefined) return hit;
+  const [first] = await store.readStream(streamId, { maxCount: 1 });
+  const calls =
+    first?.type === 'WorkflowStarted' && isRecord(first.data) && definitionCallsAdminTool(first.data['definition']);
+  // Not cached before its stream has a first event.
+  if (first) {
+    if (known.size >= ADMIN_EXECUTIONS_KNOWN) known.delete(known.keys().next().value as string);
+    known.set(streamId, calls);
+  }
+  return calls;
+}
+
+/**
+ * Whether `e` shows as a viewer sees it to a caller who reads payloads (`redact` false) but not an
+ * admin tool's (`adminTools` false): an event of an admin tool's call, or of an execution that calls one.
+ */
+export async function hidesAdminToolPayloads(
+  store: EventStore,
+  e: Pick<EventJson, 'type' | 'data' | 'streamId'>,
+): Promise<boolean> {
+  return eventNamesAdminTool(e) || executionStreamCallsAdminTool(store, e.streamId);
+}
+
+/**
+ * `events` as the current caller may see them: a viewer's payloads redacted (eventsForCaller);
+ * for an operator, those of admin tools' calls and of executions that call one too.
+ */
+export async function eventsShownToCaller(
+  store: EventStore,
+  events: readonly EventJson[],
+  redact = callerSeesRedactedPayloads(),
+  adminTools = callerSeesAdminToolPayloads(),
+): Promise<EventJson[]> {
+  if (redact || adminTools) return eventsForCaller(events, redact);
+  return Promise.all(events.map(async (e) => ((await hidesAdminToolPayloads(store, e)) ? redactEventPayloads(e) : e)));
 }
 
 const redactIfSet = (v: unknown): unknown => (v === null || v === undefined ? v : REDACTED_PAYLOAD);

@@ -1,7 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { listingSummary } from '@switchyard/contracts';
 import {
+  definitionCallsAdminTool,
+  detailCallsAdminTool,
+  eventNamesAdminTool,
   eventsForCaller,
+  seesAdminToolPayloadsFor,
   executionDetailForCaller,
   executionSummaryForCaller,
   maskErrorTexts,
@@ -399,5 +404,58 @@ describe('payload redaction for viewers', () => {
       }),
     );
     assert.equal((failed.data as Record<string, unknown>)['error_message'], 'invalid input syntax for type integer: …');
+  });
+});
+
+describe('admin-only tools: whose payloads only admins read', () => {
+  it("names the events of their calls: the connectors' (server, tool), the gateway's (target), a step's or compensation's (uses)", () => {
+    assert.ok(eventNamesAdminTool(event('McpToolSucceeded', { server: 'automation', tool: 'list_mailbox' })));
+    assert.ok(eventNamesAdminTool(event('McpToolCalled', { server: 'automation', tool: 'queue_webhook' })));
+    assert.ok(eventNamesAdminTool(event('McpToolCalled', { kind: 'upstream', target: 'automation/list_mailbox' })));
+    assert.ok(
+      eventNamesAdminTool(event('McpToolSucceeded', { tool: 'x', target: 'automation/list_queued_deliveries' })),
+    );
+    assert.ok(eventNamesAdminTool(event('StepScheduled', { stepId: 'a', uses: 'mcp:automation/list_mailbox' })));
+    assert.ok(eventNamesAdminTool(event('CompensationStarted', { stepId: 'a', uses: 'mcp:automation/queue_webhook' })));
+    assert.ok(!eventNamesAdminTool(event('McpToolSucceeded', { server: 'automation', tool: 'send_email' })));
+    assert.ok(!eventNamesAdminTool(event('McpToolCalled', { kind: 'workflow', target: 'automation/list_mailbox' })));
+    assert.ok(!eventNamesAdminTool(event('StepScheduled', { stepId: 'a', uses: 'mcp:database/query' })));
+    assert.ok(!eventNamesAdminTool(event('StepSucceeded', { stepId: 'a', output: 1 })));
+  });
+
+  it('an execution calls one when a step or a compensation does', () => {
+    assert.ok(definitionCallsAdminTool({ steps: [{ id: 'a', uses: 'mcp:automation/list_mailbox' }] }));
+    assert.ok(
+      definitionCallsAdminTool({
+        steps: [{ id: 'a', uses: 'mcp:database/query', compensate: { uses: 'mcp:automation/queue_webhook' } }],
+      }),
+    );
+    assert.ok(!definitionCallsAdminTool({ steps: [{ id: 'a', uses: 'mcp:automation/send_email' }] }));
+    assert.ok(detailCallsAdminTool({ steps: [{ step_id: 'a', uses: 'mcp:automation/list_mailbox' }] }));
+    assert.ok(!detailCallsAdminTool({ steps: [{ step_id: 'a', uses: 'agent:data_analyst' }] }));
+  });
+
+  it('only an admin (or no key: auth is off) reads them', () => {
+    assert.ok(seesAdminToolPayloadsFor('admin'));
+    assert.ok(seesAdminToolPayloadsFor(undefined));
+    assert.ok(!seesAdminToolPayloadsFor('operator'));
+    assert.ok(!seesAdminToolPayloadsFor('viewer'));
+  });
+
+  it('a listing is recorded as counts and ids, from a tool result or its structured content', () => {
+    const messages = [
+      { id: '7', subject: 'reset', text: 'code 4242' },
+      { id: '8', subject: 'hi', text: 'there' },
+    ];
+    const want = { summary: 'admin listing: counts and ids only', lists: { messages: { count: 2, ids: ['7', '8'] } } };
+    assert.deepEqual(listingSummary({ messages, next_cursor: 'c' }), want);
+    assert.deepEqual(
+      listingSummary({
+        content: [{ type: 'text', text: JSON.stringify({ messages }) }],
+        structuredContent: { messages },
+      }),
+      want,
+    );
+    assert.deepEqual(listingSummary('text'), { summary: 'admin listing: counts and ids only', lists: {} });
   });
 });

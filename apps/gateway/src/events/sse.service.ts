@@ -5,7 +5,7 @@ import type { ServerResponse } from 'node:http';
 import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
 import type { Logger } from '@switchyard/platform';
 import { EVENT_STORE, GATEWAY_OPTIONS, LOGGER, type ResolvedGatewayOptions } from '../tokens.js';
-import { redactEventPayloads } from './redaction.js';
+import { hidesAdminToolPayloads, redactEventPayloads } from './redaction.js';
 import { ConnectionQuota } from '../http/connection-quota.js';
 import { ApiKeyService } from '../security/api-keys.js';
 import { toEventJson } from './schemas.js';
@@ -18,6 +18,11 @@ export interface LiveStreamRequest {
   readonly correlationId: string;
   /** Replace tool results and step outputs (a viewer's stream). */
   readonly redactPayloads?: boolean;
+  /**
+   * false: also replace them, as for a viewer, in the events of admin tools' calls and of
+   * executions that call one (an operator's stream); absent: shown (an admin's, or auth is off).
+   */
+  readonly adminToolPayloads?: boolean;
   /** Frees the stream's slot (from `admit`) when the stream ends. */
   readonly release?: () => void;
   /** The API key the stream was opened with: the stream ends when it is revoked. */
@@ -123,7 +128,11 @@ export class LiveEventsService implements BeforeApplicationShutdown {
     try {
       for await (const event of sub) {
         if (closed) break;
-        const frame = sseFrame(event, req.redactPayloads);
+        const frame = sseFrame(
+          event,
+          req.redactPayloads ||
+            (req.adminToolPayloads === false && (await hidesAdminToolPayloads(this.store, toEventJson(event)))),
+        );
         sinceTurn += frame.length;
         if (sinceTurn >= SSE_TURN_BYTES) {
           sinceTurn = 0;

@@ -6,7 +6,7 @@ import { PayloadReads } from '../../http/payload-reads.js';
 import { callerShareQuota } from '../../http/connection-quota.js';
 import { currentActor } from '../../http/context.js';
 import { readEventsPage } from '../paging.js';
-import { eventsForCaller } from '../redaction.js';
+import { eventsShownToCaller } from '../redaction.js';
 import type { EventsPage, EventsQuery } from '../schemas.js';
 
 /** One page of recorded events (one stream or the global log), as the caller may see them. */
@@ -56,7 +56,7 @@ export class ReadEventsPageHandler implements IQueryHandler<ReadEventsPage> {
         release();
       }
     } else page = await read();
-    return { ...page, events: eventsForCaller(page.events) };
+    return { ...page, events: await eventsShownToCaller(this.store, page.events) };
   }
 }
 

@@ -34,11 +34,14 @@ import {
 import { toolRefusal } from '../mcp/writer-policy.js';
 import { currentCorrelationId } from '../../http/context.js';
 import {
+  detailCallsAdminTool,
   executionDetailForCaller,
+  executionStreamCallsAdminTool,
   maskErrorTexts,
   redactEventPayloads,
   inputSchemaRedacted,
   redactsPayloadsFor,
+  seesAdminToolPayloadsFor,
 } from '../../events/redaction.js';
 import { roleSatisfies, type Role } from '../../security/roles.js';
 import { ApiKeyService } from '../../security/api-keys.js';
@@ -580,10 +583,16 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
         const m = EXECUTION_URI.exec(uri);
         if (m) {
           // A viewer reads what happened, not the data: inputs, outputs and results are
-          // redacted for it, as on the REST routes.
-          const redact = this.authEnabled && redactsPayloadsFor(callerOf(extra.authInfo).role);
+          // redacted for it, as on the REST routes; so is an execution that calls an admin-only
+          // tool for anyone but an admin.
+          const role = callerOf(extra.authInfo).role;
+          let redact = this.authEnabled && redactsPayloadsFor(role);
+          const adminTools = !this.authEnabled || seesAdminToolPayloadsFor(role);
           if (m[2]) {
             const executionId = m[1]!;
+            redact ||=
+              !adminTools &&
+              (await executionStreamCallsAdminTool(this.folds.store, `workflow_execution-${executionId}`));
             const after = m[3] === undefined ? -1 : Number(m[3]);
             const page = await this.queries.execute(new ReadExecutionStream(executionId, after, HISTORY_PAGE_EVENTS));
             const nextAfter = nextPageAfter(page.events, page.lastRevision);
@@ -621,7 +630,8 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
                 `switchyard://executions/${executionId}/history`,
             });
           }
-          return json(executionDetailForCaller((await this.queries.execute(new GetExecution(m[1]!))).detail, redact));
+          const { detail } = await this.queries.execute(new GetExecution(m[1]!));
+          return json(executionDetailForCaller(detail, redact || (!adminTools && detailCallsAdminTool(detail))));
         }
       } catch (err) {
         if (err instanceof McpError) throw err;

@@ -34,9 +34,12 @@ export const mcpGatewayCallCalledData = z.object({
   key_name: z.string().nullable(),
   at: z.string(),
 });
+/** What a call's outcome names behind the gateway (as McpToolCalled's `target`): absent in older events. */
+const outcomeTarget = z.string().min(1).max(300).optional();
 export const mcpGatewayCallSucceededData = z.object({
   call_id: z.string(),
   tool: z.string(),
+  target: outcomeTarget,
   duration_ms: z.number().nonnegative(),
   result: z.unknown(),
   /** The work the call started, when it started one. */
@@ -47,6 +50,7 @@ export const mcpGatewayCallSucceededData = z.object({
 export const mcpGatewayCallFailedData = z.object({
   call_id: z.string(),
   tool: z.string(),
+  target: outcomeTarget,
   duration_ms: z.number().nonnegative(),
   error_code: z.string(),
   error_message: z.string().max(2_000),

@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { ServerNotification } from '@modelcontextprotocol/sdk/types.js';
 import { sizePayload, AppError, isAppError, newId, redactedHead, type Logger } from '@switchyard/platform';
+import { isAdminListingTool, listingSummary } from '@switchyard/contracts';
 import type { EventStore } from '@switchyard/event-store';
 import { EVENT_STORE, LOGGER } from '../../tokens.js';
 import { CancelTask, DelegateTask } from '../agents/commands/index.js';
@@ -186,6 +187,7 @@ export class McpToolCalls {
             data: {
               call_id: callId,
               tool: tool.name,
+              target: tool.target,
               duration_ms,
               error_code: failure.code,
               error_message: redactedHead(failure.message, 2_000),
@@ -198,8 +200,15 @@ export class McpToolCalls {
             data: {
               call_id: callId,
               tool: tool.name,
+              target: tool.target,
               duration_ms,
-              result: sizePayload(result.structuredContent ?? result.content, EVENT_PAYLOAD_CHARS).value,
+              // An admin listing (the mailbox, the queued deliveries) is recorded as counts and ids, as the connectors record it.
+              result: sizePayload(
+                tool.kind === 'upstream' && isAdminListingTool(tool.server, tool.upstreamName)
+                  ? listingSummary(result.structuredContent ?? {})
+                  : (result.structuredContent ?? result.content),
+                EVENT_PAYLOAD_CHARS,
+              ).value,
               ...refs,
               at,
             },

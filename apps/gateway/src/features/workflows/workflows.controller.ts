@@ -15,9 +15,12 @@ import { assertToolAllowed, guardedToolsUsed, toolAccessOf, toolCallerOf } from 
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import {
+  callerSeesAdminToolPayloads,
   callerSeesRedactedPayloads,
   definitionArgumentsRedacted,
+  detailCallsAdminTool,
   executionDetailForCaller,
+  executionStreamCallsAdminTool,
   executionSummaryForCaller,
 } from '../../events/redaction.js';
 import {
@@ -179,8 +182,17 @@ export class WorkflowsController {
     );
     res.setHeader(READ_SOURCE_HEADER, source);
     // A viewer sees what ran and how it ended, not the data it was given or made (as in the detail).
+    // An execution that calls an admin-only tool reads so to anyone but an admin (its output may be the tool's answer).
     const redact = callerSeesRedactedPayloads();
-    return redact ? { ...page, items: page.items.map((x) => executionSummaryForCaller(x, true)) } : page;
+    if (!redact && callerSeesAdminToolPayloads()) return page;
+    const items = await Promise.all(
+      page.items.map(async (x) =>
+        redact || (await executionStreamCallsAdminTool(this.svc.store, `workflow_execution-${x.execution_id}`))
+          ? executionSummaryForCaller(x, true)
+          : x,
+      ),
+    );
+    return { ...page, items };
   }
 
   @Get('executions/:execution_id')
@@ -213,14 +225,16 @@ export class WorkflowsController {
     // A large execution's payloads go out as they come, in chunks (its stored JSON text verbatim):
     // serialised whole, 100 MB of them held the gateway's one thread for over a second. A viewer's
     // answer is redacted, small, and masked on the way out like any other.
-    if (whole && !callerSeesRedactedPayloads()) {
+    // A viewer reads no payloads; nor does anyone but an admin of an execution that calls an admin-only tool.
+    const hide = callerSeesRedactedPayloads() || (!callerSeesAdminToolPayloads() && detailCallsAdminTool(detail));
+    if (whole && !hide) {
       res.setHeader('content-type', 'application/json; charset=utf-8');
       // HEAD: the same headers, and no body made for nobody (its turn ends with the headers).
       if (res.request.method === 'HEAD') return Readable.from([]);
       watchStreamedAnswer(res.raw);
       return jsonStream(detail);
     }
-    return executionDetailForCaller(detail);
+    return executionDetailForCaller(detail, hide);
   }
 
   @Get('executions/:execution_id/history')

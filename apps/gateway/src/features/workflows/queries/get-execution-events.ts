@@ -1,6 +1,8 @@
 import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
-import { eventsForCaller } from '../../../events/redaction.js';
+import type { EventStore } from '@switchyard/event-store';
+import { eventsShownToCaller } from '../../../events/redaction.js';
+import { EVENT_STORE } from '../../../tokens.js';
 import { toEventJson } from '../../../events/schemas.js';
 import { WorkflowsService } from '../workflows.service.js';
 import { nextExecutionPage } from './page-link.js';
@@ -28,13 +30,16 @@ export class GetExecutionEvents extends Query<{
 
 @QueryHandler(GetExecutionEvents)
 export class GetExecutionEventsHandler implements IQueryHandler<GetExecutionEvents> {
-  constructor(@Inject(WorkflowsService) private readonly svc: WorkflowsService) {}
+  constructor(
+    @Inject(WorkflowsService) private readonly svc: WorkflowsService,
+    @Inject(EVENT_STORE) private readonly store: EventStore,
+  ) {}
   async execute(q: GetExecutionEvents) {
     const page = await this.svc.historyPage(q.executionId, { after: q.after, limit: q.limit });
     return {
       execution_id: q.executionId,
       last_revision: page.lastRevision,
-      events: eventsForCaller(page.events.map(toEventJson)),
+      events: await eventsShownToCaller(this.store, page.events.map(toEventJson)),
       next: nextExecutionPage(q.executionId, 'events', page.events, page.lastRevision, q.limit),
     };
   }

@@ -1,6 +1,8 @@
 import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
-import { eventsForCaller } from '../../../events/redaction.js';
+import type { EventStore } from '@switchyard/event-store';
+import { eventsShownToCaller } from '../../../events/redaction.js';
+import { EVENT_STORE } from '../../../tokens.js';
 import { toEventJson } from '../../../events/schemas.js';
 import { WorkflowsService } from '../workflows.service.js';
 import { nextExecutionPage } from './page-link.js';
@@ -18,10 +20,13 @@ export class GetExecutionHistory extends Query<Record<string, unknown>> {
 
 @QueryHandler(GetExecutionHistory)
 export class GetExecutionHistoryHandler implements IQueryHandler<GetExecutionHistory> {
-  constructor(@Inject(WorkflowsService) private readonly svc: WorkflowsService) {}
+  constructor(
+    @Inject(WorkflowsService) private readonly svc: WorkflowsService,
+    @Inject(EVENT_STORE) private readonly store: EventStore,
+  ) {}
   async execute(q: GetExecutionHistory) {
     const page = await this.svc.historyPage(q.executionId, { after: q.after, limit: q.limit });
-    const events = eventsForCaller(page.events.map(toEventJson)).map((e) => ({
+    const events = (await eventsShownToCaller(this.store, page.events.map(toEventJson))).map((e) => ({
       position: e.position,
       revision: e.revision,
       type: e.type,
