@@ -23,7 +23,7 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { freePort } from '@switchyard/platform';
+import { freePort, natsUserSeed } from '@switchyard/platform';
 import {
   scratchDataDir,
   agentPorts,
@@ -65,7 +65,8 @@ async function main(): Promise<void> {
     MCP_AUTH_TOKEN: randomBytes(24).toString('hex'),
     AI_AGENT_AUTH_TOKEN: randomBytes(24).toString('hex'),
     // The processes that join the owner's nats-server need its token: the owner uses this one.
-    NATS_TOKEN: randomBytes(32).toString('base64url'),
+    // An nkey seed: every process presents it to the one embedded nats-server by signing, never in clear.
+    NATS_TOKEN: natsUserSeed(randomBytes(32).toString('base64url')),
   });
   const joined = {
     ...common,

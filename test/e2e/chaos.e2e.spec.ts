@@ -28,7 +28,7 @@ import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { freePort } from '@switchyard/platform';
+import { freePort, natsUserSeed } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
 import { embeddedDatabaseUrl, Proc, sleep, startSink, type Hit } from './launcher.js';
 import { scratchDataDir } from '@switchyard/testing';
@@ -76,7 +76,8 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
       SWITCHYARD_ADMIN_KEY: adminKey,
       WEBHOOK_ALLOW_LOOPBACK: 'true',
       // W and B join A's nats-server and need its token: A uses this one, not one of its own.
-      NATS_TOKEN: randomBytes(32).toString('base64url'),
+      // An nkey seed: every process presents it to the one embedded nats-server by signing, never in clear.
+      NATS_TOKEN: natsUserSeed(randomBytes(32).toString('base64url')),
     };
     for (const k of ['DATABASE_URL', 'NATS_URL', 'TEST_DATABASE_URL', 'TEST_NATS_URL', 'DATABASE_ALLOW_WRITES'])
       delete common[k];

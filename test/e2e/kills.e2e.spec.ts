@@ -28,7 +28,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import pg from 'pg';
-import { freePort } from '@switchyard/platform';
+import { freePort, natsUserSeed } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
 import {
   scratchDataDir,
@@ -82,7 +82,8 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
     const common = await systemEnv(dataDir, adminKey, {
       WEBHOOK_ALLOW_LOOPBACK: 'true',
       RATE_LIMIT_ENABLED: 'false',
-      NATS_TOKEN: randomBytes(32).toString('base64url'),
+      // An nkey seed: every process presents it to the one embedded nats-server by signing, never in clear.
+      NATS_TOKEN: natsUserSeed(randomBytes(32).toString('base64url')),
     });
     a = new Proc('A (relay gateway)', ['relay', 'gateway'], {
       ...common,

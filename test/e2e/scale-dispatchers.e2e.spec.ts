@@ -21,7 +21,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import pg from 'pg';
-import { freePort } from '@switchyard/platform';
+import { freePort, natsUserSeed } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
 import { embeddedDatabaseUrl, newAdminKey, Proc, sleep, systemEnv, waitReady } from './launcher.js';
 import { scratchDataDir } from '@switchyard/testing';
@@ -59,7 +59,8 @@ describe(`scale-out: 3 dispatchers, ${DELEGATIONS} delegations, one dispatcher S
       MCP_AUTH_TOKEN: randomBytes(24).toString('hex'),
       AI_AGENT_AUTH_TOKEN: randomBytes(24).toString('hex'),
       // The processes that join the owner's nats-server need its token: the owner uses this one.
-      NATS_TOKEN: randomBytes(32).toString('base64url'),
+      // An nkey seed: every process presents it to the one embedded nats-server by signing, never in clear.
+      NATS_TOKEN: natsUserSeed(randomBytes(32).toString('base64url')),
       DISPATCHER_PARTITIONS: String(PARTITIONS),
       DISPATCHER_LEASE_TTL_MS: String(LEASE_TTL_MS),
       DISPATCHER_LEASE_TICK_MS: '500',

@@ -10,13 +10,14 @@ import { rmSync, readFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import path from 'node:path';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { freePort } from '@switchyard/platform';
 import { childPids } from './launcher.js';
 import { scratchDataDir } from '@switchyard/testing';
 
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
+const nkeyOf = (seed: string) => nkeyAuthenticator(new TextEncoder().encode(seed));
 const launcher = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
 
 /** The first admin key, given by env as an operator would (`sy_<16 hex>_<secret>`). */
@@ -221,8 +222,8 @@ describe('the whole system started like npm start', () => {
     // Another process following the events live, as the README shows: the read-only user `events`.
     const reader = await connect({
       servers: `nats://127.0.0.1:${ports.nats}`,
-      user: 'events',
-      pass: readFileSync(path.join(dataDir, 'nats', 'events-password'), 'utf8').trim(),
+      // As an external subscriber does: nkey auth with the seed in DATA_DIR/nats/events-password.
+      authenticator: nkeyOf(readFileSync(path.join(dataDir, 'nats', 'events-password'), 'utf8').trim()),
     });
     const liveTypes: string[] = [];
     const live = (async () => {
@@ -267,12 +268,10 @@ describe('the whole system started like npm start', () => {
     await Promise.race([live, new Promise((r) => setTimeout(r, 10_000))]);
     assert.deepEqual(liveTypes, ['McpToolCalled', 'McpToolSucceeded']);
     await reader.close();
-    // And in JetStream, where a process holding the system's token can replay them (user
-    // `switchyard`, password: the token the launcher made for its nats-server).
+    // And in JetStream, where a process holding the system's nkey seed (DATA_DIR/nats/token) can replay them.
     nc = await connect({
       servers: `nats://127.0.0.1:${ports.nats}`,
-      user: 'switchyard',
-      pass: readFileSync(path.join(dataDir, 'nats', 'token'), 'utf8').trim(),
+      authenticator: nkeyOf(readFileSync(path.join(dataDir, 'nats', 'token'), 'utf8').trim()),
     });
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
@@ -293,31 +292,32 @@ describe('the whole system started like npm start', () => {
     assert.deepEqual(types, ['McpToolCalled', 'McpToolSucceeded']);
   });
 
-  it('its nats-server refuses clients without the token in DATA_DIR/nats/token, lets the events user only follow events, and keeps both secrets off command lines and out of child environments', async () => {
+  it('its nats-server refuses clients without the nkey of DATA_DIR/nats/token, lets the events user only follow events, and keeps both secrets off command lines and out of child environments', async () => {
     const url = `nats://127.0.0.1:${ports.nats}`;
     const tokenFile = path.join(dataDir, 'nats', 'token');
     const token = readFileSync(tokenFile, 'utf8').trim();
-    assert.match(token, /^[A-Za-z0-9_-]{43}$/);
+    assert.match(token, /^SU[A-Z2-7]{56}$/, 'an nkey user seed');
     const eventsPassword = readFileSync(path.join(dataDir, 'nats', 'events-password'), 'utf8').trim();
-    assert.match(eventsPassword, /^[A-Za-z0-9_-]{43}$/);
-    // Without a token any local process could call every service subject (database_writer's call_tool included).
+    assert.match(eventsPassword, /^SU[A-Z2-7]{56}$/, 'an nkey user seed');
+    // Without its nkey any local process could call every service subject (database_writer's
+    // call_tool included); the seed sent in clear is refused too (ours never send it).
     for (const creds of [
       {},
       { token: 'wrong-token' },
       { token },
-      { user: 'switchyard', pass: `${token}x` },
-      { user: 'events', pass: token },
+      { user: 'switchyard', pass: token },
+      { user: 'events', pass: eventsPassword },
     ])
       await assert.rejects(
         connect({ servers: url, reconnect: false, timeout: 5_000, ...creds }),
         (e: Error) => e.name === 'AuthorizationError',
         JSON.stringify(Object.keys(creds)),
       );
-    const ok = await connect({ servers: url, reconnect: false, user: 'switchyard', pass: token });
+    const ok = await connect({ servers: url, reconnect: false, authenticator: nkeyOf(token) });
     assert.ok((await ok.rtt()) >= 0);
     await ok.close();
     // The events user may not call a service.
-    const reader = await connect({ servers: url, reconnect: false, user: 'events', pass: eventsPassword });
+    const reader = await connect({ servers: url, reconnect: false, authenticator: nkeyOf(eventsPassword) });
     await assert.rejects(reader.request('switchyard.svc.mcp.v1.database_writer.call_tool', '{}', { timeout: 2_000 }));
     await reader.close();
     const mode = (f: string) => statSync(f).mode & 0o777;
