@@ -333,7 +333,12 @@ export function eventNamesAdminTool(e: Pick<EventJson, 'type' | 'data'>): boolea
     case 'McpToolFailed':
       return (
         isAdminTool(d['server'], d['tool']) ||
-        ((d['kind'] === undefined || d['kind'] === 'upstream') && namesAdminTool(d['target']))
+        ((d['kind'] === undefined || d['kind'] === 'upstream') && namesAdminTool(d['target'])) ||
+        // The gateway's outcome records from before they named their target: the client's `<server>__<tool>`.
+        (d['server'] === undefined &&
+          d['target'] === undefined &&
+          typeof d['tool'] === 'string' &&
+          namesAdminTool(d['tool'].replace('__', '/')))
       );
     case 'StepScheduled':
     case 'CompensationStarted':

@@ -417,6 +417,8 @@ describe('admin-only tools: whose payloads only admins read', () => {
     );
     assert.ok(eventNamesAdminTool(event('StepScheduled', { stepId: 'a', uses: 'mcp:automation/list_mailbox' })));
     assert.ok(eventNamesAdminTool(event('CompensationStarted', { stepId: 'a', uses: 'mcp:automation/queue_webhook' })));
+    assert.ok(eventNamesAdminTool(event('McpToolSucceeded', { call_id: 'c', tool: 'automation__list_mailbox' })));
+    assert.ok(!eventNamesAdminTool(event('McpToolSucceeded', { call_id: 'c', tool: 'automation__send_email' })));
     assert.ok(!eventNamesAdminTool(event('McpToolSucceeded', { server: 'automation', tool: 'send_email' })));
     assert.ok(!eventNamesAdminTool(event('McpToolCalled', { kind: 'workflow', target: 'automation/list_mailbox' })));
     assert.ok(!eventNamesAdminTool(event('StepScheduled', { stepId: 'a', uses: 'mcp:database/query' })));
