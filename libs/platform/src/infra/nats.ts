@@ -18,6 +18,7 @@ import { createUser, encode as encodeSignature, fromSeed, Prefix } from '@nats-i
 import { Codec } from '@nats-io/nkeys/lib/codec.js';
 import type { Logger } from 'pino';
 import { serverChildEnv } from './child-env.js';
+import { foreignListener } from './listener-owner.js';
 import { isListening, waitForPort } from './ports.js';
 
 export interface NatsServerHandle {
@@ -411,6 +412,10 @@ export async function startNatsServer(opts: {
     checkSubjects(r.subscribe, `the ${r.user} user's`, true);
   }
   if (await isListening(opts.port)) {
+    // nkeys prove who the client is, not who the server is: one that took the port while it was
+    // free and takes any signature would get every message. Ours runs as us.
+    const foreign = foreignListener(opts.port);
+    if (foreign) throw new Error(`the NATS port ${foreign}`);
     if (opts.seed !== undefined) {
       const auth = await probeNatsAuth(opts.port, { seed: opts.seed });
       if (auth === 'open')
