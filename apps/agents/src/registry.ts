@@ -2,6 +2,7 @@ import { AppError } from '@switchyard/platform';
 import {
   builtinAgentCards,
   cardToJson,
+  checkTaskContext,
   resolveTaskType,
   TASK_TYPE_ALIASES,
   type AgentCardJson,
@@ -30,7 +31,8 @@ export const agentCards = builtinAgentCards;
 
 /**
  * Validate `rawInput` against the task's schema and run it. Unknown task types are not_found,
- * bad input is a validation error listing each issue; handler errors pass through unchanged.
+ * bad input (an unknown field among it) is a validation error listing each issue; handler errors
+ * pass through unchanged.
  */
 export async function runTask(requested: string, rawInput: unknown, ctx: AgentContext): Promise<unknown> {
   // An alias (the wire contract's other name of a task type) runs its canonical type.
@@ -42,13 +44,13 @@ export async function runTask(requested: string, rawInput: unknown, ctx: AgentCo
       known: Object.keys(taskHandlers),
       aliases: TASK_TYPE_ALIASES,
     });
-  const parsed = def.input.safeParse(rawInput ?? {});
-  if (!parsed.success) {
-    throw new AppError('validation', `invalid input for ${taskType}`, {
+  const parsed = checkTaskContext(taskType, def.input, rawInput ?? {});
+  if (!parsed.success)
+    throw new AppError('validation', parsed.message, {
       taskType,
-      issues: parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+      // Paths inside the input, as this call has always named them (`customerId`, not `context.customerId`).
+      issues: parsed.issues.map((i) => ({ ...i, path: i.path.replace(/^context\.?/, '') })),
     });
-  }
   const started = Date.now();
   const result = await def.handle(parsed.data, ctx);
   ctx.logger.info({ taskType, agent: def.agent, ms: Date.now() - started }, 'agent task done');

@@ -5,6 +5,8 @@ import {
   builtinAgentCards as agentCards,
   builtinTaskTypes,
   cardToJson,
+  checkTaskContext,
+  contextAliasesOf,
   noopInput,
   NOOP_TASK_TYPE,
   type AgentHealthView,
@@ -41,8 +43,16 @@ export class AgentCatalog {
     return [...types].sort();
   }
 
-  /** A submission the dispatcher would refuse: unknown task type, a context outside its schema, an unknown agent (AppError validation). */
-  check(taskType: string, context: Record<string, unknown> | undefined, agent: string | undefined): void {
+  /**
+   * A submission the dispatcher would refuse: unknown task type, a context outside its schema
+   * (an unknown field among them), an unknown agent (AppError validation). Returns the context to
+   * record: the snake_case spellings of its fields renamed to the schema's names (checkTaskContext).
+   */
+  check(
+    taskType: string,
+    context: Record<string, unknown> | undefined,
+    agent: string | undefined,
+  ): Record<string, unknown> | undefined {
     const known = this.knownTaskTypes();
     if (!known.includes(taskType)) {
       throw new AppError(
@@ -57,23 +67,11 @@ export class AgentCatalog {
       );
     }
     const schema = this.schemas[taskType];
+    let checked = context;
     if (schema) {
-      const parsed = schema.safeParse(context ?? {});
-      if (!parsed.success) {
-        const issues = parsed.error.issues.map((i) => ({
-          path: ['context', ...i.path.map(String)].join('.'),
-          message: i.message,
-        }));
-        throw new AppError(
-          'validation',
-          `invalid context for ${taskType}: ${issues.map((i) => `${i.path} (${i.message})`).join('; ')}`,
-          {
-            task_type: taskType,
-            errors: issues,
-          },
-          false,
-        );
-      }
+      const r = checkTaskContext(taskType, schema, context ?? {});
+      if (!r.success) throw new AppError('validation', r.message, { task_type: taskType, errors: r.issues }, false);
+      checked = r.context;
     }
     if (agent !== undefined && !this.agentNames().includes(agent)) {
       throw new AppError(
@@ -95,6 +93,7 @@ export class AgentCatalog {
         false,
       );
     }
+    return checked;
   }
 
   /** Whether `agent` takes `taskType`: its card lists it, or one of its instances does (an agent known by neither: not refused here). */
@@ -157,6 +156,12 @@ export class AgentCatalog {
       });
   }
 
+  /** The other spellings of a task type's fields that a context may use (none for a type without a schema here). */
+  private contextAliases(taskType: string): Record<string, string> {
+    const schema = this.schemas[taskType];
+    return schema ? contextAliasesOf(schema) : {};
+  }
+
   capabilities(): CapabilitiesReply {
     const out = new Map<string, CapabilitiesReply['agents'][number]>();
     for (const i of this.registry.instances.values()) {
@@ -169,9 +174,13 @@ export class AgentCatalog {
         max_concurrency: i.maxConcurrency,
         kind: i.kind,
         available: i.healthy,
-        task_types: [...i.taskTypes]
-          .sort()
-          .map((type) => ({ type, description: '', input_schema: i.inputSchemas.get(type), aliases: aliasesOf(type) })),
+        task_types: [...i.taskTypes].sort().map((type) => ({
+          type,
+          description: '',
+          input_schema: i.inputSchemas.get(type),
+          aliases: aliasesOf(type),
+          context_aliases: this.contextAliases(type),
+        })),
       });
     }
     // Descriptions (and the agents with no live instance) from the built-in cards.
@@ -182,6 +191,7 @@ export class AgentCatalog {
         description: t.description,
         input_schema: t.inputSchema,
         aliases: aliasesOf(t.type),
+        context_aliases: { ...t.contextAliases },
       }));
       if (!have) {
         out.set(c.name, {

@@ -12,7 +12,14 @@ import { createLogger, freePort, isAppError, startNatsServer, type NatsServerHan
 import { handleCommand, PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, until } from '@switchyard/testing';
 import { taskDelegationDecider, taskStreamId } from '@switchyard/domain';
-import { taskExecuteReply, taskSubmitReply, taskView, type TaskView, tasksSubject } from '@switchyard/contracts';
+import {
+  taskExecuteReply,
+  taskIdForIdempotencyKey as taskIdFor,
+  taskSubmitReply,
+  taskView,
+  type TaskView,
+  tasksSubject,
+} from '@switchyard/contracts';
 import { AgentRuntime, startAgent, startAgentHttp, type AgentHandle } from '@switchyard/agents';
 import { startDispatcher, type DispatcherHandle } from './index.js';
 
@@ -234,6 +241,50 @@ describe('task delegation over real NATS and PostgreSQL', () => {
       assert.ok((e.details.valid_task_types as string[]).includes('support_response'));
       return true;
     });
+  });
+
+  it("a step's context: a snake_case field is recorded and run under its name; an unknown field or both spellings are refused before any task is recorded", async () => {
+    await agent('automation_specialist', 'deleg-as-1');
+    const at = '2026-01-01T00:00:00.000Z';
+    const later = '2026-01-01T00:00:02.000Z';
+    const executions = [
+      { executionId: 'e1', steps: [{ stepId: 'fetch', status: 'succeeded', startedAt: at, finishedAt: later }] },
+    ];
+    // 1. As a workflow step sends it (tasks.v1.execute), with the snake_case spelling of hotSpotRate.
+    const done = await execute({
+      task_type: 'workflow_optimization',
+      context: { executions, hot_spot_rate: 0.5 },
+      idempotency_key: 'context-alias-1',
+    });
+    assert.equal(done.status, 'completed');
+    const submitted = (await store.readStream(taskStreamId(done.task_id))).find((e) => e.type === 'TaskSubmitted');
+    assert.deepEqual((submitted?.data as { context: unknown }).context, { executions, hotSpotRate: 0.5 });
+    // 2. Refused, each naming the field: both spellings, a nested typo (with the field meant), an unknown field.
+    const refused: [Record<string, unknown>, string, string][] = [
+      [{ executions, hot_spot_rate: 0.5, hotSpotRate: 0.4 }, 'context.hot_spot_rate', 'both_spellings'],
+      [
+        { executions: [{ ...executions[0]!, steps: [{ ...executions[0]!.steps[0]!, depends_on: [] }] }] },
+        'context.executions.0.steps.0.depends_on',
+        'unknown_field',
+      ],
+      [{ executions, hotspots: 3 }, 'context.hotspots', 'unknown_field'],
+    ];
+    for (const [context, path, code] of refused)
+      await assert.rejects(
+        execute({ task_type: 'optimize_workflow', context, idempotency_key: `context-refused-${path}` }),
+        (e) => {
+          assert.ok(isAppError(e));
+          assert.equal(e.code, 'validation');
+          assert.match(e.message, new RegExp(path.replace(/\./g, '\\.')));
+          assert.deepEqual(
+            (e.details.errors as { path: string; code: string }[]).map((i) => [i.path, i.code]),
+            [[path, code]],
+          );
+          return true;
+        },
+      );
+    for (const [, path] of refused)
+      assert.equal((await store.readStream(taskStreamId(taskIdFor(`context-refused-${path}`)))).length, 0, path);
   });
 
   it('a retryable failure is retried up to max_attempts, then the task fails', async () => {

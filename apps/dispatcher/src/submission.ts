@@ -125,12 +125,13 @@ export class Submissions {
    * Validate and submit a task, then try to place it at once. Idempotent on the key: the same
    * key returns the task created first (its id is derived from the key).
    */
-  async submit(req: SubmitRequest, correlationId: string): Promise<SubmitResult> {
+  async submit(asked: SubmitRequest, correlationId: string): Promise<SubmitResult> {
     if (this.stopped) throw new AppError('unavailable', 'dispatcher is stopping');
     // 1. An alias names its canonical type (recorded as requested_task_type); the type must be
-    // known, and the context must fit its schema.
-    const { taskType, alias } = resolveTaskType(req.task_type);
-    this.opts.catalog.check(taskType, req.context, req.agent);
+    // known, and the context must fit its schema (recorded with its fields as the schema names them).
+    const { taskType, alias } = resolveTaskType(asked.task_type);
+    const context = this.opts.catalog.check(taskType, asked.context, asked.agent) ?? asked.context;
+    const req: SubmitRequest = { ...asked, context };
     // 2. Submit (a duplicate submit decides nothing and returns the existing state).
     const taskId = req.idempotency_key ? taskIdForIdempotencyKey(req.idempotency_key) : newId();
     // A full queue refuses new work (a repeat of a task held here still gets its task): queued

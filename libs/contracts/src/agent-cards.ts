@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { aliasesOf } from './task-aliases.js';
+import { checkTaskContext, contextAliasesOf } from './task-context.js';
 import { trimmedText } from './text.js';
 
 /** A calendar day, `YYYY-MM-DD`. */
@@ -32,7 +33,7 @@ export const timeframeSchema = z.string().regex(/^([1-9]\d{0,3})([dm])$/, 'expec
 export const PLAN_NAMES = ['starter', 'growth', 'business', 'enterprise'] as const;
 
 /** One step attempt as the workflow engine records it (or as the caller supplies it). */
-export const stepRecordSchema = z.object({
+export const stepRecordSchema = z.strictObject({
   stepId: z.string().min(1),
   name: z.string().optional(),
   status: z.enum(['succeeded', 'failed', 'timed_out', 'skipped']),
@@ -44,13 +45,13 @@ export const stepRecordSchema = z.object({
   /** manual steps wait for a person; they are the automation candidates */
   kind: z.enum(['tool', 'agent', 'manual', 'approval', 'other']).optional(),
 });
-export const executionRecordSchema = z.object({
+export const executionRecordSchema = z.strictObject({
   executionId: z.string().min(1),
   workflowId: z.string().optional(),
   steps: z.array(stepRecordSchema).min(1),
 });
 
-export const revenueAnalysisInput = z.object({
+export const revenueAnalysisInput = z.strictObject({
   timeframe: timeframeSchema.default('12m'),
   /** last day of the window; defaults to the last order date in the data */
   asOf: isoDate.optional(),
@@ -60,7 +61,7 @@ export const revenueAnalysisInput = z.object({
   includeCohorts: z.boolean().default(true),
 });
 
-export const customerSegmentationInput = z.object({
+export const customerSegmentationInput = z.strictObject({
   asOf: isoDate.optional(),
   /** orders older than this many months before asOf are ignored */
   lookbackMonths: z.number().int().min(1).max(120).default(24),
@@ -69,7 +70,7 @@ export const customerSegmentationInput = z.object({
   includeCustomers: z.boolean().default(false),
 });
 
-export const revenueForecastInput = z.object({
+export const revenueForecastInput = z.strictObject({
   horizon: z.number().int().min(1).max(24).default(6),
   method: z.enum(['auto', 'holt_winters_additive', 'holt', 'simple']).default('auto'),
   seasonLength: z.number().int().min(2).max(24).default(12),
@@ -82,14 +83,14 @@ export const revenueForecastInput = z.object({
   asOf: isoDate.optional(),
 });
 
-export const costOptimizationInput = z.object({
+export const costOptimizationInput = z.strictObject({
   asOf: isoDate.optional(),
   months: z.number().int().min(6).max(36).default(12),
   /** flag categories whose growth exceeds revenue growth by more than this (0.05 = 5 points) */
   excessGrowthThreshold: z.number().min(0).max(5).default(0.05),
 });
 
-export const scheduleOptimizationInput = z.object({
+export const scheduleOptimizationInput = z.strictObject({
   /** first day to plan (inclusive); defaults to the earliest shift in business.shifts */
   from: planningDate.optional(),
   days: z.number().int().min(1).max(31).default(7),
@@ -99,17 +100,17 @@ export const scheduleOptimizationInput = z.object({
   timeoutMs: z.number().int().min(100).max(60_000).default(10_000),
 });
 
-export const performanceAnalysisInput = z.object({
+export const performanceAnalysisInput = z.strictObject({
   executions: z.array(executionRecordSchema).min(1).max(10_000),
 });
 
-export const workflowOptimizationInput = z.object({
+export const workflowOptimizationInput = z.strictObject({
   executions: z.array(executionRecordSchema).min(1).max(10_000),
   /** attempt failure rate from which a step counts as a hot spot */
   hotSpotRate: z.number().min(0).max(1).default(0.05),
 });
 
-export const generateProposalInput = z.object({
+export const generateProposalInput = z.strictObject({
   customerId: customerIdSchema,
   proposalType: z.enum(['upgrade', 'renewal', 'expansion']).default('upgrade'),
   /** plan to propose; default: the next plan up for an upgrade, the current plan otherwise */
@@ -125,7 +126,7 @@ export const generateProposalInput = z.object({
 const MARKETING_CONTENT_KINDS = ['newsletter', 'welcome'] as const;
 
 export const marketingContentInput = z
-  .object({
+  .strictObject({
     channel: z.enum(['email', 'blog', 'social']).default('email'),
     /**
      * newsletter: copy from the aggregate figures of a segment or region (the default); welcome:
@@ -147,13 +148,12 @@ export const marketingContentInput = z
       ctx.addIssue({ code: 'custom', path: ['channel'], message: 'a welcome is an e-mail: channel must be email' });
   });
 
-
-export const supportResponseInput = z.object({
+export const supportResponseInput = z.strictObject({
   query: trimmedText(3, 10_000),
   customerId: customerIdSchema.optional(),
 });
 
-export const satisfactionAnalysisInput = z.object({
+export const satisfactionAnalysisInput = z.strictObject({
   months: z.number().int().min(1).max(36).default(12),
   asOf: isoDate.optional(),
   category: z.string().optional(),
@@ -241,6 +241,20 @@ export const builtinTaskTypes = {
 >;
 export type BuiltinTaskType = keyof typeof builtinTaskTypes;
 
+/**
+ * A context of a built-in task type with its fields' other spellings renamed, as the dispatcher
+ * records it (checkTaskContext); as given for any other type, or a context the check refuses
+ * (the dispatcher refuses it when it takes the task over).
+ */
+export function builtinTaskContext(taskType: string, context: Record<string, unknown>): Record<string, unknown> {
+  const def = Object.hasOwn(builtinTaskTypes, taskType)
+    ? (builtinTaskTypes as Record<string, { readonly input: z.ZodType }>)[taskType]
+    : undefined;
+  if (!def) return context;
+  const r = checkTaskContext(taskType, def.input, context);
+  return r.success ? r.context : context;
+}
+
 const BUILTIN_AGENTS: { name: BuiltinAgentName; description: string; maxConcurrency: number }[] = [
   {
     name: 'data_analyst',
@@ -312,7 +326,26 @@ export interface AgentCardJson {
     readonly description: string;
     readonly inputSchema: Record<string, unknown>;
     readonly aliases: readonly string[];
+    /** The other spellings of the input's fields (`customer_id` -> `customerId`), accepted and renamed (task-context.ts). */
+    readonly contextAliases: Readonly<Record<string, string>>;
   }[];
+}
+
+/**
+ * A task's input as JSON Schema for callers: `input` mode (fields with defaults are optional),
+ * `additionalProperties: false` (strict), and each field's other spelling in its description.
+ */
+export function inputJsonSchema(input: z.ZodType): Record<string, unknown> {
+  const schema = z.toJSONSchema(input, { io: 'input' }) as Record<string, unknown>;
+  const properties = schema.properties as Record<string, Record<string, unknown>> | undefined;
+  if (!properties) return schema;
+  for (const [alias, field] of Object.entries(contextAliasesOf(input))) {
+    const p = properties[field];
+    if (!p) continue;
+    const also = `also accepted as ${alias}`;
+    properties[field] = { ...p, description: typeof p.description === 'string' ? `${p.description} (${also})` : also };
+  }
+  return schema;
 }
 
 export function cardToJson(card: AgentCard): AgentCardJson {
@@ -324,15 +357,19 @@ export function cardToJson(card: AgentCard): AgentCardJson {
     taskTypes: card.taskTypes.map((t) => ({
       type: t.type,
       description: t.description,
-      // `input` mode: fields with defaults are optional for the caller.
-      inputSchema: z.toJSONSchema(t.input, { io: 'input' }),
+      inputSchema: inputJsonSchema(t.input),
       aliases: [...t.aliases],
+      contextAliases: contextAliasesOf(t.input),
     })),
   };
 }
 
 export const NOOP_TASK_TYPE = 'noop';
 
+/**
+ * Not strict, unlike the agents' inputs: noop is a test and benchmark fixture, and specs give it
+ * extra fields of their own to tell one submission from another.
+ */
 export const noopInput = z.object({
   sleep_ms: z.number().int().min(0).max(600_000).default(0),
   echo: z.unknown().optional(),

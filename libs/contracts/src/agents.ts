@@ -90,6 +90,7 @@ export const agentCardJsonSchema = z.object({
       description: z.string(),
       inputSchema: z.record(z.string(), z.unknown()).optional(),
       aliases: z.array(z.string()).optional(),
+      contextAliases: z.record(z.string(), z.string()).optional(),
     }),
   ),
 });

@@ -9,6 +9,7 @@ export * from './envelope.js';
 export * from './errors.js';
 export * from './progress.js';
 export * from './task-aliases.js';
+export * from './task-context.js';
 export * from './automation-triggers.js';
 export * from './tasks.js';
 export * from './agents.js';

@@ -184,6 +184,11 @@ export const capabilityView = z.object({
       input_schema: z.unknown().optional(),
       /** Other names a delegation may give this type (resolved to it on submit). */
       aliases: z.array(z.string()),
+      /**
+       * Other spellings of the input's fields (`customer_id` -> `customerId`), accepted and renamed
+       * to the field; the input schema names the fields only (it refuses any other property).
+       */
+      context_aliases: z.record(z.string(), z.string()).optional(),
     }),
   ),
 });

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { AppError, type Logger } from '@switchyard/platform';
 import { asAppError } from '@switchyard/messaging';
-import { resolveTaskType } from '@switchyard/contracts';
+import { checkTaskContext, resolveTaskType } from '@switchyard/contracts';
 import { agentCards, cardToJson, taskHandlers, type AgentCardJson } from '../registry.js';
 import type { AgentCard, TaskDefinition } from '../types.js';
 import type { LlmClient } from '../llm.js';
@@ -141,22 +141,11 @@ export class AgentRuntime {
         max_concurrency: this.maxConcurrency,
       });
     }
-    const parsed = def.input.safeParse(req.context ?? {});
+    // The dispatcher checked it already; a caller of this agent's own subjects or HTTP edge was not.
+    const parsed = checkTaskContext(req.task_type, def.input, req.context ?? {});
     if (!parsed.success) {
       this.counters.rejected++;
-      const issues = parsed.error.issues.map((i) => ({
-        path: ['context', ...i.path.map(String)].join('.'),
-        message: i.message,
-      }));
-      throw new AppError(
-        'validation',
-        `invalid context for ${req.task_type}: ${issues.map((i) => `${i.path} (${i.message})`).join('; ')}`,
-        {
-          task_type: req.task_type,
-          issues,
-        },
-        false,
-      );
+      throw new AppError('validation', parsed.message, { task_type: req.task_type, issues: parsed.issues }, false);
     }
 
     const controller = new AbortController();

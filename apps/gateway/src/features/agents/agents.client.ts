@@ -2,6 +2,7 @@ import { Inject, Injectable, Optional } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/nats-core';
 
 import {
+  builtinTaskContext,
   resolveTaskType,
   serviceSubject,
   type TaskSubmitReply,
@@ -206,11 +207,13 @@ export class AgentsClient {
     correlationId: string,
   ): Promise<TaskSubmitReply> {
     const taskId = taskIdForIdempotencyKey(input.idempotency_key);
-    // Recorded as the dispatcher records it: the canonical type, and the alias that named it.
+    // Recorded as the dispatcher records it: the canonical type, the alias that named it, the
+    // context's fields as the type's schema names them.
     const { taskType, alias } = resolveTaskType(input.task_type);
+    const context = builtinTaskContext(taskType, input.context);
     const r = await handleCommand(this.store, taskStreamId(taskId), taskDelegationDecider, {
       type: 'SubmitTask',
-      data: submitTaskData(taskId, taskType, alias, input),
+      data: submitTaskData(taskId, taskType, alias, { ...input, context }),
       metadata: { timestamp: new Date().toISOString(), correlationId, actor: input.actor },
     });
     const state = r.state;

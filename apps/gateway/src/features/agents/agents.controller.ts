@@ -105,6 +105,8 @@ export class AgentsController {
     description:
       '202 with the task id and the chosen agent (or `queued` when no instance is free or up). `?wait=true` waits (up to `wait_ms`) and answers 200 with the result. ' +
       '`task_type` is a task type or one of its aliases (e.g. `analyze_revenue` for `revenue_analysis`; see `aliases` in GET /capabilities): an alias runs its canonical type, and the task records both. ' +
+      "`context` takes the fields of the task type's `input_schema` (GET /capabilities) and nothing else: an unknown field is a 400 naming it and, when one is close, the field meant (`did you mean customerId?`). " +
+      "A camelCase field also takes its snake_case spelling (`customer_id` for `customerId`; `context_aliases` in GET /capabilities), recorded and run under the schema's name; both spellings at once are a 400. " +
       'Unknown task_type: 400 listing the valid ones; bad context: 400 naming the field. An `Idempotency-Key` header makes retries return the same task.',
     tags: ['agents'],
     role: 'operator',

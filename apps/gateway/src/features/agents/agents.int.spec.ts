@@ -265,6 +265,83 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
     }
   });
 
+  it("a context field the task type does not know: 400 naming it and the field meant; a snake_case field is the camelCase one's alias", async () => {
+    // The reviewer's call: customer_id used to be dropped, and the answer had no customer.
+    const r = await http('POST', '/api/v1/integration/agents/delegate?wait=true', {
+      task_type: 'customer_support',
+      context: { query: 'I was double charged', customer_id: 3 },
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.result.customer?.id, 3, JSON.stringify(r.body.result));
+    // Recorded (and sent to the agent) under the schema's name.
+    const submitted = (await store.readStream(taskStreamId(r.body.task_id))).find((e) => e.type === 'TaskSubmitted');
+    assert.deepEqual((submitted?.data as any).context, { query: 'I was double charged', customerId: 3 });
+
+    const count = async () => (await one<{ n: number }>(`select count(*)::int as n from delegation.tasks`)).n;
+    const tasksBefore = await count();
+    // A typo used to run the default 12-month analysis.
+    const typo = await http('POST', '/api/v1/integration/agents/delegate?wait=true', {
+      task_type: 'analyze_revenue',
+      context: { timefram: '30d' },
+    });
+    assert.equal(typo.status, 400, JSON.stringify(typo.body));
+    assert.match(typo.body.detail, /context\.timefram is not a field of revenue_analysis; did you mean timeframe\?/);
+    assert.deepEqual(
+      typo.body.errors.map((e: any) => [e.path, e.code, e.suggestion]),
+      [['context.timefram', 'unknown_field', 'timeframe']],
+    );
+    const other = await http('POST', '/api/v1/integration/agents/delegate', {
+      task_type: 'support_response',
+      context: { query: 'I was double charged', CustomerID: 3 },
+    });
+    assert.equal(other.status, 400, JSON.stringify(other.body));
+    assert.match(
+      other.body.detail,
+      /context\.CustomerID is not a field of support_response; did you mean customerId\?/,
+    );
+    // Both spellings: which one was meant is unknown.
+    const both = await http('POST', '/api/v1/integration/agents/delegate', {
+      task_type: 'support_response',
+      context: { query: 'I was double charged', customer_id: 3, customerId: 4 },
+    });
+    assert.equal(both.status, 400, JSON.stringify(both.body));
+    assert.deepEqual(
+      both.body.errors.map((e: any) => [e.path, e.code]),
+      [['context.customer_id', 'both_spellings']],
+    );
+    // The body around the context, and a quick action's, are strict too.
+    const body = await http('POST', '/api/v1/integration/agents/delegate', {
+      task_type: 'revenue_analysis',
+      contxt: { timeframe: '30d' },
+    });
+    assert.equal(body.status, 400, JSON.stringify(body.body));
+    assert.deepEqual(
+      body.body.errors.map((e: any) => e.path),
+      ['contxt'],
+    );
+    const quick = await http('POST', '/api/v1/integration/quick/optimize-schedule', { dayz: 14 });
+    assert.equal(quick.status, 400, JSON.stringify(quick.body));
+    assert.deepEqual(
+      quick.body.errors.map((e: any) => e.path),
+      ['dayz'],
+    );
+    // No task was made for any refused one.
+    await dispatcher.projections!.waitFor();
+    assert.equal(await count(), tasksBefore);
+
+    // The capability cards say so: no other property, and the other spellings each field takes.
+    const caps = await http('GET', '/api/v1/integration/agents/capabilities');
+    const sr = caps.body.agents
+      .find((a: any) => a.agent === 'customer_success')
+      .task_types.find((t: any) => t.type === 'support_response');
+    assert.equal(sr.input_schema.additionalProperties, false);
+    assert.deepEqual(sr.context_aliases, { customer_id: 'customerId' });
+    assert.match(sr.input_schema.properties.customerId.description, /also accepted as customer_id/);
+    for (const a of caps.body.agents)
+      for (const t of a.task_types)
+        if (t.type !== 'noop') assert.equal(t.input_schema?.additionalProperties, false, `${a.agent}/${t.type}`);
+  });
+
   it('cancel a running task; capabilities, health and performance', async () => {
     const r = await http('POST', '/api/v1/integration/agents/delegate', {
       task_type: 'noop',

@@ -10,7 +10,8 @@ import {
   trimmedText,
 } from '@switchyard/contracts';
 
-export const delegateBody = z.object({
+// Strict, as the context itself is (checkTaskContext): a misspelt field must not start a task without it.
+export const delegateBody = z.strictObject({
   task_type: z.string().min(1).max(100),
   context: z.record(z.string(), z.unknown()).default({}),
   priority: taskPrioritySchema.default('normal'),
@@ -86,12 +87,12 @@ export const waitedAnswer = {
 
 const priority = { priority: taskPrioritySchema.default('normal') };
 
-/** Quick actions: a fixed task type and a small body, mapped to the task's context. */
+/** Quick actions: a fixed task type and a small (strict) body, mapped to the task's context. */
 export const quickActions = {
   'analyze-revenue': {
     taskType: 'revenue_analysis',
     summary: 'Revenue analysis (data_analyst)',
-    body: z.object({
+    body: z.strictObject({
       timeframe: z.string().max(20).optional(),
       top_n: z.number().int().min(1).max(100).optional(),
       ...priority,
@@ -104,7 +105,7 @@ export const quickActions = {
   'generate-proposal': {
     taskType: 'generate_proposal',
     summary: 'Proposal for a customer (content_creator)',
-    body: z.object({
+    body: z.strictObject({
       customer_id: customerIdSchema,
       proposal_type: z.enum(['upgrade', 'renewal', 'expansion']).optional(),
       discount_pct: z.number().min(0).max(30).optional(),
@@ -119,7 +120,11 @@ export const quickActions = {
   'optimize-schedule': {
     taskType: 'schedule_optimization',
     summary: 'Shift schedule (operations_manager)',
-    body: z.object({ from: planningDate.optional(), days: z.number().int().min(1).max(31).optional(), ...priority }),
+    body: z.strictObject({
+      from: planningDate.optional(),
+      days: z.number().int().min(1).max(31).optional(),
+      ...priority,
+    }),
     context: (b: { from?: string; days?: number }) => ({
       ...(b.from ? { from: b.from } : {}),
       ...(b.days ? { days: b.days } : {}),
@@ -128,7 +133,7 @@ export const quickActions = {
   'customer-support': {
     taskType: 'support_response',
     summary: 'Support reply with intent, sentiment and escalation (customer_success)',
-    body: z.object({
+    body: z.strictObject({
       query: trimmedText(3, 10_000),
       customer_id: customerIdSchema.optional(),
       ...priority,
