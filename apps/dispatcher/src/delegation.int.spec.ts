@@ -160,7 +160,7 @@ describe('task delegation over real NATS and PostgreSQL', () => {
     assert.deepEqual(done.result, { echo: 'survived', slept_ms: 3_000 });
     const v = await get(sub.task_id);
     assert.deepEqual(v.failed_instances, ['child-1']);
-    assert.equal(v.attempts, 1, 'the lost attempt counted, the successful one is not a failure');
+    assert.equal(v.attempts, 2, 'two attempts made: the lost one and the one that completed');
     const types = (await store.readStream(taskStreamId(sub.task_id))).map((e) => e.type);
     assert.deepEqual(types, [
       'TaskSubmitted',

@@ -1,4 +1,4 @@
-import type { ExistingTaskState } from '@switchyard/domain';
+import { attemptsMade, type ExistingTaskState } from '@switchyard/domain';
 import type { TaskView } from './tasks.js';
 
 /** The state as the public task view. */
@@ -13,13 +13,15 @@ export function taskViewOf(s: ExistingTaskState): TaskView {
     requested_agent: s.agent ?? null,
     agent: placed?.assigned_agent ?? null,
     instance: placed?.instance ?? null,
-    attempts: s.attempts,
+    attempts: attemptsMade(s),
     max_attempts: s.max_attempts,
     timeout_ms: s.timeout_ms,
     failed_instances: [...s.failed_instances],
     submitted_at: s.submitted_at,
     assigned_at: placed?.assigned_at ?? null,
-    started_at: s.status === 'working' ? s.started_at : null,
+    // The last attempt's start, also once the task has ended; null while that attempt has not started.
+    started_at:
+      s.status !== 'submitted' && s.status !== 'queued' && s.status !== 'assigned' ? (s.started_at ?? null) : null,
     completed_at: 'completed_at' in s ? s.completed_at : null,
     duration_ms: s.status === 'completed' ? s.duration_ms : null,
     ...(s.status === 'completed' ? { result: s.result } : {}),

@@ -123,13 +123,24 @@ export const taskView = z.object({
   requested_agent: z.string().nullable(),
   agent: z.string().nullable(),
   instance: z.string().nullable(),
-  attempts: z.number().int(),
+  attempts: z
+    .number()
+    .int()
+    .describe(
+      'Attempts made: each hand-over to an agent instance that ran (or runs) the task, the current or last one included; ' +
+        'a hand-over the instance refused before running (busy) or lost to a dispatcher restart is not one. At most max_attempts',
+    ),
   max_attempts: z.number().int(),
   timeout_ms: z.number().int(),
   failed_instances: z.array(z.string()),
   submitted_at: z.string(),
   assigned_at: z.string().nullable(),
-  started_at: z.string().nullable(),
+  started_at: z
+    .string()
+    .nullable()
+    .describe(
+      "When the current or last attempt's agent started it, also after the task ended; null before it started (queued, assigned) or when no start was recorded",
+    ),
   completed_at: z.string().nullable(),
   duration_ms: z.number().nullable(),
   result: z.unknown().optional(),

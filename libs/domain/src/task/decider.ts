@@ -208,6 +208,9 @@ const placement = (s: TaskState): Placement => {
   if (s.status !== 'assigned' && s.status !== 'working') throw new Error(`no live assignment in state ${s.status}`);
   return { assigned_agent: s.assigned_agent, instance: s.instance, assigned_at: s.assigned_at, deadline: s.deadline };
 };
+/** The start of the live assignment, carried into the state that ends it. */
+const started = (s: TaskState): { started_at?: string } => (s.status === 'working' ? { started_at: s.started_at } : {});
+
 /** Drop the status-specific fields when moving to another status. */
 const core = (s: TaskState): TaskBase => {
   const b = base(s);
@@ -253,6 +256,7 @@ function evolve(state: TaskState, event: TaskEvent): TaskState {
       return {
         ...core(state),
         ...placement(state),
+        ...started(state),
         status: 'completed',
         result: event.data.result,
         completed_at: event.data.completed_at,
@@ -262,6 +266,7 @@ function evolve(state: TaskState, event: TaskEvent): TaskState {
       return {
         ...core(state),
         ...placement(state),
+        ...started(state),
         attempts: event.data.attempts,
         last_error: event.data.error,
         status: 'failed',
@@ -287,6 +292,7 @@ function evolve(state: TaskState, event: TaskEvent): TaskState {
       return {
         ...core(state),
         ...(running ? placement(state) : {}),
+        ...started(state),
         status: 'canceled',
         reason: event.data.reason,
         actor: event.data.actor,
@@ -294,7 +300,13 @@ function evolve(state: TaskState, event: TaskEvent): TaskState {
       };
     }
     case 'TaskTimedOut':
-      return { ...core(state), ...placement(state), status: 'timed_out', completed_at: event.data.timed_out_at };
+      return {
+        ...core(state),
+        ...placement(state),
+        ...started(state),
+        status: 'timed_out',
+        completed_at: event.data.timed_out_at,
+      };
     default:
       return assertNever(event, 'task event');
   }

@@ -4,7 +4,15 @@ import { DeciderSpecification } from '@switchyard/testing';
 import { DomainError } from '../decider.js';
 import { taskDelegationDecider } from './decider.js';
 import { effectivePriority, orderQueue } from './priority.js';
-import { submitTaskData, TASK_SUBMIT_DEFAULTS, type TaskCommand, type TaskEvent } from './types.js';
+import {
+  attemptsMade,
+  submitTaskData,
+  TASK_SUBMIT_DEFAULTS,
+  type ExistingTaskState,
+  type TaskCommand,
+  type TaskEvent,
+  type TaskState,
+} from './types.js';
 
 const spec = DeciderSpecification.for(taskDelegationDecider);
 const isCode = (code: string) => (e: unknown) => e instanceof DomainError && e.code === code;
@@ -403,3 +411,72 @@ describe('submitTaskData', () => {
     });
   });
 });
+
+/** The state a history leaves (the fold the dispatcher and the task view read). */
+const stateOf = (...commands: TaskCommand[]): ExistingTaskState =>
+  history(...commands).reduce<TaskState>(
+    (s, e) => taskDelegationDecider.evolve(s, e),
+    taskDelegationDecider.initialState,
+  ) as ExistingTaskState;
+
+describe('the start and the attempts of a task that ended', () => {
+  it('completed, failed, timed out or canceled while it ran: the last attempt keeps its start', () => {
+    const ends: [string, TaskCommand][] = [
+      ['completed', cmd.complete(1, 3)],
+      ['failed', cmd.fail(1, 3, { retryable: false })],
+      ['timed_out', cmd.timeOut(1, 3)],
+      ['canceled', cmd.cancel(3)],
+    ];
+    for (const [status, end] of ends) {
+      const s = stateOf(cmd.submit(), cmd.assign('i1'), cmd.start(1, 2), end);
+      assert.equal(s.status, status);
+      assert.equal('started_at' in s ? s.started_at : undefined, iso(2), status);
+    }
+  });
+
+  it('no start recorded (the notice lost), or canceled before it ran: no start', () => {
+    const lost = stateOf(cmd.submit(), cmd.assign('i1'), cmd.complete(1, 3));
+    assert.equal('started_at' in lost ? lost.started_at : undefined, undefined);
+    const queuedCancel = stateOf(cmd.submit(), cmd.cancel(1));
+    assert.equal('started_at' in queuedCancel ? queuedCancel.started_at : undefined, undefined);
+  });
+
+  it('a retry forgets the failed attempt’s start: the next one has not started yet', () => {
+    const s = stateOf(cmd.submit(), cmd.assign('i1'), cmd.start(1, 2), cmd.fail(1, 3), cmd.assign('i2', 4));
+    assert.equal(s.status, 'assigned');
+    assert.equal('started_at' in s, false);
+  });
+
+  it('attempts made: the attempt under way or that ended the task counts, a busy refusal does not', () => {
+    const busy = { retryable: true, avoid_instance: false, count_attempt: false };
+    const cases: [string, ExistingTaskState, number][] = [
+      ['queued', stateOf(cmd.submit()), 0],
+      ['assigned', stateOf(cmd.submit(), cmd.assign('i1')), 1],
+      ['working', stateOf(cmd.submit(), cmd.assign('i1'), cmd.start(1)), 1],
+      ['completed at once', stateOf(cmd.submit(), cmd.assign('i1'), cmd.start(1), cmd.complete(1)), 1],
+      ['refused busy, queued again', stateOf(cmd.submit(), cmd.assign('i1'), cmd.fail(1, 2, busy)), 0],
+      [
+        'refused busy, then completed',
+        stateOf(cmd.submit(), cmd.assign('i1'), cmd.fail(1, 2, busy), cmd.assign('i2', 3), cmd.complete(2, 4)),
+        1,
+      ],
+      ['failed once, queued again', stateOf(cmd.submit(), cmd.assign('i1'), cmd.fail(1)), 1],
+      [
+        'failed once, then completed',
+        stateOf(cmd.submit(), cmd.assign('i1'), cmd.fail(1), cmd.assign('i2', 4), cmd.complete(2, 5)),
+        2,
+      ],
+      ['failed at once', stateOf(cmd.submit(), cmd.assign('i1'), cmd.fail(1, 3, { retryable: false })), 1],
+      [
+        'failed on its last attempt',
+        stateOf(cmd.submit(), cmd.assign('i1'), cmd.fail(1), cmd.assign('i2', 4), cmd.fail(2, 5)),
+        2,
+      ],
+      ['timed out', stateOf(cmd.submit(), cmd.assign('i1'), cmd.timeOut(1)), 1],
+      ['canceled while it ran', stateOf(cmd.submit(), cmd.assign('i1'), cmd.start(1), cmd.cancel(3)), 1],
+      ['canceled while queued', stateOf(cmd.submit(), cmd.cancel(1)), 0],
+    ];
+    for (const [what, s, n] of cases) assert.equal(attemptsMade(s), n, what);
+  });
+});
+

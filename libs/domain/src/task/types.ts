@@ -251,6 +251,11 @@ export interface Placement {
   readonly deadline: string;
 }
 
+/** When the last assignment's agent said it started: kept after the task ends (absent when no start was recorded). */
+export interface Started {
+  readonly started_at?: string;
+}
+
 export type TaskState =
   | { readonly status: 'initial' }
   | (TaskBase & { readonly status: 'submitted' })
@@ -258,23 +263,49 @@ export type TaskState =
   | (TaskBase & Placement & { readonly status: 'assigned' })
   | (TaskBase & Placement & { readonly status: 'working'; readonly started_at: string })
   | (TaskBase &
-      Placement & {
+      Placement &
+      Started & {
         readonly status: 'completed';
         readonly result: unknown;
         readonly completed_at: string;
         readonly duration_ms: number;
       })
-  | (TaskBase & Placement & { readonly status: 'failed'; readonly error: TaskError; readonly completed_at: string })
   | (TaskBase &
-      Partial<Placement> & {
+      Placement &
+      Started & { readonly status: 'failed'; readonly error: TaskError; readonly completed_at: string })
+  | (TaskBase &
+      Partial<Placement> &
+      Started & {
         readonly status: 'canceled';
         readonly reason: string;
         readonly actor: string;
         readonly completed_at: string;
       })
-  | (TaskBase & Placement & { readonly status: 'timed_out'; readonly completed_at: string });
+  | (TaskBase & Placement & Started & { readonly status: 'timed_out'; readonly completed_at: string });
 
 export type ExistingTaskState = Exclude<TaskState, { status: 'initial' }>;
 
 export const isTerminal = (s: TaskState): boolean =>
   s.status === 'completed' || s.status === 'failed' || s.status === 'canceled' || s.status === 'timed_out';
+
+/**
+ * The attempts made so far, the one under way or that ended the task included (the `attempt` of
+ * its TaskAssigned): `attempts` counts only those that failed and used up one of `max_attempts`.
+ * A hand-over the instance refused before running (busy) or lost to a dispatcher restart is no
+ * attempt, as it uses none up.
+ */
+export function attemptsMade(s: ExistingTaskState): number {
+  switch (s.status) {
+    case 'submitted':
+    case 'queued':
+    case 'failed': // TaskFailed counts its own attempt already (when it used one up)
+      return s.attempts;
+    case 'assigned':
+    case 'working':
+    case 'completed':
+    case 'timed_out':
+      return s.attempts + 1;
+    case 'canceled': // stopped while it ran: that attempt was made
+      return s.attempts + (s.instance !== undefined ? 1 : 0);
+  }
+}

@@ -342,6 +342,32 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
         if (t.type !== 'noop') assert.equal(t.input_schema?.additionalProperties, false, `${a.agent}/${t.type}`);
   });
 
+  it("a task that ended keeps its last attempt's start and counts the attempts made", async () => {
+    const r = await http('POST', '/api/v1/integration/agents/delegate?wait=true', {
+      task_type: 'support_response',
+      context: { query: 'Where is my invoice for March?' },
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const events = await store.readStream(taskStreamId(r.body.task_id));
+    const started = events.find((e) => e.type === 'TaskStarted');
+    assert.ok(started, events.map((e) => e.type).join(', '));
+    const t = await http('GET', `/api/v1/integration/agents/tasks/${r.body.task_id}`);
+    assert.equal(t.body.status, 'completed');
+    assert.equal(t.body.started_at, (started.data as any).started_at);
+    assert.equal(t.body.attempts, 1);
+    assert.ok(Date.parse(t.body.assigned_at) <= Date.parse(t.body.started_at));
+    assert.ok(Date.parse(t.body.started_at) <= Date.parse(t.body.completed_at));
+    // A task that failed on its input: one attempt made, started too.
+    const f = await http('POST', '/api/v1/integration/quick/generate-proposal?wait=true', { customer_id: 2_000_000 });
+    assert.equal(f.status, 404, JSON.stringify(f.body));
+    const failed = await until('the failed task to be readable', async () => {
+      const x = await http('GET', `/api/v1/integration/agents/tasks/${f.body.task_id}`);
+      return x.body.status === 'failed' ? x.body : undefined;
+    });
+    assert.equal(failed.attempts, 1);
+    assert.ok(failed.started_at !== null, JSON.stringify(failed));
+  });
+
   it('cancel a running task; capabilities, health and performance', async () => {
     const r = await http('POST', '/api/v1/integration/agents/delegate', {
       task_type: 'noop',
