@@ -12,8 +12,20 @@ import { builtinTaskTypes, scheduleOptimizationInput } from '@switchyard/contrac
 
 export type ScheduleOptimizationInput = z.infer<typeof scheduleOptimizationInput>;
 
-/** Staff, shift demand and availability for the period, straight from business.*. */
-export async function loadScheduleProblem(pool: pg.Pool, input: ScheduleOptimizationInput): Promise<ScheduleProblem> {
+/** A run of calendar days, both ends included. */
+export interface Period {
+  readonly from: string;
+  readonly to: string;
+  readonly days: number;
+}
+
+const daysOf = (from: string, to: string): number => Math.round((Date.parse(to) - Date.parse(from)) / 86_400_000) + 1;
+
+/** Staff, shift demand and availability for the period asked for, straight from business.*, with that period. */
+export async function loadScheduleProblem(
+  pool: pg.Pool,
+  input: ScheduleOptimizationInput,
+): Promise<ScheduleProblem & { readonly requested: Period }> {
   const start =
     input.from ??
     (await pool.query<{ d: string | null }>(`select min(day)::text as d from business.shifts`)).rows[0]?.d ??
@@ -42,21 +54,47 @@ export async function loadScheduleProblem(pool: pg.Pool, input: ScheduleOptimiza
     availability: availability.rows,
     uncoveredPenalty: input.uncoveredPenalty,
     maxShiftsPerDay: input.maxShiftsPerDay,
+    requested: { from: start, to: end, days: input.days },
+  };
+}
+
+/**
+ * What a schedule covers of the period asked for: the first to the last day with shifts, and a
+ * warning when that is not the whole period or days inside it have none (the data holds shifts
+ * for some days only: a schedule for part of the period must not read as one for all of it).
+ */
+export function coverageOf(
+  requested: Period,
+  shiftDays: readonly string[],
+): { readonly period: Period; readonly warnings: string[] } {
+  const days = [...new Set(shiftDays)].sort();
+  const period = { from: days[0]!, to: days[days.length - 1]!, days: daysOf(days[0]!, days[days.length - 1]!) };
+  if (days.length === requested.days) return { period, warnings: [] };
+  const gaps = period.days - days.length;
+  return {
+    period,
+    warnings: [
+      `business.shifts has shifts on ${days.length} of the ${requested.days} days asked for (${requested.from} to ${requested.to}): ` +
+        `the schedule covers ${period.from} to ${period.to}` +
+        (gaps > 0 ? `, where ${gaps} day${gaps === 1 ? ' has' : 's have'} no shifts` : '') +
+        '; the other days have nothing to staff',
+    ],
   };
 }
 
 export async function scheduleOptimization(pool: pg.Pool, input: ScheduleOptimizationInput, signal: AbortSignal) {
-  const problem = await loadScheduleProblem(pool, input);
+  const { requested, ...problem } = await loadScheduleProblem(pool, input);
   checkAborted(signal);
   const result = solveSchedule(problem, input.timeoutMs);
   if (result.violations.length > 0) {
     // The solver's answer is re-checked independently; a violation here is a bug, not a result.
     throw new AppError('internal', 'solver returned an infeasible schedule', { violations: result.violations });
   }
-  return {
-    period: { from: problem.shifts[0]!.day, to: problem.shifts[problem.shifts.length - 1]!.day },
-    ...result,
-  };
+  const { period, warnings } = coverageOf(
+    requested,
+    problem.shifts.map((x) => x.day),
+  );
+  return { requestedPeriod: requested, period, warnings, ...result };
 }
 
 // ---------- performance_analysis ----------

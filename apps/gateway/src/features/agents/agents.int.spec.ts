@@ -368,6 +368,44 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
     assert.ok(failed.started_at !== null, JSON.stringify(failed));
   });
 
+  it('optimize-schedule states the period asked for and the period covered, with a warning when the data covers less', async () => {
+    const range = await one<{ from: string; to: string }>(
+      `select min(day)::text as "from", max(day)::text as "to" from business.shifts`,
+    );
+    const dayAfter = (d: string, n: number) =>
+      new Date(Date.parse(`${d}T00:00:00Z`) + n * 86_400_000).toISOString().slice(0, 10);
+    const spanOf = (from: string, to: string) => (Date.parse(to) - Date.parse(from)) / 86_400_000 + 1;
+    // The reviewer's calls: 14 days from five days before the first shift, and 31 days from the first.
+    for (const [body, requested] of [
+      [
+        { from: dayAfter(range.from, -5), days: 14 },
+        { from: dayAfter(range.from, -5), to: dayAfter(range.from, 8), days: 14 },
+      ],
+      [{ days: 31 }, { from: range.from, to: dayAfter(range.from, 30), days: 31 }],
+    ] as const) {
+      const r = await http('POST', '/api/v1/integration/quick/optimize-schedule?wait=true', body);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const { requestedPeriod, period, warnings } = r.body.result;
+      assert.deepEqual(requestedPeriod, requested);
+      const covered = {
+        from: requested.from > range.from ? requested.from : range.from,
+        to: requested.to < range.to ? requested.to : range.to,
+      };
+      assert.deepEqual(period, { ...covered, days: spanOf(covered.from, covered.to) });
+      assert.equal(warnings.length, 1, JSON.stringify(warnings));
+      assert.match(
+        warnings[0],
+        new RegExp(`of the ${requested.days} days asked for \\(${requested.from} to ${requested.to}\\)`),
+      );
+      assert.match(warnings[0], new RegExp(`covers ${covered.from} to ${covered.to}`));
+    }
+    // A period the data covers whole: no warning.
+    const week = await http('POST', '/api/v1/integration/quick/optimize-schedule?wait=true', { days: 7 });
+    assert.equal(week.status, 200, JSON.stringify(week.body));
+    assert.deepEqual(week.body.result.period, week.body.result.requestedPeriod);
+    assert.deepEqual(week.body.result.warnings, []);
+  });
+
   it('cancel a running task; capabilities, health and performance', async () => {
     const r = await http('POST', '/api/v1/integration/agents/delegate', {
       task_type: 'noop',
