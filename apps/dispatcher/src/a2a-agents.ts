@@ -189,11 +189,13 @@ function taskOutcome(t: Task): unknown {
           : state === 6
             ? 'input required'
             : 'auth required';
-  // The agent decided; another attempt would ask it the same thing.
+  // The agent decided; another attempt would ask it the same thing. Only a rejection or a question
+  // back is about the input: a failure, a cancel or wanting credentials is the agent's (isCallerError).
+  const agents = state === 4 || state === 5 || state === 8;
   throw new AppError(
     'illegal_state',
     `the A2A agent's task ${t.id} ended ${name}${why ? `: ${why}` : ''}`,
-    { a2a_task_id: t.id, a2a_state: name },
+    { a2a_task_id: t.id, a2a_state: name, ...(agents ? { reason: 'agent_ended_task' } : {}) },
     false,
   );
 }
@@ -229,7 +231,12 @@ export async function runOnA2aAgent(
   try {
     client = await factory.createFromAgentCard(agent.card);
   } catch (err) {
-    throw new AppError('validation', `the A2A agent's card cannot be used: ${(err as Error).message}`, {}, false);
+    throw new AppError(
+      'validation',
+      `the A2A agent's card cannot be used: ${(err as Error).message}`,
+      { reason: 'unusable_card' },
+      false,
+    );
   }
   let a2aTaskId: string | undefined;
   try {

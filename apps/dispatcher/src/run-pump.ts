@@ -380,6 +380,8 @@ export class RunPump {
           const refused = new AppError(
             'validation',
             `the agent's result could not be recorded: ${err instanceof Error ? err.message : String(err)}`,
+            // The agent's answer is at fault, not the caller's input (isCallerError).
+            { reason: 'result_unrecordable' },
           );
           await untilRecorded(s.task_id, 'recording a failed attempt', log, this.opts.stopped, () =>
             this.tasks.exec(s.task_id, {

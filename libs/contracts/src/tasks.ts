@@ -213,11 +213,27 @@ export type CapabilitiesReply = z.infer<typeof capabilitiesReply>;
 
 export const agentPerformanceView = z.object({
   agent: z.string(),
-  tasks_done: z.number().int(),
+  tasks_done: z.number().int().describe('Tasks ended on this agent: succeeded + failed + timed_out + caller_errors'),
   succeeded: z.number().int(),
-  failed: z.number().int(),
+  failed: z
+    .number()
+    .int()
+    .describe(
+      "Failures that are the agent's: an exception of its handler, an agent unavailable or refusing its own answer (caller errors are not counted here)",
+    ),
   timed_out: z.number().int(),
-  success_rate: z.number().nullable(),
+  caller_errors: z
+    .number()
+    .int()
+    .describe(
+      "Failures through the caller's input, which another agent would answer the same: the context refused (validation), " +
+        'naming what does not exist (not_found), or asking what the data does not allow (illegal_state, e.g. no active subscription)',
+    )
+    .default(0),
+  success_rate: z
+    .number()
+    .nullable()
+    .describe('succeeded / (succeeded + failed + timed_out): caller errors are left out; null before any such task'),
   latency_p50_ms: z.number().nullable(),
   latency_p95_ms: z.number().nullable(),
   last_task_at: z.string().nullable(),

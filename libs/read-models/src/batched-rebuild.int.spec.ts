@@ -35,6 +35,16 @@ const perEvent = (): Projection[] => projections().map((p) => ({ ...p, applyBatc
 /** Executions of the generated log with the rarer step events (waits, items, compensations, retries). */
 const VARIED_EXECUTIONS = 24;
 
+/** The errors tasks of the generated log fail with: in turn the agent's and the caller's (isCallerError). */
+const FAILURES: ((n: number) => { code: string; message: string; details?: Record<string, unknown> })[] = [
+  (n) => ({ code: 'x', message: `no ${n}` }),
+  (n) => ({ code: 'not_found', message: `customer ${n} not found` }),
+  (n) => ({ code: 'internal', message: `threw on ${n}`, details: { reason: 'handler_error' } }),
+  (n) => ({ code: 'illegal_state', message: `no active subscription ${n}` }),
+  (n) => ({ code: 'validation', message: `result of ${n} not recorded`, details: { reason: 'result_unrecordable' } }),
+  (n) => ({ code: 'validation', message: `invalid context ${n}` }),
+];
+
 /** A small deterministic PRNG (mulberry32), so a failure can be replayed with the same log. */
 function rng(seed: number): () => number {
   let a = seed >>> 0;
@@ -425,7 +435,8 @@ function generateLog(seed: number): { stream: string; event: NewEvent }[] {
               instance: `${agent}-1`,
               assignment: 1,
               attempts: 2,
-              error: { code: 'x', message: `no ${n}` },
+              // The agent's failures and the caller's (counted apart), the system's own refusal among the first.
+              error: FAILURES[n % FAILURES.length]!(n),
               duration_ms: d,
               failed_at: iso(start + 200),
             },
@@ -587,6 +598,12 @@ describe('batched projections give the read models of the per-event (live) path 
         expected['read_models.workflow_executions']!.length === 100 + VARIED_EXECUTIONS,
     );
     assert.ok(expected['status.mcp_minutes']!.length > 100, 'minute rows survive the retention');
+    // Both kinds of failure were counted, each in its own column (failed, caller_errors after timed_out).
+    const performance = expected['delegation.agent_performance']!.map((r) => r.slice(1, -1).split(','));
+    assert.ok(
+      performance.some((r) => Number(r[3]) > 0) && performance.some((r) => Number(r[5]) > 0),
+      performance.join(' | '),
+    );
     assert.ok(
       expected['read_models.workflow_steps']!.some((r) => r.includes('9999-12-31')),
       'a retry time past the year 9999 is kept as the last one PostgreSQL takes',
@@ -673,6 +690,48 @@ describe('batched projections give the read models of the per-event (live) path 
       for (const t of TABLES) assert.deepEqual(got[t], expected[t], `${t}: replayed batches vs live`);
     });
   }
+
+  it('agent_performance of the first version (caller errors counted as failures) is emptied once and replayed by the new rule', async () => {
+    // A database as the first version left it: its table without caller_errors, its figures, its checkpoint.
+    const url = await freshDatabase('batched_performance_v1');
+    const pool = new pg.Pool({ connectionString: url, max: 1 });
+    try {
+      await pool.query(`create schema delegation;
+        create table delegation.agent_performance (agent text primary key, tasks_done int not null default 0,
+          succeeded int not null default 0, failed int not null default 0, timed_out int not null default 0,
+          last_task_at timestamptz);
+        insert into delegation.agent_performance values ('analyst', 999, 1, 998, 0, now());
+        create schema if not exists read_models;
+        create table read_models.checkpoints (name text primary key, position bigint not null,
+          updated_at timestamptz not null default now());
+        insert into read_models.checkpoints (name, position) values ('delegation.agent_performance', ${head})`);
+      const runner = new ProjectionRunner({ store, db: { connectionString: url }, projections: projections(), logger });
+      await runner.start();
+      await runner.waitFor(head, undefined, 120_000);
+      await runner.stop();
+      const rows = async (u: string) => {
+        const p = new pg.Pool({ connectionString: u, max: 1 });
+        try {
+          return (
+            await p.query(
+              `select agent, tasks_done, succeeded, failed, timed_out, caller_errors, last_task_at from delegation.agent_performance order by agent`,
+            )
+          ).rows;
+        } finally {
+          await p.end();
+        }
+      };
+      assert.deepEqual(await rows(url), await rows(liveUrl));
+      // Started again, the table keeps its figures (the emptying is for the first version's only).
+      const again = new ProjectionRunner({ store, db: { connectionString: url }, projections: projections(), logger });
+      await again.start();
+      await again.waitFor(head, undefined, 120_000);
+      await again.stop();
+      assert.deepEqual(await rows(url), await rows(liveUrl));
+    } finally {
+      await pool.end();
+    }
+  });
 
   /** A fresh database with the read models' tables, the tasks projection and the log's task events. */
   async function tasksModelOnly(name: string) {

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { RecordedEvent } from '@switchyard/event-store';
 import { oneStatementBatches, type BatchStatement, type Projection } from './projection.js';
-import { TASK_STREAM_PREFIX, type TaskEvent } from '@switchyard/domain';
+import { isCallerError, TASK_STREAM_PREFIX, type TaskEvent } from '@switchyard/domain';
 import {
   EXTERNAL_AGENT_STREAM_PREFIX,
   externalAgentRegisteredData,
@@ -281,13 +281,32 @@ function taskBatchStatement(s: string, events: readonly RecordedEvent[]): BatchS
   };
 }
 
+/** The counter of agent_performance a finished task adds one to. */
+type Outcome = 'succeeded' | 'failed' | 'timed_out' | 'caller_errors';
+
+/** The outcome a task end counts as: a failure through the caller's input is not the agent's (isCallerError). */
+function outcomeOf(e: TaskEvent): Outcome | undefined {
+  switch (e.type) {
+    case 'TaskCompleted':
+      return 'succeeded';
+    case 'TaskFailed':
+      return isCallerError(e.data.error) ? 'caller_errors' : 'failed';
+    case 'TaskTimedOut':
+      return 'timed_out';
+    default:
+      return undefined;
+  }
+}
+
 /**
  * `<schema>.agent_performance` (counters per agent) and `<schema>.task_latency` (one row per
  * finished task with its duration), so p50/p95 are computed with percentile_cont at query time.
+ * A task that failed through its caller's input counts as `caller_errors`, not `failed`, and is
+ * left out of the success rate: a caller's bad inputs say nothing of how well the agent works.
  */
 export function performanceProjection(schema = 'delegation'): Projection {
   const s = ident(schema);
-  const bump = (c: pg.PoolClient, agent: string, at: string, col: 'succeeded' | 'failed' | 'timed_out') =>
+  const bump = (c: pg.PoolClient, agent: string, at: string, col: Outcome) =>
     c.query(
       `insert into ${s}.agent_performance (agent, tasks_done, ${col}, last_task_at) values ($1, 1, 1, $2)
        on conflict (agent) do update set tasks_done = ${s}.agent_performance.tasks_done + 1,
@@ -295,17 +314,30 @@ export function performanceProjection(schema = 'delegation'): Projection {
       [agent, at],
     );
   return {
-    name: `${s}.agent_performance`,
+    // v2: caller errors counted apart. A new name starts a checkpoint of its own, so the counters
+    // (emptied by setup below) are replayed from the log by the new rule.
+    name: `${s}.agent_performance.v2`,
     handles: ['TaskCompleted', 'TaskFailed', 'TaskTimedOut'],
     streamPrefixes: [TASK_STREAM_PREFIX],
     async setup(c) {
       await c.query(`create schema if not exists ${s}`);
+      // A table of the first version counted caller errors as failures: emptied once, as the
+      // column is added (ALTER TABLE locks the table even when the column is there, hence the test).
+      await c.query(`do $caller_errors$ begin
+        if to_regclass('${s}.agent_performance') is not null and not exists (
+             select 1 from pg_attribute
+              where attrelid = to_regclass('${s}.agent_performance') and attname = 'caller_errors' and not attisdropped) then
+          truncate ${s}.agent_performance;
+          alter table ${s}.agent_performance add column caller_errors int not null default 0;
+        end if;
+      end $caller_errors$`);
       await c.query(`create table if not exists ${s}.agent_performance (
         agent text primary key,
         tasks_done int not null default 0,
         succeeded int not null default 0,
         failed int not null default 0,
         timed_out int not null default 0,
+        caller_errors int not null default 0,
         last_task_at timestamptz)`);
       await c.query(`create table if not exists ${s}.task_latency (
         task_id text primary key, agent text not null, task_type text not null, succeeded boolean not null,
@@ -332,7 +364,7 @@ export function performanceProjection(schema = 'delegation'): Projection {
           );
           return;
         case 'TaskFailed':
-          await bump(c, e.data.agent, e.data.failed_at, 'failed');
+          await bump(c, e.data.agent, e.data.failed_at, outcomeOf(e)!);
           await c.query(
             `insert into ${s}.task_latency values ($1, $2, $3, false, $4, $5) on conflict (task_id) do nothing`,
             [e.data.task_id, e.data.agent, e.data.task_type, Math.round(e.data.duration_ms), e.data.failed_at],
@@ -348,7 +380,10 @@ export function performanceProjection(schema = 'delegation'): Projection {
   };
 }
 
-/** Performance per agent: counters, success rate, p50/p95 latency of successful tasks (last 1000 per agent). */
+/**
+ * Performance per agent: counters, success rate (of the tasks the agent is answerable for: caller
+ * errors left out), p50/p95 latency of successful tasks (last 1000 per agent).
+ */
 export async function queryPerformance(pool: pg.Pool, schema = 'delegation') {
   const s = ident(schema);
   const r = await pool.query<{
@@ -357,11 +392,13 @@ export async function queryPerformance(pool: pg.Pool, schema = 'delegation') {
     succeeded: number;
     failed: number;
     timed_out: number;
+    caller_errors: number;
     last_task_at: string | null;
     p50: number | null;
     p95: number | null;
   }>(
-    `select p.agent, p.tasks_done, p.succeeded, p.failed, p.timed_out, to_char(p.last_task_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as last_task_at,
+    `select p.agent, p.tasks_done, p.succeeded, p.failed, p.timed_out, p.caller_errors,
+            to_char(p.last_task_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as last_task_at,
             l.p50, l.p95
        from ${s}.agent_performance p
        left join lateral (
@@ -377,14 +414,18 @@ export async function queryPerformance(pool: pg.Pool, schema = 'delegation') {
     succeeded: row.succeeded,
     failed: row.failed,
     timed_out: row.timed_out,
-    success_rate: row.tasks_done > 0 ? row.succeeded / row.tasks_done : null,
+    caller_errors: row.caller_errors,
+    success_rate: successRate(row.succeeded, row.failed, row.timed_out),
     latency_p50_ms: row.p50,
     latency_p95_ms: row.p95,
     last_task_at: row.last_task_at,
   }));
 }
 
-/** The delegation projections (tasks table and per-agent performance) for a ProjectionRunner. */
+/** Succeeded of the tasks an agent is answerable for (caller errors are not); null before any. */
+export const successRate = (succeeded: number, failed: number, timedOut: number): number | null =>
+  succeeded + failed + timedOut > 0 ? succeeded / (succeeded + failed + timedOut) : null;
+
 /**
  * `<schema>.external_agents`: the external agents registered at run time, from their
  * ExternalAgentRegistered / ExternalAgentRemoved events. Their bearer tokens are not in the log
@@ -440,6 +481,7 @@ export function externalAgentsProjection(schema = 'delegation'): Projection {
   };
 }
 
+/** The delegation projections (tasks table, per-agent performance, external agents) for a ProjectionRunner. */
 export const delegationProjections = (schema = 'delegation') => [
   tasksProjection(schema),
   performanceProjection(schema),
@@ -456,16 +498,14 @@ function performanceBatchStatement(s: string, events: readonly RecordedEvent[]):
     const e = { type: recorded.type, data: recorded.data } as TaskEvent;
     if (e.type !== 'TaskCompleted' && e.type !== 'TaskFailed' && e.type !== 'TaskTimedOut') continue;
     agents.push(e.data.agent);
-    if (e.type === 'TaskCompleted') {
-      cols.push('succeeded');
-      ats.push(e.data.completed_at);
-    } else if (e.type === 'TaskFailed') {
-      cols.push('failed');
-      ats.push(e.data.failed_at);
-    } else {
-      cols.push('timed_out');
-      ats.push(e.data.timed_out_at);
-    }
+    cols.push(outcomeOf(e)!);
+    ats.push(
+      e.type === 'TaskCompleted'
+        ? e.data.completed_at
+        : e.type === 'TaskFailed'
+          ? e.data.failed_at
+          : e.data.timed_out_at,
+    );
     if (e.type !== 'TaskTimedOut' && !lat.has(e.data.task_id)) {
       const ok = e.type === 'TaskCompleted';
       lat.set(e.data.task_id, [
@@ -485,12 +525,13 @@ function performanceBatchStatement(s: string, events: readonly RecordedEvent[]):
          insert into ${s}.task_latency
          select * from unnest($4::text[], $5::text[], $6::text[], $7::bool[], $8::int[], $9::timestamptz[])
          on conflict (task_id) do nothing)
-       insert into ${s}.agent_performance as p (agent, tasks_done, succeeded, failed, timed_out, last_task_at)
+       insert into ${s}.agent_performance as p (agent, tasks_done, succeeded, failed, timed_out, caller_errors, last_task_at)
        select agent, count(*), count(*) filter (where col = 'succeeded'), count(*) filter (where col = 'failed'),
-              count(*) filter (where col = 'timed_out'), max(at)
+              count(*) filter (where col = 'timed_out'), count(*) filter (where col = 'caller_errors'), max(at)
        from unnest($1::text[], $2::text[], $3::timestamptz[]) as v(agent, col, at) group by agent
        on conflict (agent) do update set tasks_done = p.tasks_done + excluded.tasks_done,
          succeeded = p.succeeded + excluded.succeeded, failed = p.failed + excluded.failed, timed_out = p.timed_out + excluded.timed_out,
+         caller_errors = p.caller_errors + excluded.caller_errors,
          last_task_at = greatest(p.last_task_at, excluded.last_task_at)`,
     values: [
       agents,

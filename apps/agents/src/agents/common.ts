@@ -7,6 +7,9 @@ export function checkAborted(signal: AbortSignal): void {
     throw new AppError('timeout', 'task aborted by caller', { reason: String(signal.reason ?? '') }, true);
 }
 
+/** `details.reason` of a refusal for want of the business data: the deployment's fault, not the caller's (isCallerError). */
+export const BUSINESS_DATA_MISSING = 'business_data_missing';
+
 /**
  * The data's own "today": the last order date. Analyses are anchored here, not on the wall
  * clock, so the same data gives the same answer on any day.
@@ -17,10 +20,14 @@ export async function dataAsOf(pool: pg.Pool): Promise<string> {
     .catch((err: unknown) => {
       throw new AppError('illegal_state', 'business data is not loaded (run the demo-data loader)', {
         cause: String(err),
+        reason: BUSINESS_DATA_MISSING,
       });
     });
   const d = r.rows[0]?.d;
-  if (!d) throw new AppError('illegal_state', 'business.orders is empty (run the demo-data loader)');
+  if (!d)
+    throw new AppError('illegal_state', 'business.orders is empty (run the demo-data loader)', {
+      reason: BUSINESS_DATA_MISSING,
+    });
   return d;
 }
 

@@ -5,7 +5,7 @@ import { defineTask } from '../types.js';
 import { addDays } from '../lib/dates.js';
 import { solveSchedule, type ScheduleProblem } from '../lib/scheduling.js';
 import { performanceReport } from '../lib/executions.js';
-import { checkAborted } from './common.js';
+import { BUSINESS_DATA_MISSING, checkAborted } from './common.js';
 import { builtinTaskTypes, scheduleOptimizationInput } from '@switchyard/contracts';
 
 // ---------- schedule_optimization ----------
@@ -30,7 +30,10 @@ export async function loadScheduleProblem(
     input.from ??
     (await pool.query<{ d: string | null }>(`select min(day)::text as d from business.shifts`)).rows[0]?.d ??
     undefined;
-  if (!start) throw new AppError('illegal_state', 'no shifts in business.shifts (run the demo-data loader)');
+  if (!start)
+    throw new AppError('illegal_state', 'no shifts in business.shifts (run the demo-data loader)', {
+      reason: BUSINESS_DATA_MISSING,
+    });
   const end = addDays(start, input.days - 1);
   const [staff, shifts, availability] = await Promise.all([
     pool.query<{ id: number; name: string; skills: string[]; maxHoursPerWeek: number; hourlyCost: number }>(

@@ -115,6 +115,8 @@ export class AgentRuntime {
         {
           task_type: req.task_type,
           valid_task_types: this.taskTypes,
+          // Not the caller's input: the task was sent to the wrong agent (isCallerError).
+          reason: 'unhandled_task_type',
         },
       );
     }
@@ -123,7 +125,7 @@ export class AgentRuntime {
       throw new AppError(
         'illegal_state',
         `attempt ${req.attempt} of task ${req.task_id} is superseded by attempt ${seen}`,
-        { task_id: req.task_id, attempt: req.attempt, current: seen },
+        { task_id: req.task_id, attempt: req.attempt, current: seen, reason: 'superseded' },
         false,
       );
     }
@@ -132,7 +134,10 @@ export class AgentRuntime {
       older.controller.abort('superseded');
       this.running.delete(req.task_id);
     } else if (older)
-      throw new AppError('illegal_state', `task ${req.task_id} is already running here`, { task_id: req.task_id });
+      throw new AppError('illegal_state', `task ${req.task_id} is already running here`, {
+        task_id: req.task_id,
+        reason: 'already_running',
+      });
     if (this.running.size >= this.maxConcurrency) {
       this.counters.rejected++;
       throw new AppError('unavailable', `agent ${this.agent} is busy`, {
@@ -168,9 +173,14 @@ export class AgentRuntime {
         ...(this.opts.llm ? { llm: this.opts.llm } : {}),
       });
       if (controller.signal.reason === 'canceled')
-        throw new AppError('illegal_state', 'task canceled', { task_id: req.task_id }, false);
+        throw new AppError('illegal_state', 'task canceled', { task_id: req.task_id, reason: 'canceled' }, false);
       if (controller.signal.reason === 'superseded')
-        throw new AppError('illegal_state', `attempt ${req.attempt} superseded`, { task_id: req.task_id }, false);
+        throw new AppError(
+          'illegal_state',
+          `attempt ${req.attempt} superseded`,
+          { task_id: req.task_id, reason: 'superseded' },
+          false,
+        );
       this.counters.completed++;
       const duration = Date.now() - entry.startedAt;
       log.debug({ ms: duration }, 'agent task completed'); // per task: debug, as logging is a measurable part of a short task's cost
@@ -178,10 +188,15 @@ export class AgentRuntime {
     } catch (err) {
       if (controller.signal.reason === 'canceled') {
         this.counters.canceled++;
-        throw new AppError('illegal_state', 'task canceled', { task_id: req.task_id }, false);
+        throw new AppError('illegal_state', 'task canceled', { task_id: req.task_id, reason: 'canceled' }, false);
       }
       if (controller.signal.reason === 'superseded')
-        throw new AppError('illegal_state', `attempt ${req.attempt} superseded`, { task_id: req.task_id }, false);
+        throw new AppError(
+          'illegal_state',
+          `attempt ${req.attempt} superseded`,
+          { task_id: req.task_id, reason: 'superseded' },
+          false,
+        );
       this.counters.failed++;
       log.warn({ err }, 'agent task failed');
       // Stopped from here (the agent shutting down, its deadline): the handler's abort is not its verdict on the input.

@@ -6,6 +6,7 @@ import { taskDelegationDecider } from './decider.js';
 import { effectivePriority, orderQueue } from './priority.js';
 import {
   attemptsMade,
+  isCallerError,
   submitTaskData,
   TASK_SUBMIT_DEFAULTS,
   type ExistingTaskState,
@@ -480,3 +481,26 @@ describe('the start and the attempts of a task that ended', () => {
   });
 });
 
+describe('isCallerError', () => {
+  it("the input's faults are the caller's; exceptions, timeouts and the system's own refusals are the agent's", () => {
+    const caller = [
+      { code: 'validation', message: 'invalid context' },
+      { code: 'not_found', message: 'customer 99999 not found' },
+      { code: 'illegal_state', message: 'no active subscription' },
+    ];
+    const agents = [
+      { code: 'internal', message: 'boom', details: { reason: 'handler_error' } },
+      { code: 'internal', message: 'boom' },
+      { code: 'unavailable', message: 'instance lost' },
+      { code: 'timeout', message: 'late' },
+      { code: 'forbidden', message: 'bad agent token' },
+      { code: 'payload_too_large', message: "the agent's answer is over the bound" },
+      { code: 'validation', message: 'result not recorded', details: { reason: 'result_unrecordable' } },
+      { code: 'illegal_state', message: 'already running here', details: { reason: 'already_running' } },
+      { code: 'validation', message: 'not my task type', details: { reason: 'unhandled_task_type' } },
+      { code: 'illegal_state', message: 'the A2A task failed', details: { reason: 'agent_ended_task' } },
+    ];
+    for (const e of caller) assert.equal(isCallerError(e), true, e.message);
+    for (const e of agents) assert.equal(isCallerError(e), false, e.message);
+  });
+});

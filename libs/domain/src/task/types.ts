@@ -23,6 +23,43 @@ export interface TaskError {
   readonly details?: Record<string, unknown>;
 }
 
+/**
+ * Codes an agent answers when the task's input is at fault, not the agent: the context does not
+ * fit (validation), names what does not exist (not_found), or asks what the data's state does not
+ * allow (illegal_state, e.g. a proposal for a customer without an active subscription). Another
+ * attempt would end the same, and the failure says nothing about how well the agent works.
+ */
+const CALLER_ERROR_CODES: ReadonlySet<string> = new Set(['validation', 'not_found', 'illegal_state']);
+/**
+ * `details.reason` of the errors with those codes that the system or an agent raises for a fault
+ * of its own rather than of the input: a result the store refuses, an attempt that collides with
+ * another of the same task on its instance (running, superseded, canceled), a task type the
+ * instance does not handle, an external agent's own failure. Such an error must carry one of these
+ * reasons, or it counts against the caller.
+ */
+export const SYSTEM_ERROR_REASONS: ReadonlySet<string> = new Set([
+  'result_unrecordable',
+  'already_running',
+  'superseded',
+  'canceled',
+  'unhandled_task_type',
+  // An A2A agent's task that ended failed, canceled or asking for credentials; its card unusable.
+  'agent_ended_task',
+  'unusable_card',
+  // The agents' business data not loaded: the deployment's, whatever the input.
+  'business_data_missing',
+]);
+
+/**
+ * Whether a task failed through its caller's input (see CALLER_ERROR_CODES) rather than its
+ * agent: an exception of the handler (`internal`, a `handler_error` among them), a timeout, an
+ * agent unavailable or refusing its own answer are the agent's.
+ */
+export function isCallerError(error: TaskError): boolean {
+  const reason = error.details?.['reason'];
+  return CALLER_ERROR_CODES.has(error.code) && !(typeof reason === 'string' && SYSTEM_ERROR_REASONS.has(reason));
+}
+
 // ---- commands -------------------------------------------------------------
 
 export type SubmitTask = Command<

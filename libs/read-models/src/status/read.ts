@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { AppError } from '@switchyard/platform';
+import { isCallerError } from '@switchyard/domain';
 import { READ_SCHEMA } from '../workflow-executions.js';
 import { quantileOfBuckets } from './histogram.js';
 import { STATUS_SCHEMA } from './mcp-projection.js';
@@ -95,12 +96,12 @@ function statement(p: Presence, s: string, d: string): string {
                    count(*) filter (where status in ('submitted', 'queued'))::int as queued
               from ${d}.tasks where status in ('submitted', 'queued', 'assigned', 'working') group by 1) a),
         'ended', (select coalesce(json_agg(e), '[]'::json) from (
-            select agent, count(*) filter (where status = 'completed')::int as completed,
-                   count(*) filter (where status = 'failed')::int as failed,
-                   count(*) filter (where status = 'timed_out')::int as timed_out
-              from ${d}.tasks where completed_at >= $1 and completed_at is not null and agent is not null group by agent) e),
+            select agent, status, case when status = 'failed' then error->>'code' end as code,
+                   case when status = 'failed' then error->'details'->>'reason' end as reason, count(*)::int as n
+              from ${d}.tasks where completed_at >= $1 and completed_at is not null and agent is not null
+               and status in ('completed', 'failed', 'timed_out') group by 1, 2, 3, 4) e),
         'perf', (select coalesce(json_agg(q), '[]'::json) from (
-            select p.agent, p.tasks_done, p.succeeded, p.failed, p.timed_out, p.last_task_at, l.p50, l.p95
+            select p.agent, p.tasks_done, p.succeeded, p.failed, p.timed_out, p.caller_errors, p.last_task_at, l.p50, l.p95
               from ${d}.agent_performance p
               left join lateral (
                 select percentile_cont(0.5) within group (order by duration_ms)::float8 as p50,
@@ -196,13 +197,15 @@ interface McpRow {
 }
 interface AgentsJson {
   active: { agent: string | null; in_flight: number; queued: number }[];
-  ended: { agent: string; completed: number; failed: number; timed_out: number }[];
+  /** Tasks ended in the window by agent, status and (for a failure) its error's code and reason. */
+  ended: { agent: string; status: string; code: string | null; reason: string | null; n: number }[];
   perf: {
     agent: string;
     tasks_done: number;
     succeeded: number;
     failed: number;
     timed_out: number;
+    caller_errors: number;
     last_task_at: string | null;
     p50: number | null;
     p95: number | null;
@@ -281,7 +284,23 @@ function agents(
     names.add(a.agent);
     active.set(a.agent, { in_flight: a.in_flight, queued: a.queued });
   }
-  const ended = new Map(j.ended.map((e) => [e.agent, e]));
+  // A failure through the caller's input is not the agent's (isCallerError, as the performance read model counts it).
+  const ended = new Map<string, { completed: number; failed: number; timed_out: number; caller_errors: number }>();
+  for (const e of j.ended) {
+    const c = ended.get(e.agent) ?? { completed: 0, failed: 0, timed_out: 0, caller_errors: 0 };
+    ended.set(e.agent, c);
+    if (e.status === 'completed') c.completed += e.n;
+    else if (e.status === 'timed_out') c.timed_out += e.n;
+    else if (
+      isCallerError({
+        code: e.code ?? '',
+        message: '',
+        ...(e.reason !== null ? { details: { reason: e.reason } } : {}),
+      })
+    )
+      c.caller_errors += e.n;
+    else c.failed += e.n;
+  }
   const perf = new Map(j.perf.map((p) => [p.agent, p]));
   for (const n of [...ended.keys(), ...perf.keys(), ...(instances?.keys() ?? [])]) names.add(n);
   const items = [...names].sort().map((agent): AgentStatus => {
@@ -296,6 +315,7 @@ function agents(
         completed: e?.completed ?? 0,
         failed: e?.failed ?? 0,
         timed_out: e?.timed_out ?? 0,
+        caller_errors: e?.caller_errors ?? 0,
         success_rate: rate(e?.completed ?? 0, done),
         latency_p50_ms: p?.p50 ?? null,
         latency_p95_ms: p?.p95 ?? null,
@@ -306,6 +326,7 @@ function agents(
             succeeded: p.succeeded,
             failed: p.failed,
             timed_out: p.timed_out,
+            caller_errors: p.caller_errors,
             last_task_at: iso(p.last_task_at),
           }
         : null,

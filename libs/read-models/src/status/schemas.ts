@@ -48,10 +48,16 @@ export const agentStatusSchema = z.object({
     completed: z.number().int(),
     failed: z.number().int(),
     timed_out: z.number().int(),
+    caller_errors: z
+      .number()
+      .int()
+      .describe(
+        "Failures through the caller's input (validation, not_found, illegal_state from the agent): not in failed",
+      ),
     success_rate: z
       .number()
       .nullable()
-      .describe('completed / (completed + failed + timed_out); null without finished tasks'),
+      .describe('completed / (completed + failed + timed_out): caller errors are left out; null without such tasks'),
     latency_p50_ms: z.number().nullable(),
     latency_p95_ms: z.number().nullable(),
   }),
@@ -61,6 +67,7 @@ export const agentStatusSchema = z.object({
       succeeded: z.number().int(),
       failed: z.number().int(),
       timed_out: z.number().int(),
+      caller_errors: z.number().int(),
       last_task_at: iso.nullable(),
     })
     .nullable(),

@@ -127,7 +127,11 @@ describe('integration status from the read models (real PostgreSQL, real project
     },
     ts,
   });
-  const failed = (agent: string, ts: string) => ({
+  const failed = (
+    agent: string,
+    ts: string,
+    error: { code: string; message: string; details?: Record<string, unknown> } = { code: 'x', message: 'no' },
+  ) => ({
     type: 'TaskFailed',
     data: {
       task_type: 'analyze',
@@ -135,7 +139,7 @@ describe('integration status from the read models (real PostgreSQL, real project
       instance: `${agent}-1`,
       assignment: 1,
       attempts: 2,
-      error: { code: 'x', message: 'no' },
+      error,
       duration_ms: 40,
       failed_at: ts,
     },
@@ -245,6 +249,21 @@ describe('integration status from the read models (real PostgreSQL, real project
     await task('f1', [submitted(undefined, t(20)), assigned('analyst', t(20)), failed('analyst', t(19))]);
     await task('x1', [submitted(undefined, t(20)), assigned('analyst', t(20)), timedOut('analyst', t(15))]);
     await task('w1', [submitted(undefined, t(20)), assigned('writer', t(20)), completed('writer', 55, t(18))]);
+    // writer also failed twice: once through its caller's input, once for a result the store refused (its own).
+    await task('w2', [
+      submitted(undefined, t(20)),
+      assigned('writer', t(20)),
+      failed('writer', t(17), { code: 'not_found', message: 'customer not found' }),
+    ]);
+    await task('w3', [
+      submitted(undefined, t(20)),
+      assigned('writer', t(20)),
+      failed('writer', t(16), {
+        code: 'validation',
+        message: "the agent's result could not be recorded",
+        details: { reason: 'result_unrecordable' },
+      }),
+    ]);
 
     // Workflows: 2 running, 1 canceling, completed 2 (+1 two hours ago), failed 1, canceled 1.
     await workflow('r1', 5 * MIN);
@@ -385,14 +404,21 @@ describe('integration status from the read models (real PostgreSQL, real project
     assert.equal(analyst.totals?.tasks_done, 5);
     assert.equal(analyst.instances, null, 'no monitor tables: liveness unknown');
     const writer = s.agents.items.find((a) => a.agent === 'writer')!;
+    // The caller's failure is counted apart and left out of the success rate (the performance read model's rule).
     assert.deepEqual(writer.last_hour, {
       completed: 1,
-      failed: 0,
+      failed: 1,
       timed_out: 0,
-      success_rate: 1,
+      caller_errors: 1,
+      success_rate: 0.5,
       latency_p50_ms: 55,
       latency_p95_ms: 55,
     });
+    assert.deepEqual(
+      [writer.totals?.tasks_done, writer.totals?.succeeded, writer.totals?.failed, writer.totals?.caller_errors],
+      [3, 1, 1, 1],
+    );
+    assert.equal(analyst.last_hour.caller_errors, 0);
   });
 
   it('workflows: running now and ended in the last hour; no monitoring schema reads as no data', async () => {

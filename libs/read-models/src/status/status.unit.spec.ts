@@ -152,6 +152,7 @@ describe('assessIntegration', () => {
         completed: 0,
         failed: 0,
         timed_out: 0,
+        caller_errors: 0,
         success_rate: null,
         latency_p50_ms: null,
         latency_p95_ms: null,

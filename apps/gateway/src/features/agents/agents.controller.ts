@@ -174,6 +174,9 @@ export class AgentsController {
   @Get('performance')
   @ApiRoute({
     summary: 'Per agent: tasks done, success rate, latency p50/p95',
+    description:
+      "A task that failed through its caller's input (the agent answered validation, not_found or illegal_state for it: a bad context, an unknown customer, no active subscription) " +
+      "counts in `caller_errors`, not `failed`, and is left out of `success_rate`: another agent would have answered the same. The agent's own failures (an exception of its handler, a timeout, an agent unavailable) count against it.",
     tags: ['agents'],
     role: 'viewer',
     response: { schema: performanceReply },

@@ -406,6 +406,63 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
     assert.deepEqual(week.body.result.warnings, []);
   });
 
+  it("caller errors are counted apart from the agent's failures and left out of its success rate", async () => {
+    const perfOf = async (agent: string) => {
+      await dispatcher.projections!.waitFor();
+      const p = await http('GET', '/api/v1/integration/agents/performance');
+      return (
+        p.body.agents.find((a: any) => a.agent === agent) ?? {
+          tasks_done: 0,
+          succeeded: 0,
+          failed: 0,
+          timed_out: 0,
+          caller_errors: 0,
+        }
+      );
+    };
+    const before = await perfOf('content_creator');
+    const churned = await one<{ id: number } | undefined>(
+      `select c.id from business.customers c
+        where exists (select 1 from business.subscriptions s where s.customer_id = c.id)
+          and not exists (select 1 from business.subscriptions s where s.customer_id = c.id and s.ended_on is null)
+        order by c.id limit 1`,
+    );
+    assert.ok(churned, 'a customer without an active subscription in the demo data');
+    // The caller's: an unknown customer (404), a customer without an active subscription (409).
+    const unknown = await http('POST', '/api/v1/integration/quick/generate-proposal?wait=true', {
+      customer_id: 2_000_001,
+    });
+    assert.equal(unknown.status, 404, JSON.stringify(unknown.body));
+    const inactive = await http('POST', '/api/v1/integration/quick/generate-proposal?wait=true', {
+      customer_id: churned.id,
+    });
+    assert.equal(inactive.status, 409, JSON.stringify(inactive.body));
+    // The agent's: its handler throwing.
+    const threw = await http('POST', '/api/v1/integration/agents/delegate?wait=true', {
+      task_type: 'noop',
+      context: { fail: 'throw' },
+      agent: 'content_creator',
+    });
+    assert.ok(threw.status >= 400, JSON.stringify(threw.body));
+    const active = await one<{ id: number }>(
+      `select customer_id as id from business.subscriptions where ended_on is null order by customer_id limit 1`,
+    );
+    const ok = await http('POST', '/api/v1/integration/quick/generate-proposal?wait=true', { customer_id: active.id });
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+
+    const after = await perfOf('content_creator');
+    assert.deepEqual(
+      {
+        tasks_done: after.tasks_done - before.tasks_done,
+        succeeded: after.succeeded - before.succeeded,
+        failed: after.failed - before.failed,
+        caller_errors: after.caller_errors - before.caller_errors,
+      },
+      { tasks_done: 4, succeeded: 1, failed: 1, caller_errors: 2 },
+    );
+    assert.equal(after.success_rate, after.succeeded / (after.succeeded + after.failed + after.timed_out));
+  });
+
   it('cancel a running task; capabilities, health and performance', async () => {
     const r = await http('POST', '/api/v1/integration/agents/delegate', {
       task_type: 'noop',
@@ -439,7 +496,7 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
     assert.equal(perf.status, 200);
     const daPerf = perf.body.agents.find((a: any) => a.agent === 'data_analyst');
     assert.ok(daPerf.succeeded >= 2, JSON.stringify(daPerf));
-    assert.equal(daPerf.success_rate, daPerf.succeeded / daPerf.tasks_done);
+    assert.equal(daPerf.success_rate, daPerf.succeeded / (daPerf.succeeded + daPerf.failed + daPerf.timed_out));
     assert.ok(daPerf.latency_p95_ms >= daPerf.latency_p50_ms);
   });
 });

@@ -61,11 +61,19 @@ export const integrationStatusExample: IntegrationStatusResponse = {
           completed: 40,
           failed: 1,
           timed_out: 0,
+          caller_errors: 2,
           success_rate: 0.9756,
           latency_p50_ms: 420,
           latency_p95_ms: 1_900,
         },
-        totals: { tasks_done: 900, succeeded: 880, failed: 15, timed_out: 5, last_task_at: '2026-01-01T11:59:30.000Z' },
+        totals: {
+          tasks_done: 920,
+          succeeded: 880,
+          failed: 15,
+          timed_out: 5,
+          caller_errors: 20,
+          last_task_at: '2026-01-01T11:59:30.000Z',
+        },
         instances: [
           {
             instance: 'a1b2c3',
