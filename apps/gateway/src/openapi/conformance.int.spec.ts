@@ -225,6 +225,9 @@ describe('REST API conformance: the fuzzer findings, pinned', () => {
     );
     // The socket that carried a refused body still serves the next request.
     assert.equal((await call(g.url, 'GET', '/api/v1/workflows/templates', bearer(viewer))).status, 200);
+    // The document says so: a body with required fields is required, one whose fields all have defaults is not.
+    assert.equal(doc.paths['/api/v1/admin/api-keys'].post.requestBody.required, true);
+    assert.equal(doc.paths['/api/v1/workflows/executions/{execution_id}/cancel'].post.requestBody.required, false);
   });
 
   it('a method the path does not have: 405 with Allow (TRACE included); an unknown path stays 404', async () => {

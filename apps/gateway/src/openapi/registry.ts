@@ -398,7 +398,9 @@ function operation(spec: RouteSpec, behaviour: DocumentedBehaviour): Record<stri
     ...(request.body
       ? {
           requestBody: {
-            required: true,
+            // No body at all is read as {} (validation.ts): a body whose fields all have defaults
+            // need not be sent, one with required fields must be.
+            required: !request.body.safeParse({}).success,
             content: {
               'application/json': {
                 schema: jsonSchemaOf(request.body, 'input'),
