@@ -35,6 +35,7 @@ import {
   databaseLoginEnv,
   freePort,
   natsRolePasswordFile,
+  natsUserSeed,
   type DatabaseLogin,
 } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
@@ -95,7 +96,7 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
       MCP_AUTH_TOKEN: randomBytes(24).toString('hex'),
       AI_AGENT_AUTH_TOKEN: randomBytes(24).toString('hex'),
       // The processes that join the owner's nats-server need its token: the owner uses this one.
-      NATS_TOKEN: randomBytes(32).toString('base64url'),
+      NATS_TOKEN: natsUserSeed(randomBytes(32).toString('base64url')),
       DISPATCHER_LEASE_TTL_MS: '4000',
       DISPATCHER_LEASE_TICK_MS: '500',
     });

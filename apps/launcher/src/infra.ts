@@ -15,7 +15,7 @@ import {
   ensureDatabase,
   NATS_EVENTS_PASSWORD_FILE,
   NATS_TOKEN_FILE,
-  natsUserSeed,
+  isNatsUserSeed,
   startEmbeddedPostgres,
   startNatsServer,
   type Config,
@@ -33,13 +33,13 @@ export interface Infrastructure {
   readonly natsUrl: string;
   /**
    * The all-subjects credential for natsUrl: for the embedded server an nkey seed (the one in
-   * DATA_DIR/nats/token, or natsUserSeed of NATS_TOKEN), else NATS_TOKEN (undefined: an external
+   * DATA_DIR/nats/token, or NATS_TOKEN, a seed), else NATS_TOKEN (undefined: an external
    * NATS that asks for none). Hand it to every NATS client; never log it.
    */
   readonly natsToken?: string;
   /**
    * The roles' NATS users' credentials this process has: for the embedded server nkey seeds (the
-   * ones generated into DATA_DIR/nats/<role>-password, or natsUserSeed of NATS_PASSWORD_<ROLE>),
+   * ones generated into DATA_DIR/nats/<role>-password, or NATS_PASSWORD_<ROLE>, seeds),
    * else NATS_PASSWORD_<ROLE>. Never log them.
    */
   readonly natsRolePasswords: Partial<Record<NatsRoleUser, string>>;
@@ -125,15 +125,26 @@ export async function startInfrastructure(
     let url = '';
     const storeDir = path.resolve(config.DATA_DIR, 'nats');
     // Read or made before the server starts: a restart of the unit (or of the launcher) reuses it.
-    // A given NATS_TOKEN or NATS_PASSWORD_<ROLE> that is not a seed names the seed made from it.
-    const token = config.NATS_TOKEN ? natsUserSeed(config.NATS_TOKEN) : embeddedNatsToken(storeDir);
+    // The embedded server knows its users by nkey only: a credential given for it must be a seed.
+    // A value turned into a seed here would be sent as it is by the processes that join with it
+    // (they cannot tell the embedded server from one of the user's own), in clear, to whoever holds
+    // the port, and be refused.
+    const seedGiven = (value: string, variable: string): string => {
+      if (isNatsUserSeed(value)) return value;
+      throw new Error(
+        `${variable} must be an nkey user seed (SU...) for the embedded nats-server: leave it unset and the launcher generates one into DATA_DIR/nats (give that file's content to the processes that join), or give a seed`,
+      );
+    };
+    const token = config.NATS_TOKEN ? seedGiven(config.NATS_TOKEN, 'NATS_TOKEN') : embeddedNatsToken(storeDir);
     natsToken = token;
     // The read-only user another process follows the events with (README: Security).
     const eventsSeed = embeddedNatsEventsPassword(storeDir);
     // The roles' own users, for processes that run some of the roles (README: Security).
     for (const user of natsRoleUsers) {
       const given = natsRolePasswords[user];
-      natsRolePasswords[user] = given ? natsUserSeed(given) : embeddedNatsRolePassword(storeDir, user);
+      natsRolePasswords[user] = given
+        ? seedGiven(given, natsPasswordEnv(user))
+        : embeddedNatsRolePassword(storeDir, user);
     }
     const roleAccounts = natsRoleUsers.map((user) => ({
       user,
