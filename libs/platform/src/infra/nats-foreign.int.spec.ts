@@ -8,9 +8,15 @@ import { natsUserSeed, startNatsServer } from './nats.js';
 import { freePort, isListening } from './ports.js';
 
 // A listener of another OS user needs root to make (setpriv to nobody) and Linux to see.
+// The listener is perl's (Debian's essential perl-base), not node: this node may sit in a
+// directory the other user cannot enter (under /root).
 const canPlayAnotherUser =
-  process.getuid?.() === 0 && spawnSync('setpriv', ['--version'], { stdio: 'ignore' }).status === 0;
-const skip = canPlayAnotherUser ? false : 'needs root and setpriv to listen as another OS user: not tested here';
+  process.getuid?.() === 0 &&
+  spawnSync('setpriv', ['--version'], { stdio: 'ignore' }).status === 0 &&
+  spawnSync('/usr/bin/perl', ['-MIO::Socket::INET', '-e', '1'], { stdio: 'ignore' }).status === 0;
+const skip = canPlayAnotherUser
+  ? false
+  : 'needs root, setpriv and /usr/bin/perl to listen as another OS user: not tested here';
 if (skip) console.log(`# foreign NATS listener spec skipped: ${skip}`);
 
 describe('the embedded nats-server is not adopted from another OS user', { skip }, () => {
@@ -30,9 +36,11 @@ describe('the embedded nats-server is not adopted from another OS user', { skip 
         '--reuid=65534',
         '--regid=65534',
         '--clear-groups',
-        process.execPath,
+        '/usr/bin/perl',
+        '-MIO::Socket::INET',
         '-e',
-        `require('node:net').createServer((s) => s.write('INFO {"auth_required":true,"nonce":"abc"}\\r\\n')).listen(${port}, '127.0.0.1')`,
+        `$s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => ${port}, Listen => 5, ReuseAddr => 1) or die;` +
+          ` while ($c = $s->accept) { print $c qq(INFO {"auth_required":true,"nonce":"abc"}\\r\\n) }`,
       ],
       { stdio: 'ignore' },
     );
