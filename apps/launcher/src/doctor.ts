@@ -17,7 +17,7 @@ import {
   isListening,
   NATS_INSTALL_HINT,
   parseConfig,
-  natsUserSeed,
+  isNatsUserSeed,
   readEmbeddedNatsToken,
   type Config,
   type DatabaseLogin,
@@ -146,9 +146,22 @@ const checks: Check[] = [
       const given = roleUser
         ? undefined
         : (c.NATS_TOKEN ?? (c.NATS_URL ? undefined : readEmbeddedNatsToken(path.resolve(c.DATA_DIR, 'nats'))));
-      // The embedded server takes nkeys only: a given value that is not a seed names the seed the launcher made of it.
-      const seedOf = (s: string | undefined) => (s && !c.NATS_URL ? natsUserSeed(s) : s);
-      const token = seedOf(given);
+      // The embedded server takes nkeys only, and the launcher refuses any other value for it: one
+      // is not sent (it would go in clear) but named.
+      const token = given;
+      const notSeed = c.NATS_URL
+        ? undefined
+        : token && !isNatsUserSeed(token)
+          ? 'NATS_TOKEN'
+          : roleUser && !isNatsUserSeed(roleUser.pass!)
+            ? natsPasswordEnv(roleUser.user)
+            : undefined;
+      if (notSeed)
+        return {
+          status: 'fail',
+          detail: `${notSeed} is not an nkey user seed (SU...): the embedded nats-server takes nothing else`,
+          fix: `unset it (the launcher generates one into DATA_DIR/nats), or give the seed of DATA_DIR/nats`,
+        };
       try {
         const nc = await connect({
           servers: url.split(',').map((u) => u.trim()),
@@ -156,7 +169,7 @@ const checks: Check[] = [
           reconnect: false,
           ...natsAuthOptions({
             ...(token ? { token } : {}),
-            ...(roleUser ? { user: { user: roleUser.user, pass: seedOf(roleUser.pass)! } } : {}),
+            ...(roleUser ? { user: { user: roleUser.user, pass: roleUser.pass! } } : {}),
           }),
         });
         try {

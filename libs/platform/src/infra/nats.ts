@@ -115,9 +115,9 @@ export function isNatsUserSeed(s: string): boolean {
 }
 
 /**
- * The nkey user seed of a credential for the embedded server: a seed is itself; any other secret
- * (a NATS_TOKEN or NATS_PASSWORD_<ROLE> chosen before nkeys) gives the seed of its SHA-256, so the
- * same value always gives the same user and its holders never send the value itself.
+ * An nkey user seed made from any secret: a seed is itself; any other value gives the seed of its
+ * SHA-256, so the same value always gives the same user (harnesses and benches that choose the
+ * embedded server's NATS_TOKEN; the launcher itself takes seeds only).
  */
 export function natsUserSeed(secret: string): string {
   if (isNatsUserSeed(secret)) return secret;
@@ -388,7 +388,7 @@ export async function startNatsServer(opts: {
   port: number;
   storeDir: string;
   logger?: Logger;
-  /** The all-subjects user's nkey seed (embeddedNatsToken, or natsUserSeed of NATS_TOKEN). */
+  /** The all-subjects user's nkey seed (embeddedNatsToken, or NATS_TOKEN when it is one). */
   seed?: string;
   events?: NatsEventsReader;
   /** Users of the roles (see NatsRoleAccount); with a seed only. */
