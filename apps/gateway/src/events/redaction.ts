@@ -1,4 +1,5 @@
 import { isAdminTool, namesAdminTool } from '@switchyard/contracts';
+import { WORKFLOW_EXECUTION_STREAM_PREFIX } from '@switchyard/domain';
 import type { EventStore } from '@switchyard/event-store';
 import { errorCodes, urlOrigin } from '@switchyard/platform';
 import { currentRequestContext } from '../http/context.js';
@@ -359,27 +360,18 @@ function callsAdminTool(node: unknown, depth: number): boolean {
   return Object.entries(node).some(([k, v]) => (k === 'uses' ? namesAdminTool(v) : callsAdminTool(v, depth + 1)));
 }
 
-/**
- * Whether an execution's detail (steps with what each uses) has a step that calls an admin tool.
- * Its whole record (input, outputs, every step's) then reads for anyone but an admin as a viewer
- * reads it: a step's output flows into later steps' inputs and into the execution's output.
- */
-export function detailCallsAdminTool(d: Record<string, unknown>): boolean {
-  const steps = d['steps'];
-  return Array.isArray(steps) && steps.some((s) => isRecord(s) && namesAdminTool(s['uses']));
-}
-
-const EXECUTION_STREAM = 'workflow_execution-';
 /** Executions whose definition calls an admin tool or not, per store (a definition never changes once started); bounded. */
 const adminExecutionsKnown = new WeakMap<EventStore, Map<string, boolean>>();
 const ADMIN_EXECUTIONS_KNOWN = 10_000;
 
 /**
  * Whether the execution of a `workflow_execution-<id>` stream calls an admin tool, from its first
- * event (WorkflowStarted, which carries the definition it runs); cached.
+ * event (WorkflowStarted, which carries the definition it runs, compensations included); cached.
+ * Its whole record (input, outputs, every step's) then reads for anyone but an admin as a viewer
+ * reads it: a step's output flows into later steps' inputs and into the execution's output.
  */
 export async function executionStreamCallsAdminTool(store: EventStore, streamId: string): Promise<boolean> {
-  if (!streamId.startsWith(EXECUTION_STREAM)) return false;
+  if (!streamId.startsWith(WORKFLOW_EXECUTION_STREAM_PREFIX)) return false;
   let known = adminExecutionsKnown.get(store);
   if (!known) adminExecutionsKnown.set(store, (known = new Map()));
   const hit = known.get(streamId);

@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { listingSummary } from '@switchyard/contracts';
 import {
   definitionCallsAdminTool,
-  detailCallsAdminTool,
   eventNamesAdminTool,
   eventsForCaller,
   seesAdminToolPayloadsFor,
@@ -433,8 +432,8 @@ describe('admin-only tools: whose payloads only admins read', () => {
       }),
     );
     assert.ok(!definitionCallsAdminTool({ steps: [{ id: 'a', uses: 'mcp:automation/send_email' }] }));
-    assert.ok(detailCallsAdminTool({ steps: [{ step_id: 'a', uses: 'mcp:automation/list_mailbox' }] }));
-    assert.ok(!detailCallsAdminTool({ steps: [{ step_id: 'a', uses: 'agent:data_analyst' }] }));
+    assert.ok(definitionCallsAdminTool({ steps: [{ id: 'a', uses: 'mcp:automation/list_queued_deliveries' }] }));
+    assert.ok(!definitionCallsAdminTool({ steps: [{ id: 'a', uses: 'agent:data_analyst' }] }));
   });
 
   it('only an admin (or no key: auth is off) reads them', () => {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { workflowExecutionStream } from '@switchyard/domain';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Inject, Injectable, Optional, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
@@ -34,7 +35,6 @@ import {
 import { toolRefusal } from '../mcp/writer-policy.js';
 import { currentCorrelationId } from '../../http/context.js';
 import {
-  detailCallsAdminTool,
   executionDetailForCaller,
   executionStreamCallsAdminTool,
   maskErrorTexts,
@@ -592,7 +592,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
             const executionId = m[1]!;
             redact ||=
               !adminTools &&
-              (await executionStreamCallsAdminTool(this.folds.store, `workflow_execution-${executionId}`));
+              (await executionStreamCallsAdminTool(this.folds.store, workflowExecutionStream(executionId)));
             const after = m[3] === undefined ? -1 : Number(m[3]);
             const page = await this.queries.execute(new ReadExecutionStream(executionId, after, HISTORY_PAGE_EVENTS));
             const nextAfter = nextPageAfter(page.events, page.lastRevision);
@@ -631,7 +631,10 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
             });
           }
           const { detail } = await this.queries.execute(new GetExecution(m[1]!));
-          return json(executionDetailForCaller(detail, redact || (!adminTools && detailCallsAdminTool(detail))));
+          const hide =
+            redact ||
+            (!adminTools && (await executionStreamCallsAdminTool(this.folds.store, workflowExecutionStream(m[1]!))));
+          return json(executionDetailForCaller(detail, hide));
         }
       } catch (err) {
         if (err instanceof McpError) throw err;

@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { workflowExecutionStream } from '@switchyard/domain';
 import { Controller, Delete, Get, Headers, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { EdgeReply as Response } from '../../http/edge.js';
@@ -18,7 +19,6 @@ import {
   callerSeesAdminToolPayloads,
   callerSeesRedactedPayloads,
   definitionArgumentsRedacted,
-  detailCallsAdminTool,
   executionDetailForCaller,
   executionStreamCallsAdminTool,
   executionSummaryForCaller,
@@ -187,7 +187,7 @@ export class WorkflowsController {
     if (!redact && callerSeesAdminToolPayloads()) return page;
     const items = await Promise.all(
       page.items.map(async (x) =>
-        redact || (await executionStreamCallsAdminTool(this.svc.store, `workflow_execution-${x.execution_id}`))
+        redact || (await executionStreamCallsAdminTool(this.svc.store, workflowExecutionStream(x.execution_id)))
           ? executionSummaryForCaller(x, true)
           : x,
       ),
@@ -226,7 +226,10 @@ export class WorkflowsController {
     // serialised whole, 100 MB of them held the gateway's one thread for over a second. A viewer's
     // answer is redacted, small, and masked on the way out like any other.
     // A viewer reads no payloads; nor does anyone but an admin of an execution that calls an admin-only tool.
-    const hide = callerSeesRedactedPayloads() || (!callerSeesAdminToolPayloads() && detailCallsAdminTool(detail));
+    const hide =
+      callerSeesRedactedPayloads() ||
+      (!callerSeesAdminToolPayloads() &&
+        (await executionStreamCallsAdminTool(this.svc.store, workflowExecutionStream(p.execution_id))));
     if (whole && !hide) {
       res.setHeader('content-type', 'application/json; charset=utf-8');
       // HEAD: the same headers, and no body made for nobody (its turn ends with the headers).
