@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { freePort } from '@switchyard/platform';
 import { until, scratchDataDir } from '@switchyard/testing';
-import { newAdminKey, Proc, systemEnv, waitReady } from './launcher.js';
+import { newAdminKey, Proc, systemEnv, waitMcpServerUp, waitReady } from './launcher.js';
 import { gatewayRequest } from './support.js';
 
 interface Mail {
@@ -76,17 +76,7 @@ describe('e-mail end to end: send_email, the development mailbox, onboarding wel
     await proc.waitUp(120_000);
     await waitReady(base, proc);
     // The automation server is reachable through the connectors before any template runs.
-    await until(
-      'the automation MCP server is up',
-      async () => {
-        const h = await http('GET', '/api/v1/integration/mcp/health');
-        return (h.body?.servers as { server: string; state: string }[] | undefined)?.some(
-          (s) => s.server === 'automation' && s.state === 'up',
-        );
-      },
-      90_000,
-      250,
-    );
+    await waitMcpServerUp(base, { authorization: `Bearer ${adminKey}` }, 'automation');
   });
 
   after(async () => {

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { freePort } from '@switchyard/platform';
 import { until, scratchDataDir } from '@switchyard/testing';
-import { newAdminKey, Proc, systemEnv, waitReady } from './launcher.js';
+import { newAdminKey, Proc, systemEnv, waitMcpServerUp, waitReady } from './launcher.js';
 import { gatewayRequest } from './support.js';
 
 const SECRET = 'reset code MAILBOX-SECRET-4242';
@@ -51,17 +51,7 @@ describe('admin-only tools: what they read shows to admins only, wherever it is 
     proc.start();
     await proc.waitUp(120_000);
     await waitReady(base, proc);
-    await until(
-      'the automation MCP server is up',
-      async () => {
-        const h = await admin('GET', '/api/v1/integration/mcp/health');
-        return (h.body?.servers as { server: string; state: string }[] | undefined)?.some(
-          (s) => s.server === 'automation' && s.state === 'up',
-        );
-      },
-      90_000,
-      250,
-    );
+    await waitMcpServerUp(base, { authorization: `Bearer ${adminKey}` }, 'automation');
     for (const role of ['operator', 'viewer'] as const) {
       const made = await admin('POST', '/api/v1/admin/api-keys', { name: `mailbox-${role}`, role });
       assert.equal(made.status, 201, JSON.stringify(made.body));
