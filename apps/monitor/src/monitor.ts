@@ -376,7 +376,8 @@ export class Monitor {
    */
   async removeProbe(service: string, reason: string, at = Date.now()): Promise<void> {
     for (let i = this.probes.length - 1; i >= 0; i--) if (this.probes[i]!.service === service) this.probes.splice(i, 1);
-    await this.retire(service, reason, at);
+    const row = (await this.store.listServices()).find((r) => r.service === service);
+    if (row) await this.retire(row, reason, at);
   }
 
   /**
@@ -423,14 +424,14 @@ export class Monitor {
   async retireUnprobed(now = Date.now()): Promise<string[]> {
     if (this.startedAt === null || now - this.startedAt < this.settings.retireUnprobedAfterMs) return [];
     const probed = new Set(this.probes.map((p) => p.service));
-    const gone = (await this.store.listServices()).map((r) => r.service).filter((s) => !probed.has(s));
-    for (const service of gone) await this.retire(service, 'not probed since the monitor started', now);
-    return gone;
+    const gone = (await this.store.listServices()).filter((r) => !probed.has(r.service));
+    for (const row of gone) await this.retire(row, 'not probed since the monitor started', now);
+    return gone.map((r) => r.service);
   }
 
-  private async retire(service: string, reason: string, at: number): Promise<void> {
-    const [row] = (await this.store.listServices()).filter((r) => r.service === service);
-    if (!row) return;
+  /** Retire the service of a read-model row (its kind and last probe are what ServiceRetired records). */
+  private async retire(row: ServiceRow, reason: string, at: number): Promise<void> {
+    const { service } = row;
     const done = await this.serial(async () =>
       this.commit(
         decideHealth(
