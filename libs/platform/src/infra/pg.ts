@@ -53,7 +53,8 @@ export class PlainPasswordRefusedError extends Error {
   }
 }
 
-function allowPlainPasswordFromEnv(): boolean {
+/** DATABASE_ALLOW_PLAIN_PASSWORD as this process's environment gives it. */
+export function allowPlainPasswordFromEnv(): boolean {
   return allowPlainPasswordSchema.parse(process.env.DATABASE_ALLOW_PLAIN_PASSWORD || undefined);
 }
 

@@ -19,7 +19,7 @@ import { userInfo } from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { configSchema } from '../config.js';
-import { createPgClient } from './pg.js';
+import { allowPlainPasswordFromEnv, createPgClient } from './pg.js';
 import { serverChildEnv } from './child-env.js';
 import { isListening, waitForPort } from './ports.js';
 
@@ -167,7 +167,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   // The escape is for an external server that asks for such a password. This one asks for SCRAM
   // only; with the escape on, the components' pools would hand their passwords to a stand-in on
   // its port while it restarts.
-  if (configSchema.shape.DATABASE_ALLOW_PLAIN_PASSWORD.parse(process.env.DATABASE_ALLOW_PLAIN_PASSWORD || undefined))
+  if (allowPlainPasswordFromEnv())
     throw new Error(
       'DATABASE_ALLOW_PLAIN_PASSWORD is for an external DATABASE_URL whose server asks for a clear-text or MD5 password; the embedded PostgreSQL asks for SCRAM only: unset it',
     );
