@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import {
   embeddedNatsEventsPassword,
@@ -215,5 +216,28 @@ describe('a server left without a token on the port', () => {
       startNatsServer({ port, storeDir, seed: embeddedNatsToken(storeDir) }),
       /asks for no token already runs/,
     );
+  });
+});
+
+describe('probeNatsAuth against something on the port that is not a nats-server', () => {
+  it('stops reading a line that never ends (a listener streaming bytes) and says it is not NATS', async () => {
+    const chunk = Buffer.alloc(16 * 1024, 'x');
+    let sent = 0;
+    const server = createServer((s) => {
+      s.on('error', () => undefined);
+      const pump = () => {
+        while (sent < 64 * 1024 * 1024 && s.write(chunk)) sent += chunk.length;
+      };
+      s.on('drain', pump);
+      pump();
+    });
+    const port = await freePort();
+    await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+    try {
+      await assert.rejects(probeNatsAuth(port, { seed: natsUserSeed('x') }, 10_000), /not a NATS server/);
+      assert.ok(sent < 64 * 1024 * 1024, 'it stopped reading long before the stream ended');
+    } finally {
+      server.close();
+    }
   });
 });

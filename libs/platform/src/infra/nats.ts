@@ -302,6 +302,9 @@ function checkSubjects(subjects: readonly string[], whose = "the events reader's
     throw new Error(`${whose} subjects must be NATS subjects: ${subjects.join(', ')}`);
 }
 
+/** The longest line probeNatsAuth waits for (nats-server's INFO, with every cluster URL, is far shorter). */
+const PROBE_LINE_MAX = 64 * 1024;
+
 /**
  * What the server on the port says to a client holding `credential`: `open` (it asks for no
  * credentials), `accepted` or `refused`. An nkey seed (`{ seed }`) only signs the nonce the
@@ -343,6 +346,9 @@ export function probeNatsAuth(
     socket.on('error', (err) => done(err));
     socket.on('data', (chunk) => {
       buf += chunk.toString('utf8');
+      // A server's INFO and answers are a few KiB: whatever answers on the port may not make the
+      // launcher hold more while it waits for a line end.
+      if (buf.length > PROBE_LINE_MAX) return done(new Error(`not a NATS server on 127.0.0.1:${port}`));
       if (!sent) {
         const end = buf.indexOf('\r\n');
         if (end < 0) return;
