@@ -9,6 +9,7 @@ import { EgressGuard } from '../fetch/egress-guard.js';
 import { fails, httpClient, localHttp, ok, silentLogger, type LocalHttp } from '../test-helpers.js';
 import { createAutomationServer } from './server.js';
 import { AutomationService, Scheduler, type Clock, type TriggerRecord } from './automation-service.js';
+import { DUE_SCHEDULES_SQL } from './schedules.js';
 
 class FakeClock implements Clock {
   constructor(private t: Date) {}
@@ -675,4 +676,67 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     ]);
     assert.equal(n.rows[0].n, 1);
   });
+
+  it("a fired one-shot leaves the scheduler's working set (after a rebuild too), while it stays listed", async () => {
+    clock.set('2026-03-03T00:00:00.000Z');
+    const target = { kind: 'workflow', template_id: 'tpl-once' };
+    const once = (await ok(client, 'create_schedule', { name: 'ws-once', after: '1m', target })).schedule;
+    const svc = service();
+    const finished = async () =>
+      (await pools[0]!.query(`SELECT finished FROM automation.schedules WHERE id = $1`, [once.id])).rows[0]?.finished;
+    assert.equal(await finished(), false);
+    clock.set('2026-03-03T00:01:00.000Z');
+    assert.ok((await svc.fireDue()) >= 1); // the earlier tests' repeating schedules may be due too
+    assert.equal(await finished(), true, 'the claim that fired it marks it');
+    await svc.rebuildReadModels();
+    assert.equal(await finished(), true, 'a replay of its creation finds its runs row done');
+    // A row from before the column: the next start's migration marks it.
+    await pools[0]!.query(`UPDATE automation.schedules SET finished = false WHERE id = $1`, [once.id]);
+    await svc.migrate();
+    assert.equal(await finished(), true);
+    const listed = (await ok(client, 'list_schedules', { limit: 500 })).schedules.find(
+      (x: { id: string }) => x.id === once.id,
+    );
+    assert.equal(listed.enabled, false);
+    assert.equal(listed.fire_count, 1);
+
+    // 20,000 fired one-shots (as a long-running system's onboardings leave them) and one due:
+    // the tick's query reads the live schedules only. Before, it read every schedule each second
+    // (a million fired ones: 1.5-2.5 s per tick), as did the one-shot cap's count under its lock.
+    await pools[0]!.query(
+      `INSERT INTO automation.schedules (id, name, run_once, timezone, target, enabled, next_fire_at, created_at, finished)
+       SELECT gen_random_uuid(), 'ws-fired-' || g, true, 'UTC', '{}'::jsonb, true, '2026-03-01T00:00:00Z', '2026-03-01T00:00:00Z', true
+         FROM generate_series(1, 20000) g`,
+    );
+    await pools[0]!.query(`ANALYZE automation.schedules`);
+    const due = (await ok(client, 'create_schedule', { name: 'ws-due', after: '1m', target })).schedule;
+    const plan = await pools[0]!.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${DUE_SCHEDULES_SQL}`, [
+      new Date('2026-03-03T00:02:00.000Z'),
+      50,
+    ]);
+    const read = rowsReadFrom(plan.rows[0]['QUERY PLAN'][0].Plan, 'schedules');
+    const live = (
+      await pools[0]!.query(`SELECT count(*)::int AS n FROM automation.schedules WHERE enabled AND NOT finished`)
+    ).rows[0].n;
+    assert.ok(read <= live, `the tick read ${read} rows of automation.schedules, ${live} live`);
+    clock.set('2026-03-03T00:02:00.000Z');
+    assert.ok((await svc.fireDue()) >= 1);
+    assert.equal(
+      (await pools[0]!.query(`SELECT finished FROM automation.schedules WHERE id = $1`, [due.id])).rows[0].finished,
+      true,
+    );
+    await pools[0]!.query(`DELETE FROM automation.schedules WHERE name LIKE 'ws-fired-%'`);
+  });
 });
+
+/** Rows a plan's scans of `table` read: those they returned and those their filters dropped. */
+function rowsReadFrom(node: Record<string, unknown>, table: string): number {
+  const own =
+    node['Relation Name'] === table
+      ? Number(node['Actual Rows'] ?? 0) * Number(node['Actual Loops'] ?? 1) +
+        Number(node['Rows Removed by Filter'] ?? 0) +
+        Number(node['Rows Removed by Index Recheck'] ?? 0)
+      : 0;
+  const children = (node['Plans'] as Record<string, unknown>[] | undefined) ?? [];
+  return own + children.reduce((n, c) => n + rowsReadFrom(c, table), 0);
+}

@@ -103,6 +103,15 @@ const SCHEDULE_SELECT = `
          r.last_fired_at, coalesce(r.fire_count, 0) AS fire_count
     FROM automation.schedules s LEFT JOIN automation.schedule_runs r ON r.schedule_id = s.id`;
 
+/**
+ * The ids of the schedules due at $1, at most $2, earliest first: of the schedules not finished
+ * only (schedules_live), so what fired once and stays listed costs a tick nothing.
+ */
+export const DUE_SCHEDULES_SQL = `
+  SELECT id FROM (${SCHEDULE_SELECT} WHERE s.enabled AND NOT s.finished) x
+   WHERE x.active AND NOT x.done AND NOT x.owner_revoked AND x.next_fire_at <= $1
+   ORDER BY x.next_fire_at LIMIT $2`;
+
 function toSchedule(r: Record<string, unknown>): Schedule {
   return {
     id: r['id'] as string,
@@ -132,11 +141,14 @@ export const schedulesProjection: Projection = {
       case 'ScheduleCreated': {
         const d = scheduleCreatedSchema.parse(e.data);
         await c.query(
-          `INSERT INTO automation.schedules (id, name, cron, run_once, timezone, target, enabled, next_fire_at, plan_revision, created_at, position, owner, paused_reason, scope)
-           VALUES ($1,$2,$3,$4,$5,$6,true,$7,$8,$9,$10,$11,NULL,$12)
+          `INSERT INTO automation.schedules (id, name, cron, run_once, timezone, target, enabled, next_fire_at, plan_revision, created_at, position, owner, paused_reason, scope, finished)
+           VALUES ($1,$2,$3,$4,$5,$6,true,$7,$8,$9,$10,$11,NULL,$12,
+                   -- A replay of a one-shot that already fired (the runs outlive a rebuild).
+                   $4::boolean AND EXISTS (SELECT 1 FROM automation.schedule_runs r WHERE r.schedule_id = $1 AND r.done))
            ON CONFLICT (id) DO UPDATE SET name = excluded.name, scope = excluded.scope, cron = excluded.cron, run_once = excluded.run_once, timezone = excluded.timezone,
                   target = excluded.target, enabled = true, next_fire_at = excluded.next_fire_at, plan_revision = excluded.plan_revision,
                   created_at = excluded.created_at, position = excluded.position, owner = excluded.owner, paused_reason = NULL,
+                  finished = excluded.finished,
                   -- An adopted row's run columns from before the events (now in schedule_runs) are emptied, as a replay has them.
                   last_fired_at = NULL, fire_count = 0`,
           [
@@ -480,11 +492,7 @@ export class Schedules {
 
   /** Ids of the schedules due at `now`, oldest first (none whose owner's key was revoked). */
   async due(now: Date, batch: number): Promise<string[]> {
-    const r = await this.deps.pool.query<{ id: string }>(
-      `SELECT id FROM (${SCHEDULE_SELECT}) x WHERE x.active AND NOT x.done AND NOT x.owner_revoked AND x.next_fire_at <= $1
-        ORDER BY x.next_fire_at LIMIT $2`,
-      [now, batch],
-    );
+    const r = await this.deps.pool.query<{ id: string }>(DUE_SCHEDULES_SQL, [now, batch]);
     return r.rows.map((x) => x.id);
   }
 
@@ -498,7 +506,7 @@ export class Schedules {
   async pauseRevokedOwners(batch: number): Promise<number> {
     // Not a one-shot that has fired (it stays enabled, done): it owes nothing.
     const r = await this.deps.pool.query<{ id: string; name: string; owner: string; scope: string | null }>(
-      `SELECT x.id, x.name, x.owner, x.scope FROM (${SCHEDULE_SELECT}) x
+      `SELECT x.id, x.name, x.owner, x.scope FROM (${SCHEDULE_SELECT} WHERE s.enabled AND NOT s.finished) x
         WHERE x.active AND NOT x.done AND x.owner_revoked ORDER BY x.name LIMIT $1`,
       [batch],
     );
@@ -593,6 +601,8 @@ export class Schedules {
                 last_fired_at = excluded.last_fired_at, fire_count = automation.schedule_runs.fire_count + 1`,
         [id, row['plan_revision'], next, once, fireAt],
       );
+      // Out of the scheduler's working set from now on (see the schema's `finished`).
+      if (once) await c.query(`UPDATE automation.schedules SET finished = true WHERE id = $1`, [id]);
       let trigger: TriggerRecord | undefined;
       if (schedule.target.kind === 'webhook') {
         // Owed from now on, in the same transaction as the claim: a crash before the send loses nothing.
