@@ -157,6 +157,7 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
             maxSchedules: config.AUTOMATION_MAX_SCHEDULES,
             maxOneShots: config.AUTOMATION_MAX_ONE_SHOTS,
           },
+          recordRetentionDays: config.AUTOMATION_RECORD_RETENTION_DAYS,
           scheduledRetry: {
             firstRetryMs: config.WEBHOOK_RETRY_FIRST_MS,
             maxRetryMs: config.WEBHOOK_RETRY_MAX_MS,

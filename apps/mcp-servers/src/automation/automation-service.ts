@@ -21,6 +21,7 @@ import {
 import { REVOKED_ACTORS_PROJECTION, revokedActorsProjection } from './revoked-actors.js';
 import { ADMIN_ACTORS_PROJECTION, AdminActors, adminActorsProjection } from './admin-actors.js';
 import { isNotOwner, type CommandCaller } from './webhooks.decider.js';
+import { DEFAULT_RECORD_RETENTION_DAYS, RecordRetention } from './retention.js';
 import { Triggers, type TriggerRecord } from './triggers.js';
 import { Webhooks, webhooksProjection, WEBHOOKS_PROJECTION, type Webhook } from './webhooks.js';
 
@@ -61,6 +62,11 @@ export interface AutomationDeps {
   readonly mail?: { transport: MailTransport; from: string; retries?: number };
   /** Most webhooks and schedules kept (default DEFAULT_AUTOMATION_CAPS). */
   readonly caps?: Partial<AutomationCaps>;
+  /**
+   * Days finished records are kept (fired one-shots, taken triggers, finished sends and their
+   * idempotency records; see retention.ts); default DEFAULT_RECORD_RETENTION_DAYS, 0 keeps them all.
+   */
+  readonly recordRetentionDays?: number;
 }
 
 /**
@@ -80,6 +86,8 @@ export class AutomationService {
   private readonly schedules: Schedules;
   private readonly triggers: Triggers;
   private readonly admins: AdminActors;
+  /** Purges finished records past their retention, a round every RECORD_PURGE_INTERVAL_MS of the scheduler's ticks. */
+  readonly retention: RecordRetention;
 
   constructor(private readonly deps: AutomationDeps) {
     this.clock = deps.clock ?? systemClock;
@@ -127,6 +135,13 @@ export class AutomationService {
       ...(deps.caps?.maxOneShots !== undefined ? { maxOneShots: deps.caps.maxOneShots } : {}),
     });
     this.triggers = new Triggers({ pool, logger: this.log, clock, onTrigger: deps.onTrigger });
+    this.retention = new RecordRetention({
+      pool,
+      logger: this.log,
+      retentionDays: deps.recordRetentionDays ?? DEFAULT_RECORD_RETENTION_DAYS,
+      expiredOneShots: (cutoff, limit) => this.schedules.expiredOneShots(cutoff, limit),
+      expireOneShot: (one) => this.schedules.expire(one),
+    });
     this.admins = new AdminActors({
       pool,
       catchUp: () => this.events.runner.waitFor(undefined, ADMIN_ACTORS_PROJECTION, 3_000),
@@ -174,7 +189,10 @@ export class AutomationService {
    * lease runs out), under the same idempotency key.
    */
   async close(): Promise<void> {
-    await Promise.race([Promise.allSettled([...this.rounds]), new Promise((r) => setTimeout(r, 5_000).unref())]);
+    await Promise.race([
+      Promise.allSettled([...this.rounds, this.retention.settled()]),
+      new Promise((r) => setTimeout(r, 5_000).unref()),
+    ]);
     await this.deliveries.close();
     await this.events.close();
   }
@@ -329,5 +347,10 @@ export class AutomationService {
     if (waitForDeliveries) await round;
     else this.inBackground(round);
     return fired;
+  }
+
+  /** Start a purge round of finished records in the background when one is due (the scheduler's ticks). */
+  purgeRecordsWhenDue(): void {
+    this.retention.maybePurge(this.clock.now());
   }
 }

@@ -729,6 +729,165 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
   });
 });
 
+describe('automation record retention (real Postgres)', () => {
+  let url: string;
+  let pool: pg.Pool;
+  const clock = new FakeClock(new Date('2026-05-01T00:00:00.000Z'));
+  const guard = new EgressGuard({ allowCidrs: ['127.0.0.0/8'] });
+  const services: AutomationService[] = [];
+  const service = (recordRetentionDays?: number) => {
+    const svc = new AutomationService({
+      pool,
+      logger: silentLogger,
+      guard,
+      clock,
+      ...(recordRetentionDays !== undefined ? { recordRetentionDays } : {}),
+    });
+    services.push(svc);
+    return svc;
+  };
+
+  before(async () => {
+    url = await freshDatabase('mcp_auto_retention');
+    pool = new pg.Pool({ connectionString: url, max: 4 });
+    await service().migrate();
+  });
+  after(async () => {
+    for (const s of services) await s.close();
+    await pool?.end();
+  });
+
+  it('purges what finished longer ago than the retention (a fired one-shot by a ScheduleDeleted), never what is pending or recent', async () => {
+    const svc = service(); // the default: 30 days
+    const target = { kind: 'workflow' as const, template_id: 'tpl-r', input: {} };
+    const fired = await svc.createSchedule({ name: 'rt-once', after: '1m', timezone: 'UTC', target }, 'c1', 'apikey:a');
+    const pending = await svc.createSchedule(
+      { name: 'rt-later', after: '300d', timezone: 'UTC', target },
+      'c2',
+      'apikey:a',
+    );
+    const cron = await svc.createSchedule(
+      { name: 'rt-cron', cron: '0 9 1 1 *', timezone: 'UTC', target },
+      'c3',
+      'apikey:a',
+    );
+    clock.set('2026-05-01T00:01:00.000Z');
+    assert.equal(await svc.fireDue(), 1);
+    // Finished and in-progress rows of each table, 40 days old and 1 day old.
+    const old = '2026-03-22T00:00:00Z';
+    const recent = '2026-05-30T00:00:00Z';
+    for (const [status, at, n] of [
+      ['started', old, 1],
+      ['failed', old, 2],
+      ['pending', old, 3],
+      ['started', recent, 4],
+    ] as const)
+      await pool.query(
+        `INSERT INTO automation.triggers (id, template_id, input, source, correlation_id, status, created_at)
+         VALUES (gen_random_uuid(), 'tpl-r', '{}', 'tool', 'rt-trigger-${n}', $1, $2)`,
+        [status, at],
+      );
+    for (const [status, at, n] of [
+      ['delivered', old, 1],
+      ['gave_up', old, 2],
+      ['pending', old, 3],
+      ['delivered', recent, 4],
+    ] as const)
+      await pool.query(
+        `INSERT INTO automation.scheduled_deliveries (delivery_id, webhook, event, payload, correlation_id, status, next_attempt_at, created_at, finished_at)
+         VALUES ('rt-sd-${n}', 'hook', 'e', '{}', 'c', $1, $2, $2, CASE WHEN $1 = 'pending' THEN NULL ELSE $2::timestamptz END)`,
+        [status, at],
+      );
+    for (const [status, at, n] of [
+      ['answered', old, 1],
+      ['failed', old, 2],
+      ['sending', old, 3],
+      ['answered', recent, 4],
+    ] as const)
+      await pool.query(
+        `INSERT INTO automation.deliveries (delivery_id, webhook_id, event, request_fingerprint, status, started_at, finished_at)
+         VALUES ('rt-d-${n}', gen_random_uuid(), 'e', 'f', $1, $2, $2)`,
+        [status, at],
+      );
+    for (const [status, at, n] of [
+      ['sent', old, 1],
+      ['failed', old, 2],
+      ['sending', old, 3],
+      ['sent', recent, 4],
+    ] as const)
+      await pool.query(
+        `INSERT INTO automation.mail_sends (idempotency_key, request_fingerprint, status, started_at, finished_at)
+         VALUES ('rt-m-${n}', 'f', $1, $2, $2)`,
+        [status, at],
+      );
+    const triggerOfTheFire = (await pool.query(`SELECT id FROM automation.triggers WHERE schedule_id = $1`, [fired.id]))
+      .rows.length;
+    assert.equal(triggerOfTheFire, 1);
+
+    // 29 days after the fire: nothing of it is old enough; the 40-day-old rows are.
+    clock.set('2026-05-30T00:01:00.000Z');
+    const first = await svc.retention.purge(clock.now());
+    assert.deepEqual(first, { schedules: 0, triggers: 2, scheduled_deliveries: 2, deliveries: 2, mail_sends: 2 });
+    // 31 days after it: the one-shot and its trigger (started) go.
+    await pool.query(`UPDATE automation.triggers SET status = 'started' WHERE schedule_id = $1`, [fired.id]);
+    clock.set('2026-06-01T00:02:00.000Z');
+    const second = await svc.retention.purge(clock.now());
+    assert.deepEqual(second, { schedules: 1, triggers: 1, scheduled_deliveries: 0, deliveries: 0, mail_sends: 0 });
+    assert.deepEqual(await svc.retention.purge(clock.now()), {
+      schedules: 0,
+      triggers: 0,
+      scheduled_deliveries: 0,
+      deliveries: 0,
+      mail_sends: 0,
+    });
+
+    const names = (await svc.listSchedules()).schedules.map((x) => x.name).sort();
+    assert.deepEqual(names, ['rt-cron', 'rt-later']);
+    assert.ok(pending.id && cron.id);
+    const left = async (table: string, key: string) =>
+      (
+        await pool.query(`SELECT ${key} AS k FROM automation.${table} WHERE ${key}::text LIKE 'rt-%' ORDER BY 1`)
+      ).rows.map((r) => r.k);
+    assert.deepEqual(await left('scheduled_deliveries', 'delivery_id'), ['rt-sd-3', 'rt-sd-4']);
+    assert.deepEqual(await left('deliveries', 'delivery_id'), ['rt-d-3', 'rt-d-4']);
+    assert.deepEqual(await left('mail_sends', 'idempotency_key'), ['rt-m-3', 'rt-m-4']);
+    assert.deepEqual(await left('triggers', 'correlation_id'), ['rt-trigger-3', 'rt-trigger-4']);
+    // The retirement is an event: a replay of the read model does not bring the one-shot back.
+    const stream = await svc.events.store.readStream('automation_schedule-apikey:a/rt-once');
+    assert.deepEqual(
+      stream.map((e) => [e.type, (e.data as { reason?: string }).reason]),
+      [
+        ['ScheduleCreated', undefined],
+        ['ScheduleDeleted', 'expired'],
+      ],
+    );
+    assert.equal(stream[1]!.metadata['actor'], 'mcp:automation:retention');
+    await svc.rebuildReadModels();
+    assert.deepEqual((await svc.listSchedules()).schedules.map((x) => x.name).sort(), ['rt-cron', 'rt-later']);
+    // Its name is free again.
+    await svc.createSchedule({ name: 'rt-once', after: '1m', timezone: 'UTC', target }, 'c4', 'apikey:a');
+  });
+
+  it('keeps everything with a retention of 0 days', async () => {
+    const svc = service(0);
+    await pool.query(
+      `INSERT INTO automation.mail_sends (idempotency_key, request_fingerprint, status, started_at, finished_at)
+       VALUES ('rt-zero', 'f', 'sent', '2020-01-01T00:00:00Z', '2020-01-01T00:00:00Z')`,
+    );
+    assert.deepEqual(await svc.retention.purge(clock.now()), {
+      schedules: 0,
+      triggers: 0,
+      scheduled_deliveries: 0,
+      deliveries: 0,
+      mail_sends: 0,
+    });
+    assert.equal(
+      (await pool.query(`SELECT 1 FROM automation.mail_sends WHERE idempotency_key = 'rt-zero'`)).rowCount,
+      1,
+    );
+  });
+});
+
 /** Rows a plan's scans of `table` read: those they returned and those their filters dropped. */
 function rowsReadFrom(node: Record<string, unknown>, table: string): number {
   const own =

@@ -139,7 +139,17 @@ export const scheduleResumedSchema = z.object({
   /** Who resumed it, its owner from now on (absent: the owner stays). */
   owner: z.string().min(1).optional(),
 });
-export const scheduleDeletedSchema = z.object({ id: z.uuid(), name: z.string().min(1), deleted_at: at });
+/**
+ * `expired`: the system retired a one-shot that fired longer ago than the record retention
+ * (AUTOMATION_RECORD_RETENTION_DAYS). Absent when deleted on request.
+ */
+export const SCHEDULE_EXPIRED = 'expired';
+export const scheduleDeletedSchema = z.object({
+  id: z.uuid(),
+  name: z.string().min(1),
+  deleted_at: at,
+  reason: z.literal(SCHEDULE_EXPIRED).optional(),
+});
 
 export type ScheduleEvent =
   | Event<'ScheduleCreated', z.infer<typeof scheduleCreatedSchema>, AutomationMetadata>
@@ -191,7 +201,10 @@ export type ScheduleCommand =
     }
   | {
       readonly type: 'DeleteSchedule';
-      readonly data: Ref & { readonly caller?: CommandCaller | undefined };
+      readonly data: Ref & {
+        readonly caller?: CommandCaller | undefined;
+        readonly reason?: typeof SCHEDULE_EXPIRED | undefined;
+      };
       readonly metadata: AutomationMetadata;
     };
 
@@ -293,8 +306,13 @@ export const scheduleDecider = {
       case 'DeleteSchedule': {
         const s = existing(state, command.data);
         assertMayChange(`schedule "${s.name}"`, s.owner, command.data.caller);
+        const reason = command.data.reason;
         return [
-          { type: 'ScheduleDeleted', data: { id: s.id, name: s.name, deleted_at: metadata.timestamp }, metadata },
+          {
+            type: 'ScheduleDeleted',
+            data: { id: s.id, name: s.name, deleted_at: metadata.timestamp, ...(reason ? { reason } : {}) },
+            metadata,
+          },
         ];
       }
       default: {

@@ -242,6 +242,20 @@ describe('Schedule: paused', () => {
       .then([gone]);
     spec.given([created(), gone]).when(create()).then([created()]);
   });
+  it("DeleteSchedule by the system's retention records why, also for another person's one-shot", () => {
+    const owned: ScheduleEvent = { ...oneShot, data: { ...oneShot.data, owner: 'apikey:a' } };
+    const retention: AutomationMetadata = { ...meta('2026-04-02T00:00:00.000Z'), actor: 'mcp:automation:retention' };
+    spec
+      .given([owned])
+      .when({ type: 'DeleteSchedule', data: { name: 'report', id: ID, reason: 'expired' }, metadata: retention })
+      .then([
+        {
+          type: 'ScheduleDeleted',
+          data: { id: ID, name: 'report', deleted_at: '2026-04-02T00:00:00.000Z', reason: 'expired' },
+          metadata: retention,
+        },
+      ]);
+  });
 });
 
 describe('planSchedule', () => {

@@ -38,6 +38,7 @@ import {
   scheduleCreatedSchema,
   scheduleDecider,
   scheduleDeletedSchema,
+  SCHEDULE_EXPIRED,
   schedulePausedSchema,
   scheduleResumedSchema,
   scheduleStream,
@@ -540,6 +541,37 @@ export class Schedules {
     return paused;
   }
 
+  /** One-shots that fired before `cutoff`, oldest first (the record retention retires them). */
+  async expiredOneShots(cutoff: Date, limit: number): Promise<{ id: string; name: string; scope: string | null }[]> {
+    const r = await this.deps.pool.query<{ id: string; name: string; scope: string | null }>(
+      `SELECT id, name, scope FROM automation.schedules WHERE finished AND next_fire_at < $1 ORDER BY next_fire_at LIMIT $2`,
+      [cutoff, limit],
+    );
+    return r.rows;
+  }
+
+  /**
+   * Retire a fired one-shot (ScheduleDeleted, reason `expired`, by the system): it leaves the
+   * listings, and its name is free again. False when it was gone already (deleted meanwhile, or
+   * another server's purge came first).
+   */
+  async expire(s: { id: string; name: string; scope: string | null }): Promise<boolean> {
+    try {
+      const r = await this.command(
+        {
+          type: 'DeleteSchedule',
+          data: { name: s.name, id: s.id, reason: SCHEDULE_EXPIRED },
+          metadata: this.deps.events.metadata(`retention:${s.id}`, `${AUTOMATION_ACTOR}:retention`),
+        },
+        s.scope ?? undefined,
+      );
+      return r.events.length > 0;
+    } catch (err) {
+      if (isAppError(err) && (err.code === 'not_found' || err.code === 'conflict')) return false;
+      throw err;
+    }
+  }
+
   /** Rows written before schedules were events (no position): append their ScheduleCreated once. */
   async adoptLegacy(): Promise<number> {
     const r = await this.deps.pool.query(
@@ -655,8 +687,9 @@ export class Schedules {
 
 /**
  * Runs `fireDue` every `intervalMs` until stopped, without waiting for the deliveries a tick
- * starts (they run side by side, see sendScheduledDeliveries). Any number of schedulers may run
- * against one database (see `fireDue`); a failed tick is logged and the loop goes on.
+ * starts (they run side by side, see sendScheduledDeliveries), then starts a purge of finished
+ * records when one is due (purgeRecordsWhenDue). Any number of schedulers may run against one
+ * database (see `fireDue`); a failed tick is logged and the loop goes on.
  */
 export class Scheduler {
   private timer: NodeJS.Timeout | undefined;
@@ -664,7 +697,10 @@ export class Scheduler {
   private stopped = true;
 
   constructor(
-    private readonly service: { fireDue(batch?: number, waitForDeliveries?: boolean): Promise<number> },
+    private readonly service: {
+      fireDue(batch?: number, waitForDeliveries?: boolean): Promise<number>;
+      purgeRecordsWhenDue?(): void;
+    },
     private readonly logger: Logger,
     private readonly intervalMs = 1000,
   ) {}
@@ -676,7 +712,7 @@ export class Scheduler {
       if (this.stopped) return;
       this.running = this.service
         .fireDue(undefined, false)
-        .then(() => undefined)
+        .then(() => this.service.purgeRecordsWhenDue?.())
         .catch((e: unknown) => this.logger.error({ err: e }, 'scheduler tick failed'))
         .finally(() => {
           if (!this.stopped) this.timer = setTimeout(loop, this.intervalMs);

@@ -203,6 +203,12 @@ CREATE INDEX IF NOT EXISTS schedules_name ON automation.schedules (name);
 ALTER TABLE automation.schedules ADD COLUMN IF NOT EXISTS finished boolean NOT NULL DEFAULT false;
 CREATE INDEX IF NOT EXISTS schedules_live ON automation.schedules (next_fire_at) WHERE enabled AND NOT finished;
 CREATE INDEX IF NOT EXISTS schedules_one_shots_pending ON automation.schedules (id) WHERE run_once AND NOT finished;
+-- The finished rows by age, for the record retention's purge (retention.ts).
+CREATE INDEX IF NOT EXISTS schedules_finished ON automation.schedules (next_fire_at) WHERE finished;
+CREATE INDEX IF NOT EXISTS triggers_finished ON automation.triggers (created_at) WHERE status <> 'pending';
+CREATE INDEX IF NOT EXISTS scheduled_deliveries_finished ON automation.scheduled_deliveries (finished_at) WHERE status <> 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_finished ON automation.deliveries (finished_at) WHERE status <> 'sending';
+CREATE INDEX IF NOT EXISTS mail_sends_finished ON automation.mail_sends (finished_at) WHERE status <> 'sending';
 -- Rows from before the column (once; later starts look at the pending one-shots only, by the index).
 UPDATE automation.schedules s SET finished = true
  WHERE s.run_once AND NOT s.finished
