@@ -205,6 +205,7 @@ export class Dispatcher {
       agentToken: opts.agentToken,
       externalAgentToken: opts.externalAgentToken,
       stopped,
+      unrecorded: (taskId) => this.recovery.retryUnrecorded(taskId),
     });
     this.recovery = new Recovery({
       store: opts.store,

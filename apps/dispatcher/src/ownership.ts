@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Fence } from '@switchyard/event-store';
-import { AppError, isConnectionError, type Logger } from '@switchyard/platform';
+import { AppError, isPassingDatabaseFailure, type Logger } from '@switchyard/platform';
 import { deleteSlotRows, reserveSlotRow } from './placement.js';
 import { taskPartition } from './leases.js';
 import { untilRecorded } from './task-state.js';
@@ -148,7 +148,7 @@ export class Ownership {
         await del(batch);
       } catch (err) {
         // A SQL error (say a deadlock with a takeover's delete) rolled the whole batch back: one by one, so one row cannot keep the others.
-        if (batch.length === 1 || isConnectionError(err))
+        if (batch.length === 1 || isPassingDatabaseFailure(err))
           this.log.warn(
             { err, tasks: batch.length },
             'releasing agent slots failed; the next owner of the partition clears them',

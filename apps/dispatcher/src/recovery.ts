@@ -52,6 +52,10 @@ export interface RecoveryOptions {
 
 const ACTIVE = ['submitted', 'queued', 'assigned', 'working'];
 
+/** First look at a task whose attempt's end went unrecorded; then doubling up to the max while recording still fails. */
+const UNRECORDED_FIRST_RETRY_MS = 2_000;
+const UNRECORDED_MAX_RETRY_MS = 60_000;
+
 /** What the log watcher follows: submissions to take over, progress and ends to pass on, external agents changed by another dispatcher. */
 const WATCHED = [
   'TaskSubmitted',
@@ -76,6 +80,8 @@ export class Recovery {
   private readonly ownership: RecoveryOptions['ownership'];
   private readonly pump: RecoveryOptions['pump'];
   private submissions?: AllSubscription;
+  /** Tasks whose attempt's end went unrecorded, and the timer of their next look (retryUnrecorded). */
+  private readonly unrecorded = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly opts: RecoveryOptions) {
     this.log = opts.logger;
@@ -90,7 +96,66 @@ export class Recovery {
 
   /** Stop following the log. */
   async close(): Promise<void> {
+    for (const timer of this.unrecorded.values()) clearTimeout(timer);
+    this.unrecorded.clear();
     await this.submissions?.close();
+  }
+
+  /**
+   * A task whose attempt ended here without the end being recorded (the database refusing writes
+   * past the retry budget: out of disk, say). Its log still says assigned, nothing runs it and its
+   * deadline timer is gone: left alone it would wait for a restart. Look again after `delayMs`, as
+   * a restart's recovery would: once its partition is still ours and nothing runs it, its attempt
+   * is abandoned and the task queued again (timed out once its deadline passed); while recording
+   * still fails, look again later.
+   */
+  retryUnrecorded(taskId: string, delayMs = UNRECORDED_FIRST_RETRY_MS): void {
+    if (this.stopped || this.unrecorded.has(taskId)) return;
+    const timer = setTimeout(() => {
+      this.unrecorded.delete(taskId);
+      this.opts.background(
+        this.reattempt(taskId).catch((err: unknown) => {
+          const next = Math.min(delayMs * 2, UNRECORDED_MAX_RETRY_MS);
+          this.log.warn(
+            { err, taskId, correlationId: this.tasks.cid(taskId), retryInMs: next },
+            'recovering a task whose attempt went unrecorded failed; trying again',
+          );
+          this.retryUnrecorded(taskId, next);
+        }),
+      );
+    }, delayMs);
+    timer.unref();
+    this.unrecorded.set(taskId, timer);
+  }
+
+  private async reattempt(taskId: string): Promise<void> {
+    if (this.stopped || !this.ownership.accepting(taskId) || this.pump.hasRun(taskId)) return;
+    const state = await this.tasks.load(taskId);
+    if (!state || isTerminal(state) || (state.status !== 'assigned' && state.status !== 'working')) return;
+    if (this.pump.hasRun(taskId)) return;
+    this.tasks.hold(taskId, state);
+    const expired = Date.parse(state.deadline) <= Date.now();
+    await this.tasks.exec(
+      taskId,
+      expired
+        ? { type: 'TimeOutTask', data: { assignment: state.assignment }, metadata: this.tasks.meta(taskId) }
+        : {
+            type: 'FailTask',
+            data: {
+              assignment: state.assignment,
+              error: { code: 'unavailable', message: "the attempt's end could not be recorded; attempt abandoned" },
+              retryable: true,
+              avoid_instance: false,
+              count_attempt: false,
+            },
+            metadata: this.tasks.meta(taskId),
+          },
+    );
+    this.log.info(
+      { taskId, correlationId: this.tasks.cid(taskId), outcome: expired ? 'timed_out' : 'queued' },
+      'recovered a task whose attempt went unrecorded',
+    );
+    this.pump.kick();
   }
 
   /**

@@ -40,6 +40,12 @@ export interface RunPumpOptions {
   readonly agentToken?: string;
   readonly externalAgentToken?: string;
   readonly stopped: () => boolean;
+  /**
+   * An attempt ended here (result, failure, deadline, lost instance) and recording that failed for
+   * good: the log still has the task assigned, with no run here and its deadline timer gone. The
+   * dispatcher looks at it again later (Recovery.retryUnrecorded) instead of leaving it to a restart.
+   */
+  readonly unrecorded?: (taskId: string) => void;
 }
 
 interface Run {
@@ -373,6 +379,7 @@ export class RunPump {
           // retry budget: the task is recovered from the log; a conflict: it ended otherwise.
           if (this.opts.stopped() || !(isAppError(err) && err.code === 'validation')) {
             log.warn({ err: String(err) }, "recording the agent's result failed; the task is left to recovery");
+            this.opts.unrecorded?.(s.task_id);
             return;
           }
           // Left as it was, the task stayed assigned for good, its deadline timer gone with the run.
@@ -389,7 +396,7 @@ export class RunPump {
               data: { assignment: s.assignment, error: toTaskError(refused), retryable: false },
               metadata: this.tasks.meta(s.task_id),
             }),
-          ).catch((e: unknown) => log.error({ err: e }, 'recording a failed attempt failed'));
+          ).catch((e: unknown) => this.endUnrecorded(s.task_id, log, 'recording a failed attempt failed', e));
           return;
         }
         log.debug({}, 'task completed');
@@ -402,7 +409,7 @@ export class RunPump {
         this.finishRun(run);
         await untilRecorded(s.task_id, 'recording a failed attempt', log, this.opts.stopped, () =>
           this.attemptFailed(s, inst, asAppError(err), log),
-        ).catch((e) => log.error({ err: e }, 'recording a failed attempt failed'));
+        ).catch((e: unknown) => this.endUnrecorded(s.task_id, log, 'recording a failed attempt failed', e));
       }
     })();
   }
@@ -466,7 +473,7 @@ export class RunPump {
         data: { assignment: run.assignment },
         metadata: this.tasks.meta(run.taskId),
       })
-      .catch((err) => this.log.error({ err, taskId: run.taskId }, 'recording a timeout failed'));
+      .catch((err: unknown) => this.endUnrecorded(run.taskId, this.log, 'recording a timeout failed', err));
     void cancelOnInstance(this.opts.nats, run.inst, run.taskId, 'deadline');
   }
 
@@ -552,7 +559,7 @@ export class RunPump {
           },
           metadata: this.tasks.meta(run.taskId),
         })
-        .catch((err) => this.log.error({ err, taskId: run.taskId }, 'requeueing an unstarted task failed'));
+        .catch((err: unknown) => this.endUnrecorded(run.taskId, this.log, 'requeueing an unstarted task failed', err));
     }
   }
 
@@ -575,8 +582,14 @@ export class RunPump {
           },
           metadata: this.tasks.meta(run.taskId),
         })
-        .catch((err) => this.log.error({ err, taskId: run.taskId }, 'recording a lost instance failed'));
+        .catch((err: unknown) => this.endUnrecorded(run.taskId, this.log, 'recording a lost instance failed', err));
     }
+  }
+
+  /** Recording how an attempt ended failed: log it, and have the task looked at again (RunPumpOptions.unrecorded). */
+  private endUnrecorded(taskId: string, log: Logger, what: string, err: unknown): void {
+    log.error({ err, taskId }, `${what}; the task is looked at again shortly`);
+    if (!this.stopped) this.opts.unrecorded?.(taskId);
   }
 
   private finishRun(run: Run): void {

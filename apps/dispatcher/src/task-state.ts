@@ -1,5 +1,5 @@
 import { aggregateStream, FencedError, type CommandResult, type EventStore, type Fence } from '@switchyard/event-store';
-import { AppError, isAppError, isConnectionError, type Logger } from '@switchyard/platform';
+import { AppError, isAppError, isPassingDatabaseFailure, type Logger } from '@switchyard/platform';
 import {
   isDomainError,
   isTerminal,
@@ -370,7 +370,7 @@ const RECORD_RETRY_BUDGET_MS = 120_000;
 
 /**
  * Run `record` until it succeeds, retrying while the failure is transient (the database or the
- * event store unavailable) with backoff from 250 ms to 5 s, for up to RECORD_RETRY_BUDGET_MS;
+ * event store unavailable, or PostgreSQL out of disk or memory) with backoff from 250 ms to 5 s, for up to RECORD_RETRY_BUDGET_MS;
  * stops when this dispatcher stops or no longer drives the task (its partition was taken over:
  * the new owner recovers the task from the events). Other errors are thrown at once.
  */
@@ -387,7 +387,7 @@ export async function untilRecorded<T>(
       return await record();
     } catch (err) {
       const transient =
-        isConnectionError(err) ||
+        isPassingDatabaseFailure(err) ||
         (isAppError(err) && err.code === 'unavailable' && !/driven by another dispatcher/.test(err.message));
       if (!transient || stopped() || Date.now() + delay > deadline) throw err;
       log.warn({ err, taskId, retryInMs: delay }, `${what} failed; retrying`);

@@ -1,5 +1,6 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import { createLogger, type Logger } from '@switchyard/platform';
 import { freshDatabase, overriding } from '@switchyard/testing';
 import { EventSink } from './event-sink.js';
@@ -10,8 +11,10 @@ const logger = createLogger('test', 'silent');
 
 describe('EventSink over the PostgreSQL store', () => {
   let store: PostgresEventStore;
+  let url: string;
   before(async () => {
-    store = new PostgresEventStore({ connectionString: await freshDatabase('es_sink'), schema: 'es_sink' });
+    url = await freshDatabase('es_sink');
+    store = new PostgresEventStore({ connectionString: url, schema: 'es_sink' });
     await store.init();
   });
   after(async () => {
@@ -125,6 +128,37 @@ describe('EventSink over the PostgreSQL store', () => {
     assert.deepEqual(await numbers('sink_f-committed'), [0, 1, 2, 3]);
     assert.deepEqual(await numbers('sink_f-refused'), [0, 1, 2]);
     assert.deepEqual(sink.counts(), { appends: 3, events: 7, retries: 2, dropped: 0, lost: 0 });
+  });
+
+  it('PostgreSQL out of disk keeps the reports waiting, not lost: stored once there is room again', async () => {
+    // PostgreSQL itself refuses the stream's appends with disk_full (53100), as a full disk would.
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      await admin.query(`
+        CREATE TABLE es_sink.full_streams (stream_id text PRIMARY KEY);
+        CREATE FUNCTION es_sink.disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF EXISTS (SELECT 1 FROM es_sink.full_streams WHERE stream_id = NEW.stream_id) THEN
+            RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full';
+          END IF;
+          RETURN NEW;
+        END $$;
+        CREATE TRIGGER disk_full BEFORE INSERT ON es_sink.events FOR EACH ROW EXECUTE FUNCTION es_sink.disk_full();
+        INSERT INTO es_sink.full_streams VALUES ('sink_disk-1');`);
+      const sink = new EventSink(store, logger, { actor: 'system:test' });
+      for (let i = 0; i < 3; i++) sink.append('sink_disk-1', { type: 'Reported', data: { i } });
+      for (let i = 0; i < 100 && sink.counts().retries < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(sink.counts().retries >= 2, `tried again while the disk was full (${sink.counts().retries})`);
+      assert.deepEqual(await numbers('sink_disk-1'), []);
+      await admin.query(`DELETE FROM es_sink.full_streams`);
+      await sink.flush();
+      assert.deepEqual(await numbers('sink_disk-1'), [0, 1, 2]);
+      assert.equal(sink.counts().lost, 0);
+    } finally {
+      await admin.query(`DROP TRIGGER IF EXISTS disk_full ON es_sink.events`);
+      await admin.end();
+    }
   });
 
   it('a stop while the store stays unreachable ends after the grace, counting what it lost', async () => {

@@ -1,4 +1,11 @@
-import { backoffMs, isAppError, isConnectionError, newId, POOL_ENDED_MESSAGE, type Logger } from '@switchyard/platform';
+import {
+  backoffMs,
+  isAppError,
+  isPassingDatabaseFailure,
+  newId,
+  POOL_ENDED_MESSAGE,
+  type Logger,
+} from '@switchyard/platform';
 import { UnstorableEventError, type EventStore, type NewEvent } from './port.js';
 
 export interface EventSinkOptions {
@@ -224,10 +231,10 @@ export class EventSink {
   }
 }
 
-/** The store unreachable for now (not a refusal, nor a pool or store closed for good). */
+/** The store unreachable or out of disk for now (not a refusal, nor a pool or store closed for good). */
 function isPassing(err: unknown): boolean {
   const message = (err as { message?: unknown } | null)?.message;
   if (typeof message === 'string' && message.includes(POOL_ENDED_MESSAGE)) return false;
   if (isAppError(err)) return err.code === 'unavailable' && err.retryable;
-  return isConnectionError(err);
+  return isPassingDatabaseFailure(err);
 }

@@ -14,7 +14,7 @@ import {
   headerNames,
   type ErrorEnvelope,
 } from '@switchyard/contracts';
-import { AppError, errorCodes, isConnectionError, type ErrorCode } from '@switchyard/platform';
+import { AppError, errorCodes, isPassingDatabaseFailure, type ErrorCode } from '@switchyard/platform';
 
 const decoder = new TextDecoder();
 
@@ -34,9 +34,10 @@ export function asAppError(err: unknown): AppError {
       return new AppError(code as ErrorCode, err.message, { name: err.name });
     }
   }
-  // A connection that failed (PostgreSQL restarting, a session terminated): another attempt may
-  // work, so the caller may retry; not an internal error that fails a workflow step for good.
-  if (isConnectionError(err)) {
+  // A connection that failed (PostgreSQL restarting, a session terminated) or a database out of
+  // disk or memory: another attempt may work, so the caller may retry; not an internal error that
+  // fails a workflow step for good.
+  if (isPassingDatabaseFailure(err)) {
     return new AppError(
       'unavailable',
       `a dependency is unavailable: ${(err as Error).message ?? String(err)}`,

@@ -23,6 +23,8 @@ describe('error codec', () => {
       Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }),
       Object.assign(new Error('the database system is shutting down'), { code: '57P03' }),
       new Error('Connection terminated unexpectedly'),
+      // Out of disk (the statement was fine; it works once there is room again).
+      Object.assign(new Error('could not extend file: No space left on device'), { code: '53100' }),
     ]) {
       const m = asAppError(e);
       assert.equal(m.code, 'unavailable', e.message);

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { AppError } from '@switchyard/platform';
+import { AppError, isPassingDatabaseFailure } from '@switchyard/platform';
 
 /** Throws AppError('timeout') when the caller gave up (usually its deadline passed); checked between queries. */
 export function checkAborted(signal: AbortSignal): void {
@@ -18,10 +18,22 @@ export async function dataAsOf(pool: pg.Pool): Promise<string> {
   const r = await pool
     .query<{ d: string | null }>(`select max(order_date)::text as d from business.orders`)
     .catch((err: unknown) => {
-      throw new AppError('illegal_state', 'business data is not loaded (run the demo-data loader)', {
-        cause: String(err),
-        reason: BUSINESS_DATA_MISSING,
-      });
+      // Only a missing table or schema means the data was never loaded; a database that is down or
+      // out of disk is a passing failure, for another attempt to retry.
+      const code = (err as { code?: unknown } | null)?.code;
+      if (code === '42P01' || code === '3F000')
+        throw new AppError('illegal_state', 'business data is not loaded (run the demo-data loader)', {
+          cause: String(err),
+          reason: BUSINESS_DATA_MISSING,
+        });
+      if (isPassingDatabaseFailure(err))
+        throw new AppError(
+          'unavailable',
+          'the business database is unavailable right now',
+          { cause: String(err) },
+          true,
+        );
+      throw err;
     });
   const d = r.rows[0]?.d;
   if (!d)

@@ -48,4 +48,14 @@ describe('sendProblem: when to come back', () => {
     const final = await answerFor(new AppError('forbidden', 'no'));
     assert.deepEqual([final.status, final.retryAfter], [403, undefined]);
   });
+
+  it("PostgreSQL out of disk, memory or connections is a 503 to retry in 5 s, not a 500, and does not quote the server's text", async () => {
+    for (const code of ['53100', '53200', '53300']) {
+      const a = await answerFor(
+        Object.assign(new Error('could not extend file "base/16384/16423": No space left on device'), { code }),
+      );
+      assert.deepEqual([a.status, a.retryAfter, a.body.code, a.body.retryable], [503, '5', 'unavailable', true], code);
+      assert.doesNotMatch(JSON.stringify(a.body), /base\/16384/);
+    }
+  });
 });

@@ -1,5 +1,5 @@
 import { HttpException } from '@nestjs/common';
-import { AppError, errorCodes, isConnectionError } from '@switchyard/platform';
+import { AppError, errorCodes, isConnectionError, isResourceShortage } from '@switchyard/platform';
 import { WrongExpectedVersionError } from '@switchyard/event-store';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
@@ -209,6 +209,24 @@ export function toProblem(err: unknown, ctx: ProblemContext): MappedProblem {
       problem: {
         ...build('unavailable', errorCodes.unavailable, 'the database is unreachable right now; try again', ctx),
         retryable: true,
+      },
+      unexpected: false,
+    };
+  }
+  // PostgreSQL out of disk, memory or connections: every write fails until the resource is back,
+  // and then the same request works (the idempotency keys make a retry safe).
+  if (isResourceShortage(err)) {
+    return {
+      problem: {
+        ...build(
+          'unavailable',
+          errorCodes.unavailable,
+          'the database is short of resources (disk, memory or connections) right now; try again',
+          ctx,
+        ),
+        retryable: true,
+        // Freeing a disk takes longer than a restart: a client retrying every second only adds load.
+        retry_after_ms: 5_000,
       },
       unexpected: false,
     };

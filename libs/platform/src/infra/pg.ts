@@ -133,6 +133,19 @@ export function isConnectionError(err: unknown): boolean {
 }
 
 /**
+ * PostgreSQL short of a resource (SQLSTATE class 53: disk full, out of memory, too many
+ * connections, a configured limit): nothing is wrong with the statement, and it may work once the
+ * resource is back, as with a lost connection. Not a caller's error, nor an internal one.
+ */
+export function isResourceShortage(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^53[0-9A-Z]{3}$/.test(code);
+}
+
+/** A failure that may pass by itself: the connection (isConnectionError) or a resource (isResourceShortage). */
+export const isPassingDatabaseFailure = (err: unknown): boolean => isConnectionError(err) || isResourceShortage(err);
+
+/**
  * Attach the error listeners to a pool made elsewhere (idempotent): the pool's own 'error'
  * (an idle client died: the pool drops it and connects anew on next use) and every client's,
  * including while checked out (the query in flight is rejected; the client is dropped on release).

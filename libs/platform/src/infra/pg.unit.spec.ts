@@ -9,6 +9,8 @@ import {
   createPgClient,
   createPgPool,
   isConnectionError,
+  isPassingDatabaseFailure,
+  isResourceShortage,
   PG_PASSWORD_HANDLERS,
 } from './pg.js';
 
@@ -146,5 +148,16 @@ describe('PostgreSQL connections always have an error listener', () => {
     assert.equal(isConnectionError(new Error('timeout exceeded when trying to connect')), true);
     assert.equal(isConnectionError(Object.assign(new Error('syntax error'), { code: '42601' })), false);
     assert.equal(isConnectionError(undefined), false);
+  });
+
+  it('tells a server short of a resource (class 53) from a statement error; both kinds of passing failure together', () => {
+    const disk = Object.assign(new Error('could not extend file'), { code: '53100' });
+    assert.equal(isResourceShortage(disk), true);
+    assert.equal(isResourceShortage(Object.assign(new Error('too many clients'), { code: '53300' })), true);
+    assert.equal(isResourceShortage(Object.assign(new Error('x'), { code: '42501' })), false);
+    assert.equal(isResourceShortage(Object.assign(new Error('x'), { code: '530' })), false);
+    assert.equal(isPassingDatabaseFailure(disk), true);
+    assert.equal(isPassingDatabaseFailure(Object.assign(new Error('x'), { code: 'ECONNRESET' })), true);
+    assert.equal(isPassingDatabaseFailure(Object.assign(new Error('syntax error'), { code: '42601' })), false);
   });
 });
