@@ -634,7 +634,7 @@ export class Schedules {
         [id, row['plan_revision'], next, once, fireAt],
       );
       // Out of the scheduler's working set from now on (see the schema's `finished`).
-      if (once) await c.query(`UPDATE automation.schedules SET finished = true WHERE id = $1`, [id]);
+      if (schedule.run_once) await c.query(`UPDATE automation.schedules SET finished = true WHERE id = $1`, [id]);
       let trigger: TriggerRecord | undefined;
       if (schedule.target.kind === 'webhook') {
         // Owed from now on, in the same transaction as the claim: a crash before the send loses nothing.
