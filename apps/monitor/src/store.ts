@@ -72,6 +72,8 @@ create table if not exists monitoring.rollups (
   primary key (resolution, metric, labels, bucket)
 );
 create index if not exists rollups_bucket on monitoring.rollups (resolution, bucket);
+-- The rollups still to finalise (p95 not computed): the minute's pass reads these, not a day of finished ones.
+create index if not exists rollups_unfinalised on monitoring.rollups (resolution, bucket) where p95 is null;
 create table if not exists monitoring.alerts (
   fingerprint text primary key,
   rule_id text not null,

@@ -209,6 +209,11 @@ CREATE INDEX IF NOT EXISTS triggers_finished ON automation.triggers (created_at)
 CREATE INDEX IF NOT EXISTS scheduled_deliveries_finished ON automation.scheduled_deliveries (finished_at) WHERE status <> 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_finished ON automation.deliveries (finished_at) WHERE status <> 'sending';
 CREATE INDEX IF NOT EXISTS mail_sends_finished ON automation.mail_sends (finished_at) WHERE status <> 'sending';
+-- list_schedules of one owner (how a revoked owner's schedules are found), and the queued
+-- deliveries' listing (latest first, all or one ordering key), without a scan of the whole table.
+CREATE INDEX IF NOT EXISTS schedules_owner ON automation.schedules (owner, name, id);
+CREATE INDEX IF NOT EXISTS scheduled_deliveries_seq ON automation.scheduled_deliveries (seq);
+CREATE INDEX IF NOT EXISTS scheduled_deliveries_ordering_all ON automation.scheduled_deliveries (ordering_key, seq);
 -- Rows from before the column (once; later starts look at the pending one-shots only, by the index).
 UPDATE automation.schedules s SET finished = true
  WHERE s.run_once AND NOT s.finished

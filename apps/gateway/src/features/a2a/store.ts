@@ -29,6 +29,8 @@ create table if not exists gateway.a2a_tasks (
   updated_at timestamptz not null default now()
 );
 create index if not exists a2a_tasks_backend on gateway.a2a_tasks (backend_kind, backend_id);
+-- tasks/list: an endpoint's latest first, without reading every other endpoint's (a scan of all tasks before).
+create index if not exists a2a_tasks_endpoint_updated on gateway.a2a_tasks (endpoint, updated_at desc);
 create table if not exists gateway.a2a_push_configs (
   task_id text not null,
   id text not null,
