@@ -116,6 +116,9 @@ const CONNECTION_ERRNOS = new Set([
   'EHOSTUNREACH',
   'ENOTFOUND',
   'EAI_AGAIN',
+  // Out of file descriptors (this process's, or the system's): no socket for a connection now.
+  'EMFILE',
+  'ENFILE',
 ]);
 /** What pg says when the connection went away under it. */
 const CONNECTION_MESSAGES =

@@ -143,6 +143,11 @@ describe('PostgreSQL connections always have an error listener', () => {
       true,
     );
     assert.equal(isConnectionError(Object.assign(new Error('x'), { code: 'ECONNRESET' })), true);
+    // No descriptor left for a socket: a connection may be had again once some are closed.
+    assert.equal(
+      isConnectionError(Object.assign(new Error('connect EMFILE 127.0.0.1:5432'), { code: 'EMFILE' })),
+      true,
+    );
     assert.equal(isConnectionError(new Error('Connection terminated unexpectedly')), true);
     // pg-pool's words when no client came within connectionTimeoutMillis (a full pool, a silent server).
     assert.equal(isConnectionError(new Error('timeout exceeded when trying to connect')), true);
