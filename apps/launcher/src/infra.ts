@@ -1,6 +1,7 @@
 import path from 'node:path';
 import {
   EVENTS_SUBJECT_WILDCARD,
+  MCP_CALLS_MAX_BYTES,
   natsPasswordEnv,
   natsRolePermissions,
   natsRoleUsers,
@@ -21,6 +22,7 @@ import {
   type Config,
   type Logger,
 } from '@switchyard/platform';
+import { JetStreamWatch } from './jetstream-watch.js';
 import { setUpNatsStreams } from './nats-streams.js';
 import type { Supervisor } from './supervisor.js';
 
@@ -172,19 +174,43 @@ export async function startInfrastructure(
             logger,
           });
         } catch (err) {
+          await closeNats(nc, { logger });
           await server.stop();
           throw err;
-        } finally {
-          await closeNats(nc, { logger });
         }
+        // The setup connection stays, for the JetStream watch (see JetStreamWatch).
+        let restartForJetStream!: (why: string) => void;
+        const jetStreamGone = new Promise<Error>((resolve) => (restartForJetStream = (why) => resolve(new Error(why))));
+        const watch = new JetStreamWatch({
+          nc,
+          logger: logger.child({ component: 'jetstream-watch' }),
+          storeDir,
+          // What a start needs: the streams' caps are reserved against nats-server's storage
+          // limit, 75 % of the disk's free space unless configured; 5 % to spare.
+          freeBytesNeeded: Math.ceil(((config.NATS_EVENTS_MAX_BYTES + MCP_CALLS_MAX_BYTES) / 0.75) * 1.05),
+          restart: (why) => {
+            // Only a server of ours can be restarted; an adopted one is the operator's.
+            if (server.kind === 'nats-server') restartForJetStream(why);
+          },
+        });
+        watch.start();
         nats = `${server.kind} on 127.0.0.1:${config.EMBEDDED_NATS_PORT}`;
         natsWhere = `${nats}, JetStream store in ${storeDir}, nkey seed ${config.NATS_TOKEN ? 'from NATS_TOKEN' : `in ${path.join(storeDir, NATS_TOKEN_FILE)}`}, events reader's seed in ${path.join(storeDir, NATS_EVENTS_PASSWORD_FILE)}`;
         logger.info({ pid: server.pid, kind: server.kind }, 'embedded nats-server running');
         return {
-          stop: () => server.stop(),
-          ...(server.exited
-            ? { failed: server.exited.then((code) => new Error(`embedded nats-server exited (code ${code})`)) }
-            : {}),
+          // Within the supervisor's stop timeout: a short drain, then the server (killed if it hangs).
+          stop: async () => {
+            await watch.stop();
+            await closeNats(nc, { logger, timeoutMs: 1_000 });
+            await server.stop();
+          },
+          failed: Promise.race([
+            jetStreamGone,
+            ...(server.exited
+              ? [server.exited.then((code) => new Error(`embedded nats-server exited (code ${code})`))]
+              : []),
+          ]),
+          trouble: () => watch.trouble(),
         };
       },
     });

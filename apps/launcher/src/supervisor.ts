@@ -9,6 +9,11 @@ import type { Logger } from '@switchyard/platform';
 export interface SupervisedHandle {
   stop(): Promise<void>;
   readonly failed?: Promise<unknown>;
+  /**
+   * What is wrong with a component that still runs but works only in part (nats-server whose
+   * JetStream stopped): the unit then reports `degraded` with it, in /readyz and the health report.
+   */
+  readonly trouble?: () => string | undefined;
 }
 
 export interface UnitSpec {
@@ -116,14 +121,18 @@ export class Supervisor {
   }
 
   status(): UnitStatus[] {
-    const out: UnitStatus[] = this.units.map((u) => ({
-      name: u.spec.name,
-      state: u.state,
-      restarts: u.restarts,
-      since: new Date(u.since).toISOString(),
-      ...(u.lastError ? { lastError: u.lastError } : {}),
-      ...(u.lastFailureAt ? { lastFailureAt: new Date(u.lastFailureAt).toISOString() } : {}),
-    }));
+    const out: UnitStatus[] = this.units.map((u) => {
+      const trouble = u.state === 'running' ? u.handle?.trouble?.() : undefined;
+      const lastError = trouble ?? u.lastError;
+      return {
+        name: u.spec.name,
+        state: trouble ? 'degraded' : u.state,
+        restarts: u.restarts,
+        since: new Date(u.since).toISOString(),
+        ...(lastError ? { lastError } : {}),
+        ...(u.lastFailureAt ? { lastFailureAt: new Date(u.lastFailureAt).toISOString() } : {}),
+      };
+    });
     const last = this.unexpected.last;
     if (last) {
       const recent = Date.now() - last.at < this.unexpectedWindowMs;

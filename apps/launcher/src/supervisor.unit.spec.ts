@@ -147,4 +147,23 @@ describe('Supervisor', () => {
     assert.deepEqual(sup.degraded(), []);
     assert.equal(sup.status().find((s) => s.name === 'process')!.state, 'running');
   });
+
+  it('a running unit that says it works only in part is reported degraded with why, and running again once it says nothing', async () => {
+    const sup = new Supervisor({ logger });
+    let trouble: string | undefined;
+    await sup.add({
+      name: 'nats-server',
+      start: async () => ({ stop: async () => undefined, trouble: () => trouble }),
+    });
+    assert.deepEqual(sup.degraded(), []);
+    trouble = 'JetStream does not answer';
+    const d = sup.degraded();
+    assert.deepEqual(
+      d.map((u) => [u.name, u.state, u.lastError]),
+      [['nats-server', 'degraded', 'JetStream does not answer']],
+    );
+    trouble = undefined;
+    assert.deepEqual(sup.degraded(), []);
+    await sup.stopAll();
+  });
 });

@@ -302,6 +302,9 @@ function checkSubjects(subjects: readonly string[], whose = "the events reader's
     throw new Error(`${whose} subjects must be NATS subjects: ${subjects.join(', ')}`);
 }
 
+/** How long a stop waits for nats-server to exit after SIGTERM before it kills it. */
+const NATS_STOP_GRACE_MS = 8_000;
+
 /** The longest line probeNatsAuth waits for (nats-server's INFO, with every cluster URL, is far shorter). */
 const PROBE_LINE_MAX = 64 * 1024;
 
@@ -454,7 +457,17 @@ export async function startNatsServer(opts: {
   const log = opts.logger?.child({ component: 'nats-server' });
   // NATS_TOKEN stays out of the server's environment too, as does every other credential of ours.
   const child: ChildProcess = spawn(bin, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'], env: serverChildEnv() });
-  const relay = (b: Buffer) => log?.debug({ nats: b.toString().trim() }, 'nats-server');
+  // Its own errors and warnings (JetStream turned off for a full disk, say) at their level: at
+  // debug they would never show at the usual log levels.
+  const relay = (b: Buffer) => {
+    for (const line of b.toString().split('\n')) {
+      const text = line.trim();
+      if (!text) continue;
+      if (/\[(ERR|FTL)\]/.test(text)) log?.error({ nats: text }, 'nats-server');
+      else if (/\[WRN\]/.test(text)) log?.warn({ nats: text }, 'nats-server');
+      else log?.debug({ nats: text }, 'nats-server');
+    }
+  };
   child.stdout?.on('data', relay);
   child.stderr?.on('data', relay);
   let exited: number | null = null;
@@ -493,7 +506,13 @@ export async function startNatsServer(opts: {
       new Promise<void>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();
         child.ref(); // after unref(), waiting for the exit must keep the process alive
-        child.once('exit', () => resolve());
+        // A server whose JetStream hangs on its store (a full disk) may never finish a graceful
+        // stop; left running, it would hold the port and be adopted again by the next start.
+        const kill = setTimeout(() => child.kill('SIGKILL'), NATS_STOP_GRACE_MS);
+        child.once('exit', () => {
+          clearTimeout(kill);
+          resolve();
+        });
         child.kill('SIGTERM');
       }),
   };
