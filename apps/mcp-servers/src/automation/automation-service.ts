@@ -15,6 +15,7 @@ import {
   Schedules,
   schedulesProjection,
   SCHEDULES_PROJECTION,
+  type ClaimedFire,
   type Schedule,
   type ScheduleTarget,
 } from './schedules.js';
@@ -329,11 +330,26 @@ export class AutomationService {
     let fired = 0;
     await this.schedules.pauseRevokedOwners(batch);
     await this.deliveries.giveUpRevoked();
-    for (const id of await this.schedules.due(now, batch)) {
-      const claimed = await this.schedules.claim(id, now);
+    for (const id of await this.schedules.due(now, batch, this.failingSchedules(now.getTime()))) {
+      let claimed: ClaimedFire | undefined;
+      try {
+        claimed = await this.schedules.claim(id, now);
+      } catch (err) {
+        // One schedule that cannot be claimed must not hold every other one behind it (it stays
+        // first in the due order): it waits, longer each time, while the others fire.
+        this.scheduleFailed(id, now.getTime(), err);
+        continue;
+      }
+      this.failing.delete(id);
       if (!claimed) continue;
       fired += 1;
       const { schedule, fireAt, trigger } = claimed;
+      if (claimed.stuck)
+        await this.schedules
+          .pauseStuck({ id: schedule.id, name: schedule.name, scope: claimed.scope })
+          .catch((err: unknown) =>
+            this.log.error({ err, scheduleId: schedule.id }, 'could not pause a schedule with no next fire'),
+          );
       const correlationId = trigger?.correlation_id ?? `${schedule.id}:${fireAt.toISOString()}`;
       this.log.info(
         { correlationId, scheduleId: schedule.id, fireAt: fireAt.toISOString(), target: schedule.target.kind },
@@ -347,6 +363,19 @@ export class AutomationService {
     if (waitForDeliveries) await round;
     else this.inBackground(round);
     return fired;
+  }
+
+  /** Schedules whose claim failed, and when the scheduler tries them again (doubling from 1 s to 5 min). */
+  private readonly failing = new Map<string, { readonly retryAt: number; readonly delayMs: number }>();
+
+  private failingSchedules(now: number): string[] {
+    return [...this.failing].filter(([, f]) => f.retryAt > now).map(([id]) => id);
+  }
+
+  private scheduleFailed(id: string, now: number, err: unknown): void {
+    const delayMs = Math.min((this.failing.get(id)?.delayMs ?? 500) * 2, 300_000);
+    this.failing.set(id, { retryAt: now + delayMs, delayMs });
+    this.log.error({ err, scheduleId: id, retryInMs: delayMs }, 'claiming a due schedule failed; the others go on');
   }
 
   /** Start a purge round of finished records in the background when one is due (the scheduler's ticks). */

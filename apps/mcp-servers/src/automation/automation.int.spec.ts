@@ -713,6 +713,7 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     const plan = await pools[0]!.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${DUE_SCHEDULES_SQL}`, [
       new Date('2026-03-03T00:02:00.000Z'),
       50,
+      [],
     ]);
     const read = rowsReadFrom(plan.rows[0]['QUERY PLAN'][0].Plan, 'schedules');
     const live = (
@@ -885,6 +886,79 @@ describe('automation record retention (real Postgres)', () => {
       (await pool.query(`SELECT 1 FROM automation.mail_sends WHERE idempotency_key = 'rt-zero'`)).rowCount,
       1,
     );
+  });
+});
+
+describe('a schedule that cannot be fired or planned does not hold the others (real Postgres)', () => {
+  let pool: pg.Pool;
+  const clock = new FakeClock(new Date('2026-12-06T17:52:54.000Z'));
+  const guard = new EgressGuard({ allowCidrs: ['127.0.0.0/8'] });
+  let svc: AutomationService;
+  const triggers: TriggerRecord[] = [];
+
+  before(async () => {
+    pool = new pg.Pool({ connectionString: await freshDatabase('mcp_auto_stuck'), max: 4 });
+    svc = new AutomationService({ pool, logger: silentLogger, guard, clock, onTrigger: (t) => void triggers.push(t) });
+    await svc.migrate();
+  });
+  after(async () => {
+    await svc?.close();
+    await pool?.end();
+  });
+
+  const target = (template_id: string) => ({ kind: 'workflow' as const, template_id, input: {} });
+  const fired = (template: string) => triggers.filter((t) => t.template_id === template).length;
+
+  it("a cron whose next fire cron-parser cannot compute (Lord Howe's half-hour DST) fires, then is paused saying why; the others go on", async () => {
+    // Dec 7 and Apr 4 at 05:00 in Lord Howe: the April one is on the day its DST ends, where
+    // cron-parser 5.10 gives up ("loop limit exceeded"). Before, every tick failed from its first
+    // fire on, and no schedule of anyone fired.
+    const bad = await svc.createSchedule(
+      { name: 'lh', cron: '0 5 7,4 12,4 *', timezone: 'Australia/Lord_Howe', target: target('tpl-lh') },
+      'c1',
+      'apikey:a',
+    );
+    assert.equal(bad.next_fire_at, '2026-12-06T18:00:00.000Z');
+    await svc.createSchedule(
+      { name: 'minutely', cron: '* * * * *', timezone: 'UTC', target: target('tpl-min') },
+      'c2',
+      'apikey:b',
+    );
+    clock.set('2026-12-06T18:00:00.000Z');
+    assert.equal(await svc.fireDue(), 2);
+    const listed = (await svc.listSchedules()).schedules.find((x) => x.name === 'lh')!;
+    assert.deepEqual([listed.enabled, listed.paused_reason, listed.fire_count], [false, 'no_next_fire', 1]);
+    clock.set('2026-12-06T18:01:00.000Z');
+    assert.equal(await svc.fireDue(), 1);
+    assert.deepEqual([fired('tpl-lh'), fired('tpl-min')], [1, 2]);
+  });
+
+  it('a schedule whose claim fails waits while the others fire, and fires once it can', async () => {
+    const broken = await svc.createSchedule(
+      { name: 'broken', cron: '* * * * *', timezone: 'UTC', target: target('tpl-broken') },
+      'c3',
+      'apikey:a',
+    );
+    // PostgreSQL refuses this one schedule's run row (as a corrupt or locked-out row would).
+    await pool.query(`
+      CREATE FUNCTION automation.refuse_run() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.schedule_id = '${broken.id}' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER refuse_run BEFORE INSERT OR UPDATE ON automation.schedule_runs
+        FOR EACH ROW EXECUTE FUNCTION automation.refuse_run();`);
+    clock.set('2026-12-06T18:02:00.000Z');
+    const before = fired('tpl-min');
+    assert.equal(await svc.fireDue(), 1, 'the minutely one fired; the broken one failed alone');
+    assert.equal(fired('tpl-min'), before + 1);
+    await pool.query(`DROP TRIGGER refuse_run ON automation.schedule_runs`);
+    // It waits a second after its failure, then is tried again.
+    clock.set('2026-12-06T18:02:00.500Z');
+    assert.equal(await svc.fireDue(), 0, 'still waiting after its failure');
+    clock.set('2026-12-06T18:02:01.500Z');
+    assert.equal(await svc.fireDue(), 1);
+    assert.equal(fired('tpl-broken'), 1);
   });
 });
 

@@ -31,13 +31,30 @@ export function assertTimezone(tz: string): void {
   }
 }
 
-/** Next fire strictly after `after`, or a validation error naming what is wrong with the expression. */
+/** Hours nextFireAfter looks past a time where cron-parser gives up before it gives up itself. */
+const DST_HOPS = 48;
+
+/**
+ * Next fire strictly after `after`, or a validation error naming what is wrong with the expression.
+ * cron-parser (5.10) gives up with "loop limit exceeded" near some daylight-saving changes of less
+ * than an hour (Lord Howe's half hour, one of Chatham's), for valid expressions: the search starts
+ * again an hour later, past the change, up to DST_HOPS times, so such a schedule skips at most the
+ * occurrences of that hour instead of failing at every fire.
+ */
 export function nextFireAfter(cron: string, timezone: string, after: Date): Date {
   assertTimezone(timezone);
-  try {
-    return CronExpressionParser.parse(cron, { tz: timezone, currentDate: after }).next().toDate();
-  } catch (e) {
-    throw new AppError('validation', `invalid cron expression "${cron}": ${(e as Error).message}`, { cron });
+  let from = after;
+  for (let hop = 0; ; hop++) {
+    try {
+      return CronExpressionParser.parse(cron, { tz: timezone, currentDate: from }).next().toDate();
+    } catch (e) {
+      const message = (e as Error).message;
+      if (/loop limit exceeded/i.test(message) && hop < DST_HOPS) {
+        from = new Date(from.getTime() + 3_600_000);
+        continue;
+      }
+      throw new AppError('validation', `invalid cron expression "${cron}": ${message}`, { cron });
+    }
   }
 }
 
@@ -125,11 +142,16 @@ export const scheduleCreatedSchema = z.object({
 });
 /** `owner_revoked`: the system paused it because its owner's key was revoked. Absent when paused on request. */
 export const PAUSED_OWNER_REVOKED = 'owner_revoked';
+/**
+ * `no_next_fire`: the system paused it after a fire because its next fire time could not be
+ * computed (see nextFireAfter); resuming computes it again from then.
+ */
+export const PAUSED_NO_NEXT_FIRE = 'no_next_fire';
 export const schedulePausedSchema = z.object({
   id: z.uuid(),
   name: z.string().min(1),
   paused_at: at,
-  reason: z.literal(PAUSED_OWNER_REVOKED).optional(),
+  reason: z.enum([PAUSED_OWNER_REVOKED, PAUSED_NO_NEXT_FIRE]).optional(),
 });
 export const scheduleResumedSchema = z.object({
   id: z.uuid(),
@@ -184,7 +206,7 @@ export type ScheduleCommand =
   | {
       readonly type: 'PauseSchedule';
       readonly data: Ref & {
-        readonly reason?: typeof PAUSED_OWNER_REVOKED | undefined;
+        readonly reason?: typeof PAUSED_OWNER_REVOKED | typeof PAUSED_NO_NEXT_FIRE | undefined;
         readonly caller?: CommandCaller | undefined;
       };
       readonly metadata: AutomationMetadata;

@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DeciderSpecification } from '@switchyard/testing';
 import { AppError } from '@switchyard/platform';
-import { planSchedule, scheduleDecider, type ScheduleCommand, type ScheduleEvent } from './schedules.decider.js';
+import {
+  nextFireAfter,
+  planSchedule,
+  scheduleDecider,
+  type ScheduleCommand,
+  type ScheduleEvent,
+} from './schedules.decider.js';
 import type { AutomationMetadata } from './webhooks.decider.js';
 
 const spec = DeciderSpecification.for(scheduleDecider);
@@ -255,6 +261,17 @@ describe('Schedule: paused', () => {
           metadata: retention,
         },
       ]);
+  });
+});
+
+describe('nextFireAfter', () => {
+  it("looks past a half-hour DST change where cron-parser gives up (Lord Howe's end of DST)", () => {
+    // cron-parser 5.10 throws "loop limit exceeded" here; the fire after is noon the next day, at +10:30.
+    assert.equal(
+      nextFireAfter('0 12 * * *', 'Australia/Lord_Howe', new Date('2027-04-03T01:00:00Z')).toISOString(),
+      '2027-04-04T01:30:00.000Z',
+    );
+    assert.throws(() => nextFireAfter('0 12 * * *', 'Nowhere/Else', new Date()), isCode('validation'));
   });
 });
 

@@ -34,6 +34,7 @@ import {
   planSchedule,
   SCHEDULE_EVENT_TYPES,
   SCHEDULE_STREAM_PREFIX,
+  PAUSED_NO_NEXT_FIRE,
   PAUSED_OWNER_REVOKED,
   scheduleCreatedSchema,
   scheduleDecider,
@@ -105,11 +106,12 @@ const SCHEDULE_SELECT = `
     FROM automation.schedules s LEFT JOIN automation.schedule_runs r ON r.schedule_id = s.id`;
 
 /**
- * The ids of the schedules due at $1, at most $2, earliest first: of the schedules not finished
- * only (schedules_live), so what fired once and stays listed costs a tick nothing.
+ * The ids of the schedules due at $1, at most $2, earliest first, but those in $3 (waiting after a
+ * failed claim): of the schedules not finished only (schedules_live), so what fired once and stays
+ * listed costs a tick nothing.
  */
 export const DUE_SCHEDULES_SQL = `
-  SELECT id FROM (${SCHEDULE_SELECT} WHERE s.enabled AND NOT s.finished) x
+  SELECT id FROM (${SCHEDULE_SELECT} WHERE s.enabled AND NOT s.finished AND s.id <> ALL($3::uuid[])) x
    WHERE x.active AND NOT x.done AND NOT x.owner_revoked AND x.next_fire_at <= $1
    ORDER BY x.next_fire_at LIMIT $2`;
 
@@ -217,6 +219,10 @@ export interface ClaimedFire {
   readonly schedule: Schedule;
   readonly fireAt: Date;
   readonly trigger?: TriggerRecord;
+  /** Its next fire could not be computed: it fired, and is to be paused (Schedules.pauseStuck). */
+  readonly stuck?: boolean;
+  /** The namespace of its name (its stream). */
+  readonly scope: string | null;
 }
 
 /** Which schedule a command is for: its stream (name and scope), and the id the caller meant. */
@@ -492,8 +498,8 @@ export class Schedules {
   }
 
   /** Ids of the schedules due at `now`, oldest first (none whose owner's key was revoked). */
-  async due(now: Date, batch: number): Promise<string[]> {
-    const r = await this.deps.pool.query<{ id: string }>(DUE_SCHEDULES_SQL, [now, batch]);
+  async due(now: Date, batch: number, skip: readonly string[] = []): Promise<string[]> {
+    const r = await this.deps.pool.query<{ id: string }>(DUE_SCHEDULES_SQL, [now, batch, skip]);
     return r.rows.map((x) => x.id);
   }
 
@@ -626,12 +632,26 @@ export class Schedules {
       const fireAt = row['next_fire_at'] as Date;
       // A one-shot schedule fires once and stays listed, disabled, as a record of it.
       const once = schedule.run_once || schedule.cron === null;
-      const next = once ? fireAt : nextFireAfter(schedule.cron, schedule.timezone, fireAt > now ? fireAt : now);
+      // A cron whose next fire cannot be computed fires this occurrence and then stops under its
+      // plan (done), and the caller pauses it saying why: it must not stay due, failing every tick.
+      let next = fireAt;
+      let stuck = false;
+      if (!once) {
+        try {
+          next = nextFireAfter(schedule.cron, schedule.timezone, fireAt > now ? fireAt : now);
+        } catch (err) {
+          this.deps.logger.error(
+            { err, scheduleId: schedule.id, schedule: schedule.name, cron: schedule.cron, timezone: schedule.timezone },
+            'the next fire time of a schedule cannot be computed; it fires now, then is paused',
+          );
+          stuck = true;
+        }
+      }
       await c.query(
         `INSERT INTO automation.schedule_runs (schedule_id, plan_revision, next_fire_at, done, last_fired_at, fire_count) VALUES ($1,$2,$3,$4,$5,1)
          ON CONFLICT (schedule_id) DO UPDATE SET plan_revision = excluded.plan_revision, next_fire_at = excluded.next_fire_at, done = excluded.done,
                 last_fired_at = excluded.last_fired_at, fire_count = automation.schedule_runs.fire_count + 1`,
-        [id, row['plan_revision'], next, once, fireAt],
+        [id, row['plan_revision'], next, once || stuck, fireAt],
       );
       // Out of the scheduler's working set from now on (see the schema's `finished`).
       if (schedule.run_once) await c.query(`UPDATE automation.schedules SET finished = true WHERE id = $1`, [id]);
@@ -680,8 +700,26 @@ export class Schedules {
           onBehalfOf: schedule.owner,
         });
       }
-      return { schedule, fireAt, ...(trigger ? { trigger } : {}) };
+      return {
+        schedule,
+        fireAt,
+        scope: (row['scope'] as string | null) ?? null,
+        ...(trigger ? { trigger } : {}),
+        ...(stuck ? { stuck } : {}),
+      };
     });
+  }
+
+  /** Pause a schedule the scheduler could not plan further (PAUSED_NO_NEXT_FIRE), by the system. */
+  async pauseStuck(s: { id: string; name: string; scope?: string | null | undefined }): Promise<void> {
+    await this.command(
+      {
+        type: 'PauseSchedule',
+        data: { name: s.name, id: s.id, reason: PAUSED_NO_NEXT_FIRE },
+        metadata: this.deps.events.metadata(`no-next-fire:${s.id}`, `${AUTOMATION_ACTOR}:scheduler`),
+      },
+      s.scope ?? undefined,
+    );
   }
 }
 
