@@ -27,11 +27,22 @@ export const startBody = z.record(z.string(), z.unknown());
 export const executionStatus = z.enum(['running', 'canceling', 'completed', 'failed', 'canceled']);
 // Any RFC 3339 offset (up to ±23:59) is read here and handed on in UTC: PostgreSQL refuses offsets past ±15:59.
 // A date alone is midnight UTC of that day (a filter such as started_after=2026-12-06 means that).
+// In UTC it must be a year PostgreSQL takes (0001-9999): `0000-01-01T00:00:00Z`, or
+// `9999-12-31T23:59:59-01:00` (year 10000 in UTC), would reach the query and fail it with a 500.
+const FIRST_INSTANT = Date.parse('0001-01-01T00:00:00.000Z');
+const LAST_INSTANT = Date.parse('9999-12-31T23:59:59.999Z');
 const instant = z
   .union([z.iso.datetime({ offset: true }), z.iso.date()], {
     error: 'an ISO-8601 date-time with an offset (2026-12-06T09:30:00Z) or a date (2026-12-06, midnight UTC)',
   })
-  .transform((s) => new Date(s.length === 10 ? `${s}T00:00:00Z` : s).toISOString());
+  .transform((s, ctx) => {
+    const t = new Date(s.length === 10 ? `${s}T00:00:00Z` : s).getTime();
+    if (!(t >= FIRST_INSTANT && t <= LAST_INSTANT)) {
+      ctx.addIssue({ code: 'custom', message: 'a time between 0001-01-01 and 9999-12-31 in UTC' });
+      return z.NEVER;
+    }
+    return new Date(t).toISOString();
+  });
 export const listQuery = z.strictObject({
   status: executionStatus.optional(),
   template: idOf('definition').optional(),

@@ -406,6 +406,18 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     const word = await http('GET', '/api/v1/workflows/executions?started_after=yesterday');
     assert.equal(word.status, 400);
     assert.match(word.body.errors[0].message, /date-time with an offset .* or a date/);
+    // A time outside the years PostgreSQL takes, once in UTC: a 400 naming the range, not a 500.
+    for (const q of [
+      'started_after=0000-01-01T00:00:00Z',
+      'started_after=9999-12-31T23:59:59-01:00',
+      'started_before=0000-12-31',
+    ]) {
+      const far = await http('GET', `/api/v1/workflows/executions?${q.replace('+', '%2B')}`);
+      assert.equal(far.status, 400, `${q}: ${JSON.stringify(far.body)}`);
+      assert.match(JSON.stringify(far.body.errors), /between 0001-01-01 and 9999-12-31/);
+    }
+    const edge = await http('GET', '/api/v1/workflows/executions?started_after=9999-12-31T23:59:59Z');
+    assert.equal(edge.status, 200);
     // A cursor the API did not make, a version beyond the column: 400, not a database error.
     // Nor a day that does not exist (Date.parse rolls it over, PostgreSQL refuses it), nor a NUL.
     for (const text of [
