@@ -1636,6 +1636,20 @@ function decideSendSignal(s: StartedState, c: SendSignal['data'], meta: CommandM
   const waiting = waits.find(
     (d) => s.steps[d.id]?.status === 'running' && s.steps[d.id]?.wait && !s.steps[d.id]?.wait?.ended,
   );
+  const waitState = waiting ? s.steps[waiting.id]?.wait : undefined;
+  if (waiting && waitState && notBefore(now, waitState.timeoutAt)) {
+    // Its deadline passed before the signal came, and the timer is only late (a busy engine, a
+    // restart): the wait times out as the timer would have, and the signal is one after it.
+    const timedOut = decideWaitTimedOut(s, waiting.id, meta);
+    assertSignalRoom(evolveAll(s, timedOut) as StartedState, c);
+    return [
+      ...timedOut,
+      received({
+        disposition: 'ignored',
+        reason: `wait step "${waiting.id}" timed out at ${waitState.timeoutAt}: the signal is recorded but changes nothing`,
+      }),
+    ];
+  }
   if (waiting) {
     return [
       received({ disposition: 'consumed', stepId: waiting.id }),

@@ -203,6 +203,36 @@ describe('SendSignal', () => {
       });
   });
 
+  it('after the deadline but before its timer is recorded (a late timer): the wait times out, then the signal is ignored', () => {
+    spec
+      .given(waiting(approval('continue')))
+      .when(signal('approve', { approved: true }, at(1050)))
+      .then((events) => {
+        assert.deepEqual(types(events).slice(0, 3), [
+          'WaitTimedOut:approval',
+          'StepSucceeded:approval',
+          'SignalReceived',
+        ]);
+        assert.equal((events[1]!.data as { output: unknown }).output, null);
+        const d = events[2]!.data as { disposition: string; reason: string };
+        assert.equal(d.disposition, 'ignored');
+        assert.match(d.reason, /timed out at .*changes nothing/);
+      });
+    // A moment before the deadline it is still consumed.
+    spec
+      .given(waiting(approval('continue')))
+      .when(signal('approve', { approved: true }, at(1009)))
+      .then((events) => assert.equal((events[0]!.data as { disposition: string }).disposition, 'consumed'));
+    // The timer coming afterwards changes nothing.
+    const given = waiting(approval('fail'));
+    const late = workflowExecutionDecider.decide(signal('approve', { approved: true }, at(1050)), fold(given));
+    assert.deepEqual(types(late).slice(0, 2), ['WaitTimedOut:approval', 'StepFailed:approval']);
+    spec
+      .given([...given, ...late])
+      .when(waitTimedOut('approval', at(1100)))
+      .then([]);
+  });
+
   it('the same signal id twice records nothing the second time', () => {
     const given = [
       ...waiting(),
