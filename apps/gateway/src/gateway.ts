@@ -8,6 +8,8 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import {
   AppError,
   capConnections,
+  capsWithinDescriptors,
+  openFilesLimit,
   receiveTimeoutOptions,
   edgePolicyFromEnv,
   mergeEdgePolicies,
@@ -108,7 +110,14 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     },
   });
   const server = adapter.getInstance<FastifyInstance>();
-  capConnections(server.server, resolved.connections, (why) =>
+  // Half the process's descriptors at most: the rest are the pools', NATS's and the other listeners'.
+  const connectionCaps = capsWithinDescriptors(resolved.connections, 0.5);
+  if (connectionCaps.max !== resolved.connections.max || connectionCaps.perAddress !== resolved.connections.perAddress)
+    logger.warn(
+      { configured: resolved.connections, applied: connectionCaps, openFilesLimit: openFilesLimit() },
+      'connection caps lowered to fit the open-files limit (ulimit -n)',
+    );
+  capConnections(server.server, connectionCaps, (why) =>
     logger.warn({ ...why, component: 'connections' }, 'connection refused: too many open'),
   );
   decorateEdge(server);

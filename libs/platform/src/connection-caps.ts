@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 
@@ -58,6 +59,35 @@ export function capConnections(
  */
 export const INTERNAL_LISTENER_CAPS: ConnectionCaps = { max: 512, perAddress: 512 };
 
+/** The process's soft limit of open files (RLIMIT_NOFILE, from /proc/self/limits), or undefined where it cannot be read. */
+export function openFilesLimit(): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m && m[1] !== 'unlimited' ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `caps` within the process's descriptors: a listener keeps at most `share` of them open, and one
+ * address a quarter of that. A cap above the limit (2,048 connections under `ulimit -n 512`) let
+ * one client's idle keep-alive connections take every descriptor: the other keys' connections
+ * were reset and the database pools failed with EMFILE.
+ */
+export function capsWithinDescriptors(
+  caps: ConnectionCaps,
+  share: number,
+  limit: number | undefined = openFilesLimit(),
+): ConnectionCaps {
+  if (limit === undefined) return caps;
+  const max = Math.max(8, Math.min(caps.max, Math.floor(limit * share)));
+  return { max, perAddress: Math.max(2, Math.min(caps.perAddress, Math.floor(max / 4), max)) };
+}
+
+/** The share of the descriptors one internal listener keeps (a launcher has a dozen of them beside the gateway). */
+export const INTERNAL_LISTENER_SHARE = 1 / 32;
+
 /** A request not received whole within this long is answered 408 and closed (Node's default is 5 min). */
 export const LISTENER_RECEIVE_TIMEOUT_MS = 60_000;
 
@@ -83,7 +113,7 @@ export function boundInternalListener(
   server: HttpServer,
   onRefused?: (why: { address: string; open: number; limit: 'max' | 'perAddress' }) => void,
 ): void {
-  capConnections(server, INTERNAL_LISTENER_CAPS, onRefused);
+  capConnections(server, capsWithinDescriptors(INTERNAL_LISTENER_CAPS, INTERNAL_LISTENER_SHARE), onRefused);
 }
 
 /**

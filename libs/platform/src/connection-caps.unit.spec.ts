@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { addressShare, capConnections } from './connection-caps.js';
+import { addressShare, capConnections, capsWithinDescriptors, openFilesLimit } from './connection-caps.js';
 
 /** Opens a raw connection; resolves with it and whether the server closed it within `ms`. */
 const connectAndWatch = async (port: number, ms: number) => {
@@ -60,5 +60,21 @@ describe('capConnections (a real HTTP server on loopback)', () => {
     assert.equal(addressShare('2001:db8::1'), '2001:db8:0:0::/64');
     assert.equal(addressShare('::1'), '0:0:0:0::/64');
     assert.equal(addressShare('fe80::1%eth0'), 'fe80:0:0:0::/64');
+  });
+});
+
+describe('capsWithinDescriptors', () => {
+  it("keeps a listener's caps within its share of the open-files limit, a quarter of that per address", () => {
+    const caps = { max: 2_048, perAddress: 512 };
+    assert.deepEqual(capsWithinDescriptors(caps, 0.5, 512), { max: 256, perAddress: 64 });
+    assert.deepEqual(capsWithinDescriptors(caps, 0.5, 1_048_576), caps, 'a large limit changes nothing');
+    assert.deepEqual(capsWithinDescriptors(caps, 0.5, undefined), caps, 'an unknown limit changes nothing');
+    assert.deepEqual(capsWithinDescriptors({ max: 512, perAddress: 512 }, 1 / 32, 512), { max: 16, perAddress: 4 });
+  });
+
+  it("reads this process's limit", () => {
+    const limit = openFilesLimit();
+    if (process.platform === 'linux') assert.ok(Number.isInteger(limit) && limit! > 0, String(limit));
+    else assert.equal(limit, undefined);
   });
 });
