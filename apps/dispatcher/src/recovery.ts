@@ -322,7 +322,9 @@ export class Recovery {
             },
             retryable: true,
             avoid_instance: !alive,
-            count_attempt: !alive,
+            // An attempt the lost instance never started did no work and cannot be what killed
+            // it: after a full restart (every instance new) it would otherwise use up an attempt.
+            count_attempt: !alive && state.status === 'working',
           },
           metadata: this.tasks.meta(task_id),
         });
