@@ -26,6 +26,7 @@ import {
   type Logger,
 } from '@switchyard/platform';
 import type pg from 'pg';
+import { buildVersion, checkDataFormat } from './data-format.js';
 
 export interface MigrateOptions {
   /** A pool logged in as the schema owner (`<db>_app`), at least 2 connections (the demo loader holds one while it counts on another); ended by the caller. */
@@ -72,6 +73,8 @@ export async function migrateAsOwner(o: MigrateOptions): Promise<void> {
 
 async function migrate(o: MigrateOptions): Promise<void> {
   const { pool, logger } = o;
+  // 0. Data a newer build wrote is refused before anything changes it.
+  await checkDataFormat(pool, `switchyard ${buildVersion()}`);
   // 1. Event store (the append function and its table) and the relay's checkpoint.
   let store: EventStore | undefined;
   if (!o.externalEventStore) {
