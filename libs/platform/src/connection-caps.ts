@@ -86,7 +86,7 @@ export function capsWithinDescriptors(
 }
 
 /** The share of the descriptors one internal listener keeps (a launcher has a dozen of them beside the gateway). */
-export const INTERNAL_LISTENER_SHARE = 1 / 32;
+const INTERNAL_LISTENER_SHARE = 1 / 32;
 
 /** A request not received whole within this long is answered 408 and closed (Node's default is 5 min). */
 export const LISTENER_RECEIVE_TIMEOUT_MS = 60_000;
