@@ -175,6 +175,14 @@ describe('a monitor restart: the gap is not up time, instances no longer probed 
     await new Promise((r) => setTimeout(r, 5 * INTERVAL));
     assert.equal(pinged, probesThen, 'no longer probed');
     assert.equal(await row('agent:a:two'), undefined, 'a late answer does not bring it back');
+    // Each retired once, however many passes of the unprobed services ran since.
+    assert.deepEqual(
+      published
+        .filter((e) => e.type === 'ServiceRetired')
+        .map((e) => e.data.service)
+        .sort(),
+      ['agent:a:dead', 'agent:a:one', 'agent:a:two'],
+    );
     await monitor.stop();
 
     // 6. Rebuilt from the log: the same rows and the same figures.

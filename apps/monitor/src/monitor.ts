@@ -358,6 +358,7 @@ export class Monitor {
 
   /** Add a probe at run time (e.g. an MCP server registered after start). */
   addProbe(probe: Probe): void {
+    this.retiredThisRun.delete(probe.service);
     this.probes.push(probe);
     if (this.running) this.probeLoop(probe);
   }
@@ -429,9 +430,18 @@ export class Monitor {
     return gone.map((r) => r.service);
   }
 
+  /**
+   * Services this run retired and has not probed since: the read model drops a retired row a moment
+   * later, and a pass that read it before that (the unprobed services' pass after a removeProbe)
+   * would retire it a second time.
+   */
+  private readonly retiredThisRun = new Set<string>();
+
   /** Retire the service of a read-model row (its kind and last probe are what ServiceRetired records). */
   private async retire(row: ServiceRow, reason: string, at: number): Promise<void> {
     const { service } = row;
+    if (this.retiredThisRun.has(service)) return;
+    this.retiredThisRun.add(service);
     const done = await this.serial(async () =>
       this.commit(
         decideHealth(
