@@ -151,6 +151,9 @@ describe('EventSink over the PostgreSQL store', () => {
       for (let i = 0; i < 100 && sink.counts().retries < 2; i++) await new Promise((r) => setTimeout(r, 50));
       assert.ok(sink.counts().retries >= 2, `tried again while the disk was full (${sink.counts().retries})`);
       assert.deepEqual(await numbers('sink_disk-1'), []);
+      // The store says so for /readyz (degraded while it answers reads), in its own words, for 30 s.
+      assert.match(store.recentRefusal() ?? '', /short of disk space \(SQLSTATE 53100\), \d+ s ago/);
+      assert.equal(store.recentRefusal(Date.now() + 31_000), undefined);
       await admin.query(`DELETE FROM es_sink.full_streams`);
       await sink.flush();
       assert.deepEqual(await numbers('sink_disk-1'), [0, 1, 2]);

@@ -159,6 +159,11 @@ export interface EventStore {
   subscribeToAll(options?: SubscribeOptions): AllSubscription;
   /** Cheap liveness probe for /readyz. */
   ping(): Promise<void>;
+  /**
+   * Why appends were refused lately though the store answers (PostgreSQL out of disk or memory:
+   * a read still works), for /readyz to say degraded; undefined when none was in the last 30 s.
+   */
+  recentRefusal?(): string | undefined;
   close(): Promise<void>;
 }
 

@@ -70,7 +70,12 @@ export class ReadinessService {
       if (nats.isClosed()) throw new Error('connection closed');
       await nats.rtt();
     });
-    this.register('eventStore', () => store.ping());
+    this.register('eventStore', async () => {
+      await store.ping();
+      // It answers reads but refuses writes (out of disk): ready, but not as if nothing were wrong.
+      const refusal = store.recentRefusal?.();
+      return refusal ? { degraded: refusal } : undefined;
+    });
     for (const [name, probe] of Object.entries(extra)) this.register(name, probe);
   }
 

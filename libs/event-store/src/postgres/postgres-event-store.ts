@@ -119,6 +119,15 @@ interface EventRow {
 
 const COLUMNS = 'position, stream_id, revision, event_id, type, data, metadata, recorded_at';
 
+/** How long a refused append keeps the store `degraded` in /readyz (see recentRefusal). */
+const RECENT_REFUSAL_MS = 30_000;
+/** What PostgreSQL ran out of, by SQLSTATE (class 53); /readyz says this, not the server's text (it names files). */
+const RESOURCE_OF: Readonly<Record<string, string>> = {
+  '53100': 'disk space',
+  '53200': 'memory',
+  '53300': 'connections',
+};
+
 /**
  * The PostgreSQL event store (see schema.ts for how the global order stays gap-free).
  * Live delivery: the process's LiveFeed for this log (one LISTEN connection for every store of
@@ -301,6 +310,11 @@ export class PostgresEventStore implements EventStore {
       // append's fault: splitting would only send more statements to a database already behind.
       // The halves go one after the other, so appends keep the order they arrived in.
       const code = (err as { code?: unknown } | null)?.code;
+      if (typeof code === 'string' && code.startsWith('53'))
+        this.refusal = {
+          at: Date.now(),
+          why: `appends refused: PostgreSQL is short of ${RESOURCE_OF[code] ?? 'a resource'} (SQLSTATE ${code})`,
+        };
       if (isAppError(err) || (typeof code === 'string' && (code.startsWith('57') || code.startsWith('53')))) {
         for (const q of batch) q.reject(err);
         return;
@@ -508,6 +522,14 @@ export class PostgresEventStore implements EventStore {
 
   async ping(): Promise<void> {
     await this.query('select 1');
+  }
+
+  /** The last append refused for want of a resource (class 53), while it is recent. */
+  private refusal: { at: number; why: string } | undefined;
+
+  recentRefusal(now = Date.now()): string | undefined {
+    if (!this.refusal || now - this.refusal.at > RECENT_REFUSAL_MS) return undefined;
+    return `${this.refusal.why}, ${Math.round((now - this.refusal.at) / 1000)} s ago`;
   }
 
   /** Stops subscriptions, lets accepted appends finish, then releases connections. */
