@@ -71,23 +71,32 @@ export const resolveBody = z
   .object({ reason: trimmedText(1, 2_000).default(DEFAULT_RESOLVE_REASON) })
   .default({ reason: DEFAULT_RESOLVE_REASON });
 
+/** The longest a silence lasts. */
+const SILENCE_MAX_MS = 365 * 86_400_000;
+
 export const silenceBody = z
   .object({
     matchers: silenceMatchersSchema,
     comment: z.string().max(2_000).default(''),
     starts_at: z.iso.datetime({ offset: true }).optional(),
     ends_at: z.iso.datetime({ offset: true }).optional(),
-    duration_ms: z
-      .number()
-      .int()
-      .positive()
-      .max(365 * 86_400_000)
-      .optional(),
+    duration_ms: z.number().int().positive().max(SILENCE_MAX_MS).optional(),
   })
   .refine((b) => (b.ends_at === undefined) !== (b.duration_ms === undefined), {
     message: 'give exactly one of ends_at or duration_ms',
     path: ['ends_at'],
-  });
+  })
+  // The same bounds as duration_ms: a silence that ended before it starts mutes nothing, and one
+  // ending in the year 9999 outlived the year duration_ms allows.
+  .refine(
+    (b) => {
+      if (b.ends_at === undefined) return true;
+      const start = b.starts_at === undefined ? Date.now() : Date.parse(b.starts_at);
+      const length = Date.parse(b.ends_at) - start;
+      return length > 0 && length <= SILENCE_MAX_MS;
+    },
+    { message: 'ends_at must be after starts_at (or now), and at most a year after it', path: ['ends_at'] },
+  );
 
 /** One rule, a list, or `{ rules: [...] }`: each is upserted by id. */
 export const putRulesBody = z.union([

@@ -181,6 +181,26 @@ describe('alert silences: regular expressions cannot stall the monitor', () => {
     );
   });
 
+  it('an ends_at before its start, or more than a year after it, is a 400 naming ends_at; within the year it is taken', async () => {
+    const now = Date.now();
+    for (const ends_at of ['0001-01-01T00:00:00Z', '9999-12-31T23:59:59Z', new Date(now - 60_000).toISOString()]) {
+      const r = await send('POST', '/api/v1/system/alerts/silences', {
+        matchers: [{ name: 'service', value: 'x' }],
+        ends_at,
+      });
+      assert.equal(r.status, 400, `${ends_at}: ${JSON.stringify(r.body)}`);
+      assert.ok(
+        (r.body.errors as { path: string }[]).some((e) => e.path === 'ends_at'),
+        JSON.stringify(r.body),
+      );
+    }
+    const ok = await send('POST', '/api/v1/system/alerts/silences', {
+      matchers: [{ name: 'service', value: 'x' }],
+      ends_at: new Date(now + 3_600_000).toISOString(),
+    });
+    assert.equal(ok.status, 201, JSON.stringify(ok.body));
+  });
+
   it('a silence ended by hand: the alert it held notifies again, who ended it is recorded, a second end is 404', async () => {
     const service = `svc-${tag}-end`;
     await monitoring.monitor.ingest([{ metric: rule.metric, labels: { service }, ts: Date.now(), value: 10 }]);
