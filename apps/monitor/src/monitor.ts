@@ -1,6 +1,14 @@
 import pg from 'pg';
 import { z } from 'zod';
-import { AppError, createLogger, createPgPool, guardPgPool, newId, type Logger } from '@switchyard/platform';
+import {
+  AppError,
+  createLogger,
+  createPgPool,
+  guardPgPool,
+  logAtMostEvery,
+  newId,
+  type Logger,
+} from '@switchyard/platform';
 import {
   PostgresEventStore,
   WrongExpectedVersionError,
@@ -436,12 +444,21 @@ export class Monitor {
    * would retire it a second time.
    */
   private readonly retiredThisRun = new Set<string>();
+  /** A failing round or probe logs once a minute (each repeats every few seconds while, say, the database is full). */
+  private readonly failureLogs = new Map<string, ReturnType<typeof logAtMostEvery>>();
+
+  private logFailure(key: string, write: (held: number) => void): void {
+    let log = this.failureLogs.get(key);
+    if (!log) this.failureLogs.set(key, (log = logAtMostEvery(60_000)));
+    log(write);
+  }
 
   /** Retire the service of a read-model row (its kind and last probe are what ServiceRetired records). */
   private async retire(row: ServiceRow, reason: string, at: number): Promise<void> {
     const { service } = row;
     if (this.retiredThisRun.has(service)) return;
     this.retiredThisRun.add(service);
+    this.failureLogs.delete(`probe:${service}`);
     const done = await this.serial(async () =>
       this.commit(
         decideHealth(
@@ -485,7 +502,11 @@ export class Monitor {
     const tick = () => {
       if (!this.running) return;
       const p = fn()
-        .catch((err) => this.log.error({ err, loop: name }, 'monitor round failed'))
+        .catch((err) =>
+          this.logFailure(`loop:${name}`, (held) =>
+            this.log.error({ err, loop: name, heldBack: held }, 'monitor round failed'),
+          ),
+        )
         .finally(() => {
           this.inFlight.delete(p);
           if (this.running) this.after(everyMs, tick);
@@ -506,7 +527,11 @@ export class Monitor {
       if (!this.running || !this.probes.includes(p)) return;
       const started = Date.now();
       const run = this.probeService(p)
-        .catch((err) => this.log.error({ err, service: p.service }, 'probe round failed'))
+        .catch((err) =>
+          this.logFailure(`probe:${p.service}`, (held) =>
+            this.log.error({ err, service: p.service, heldBack: held }, 'probe round failed'),
+          ),
+        )
         .finally(() => {
           this.inFlight.delete(run);
           if (this.running) this.after(started + every - Date.now(), tick);

@@ -169,6 +169,7 @@ export function authentication(
     : undefined;
   if (!limits && !options.auth.enabled) return (_req, _res, next) => next(); // nothing to do: no cost per request
   const invalidKeyLog = logAtMostEvery(INVALID_KEY_LOG_INTERVAL_MS);
+  const authFailureLog = logAtMostEvery(10_000);
   return (req: EdgeRequest, res: EdgeReply, next: () => void) => {
     if (UNLIMITED_PATHS.has(req.path)) return next();
     if (!limits) {
@@ -240,8 +241,10 @@ export function authentication(
       }
       bindRequestKey(req, key, next);
     })().catch((err: unknown) => {
-      // The key table unreachable: 503, not a silent pass.
-      logger.error({ correlationId: correlationIdOf(req), err }, 'authentication failed to run');
+      // The key table unreachable: 503, not a silent pass. Logged once per 10 s: every request fails alike.
+      authFailureLog((held) =>
+        logger.error({ correlationId: correlationIdOf(req), err, heldBack: held }, 'authentication failed to run'),
+      );
       sendProblem(new AppError('unavailable', 'authentication is unavailable'), req, res);
     });
   };
