@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
@@ -15,6 +15,7 @@ import {
 } from '@switchyard/platform';
 import { until } from '@switchyard/testing';
 import { freeBytes, JetStreamWatch } from './jetstream-watch.js';
+import { setUpNatsStreams } from './nats-streams.js';
 
 const logger = createLogger('jetstream-watch-int', process.env.LOG_LEVEL ?? 'silent');
 
@@ -92,6 +93,35 @@ describe('JetStreamWatch', () => {
     await new Promise((r) => setTimeout(r, 500));
     await w.stop();
     assert.deepEqual(restarts, []);
+  });
+
+  it('a JetStream without the room the streams reserve: the start says which setting to lower', async () => {
+    // A server whose JetStream may keep 512 MiB (as on a small disk): the 1 GiB events stream does not fit, 1 MiB does.
+    const small = path.join(dir, 'small');
+    mkdirSync(small, { recursive: true });
+    const conf = path.join(small, 'nats.conf');
+    const port = await freePort();
+    writeFileSync(
+      conf,
+      `listen: "127.0.0.1:${port}"\njetstream { store_dir: ${JSON.stringify(small)}, max_file_store: 512MB }\n`,
+    );
+    const server = spawn(findNatsServer()!, ['-c', conf], { stdio: 'ignore' });
+    server.on('error', () => undefined);
+    try {
+      await waitForPort(port, 15_000);
+      const nc = await connectNats({ url: `nats://127.0.0.1:${port}`, name: 'js-small', logger });
+      try {
+        await assert.rejects(
+          setUpNatsStreams(nc, { replicas: 1, logger, eventsMaxBytes: 1024 * 1024 * 1024 }),
+          /JetStream has not the disk space.*lower NATS_EVENTS_MAX_BYTES/,
+        );
+        await setUpNatsStreams(nc, { replicas: 1, logger, eventsMaxBytes: 1024 * 1024 });
+      } finally {
+        await closeNats(nc);
+      }
+    } finally {
+      server.kill('SIGKILL');
+    }
   });
 
   it('freeBytes reads the free space of the disk a directory is on', () => {

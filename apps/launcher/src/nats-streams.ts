@@ -1,6 +1,12 @@
 import { Kvm } from '@nats-io/kv';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD, MCP_CALLS_BUCKET, MCP_CALLS_MAX_BYTES } from '@switchyard/contracts';
+import {
+  EVENTS_STREAM,
+  EVENTS_STREAM_MAX_BYTES,
+  EVENTS_SUBJECT_WILDCARD,
+  MCP_CALLS_BUCKET,
+  MCP_CALLS_MAX_BYTES,
+} from '@switchyard/contracts';
 import { ensureEventsStream, type NatsConnection } from '@switchyard/messaging';
 import type { Logger } from '@switchyard/platform';
 
@@ -17,6 +23,23 @@ export const MCP_CALLS_TTL_MS = 600_000;
  * the size caps of streams made before them are set on the existing streams.
  */
 export async function setUpNatsStreams(
+  nc: NatsConnection,
+  opts: { replicas: number; logger: Logger; eventsMaxBytes?: number },
+): Promise<void> {
+  try {
+    await setUpStreams(nc, opts);
+  } catch (err) {
+    // JetStream reserves each stream's cap against 75 % of the disk's free space: say which setting.
+    if (/insufficient storage/i.test(String(err)))
+      throw new Error(
+        `JetStream has not the disk space the streams reserve (the events stream's NATS_EVENTS_MAX_BYTES, ${opts.eventsMaxBytes ?? EVENTS_STREAM_MAX_BYTES} bytes, and the call bucket's ${MCP_CALLS_MAX_BYTES}, against 75 % of the free space): free some disk where DATA_DIR is, or lower NATS_EVENTS_MAX_BYTES`,
+        { cause: err },
+      );
+    throw err;
+  }
+}
+
+async function setUpStreams(
   nc: NatsConnection,
   opts: { replicas: number; logger: Logger; eventsMaxBytes?: number },
 ): Promise<void> {
