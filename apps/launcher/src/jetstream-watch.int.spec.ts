@@ -61,6 +61,7 @@ describe('JetStreamWatch', () => {
       intervalMs: 50,
       probeTimeoutMs: 500,
       failuresBeforeTrouble: 2,
+      failuresBeforeRestart: 4,
     });
 
   it('a JetStream that answers is no trouble and nothing is restarted', async () => {

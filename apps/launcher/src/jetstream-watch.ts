@@ -28,8 +28,13 @@ export interface JetStreamWatchOptions {
   readonly restart: (why: string) => void;
   readonly intervalMs?: number;
   readonly probeTimeoutMs?: number;
-  /** Probes in a row that got no answer before JetStream counts as gone. */
+  /** Probes in a row that got no answer before JetStream counts as gone (reported). */
   readonly failuresBeforeTrouble?: number;
+  /**
+   * Probes in a row without an answer before a restart is tried: longer than the report, so a
+   * moment of overload (a probe's 3 s timeout on a starved machine) never restarts NATS.
+   */
+  readonly failuresBeforeRestart?: number;
   /** Injected in tests; default freeBytes. */
   readonly free?: (dir: string) => number;
 }
@@ -40,7 +45,8 @@ export interface JetStreamWatchOptions {
  * events stream and the shared call bucket stop, and nothing brings them back but a restart of
  * the server. The watch probes the JetStream API (account info); after a few probes without an
  * answer it reports the trouble (the unit shows `degraded` in /readyz and the health report) and,
- * once the store's disk has the room a start needs, restarts the server through the supervisor.
+ * after a minute without one, once the store's disk has the room a start needs, restarts the
+ * server through the supervisor.
  * While the disk is still short it says how much is free and how much is needed, once a minute.
  */
 export class JetStreamWatch {
@@ -95,7 +101,7 @@ export class JetStreamWatch {
       this.lastError = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
     }
     const trouble = this.trouble();
-    if (!trouble || this.restarted) return;
+    if (!trouble || this.restarted || this.failures < (this.opts.failuresBeforeRestart ?? 6)) return;
     const free = (this.opts.free ?? freeBytes)(this.opts.storeDir);
     if (free >= this.opts.freeBytesNeeded) {
       this.restarted = true;
