@@ -25,6 +25,7 @@ import { Exchanges } from './http/exchange.js';
 import { NestPinoLogger, requestLog } from './http/logging.js';
 import { GatewayHttpMetrics } from './http/metrics.js';
 import { methodNotAllowed, sendProblem } from './http/problem-filter.js';
+import { LARGE_BODY_BYTES, largeBodiesQuota } from './http/connection-quota.js';
 import { GatewayModule } from './gateway.module.js';
 import { registerHealthRoutes } from './health/health.routes.js';
 import { ReadinessService } from './health/readiness.service.js';
@@ -199,6 +200,24 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     timeouts.start(x);
     deferInvalidMediaType(req);
     authenticate(req, res, done);
+  });
+  // Large bodies take turns before a byte of them is read (the key is known by now): each costs
+  // the heap many times its size until it is answered.
+  const largeBodies = largeBodiesQuota(resolved.largeBodies);
+  server.addHook('preParsing', async (request, reply, payload) => {
+    const length = Number(request.headers['content-length'] ?? NaN);
+    const chunked = request.headers['transfer-encoding'] !== undefined;
+    if (!(length >= LARGE_BODY_BYTES) && !chunked) return payload;
+    const key = (request as Partial<GatewayRequest>).apiKey;
+    let release: () => void;
+    try {
+      release = largeBodies.take(key ? `apikey:${key.id}` : `address:${request.socket.remoteAddress ?? 'unknown'}`);
+    } catch (refused) {
+      sendProblem(refused, request as EdgeRequest, reply as EdgeReply);
+      return reply;
+    }
+    reply.raw.once('close', release);
+    return payload;
   });
   server.addHook('preHandler', (request, reply, done) => {
     const req = request as EdgeRequest;

@@ -81,8 +81,9 @@ export function capsWithinDescriptors(
   limit: number | undefined = openFilesLimit(),
 ): ConnectionCaps {
   if (limit === undefined) return caps;
-  const max = Math.max(8, Math.min(caps.max, Math.floor(limit * share)));
-  return { max, perAddress: Math.max(2, Math.min(caps.perAddress, Math.floor(max / 4), max)) };
+  const room = Math.max(8, Math.floor(limit * share));
+  const max = Math.min(caps.max, room);
+  return { max, perAddress: Math.min(caps.perAddress, max, Math.max(2, Math.floor(room / 4))) };
 }
 
 /** The share of the descriptors one internal listener keeps (a launcher has a dozen of them beside the gateway). */

@@ -70,6 +70,8 @@ describe('capsWithinDescriptors', () => {
     assert.deepEqual(capsWithinDescriptors(caps, 0.5, 1_048_576), caps, 'a large limit changes nothing');
     assert.deepEqual(capsWithinDescriptors(caps, 0.5, undefined), caps, 'an unknown limit changes nothing');
     assert.deepEqual(capsWithinDescriptors({ max: 512, perAddress: 512 }, 1 / 32, 512), { max: 16, perAddress: 4 });
+    // Caps already below the limit's share stay as configured (the per-address share too).
+    assert.deepEqual(capsWithinDescriptors({ max: 64, perAddress: 24 }, 0.5, 1_048_576), { max: 64, perAddress: 24 });
   });
 
   it("reads this process's limit", () => {

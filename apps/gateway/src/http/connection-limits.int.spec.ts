@@ -123,6 +123,7 @@ describe('connections that hold the gateway: slow requests, unread answers, too 
   before(async () => {
     g = await startSecuredGateway('connection_bounds', {
       connections: { receiveTimeoutMs: 1_500, sendStallMs: 500, max: 64, perAddress: 24 },
+      largeBodies: { perCaller: 2, total: 3 },
     });
     port = Number(new URL(g.url).port);
   });
@@ -138,6 +139,65 @@ describe('connections that hold the gateway: slow requests, unread answers, too 
     socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
     return { socket, closed, received: () => received };
   };
+
+  it('large bodies take turns before a byte is read: a key past its share gets 429, anyone past the total 503; small ones pass', async () => {
+    const b = (await g.makeKey('operator', 'large-b')).key;
+    /** A request whose 100 KB body is not sent yet (it holds its turn while it is received). */
+    const large = (key: string) => {
+      const c = raw();
+      c.socket.write(
+        `POST /api/v1/workflows/definitions/validate HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAuthorization: Bearer ${key}\r\n` +
+          'Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{',
+      );
+      return c;
+    };
+    const answered = async (c: ReturnType<typeof raw>, ms = 600) => {
+      await Promise.race([until('an answer', () => c.received().length > 0 || undefined, ms), sleep(ms)]).catch(
+        () => undefined,
+      );
+      return c.received();
+    };
+    const held: ReturnType<typeof raw>[] = [];
+    try {
+      held.push(large(g.adminKey), large(g.adminKey));
+      assert.equal(await answered(held[0]!, 300), '', 'within its share: waiting for its body');
+      const third = large(g.adminKey);
+      held.push(third);
+      const refused = await answered(third, 3_000);
+      assert.match(refused, /^HTTP\/1\.1 429 /);
+      assert.match(refused, /GATEWAY_LARGE_BODIES_PER_CALLER/);
+      assert.match(refused, /retry-after: 1/i);
+      held.push(large(b));
+      assert.equal(await answered(held[3]!, 300), '', "another key's first one is taken");
+      const overTotal = large(b);
+      held.push(overTotal);
+      assert.match(await answered(overTotal, 3_000), /^HTTP\/1\.1 503 [\s\S]*GATEWAY_LARGE_BODIES_MAX/);
+      // A small body does not take a turn.
+      const small = await fetch(`${g.url}/api/v1/workflows/definitions/validate`, {
+        method: 'POST',
+        headers: { ...bearer(b), 'content-type': 'application/json' },
+        body: '{}',
+      });
+      assert.ok(small.status !== 429 && small.status !== 503, String(small.status));
+      await small.body?.cancel();
+      // A request that ends frees its turn.
+      held[0]!.socket.destroy();
+      await held[0]!.closed;
+      let again = '';
+      await until(
+        'a turn freed by a closed request',
+        async () => {
+          const c = large(g.adminKey);
+          held.push(c);
+          again = await answered(c, 300);
+          return again === '' || undefined;
+        },
+        10_000,
+      );
+    } finally {
+      for (const c of held) c.socket.destroy();
+    }
+  });
 
   it('a body sent too slowly is answered 408 and its connection closed', async () => {
     const c = raw();

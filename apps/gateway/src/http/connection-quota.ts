@@ -107,3 +107,15 @@ export const callerShareQuota = (what: string, perCaller: number): ConnectionQuo
     totalSetting: 'in all',
     howToFree: 'wait for one to end',
   });
+
+/** A body this large (Content-Length, or any body without one) takes a slot of largeBodiesQuota while it is received and handled. */
+export const LARGE_BODY_BYTES = 64 * 1024;
+
+/** The quota of large request bodies in flight (see DEFAULT_LARGE_BODIES). */
+export const largeBodiesQuota = (limits: { perCaller: number; total: number }): ConnectionQuota =>
+  new ConnectionQuota(`request bodies of ${LARGE_BODY_BYTES / 1024} KiB or more`, {
+    ...limits,
+    perCallerSetting: 'GATEWAY_LARGE_BODIES_PER_CALLER',
+    totalSetting: 'GATEWAY_LARGE_BODIES_MAX',
+    howToFree: 'wait for one to be answered',
+  });

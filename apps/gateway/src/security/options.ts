@@ -63,6 +63,8 @@ export interface ResolvedSecurityOptions {
   readonly eventStreams: { readonly perCaller: number; readonly total: number };
   /** Calls over `/mcp` and `/a2a` answered on the request that made them (see heldCallsQuota): per caller and in all. */
   readonly heldCalls: { readonly perCaller: number; readonly total: number };
+  /** Request bodies of LARGE_BODY_BYTES or more being received and handled at once: per caller and in all. */
+  readonly largeBodies: { readonly perCaller: number; readonly total: number };
   /** How long a client may take to send a request, and to take an answer's bytes (see ConnectionTimeouts). */
   readonly connections: ConnectionTimeouts;
   /** Reads of whole stored payloads (see PayloadReads): at once, and waiting. */
@@ -99,6 +101,8 @@ export interface SecurityOptionsInput {
   readonly eventStreams?: { readonly perCaller?: number; readonly total?: number };
   /** Calls answered on their own request over `/mcp` or `/a2a` in flight at once, per caller and in all. Default 32 and 512 each. */
   readonly heldCalls?: { readonly perCaller?: number; readonly total?: number };
+  /** Large request bodies in flight at once, per caller and in all (see DEFAULT_LARGE_BODIES). */
+  readonly largeBodies?: { readonly perCaller?: number; readonly total?: number };
   readonly connections?: Partial<ConnectionTimeouts>;
   /** Reads of whole stored payloads at once and waiting (see PayloadReads). Default 2 and 32. */
   readonly payloadReads?: { readonly concurrency?: number; readonly queue?: number };
@@ -137,6 +141,10 @@ export function resolveSecurityOptions(o: SecurityOptionsInput): ResolvedSecurit
       perCaller: o.heldCalls?.perCaller ?? DEFAULT_HELD_CALLS.perCaller,
       total: o.heldCalls?.total ?? DEFAULT_HELD_CALLS.total,
     },
+    largeBodies: {
+      perCaller: o.largeBodies?.perCaller ?? DEFAULT_LARGE_BODIES.perCaller,
+      total: o.largeBodies?.total ?? DEFAULT_LARGE_BODIES.total,
+    },
     connections: { ...DEFAULT_CONNECTION_TIMEOUTS, ...o.connections },
     payloadReads: {
       concurrency: o.payloadReads?.concurrency ?? DEFAULT_PAYLOAD_READS.concurrency,
@@ -156,6 +164,12 @@ export const DEFAULT_EVENT_STREAMS = { perCaller: 20, total: 500 } as const;
  * connection cap (GATEWAY_MAX_CONNECTIONS, 2,048) for each of the two endpoints.
  */
 export const DEFAULT_HELD_CALLS = { perCaller: 32, total: 512 } as const;
+/**
+ * Bodies of 64 KiB or more (up to the 1 MiB limit) received and handled at once: each costs the
+ * heap 15-20 times its size while it is parsed, checked and stored, and 24 callers' 1 MB
+ * delegations at once ran a launcher with a 256 MB heap out of memory, nothing refused first.
+ */
+export const DEFAULT_LARGE_BODIES = { perCaller: 8, total: 48 } as const;
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -191,6 +205,8 @@ export const securityEnvSchema = z.object({
   GATEWAY_HELD_CALLS_PER_CALLER: z.coerce.number().int().min(1).max(10_000).default(DEFAULT_HELD_CALLS.perCaller),
   /** Such calls at once in this gateway, each endpoint (503 above it). */
   GATEWAY_HELD_CALLS_MAX: z.coerce.number().int().min(1).max(100_000).default(DEFAULT_HELD_CALLS.total),
+  GATEWAY_LARGE_BODIES_PER_CALLER: z.coerce.number().int().min(1).max(10_000).default(DEFAULT_LARGE_BODIES.perCaller),
+  GATEWAY_LARGE_BODIES_MAX: z.coerce.number().int().min(1).max(100_000).default(DEFAULT_LARGE_BODIES.total),
   /** A request not received whole within this long: 408, connection closed. */
   GATEWAY_RECEIVE_TIMEOUT_MS: z.coerce
     .number()
@@ -243,6 +259,7 @@ export function securityOptionsFromEnv(
     bodyLimit: c.GATEWAY_BODY_LIMIT_BYTES,
     eventStreams: { perCaller: c.GATEWAY_EVENT_STREAMS_PER_CALLER, total: c.GATEWAY_EVENT_STREAMS_MAX },
     heldCalls: { perCaller: c.GATEWAY_HELD_CALLS_PER_CALLER, total: c.GATEWAY_HELD_CALLS_MAX },
+    largeBodies: { perCaller: c.GATEWAY_LARGE_BODIES_PER_CALLER, total: c.GATEWAY_LARGE_BODIES_MAX },
     connections: {
       receiveTimeoutMs: c.GATEWAY_RECEIVE_TIMEOUT_MS,
       sendStallMs: c.GATEWAY_SEND_STALL_MS,
