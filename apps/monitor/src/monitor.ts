@@ -670,7 +670,11 @@ export class Monitor {
           if (!ruleMatches(rule, s.metric, s.labels)) continue;
           touched.add(fingerprint(rule.id, { ...s.labels, ...rule.labels }));
           const evs = this.decideSample(
-            { type: 'EvaluateSample', data: { rule, labels: s.labels, value: s.value }, metadata: this.meta(s.ts) },
+            {
+              type: 'EvaluateSample',
+              data: { rule, labels: s.labels, value: s.value, observedSince: this.startedAt ?? undefined },
+              metadata: this.meta(s.ts),
+            },
             state,
           );
           state = evs.reduce(evolveAlerting, state);
@@ -807,7 +811,7 @@ export class Monitor {
         : undefined;
     const due =
       this.running && alert?.status === 'pending' && rule && rule.for_ms > 0
-        ? alert.pendingSince + rule.for_ms
+        ? Math.max(alert.pendingSince, this.startedAt ?? -Infinity) + rule.for_ms
         : undefined;
     const armed = this.deadlines.get(fp);
     if (armed && armed.due === due) return;
@@ -838,7 +842,7 @@ export class Monitor {
         this.decideSample(
           {
             type: 'EvaluateSample',
-            data: { rule, labels: last.labels, value: last.value },
+            data: { rule, labels: last.labels, value: last.value, observedSince: this.startedAt ?? undefined },
             metadata: this.meta(Date.now()),
           },
           this.alerting,

@@ -88,7 +88,16 @@ type Cmd<T extends string, D> = {
   readonly metadata: { readonly at: number; readonly correlationId?: string };
 };
 
-export type EvaluateSample = Cmd<'EvaluateSample', { rule: AlertRule; labels: Labels; value: number }>;
+/**
+ * `observedSince`: when the monitor began this run. A pending alert's `for` counts from then at the
+ * earliest: while the monitor was not running nothing was observed, so a breach pending before a
+ * restart must hold for its whole `for` again (it fired 15 s after a restart, its `for` spent on
+ * the downtime).
+ */
+export type EvaluateSample = Cmd<
+  'EvaluateSample',
+  { rule: AlertRule; labels: Labels; value: number; observedSince?: number | undefined }
+>;
 export type ResolveManually = Cmd<'ResolveManually', { fingerprint: string; actor: string; reason: string }>;
 export type AddSilence = Cmd<'AddSilence', { silence: Silence }>;
 /**
@@ -205,7 +214,7 @@ export function decideAlerting(command: AlertingCommand, state: AlertingState): 
       }
       if (current.status === 'pending') {
         if (!breach) return [{ type: 'AlertPendingCleared', data: { ...base(current), value }, metadata: meta }];
-        if (at - current.pendingSince < rule.for_ms) return [];
+        if (at - Math.max(current.pendingSince, command.data.observedSince ?? -Infinity) < rule.for_ms) return [];
         const suppressedBy = activeSilenceFor(state, current.labels, at);
         const events: AlertingEvent[] = [];
         if (suppressedBy && suppressedBy !== current.suppressedBy) {

@@ -76,6 +76,26 @@ const run = (cmds: AlertingCommand[], start: AlertingState = initialAlertingStat
 };
 const fp = fingerprint('cpu_high', { host: 'a', team: 'ops' });
 
+describe('a pending alert across a restart of the monitor', () => {
+  it('counts its `for` from when this run began observing, not across the time the monitor was down', () => {
+    const restarted = (value: number, at: number): AlertingCommand => ({
+      type: 'EvaluateSample',
+      data: { rule, labels: series, value, observedSince: 100_000 },
+      metadata: { at },
+    });
+    const { events: before } = run([evalAt(95, 0)]);
+    assert.deepEqual(
+      before.map((e) => e.type),
+      ['AlertPending'],
+    );
+    // Pending since 0, down until 100 s: 120 s after it began, only 20 s of it were observed.
+    given(before).when(restarted(95, 120_000)).thenNothingHappened();
+    given(before).when(restarted(95, 160_000)).then(['AlertFiring']);
+    // Without a restart the same sample at 120 s fires.
+    given(before).when(evalAt(95, 120_000)).then(['AlertFiring']);
+  });
+});
+
 describe('alert fingerprint', () => {
   it('does not depend on label order and differs per label set', () => {
     assert.equal(fingerprint('r', { a: '1', b: '2' }), fingerprint('r', { b: '2', a: '1' }));
