@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { ACTOR_PATTERN, AUTOMATION_TRIGGER_ACTOR, triggerExecutionId } from '@switchyard/contracts';
 import type { EventStore } from '@switchyard/event-store';
-import { isAppError, withTransaction, type Logger } from '@switchyard/platform';
+import { isAppError, logAtMostEvery, withTransaction, type Logger } from '@switchyard/platform';
 import { startExecution, DefinitionStore, OpenExecutionsBound } from '@switchyard/workflow-executions';
 
 /** The automation server's table of workflow triggers (created by its migration). */
@@ -70,6 +70,7 @@ export class TriggerStarter {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
   private stopped = true;
+  private readonly failureLog = logAtMostEvery(60_000);
 
   constructor(private readonly o: TriggerStarterOptions) {
     this.log = o.logger.child({ component: 'trigger-starter' });
@@ -84,7 +85,10 @@ export class TriggerStarter {
     const loop = (): void => {
       if (this.stopped) return;
       this.running = this.runPending()
-        .catch((e: unknown) => this.log.error({ err: e }, 'trigger pass failed; retrying'))
+        .catch((e: unknown) =>
+          // A pass runs every 300 ms: a database down or out of disk would log three traces a second.
+          this.failureLog((held) => this.log.error({ err: e, heldBack: held }, 'trigger pass failed; retrying')),
+        )
         .finally(() => {
           if (!this.stopped) this.timer = setTimeout(loop, this.o.pollMs ?? 300);
         });
