@@ -458,7 +458,7 @@ export class Monitor {
     const { service } = row;
     if (this.retiredThisRun.has(service)) return;
     this.retiredThisRun.add(service);
-    this.failureLogs.delete(`probe:${service}`);
+    for (const kind of ['probe', 'waiting']) this.failureLogs.delete(`${kind}:${service}`);
     const done = await this.serial(async () =>
       this.commit(
         decideHealth(
@@ -597,7 +597,10 @@ export class Monitor {
       onMark: (elapsedMs) => {
         // Evaluated, not stored: the latency series holds answers; this is a lower bound while waiting.
         this.evaluate([{ metric: metricNames.probeResponseMs, labels, ts: Date.now(), value: elapsedMs }]).catch(
-          (err: unknown) => this.log.error({ err, service: p.service }, 'evaluating a probe still waiting failed'),
+          (err: unknown) =>
+            this.logFailure(`waiting:${p.service}`, (held) =>
+              this.log.error({ err, service: p.service, heldBack: held }, 'evaluating a probe still waiting failed'),
+            ),
         );
       },
     });
@@ -730,9 +733,12 @@ export class Monitor {
         records.push({ id, streamId, metadata, revision: r.nextExpectedRevision, position: r.position });
       } catch (err) {
         if (err instanceof WrongExpectedVersionError) this.revisions.delete(streamId);
-        this.log.error(
-          { err, streamId, type: e.type, correlationId: metadata.correlationId },
-          'could not append a monitor event',
+        // Once a minute per stream: while the store refuses, every probe of every service gets here.
+        this.logFailure(`append:${streamId}`, (held) =>
+          this.log.error(
+            { err, streamId, type: e.type, correlationId: metadata.correlationId, heldBack: held },
+            'could not append a monitor event',
+          ),
         );
         return { events: committed, records, position, error: err };
       }

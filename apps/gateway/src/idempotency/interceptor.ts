@@ -11,7 +11,7 @@ import {
 import type { EdgeReply as Response } from '../http/edge.js';
 import { from, Observable, of, throwError } from 'rxjs';
 import { catchError, finalize, mergeMap } from 'rxjs/operators';
-import { AppError, type Logger } from '@switchyard/platform';
+import { AppError, logAtMostEvery, type Logger } from '@switchyard/platform';
 import { correlationIdOf, type GatewayRequest } from '../http/context.js';
 import { PROBLEM_CONTENT_TYPE, problemType, toProblem } from '../http/problem.js';
 import { LOGGER } from '../tokens.js';
@@ -58,6 +58,7 @@ const instanceOf = (req: GatewayRequest): string => (req.originalUrl ?? req.url 
 @Injectable()
 export class IdempotencyInterceptor implements NestInterceptor {
   private readonly log: Logger;
+  private readonly claimFailureLog = logAtMostEvery(10_000);
 
   constructor(
     @Inject(IdempotencyStore) private readonly store: IdempotencyStore,
@@ -99,7 +100,10 @@ export class IdempotencyInterceptor implements NestInterceptor {
     const routeStatus = res.statusCode;
     const claimed = this.store.claim(keyed).catch((err: unknown) => {
       // The key table unreachable: 503 (retryable), and the command does not run unprotected.
-      this.log.error({ correlationId, err }, 'claiming an idempotency key failed');
+      // Once per 10 s: with the table unreachable every keyed command fails alike.
+      this.claimFailureLog((held) =>
+        this.log.error({ correlationId, err, heldBack: held }, 'claiming an idempotency key failed'),
+      );
       throw new AppError('unavailable', 'idempotency keys are unavailable; retry with the same key', {
         idempotency_key: key,
       });
