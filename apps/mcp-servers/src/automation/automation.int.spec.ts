@@ -909,16 +909,16 @@ describe('a schedule that cannot be fired or planned does not hold the others (r
   const target = (template_id: string) => ({ kind: 'workflow' as const, template_id, input: {} });
   const fired = (template: string) => triggers.filter((t) => t.template_id === template).length;
 
-  it("a cron whose next fire cron-parser cannot compute (Lord Howe's half-hour DST) fires, then is paused saying why; the others go on", async () => {
+  it('a Lord Howe cron whose next fire is on its half-hour DST change is planned, where cron-parser alone gave up', async () => {
     // Dec 7 and Apr 4 at 05:00 in Lord Howe: the April one is on the day its DST ends, where
     // cron-parser 5.10 gives up ("loop limit exceeded"). Before, every tick failed from its first
     // fire on, and no schedule of anyone fired.
-    const bad = await svc.createSchedule(
+    const lh = await svc.createSchedule(
       { name: 'lh', cron: '0 5 7,4 12,4 *', timezone: 'Australia/Lord_Howe', target: target('tpl-lh') },
       'c1',
       'apikey:a',
     );
-    assert.equal(bad.next_fire_at, '2026-12-06T18:00:00.000Z');
+    assert.equal(lh.next_fire_at, '2026-12-06T18:00:00.000Z');
     await svc.createSchedule(
       { name: 'minutely', cron: '* * * * *', timezone: 'UTC', target: target('tpl-min') },
       'c2',
@@ -927,10 +927,26 @@ describe('a schedule that cannot be fired or planned does not hold the others (r
     clock.set('2026-12-06T18:00:00.000Z');
     assert.equal(await svc.fireDue(), 2);
     const listed = (await svc.listSchedules()).schedules.find((x) => x.name === 'lh')!;
-    assert.deepEqual([listed.enabled, listed.paused_reason, listed.fire_count], [false, 'no_next_fire', 1]);
+    // 05:00 on Apr 4 2027 at +10:30, after the change.
+    assert.deepEqual([listed.enabled, listed.next_fire_at], [true, '2027-04-03T18:30:00.000Z']);
+  });
+
+  it('a cron whose next fire cannot be computed at all fires its occurrence, then is paused saying why; the others go on', async () => {
+    const stuck = await svc.createSchedule(
+      { name: 'stuck', cron: '* * * * *', timezone: 'UTC', target: target('tpl-stuck') },
+      'c5',
+      'apikey:a',
+    );
+    // Its stored expression has no next occurrence (as one the parser cannot plan).
+    await pool.query(`UPDATE automation.schedules SET cron = '0 0 30 2 *' WHERE id = $1`, [stuck.id]);
     clock.set('2026-12-06T18:01:00.000Z');
+    const before = fired('tpl-min');
+    assert.equal(await svc.fireDue(), 2);
+    const listed = (await svc.listSchedules()).schedules.find((x) => x.name === 'stuck')!;
+    assert.deepEqual([listed.enabled, listed.paused_reason, listed.fire_count], [false, 'no_next_fire', 1]);
+    clock.set('2026-12-06T18:02:00.000Z');
     assert.equal(await svc.fireDue(), 1);
-    assert.deepEqual([fired('tpl-lh'), fired('tpl-min')], [1, 2]);
+    assert.deepEqual([fired('tpl-stuck'), fired('tpl-min')], [1, before + 2]);
   });
 
   it('a schedule whose claim fails waits while the others fire, and fires once it can', async () => {
@@ -948,15 +964,15 @@ describe('a schedule that cannot be fired or planned does not hold the others (r
       END $$;
       CREATE TRIGGER refuse_run BEFORE INSERT OR UPDATE ON automation.schedule_runs
         FOR EACH ROW EXECUTE FUNCTION automation.refuse_run();`);
-    clock.set('2026-12-06T18:02:00.000Z');
+    clock.set('2026-12-06T18:03:00.000Z');
     const before = fired('tpl-min');
     assert.equal(await svc.fireDue(), 1, 'the minutely one fired; the broken one failed alone');
     assert.equal(fired('tpl-min'), before + 1);
     await pool.query(`DROP TRIGGER refuse_run ON automation.schedule_runs`);
     // It waits a second after its failure, then is tried again.
-    clock.set('2026-12-06T18:02:00.500Z');
+    clock.set('2026-12-06T18:03:00.500Z');
     assert.equal(await svc.fireDue(), 0, 'still waiting after its failure');
-    clock.set('2026-12-06T18:02:01.500Z');
+    clock.set('2026-12-06T18:03:01.500Z');
     assert.equal(await svc.fireDue(), 1);
     assert.equal(fired('tpl-broken'), 1);
   });

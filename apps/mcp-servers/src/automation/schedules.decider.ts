@@ -31,30 +31,62 @@ export function assertTimezone(tz: string): void {
   }
 }
 
-/** Hours nextFireAfter looks past a time where cron-parser gives up before it gives up itself. */
-const DST_HOPS = 48;
+/** The UTC offset of `tz` at `t`, in minutes, as Intl reads it (`GMT+10:30` -> 630). */
+function offsetMinutes(tz: string, t: number): number {
+  const name =
+    new Intl.DateTimeFormat('en-US', { timeZone: tz, timeZoneName: 'longOffset' })
+      .formatToParts(new Date(t))
+      .find((p) => p.type === 'timeZoneName')?.value ?? 'GMT';
+  const m = /GMT([+-])(\d{2}):?(\d{2})?/.exec(name);
+  return m ? (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3] ?? 0)) : 0;
+}
+
+/** The first instant after `from` (within 400 days) where `tz` changes its UTC offset, to the minute. */
+function nextOffsetChange(tz: string, from: number): number | undefined {
+  const day = 86_400_000;
+  const at = offsetMinutes(tz, from);
+  let lo = from;
+  let hi: number | undefined;
+  for (let t = from + day; t <= from + 400 * day; t += day) {
+    if (offsetMinutes(tz, t) !== at) {
+      hi = t;
+      break;
+    }
+    lo = t;
+  }
+  if (hi === undefined) return undefined;
+  let changed: number = hi;
+  while (changed - lo > 60_000) {
+    const mid: number = lo + Math.floor((changed - lo) / 2);
+    if (offsetMinutes(tz, mid) === at) lo = mid;
+    else changed = mid;
+  }
+  return changed;
+}
 
 /**
  * Next fire strictly after `after`, or a validation error naming what is wrong with the expression.
- * cron-parser (5.10) gives up with "loop limit exceeded" near some daylight-saving changes of less
- * than an hour (Lord Howe's half hour, one of Chatham's), for valid expressions: the search starts
- * again an hour later, past the change, up to DST_HOPS times, so such a schedule skips at most the
- * occurrences of that hour instead of failing at every fire.
+ * cron-parser (5.10) gives up with "loop limit exceeded" (after 10,000 steps, a third of a second
+ * here) for valid expressions whose search crosses some daylight-saving changes of less than an
+ * hour (Lord Howe's half hour, one of Chatham's): the search starts again once, a minute past the
+ * zone's next offset change, so such a schedule skips at most the occurrences before that change.
+ * Where that does not help either, the scheduler fires the occurrence and pauses the schedule
+ * (PAUSED_NO_NEXT_FIRE) rather than failing at every tick.
  */
 export function nextFireAfter(cron: string, timezone: string, after: Date): Date {
   assertTimezone(timezone);
-  let from = after;
-  for (let hop = 0; ; hop++) {
+  const search = (from: Date) => CronExpressionParser.parse(cron, { tz: timezone, currentDate: from }).next().toDate();
+  try {
     try {
-      return CronExpressionParser.parse(cron, { tz: timezone, currentDate: from }).next().toDate();
+      return search(after);
     } catch (e) {
-      const message = (e as Error).message;
-      if (/loop limit exceeded/i.test(message) && hop < DST_HOPS) {
-        from = new Date(from.getTime() + 3_600_000);
-        continue;
-      }
-      throw new AppError('validation', `invalid cron expression "${cron}": ${message}`, { cron });
+      if (!/loop limit exceeded/i.test((e as Error).message)) throw e;
+      const change = nextOffsetChange(timezone, after.getTime());
+      if (change === undefined) throw e;
+      return search(new Date(change + 60_000));
     }
+  } catch (e) {
+    throw new AppError('validation', `invalid cron expression "${cron}": ${(e as Error).message}`, { cron });
   }
 }
 

@@ -265,11 +265,16 @@ describe('Schedule: paused', () => {
 });
 
 describe('nextFireAfter', () => {
-  it("looks past a half-hour DST change where cron-parser gives up (Lord Howe's end of DST)", () => {
+  it("searches again past a half-hour DST change where cron-parser gives up (Lord Howe's end of DST)", () => {
     // cron-parser 5.10 throws "loop limit exceeded" here; the fire after is noon the next day, at +10:30.
     assert.equal(
       nextFireAfter('0 12 * * *', 'Australia/Lord_Howe', new Date('2027-04-03T01:00:00Z')).toISOString(),
       '2027-04-04T01:30:00.000Z',
+    );
+    // A sparse one whose next fire is on that very day: 05:00 on Apr 4 2027, at +10:30.
+    assert.equal(
+      nextFireAfter('0 5 7,4 12,4 *', 'Australia/Lord_Howe', new Date('2026-12-06T18:00:00Z')).toISOString(),
+      '2027-04-03T18:30:00.000Z',
     );
     assert.throws(() => nextFireAfter('0 12 * * *', 'Nowhere/Else', new Date()), isCode('validation'));
   });

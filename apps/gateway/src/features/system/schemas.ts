@@ -96,6 +96,16 @@ export const silenceBody = z
       return length > 0 && length <= SILENCE_MAX_MS;
     },
     { message: 'ends_at must be after starts_at (or now), and at most a year after it', path: ['ends_at'] },
+  )
+  .refine(
+    (b) => {
+      const end =
+        b.ends_at !== undefined
+          ? Date.parse(b.ends_at)
+          : (b.starts_at === undefined ? Date.now() : Date.parse(b.starts_at)) + (b.duration_ms ?? 0);
+      return end > Date.now();
+    },
+    { message: 'the silence would already have ended: it mutes nothing', path: ['starts_at'] },
   );
 
 /** One rule, a list, or `{ rules: [...] }`: each is upserted by id. */

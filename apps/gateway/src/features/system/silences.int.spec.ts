@@ -194,6 +194,17 @@ describe('alert silences: regular expressions cannot stall the monitor', () => {
         JSON.stringify(r.body),
       );
     }
+    // Nor one that ended long ago, given by its start.
+    for (const body of [
+      { starts_at: '0000-01-01T00:00:00Z', duration_ms: 60_000 },
+      { starts_at: '0001-01-01T00:00:00Z', ends_at: '0001-01-01T01:00:00Z' },
+    ]) {
+      const r = await send('POST', '/api/v1/system/alerts/silences', {
+        matchers: [{ name: 'service', value: 'x' }],
+        ...body,
+      });
+      assert.equal(r.status, 400, `${JSON.stringify(body)}: ${JSON.stringify(r.body)}`);
+    }
     const ok = await send('POST', '/api/v1/system/alerts/silences', {
       matchers: [{ name: 'service', value: 'x' }],
       ends_at: new Date(now + 3_600_000).toISOString(),
