@@ -1,4 +1,4 @@
-import { isAppError, type Logger } from '@switchyard/platform';
+import { isAppError, logAtMostEvery, type Logger } from '@switchyard/platform';
 import type { TimerAction } from '@switchyard/domain';
 import { runWorkflowCommand } from '@switchyard/workflow-executions';
 import type { PendingTimeout, WorkflowEngineOptions } from './engine-types.js';
@@ -23,6 +23,9 @@ import {
 export class TimerRunner {
   private readonly o: WorkflowEngineOptions;
   private readonly log: Logger;
+  // Both run every few hundred ms: a database down or out of disk would log several traces a second.
+  private readonly pollFailureLog = logAtMostEvery(60_000);
+  private readonly flushFailureLog = logAtMostEvery(60_000);
   private readonly cache: StateCache;
   /** Step timeouts by execution and timer key, written in batches by `flushTimeouts` (most never are: the step ends first). */
   private readonly pendingTimeouts = new Map<string, Map<string, PendingTimeout>>();
@@ -96,7 +99,7 @@ export class TimerRunner {
         more = due.rows.length === 100;
       }
     } catch (err) {
-      this.log.warn({ err }, 'timer poll failed');
+      this.pollFailureLog((held) => this.log.warn({ err, heldBack: held }, 'timer poll failed'));
     } finally {
       this.timerPolling = false;
     }
@@ -141,7 +144,7 @@ export class TimerRunner {
         m.set(timerKey(r.t), { partition: r.partition, timer: r.t, since: 0 });
         this.pendingTimeouts.set(r.id, m);
       }
-      this.log.warn({ err }, 'timeout flush failed');
+      this.flushFailureLog((held) => this.log.warn({ err, heldBack: held }, 'timeout flush failed'));
     }
   }
 }

@@ -86,9 +86,6 @@ export function capsWithinDescriptors(
   return { max, perAddress: Math.min(caps.perAddress, max, Math.max(2, Math.floor(room / 4))) };
 }
 
-/** The share of the descriptors one internal listener keeps (a launcher has a dozen of them beside the gateway). */
-const INTERNAL_LISTENER_SHARE = 1 / 32;
-
 /** A request not received whole within this long is answered 408 and closed (Node's default is 5 min). */
 export const LISTENER_RECEIVE_TIMEOUT_MS = 60_000;
 
@@ -114,7 +111,7 @@ export function boundInternalListener(
   server: HttpServer,
   onRefused?: (why: { address: string; open: number; limit: 'max' | 'perAddress' }) => void,
 ): void {
-  capConnections(server, capsWithinDescriptors(INTERNAL_LISTENER_CAPS, INTERNAL_LISTENER_SHARE), onRefused);
+  capConnections(server, INTERNAL_LISTENER_CAPS, onRefused);
 }
 
 /**
