@@ -28,7 +28,6 @@ CREATE TABLE IF NOT EXISTS automation.schedules (
   fire_count bigint NOT NULL DEFAULT 0,
   created_at timestamptz NOT NULL
 );
-CREATE INDEX IF NOT EXISTS schedules_due ON automation.schedules (next_fire_at) WHERE enabled;
 CREATE TABLE IF NOT EXISTS automation.triggers (
   id uuid PRIMARY KEY,
   template_id text NOT NULL,
@@ -202,6 +201,8 @@ CREATE INDEX IF NOT EXISTS schedules_name ON automation.schedules (name);
 -- schedule each tick a million of them took the scheduler 1.5-2.5 s of PostgreSQL every second.
 ALTER TABLE automation.schedules ADD COLUMN IF NOT EXISTS finished boolean NOT NULL DEFAULT false;
 CREATE INDEX IF NOT EXISTS schedules_live ON automation.schedules (next_fire_at) WHERE enabled AND NOT finished;
+-- It replaces the index of every enabled schedule, fired one-shots included, which no query uses now.
+DROP INDEX IF EXISTS automation.schedules_due;
 CREATE INDEX IF NOT EXISTS schedules_one_shots_pending ON automation.schedules (id) WHERE run_once AND NOT finished;
 -- The finished rows by age, for the record retention's purge (retention.ts).
 CREATE INDEX IF NOT EXISTS schedules_finished ON automation.schedules (next_fire_at) WHERE finished;
