@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { AllSubscription, EventMetadata, EventStore } from '@switchyard/event-store';
-import { AppError, type Logger } from '@switchyard/platform';
+import { AppError, backoffMs, type Logger } from '@switchyard/platform';
 import { isTerminal, taskStreamId } from '@switchyard/domain';
 import { cancelOnInstance } from './transport.js';
 import { ownerOfSubmission } from './submission.js';
@@ -53,8 +53,7 @@ export interface RecoveryOptions {
 const ACTIVE = ['submitted', 'queued', 'assigned', 'working'];
 
 /** First look at a task whose attempt's end went unrecorded; then doubling up to the max while recording still fails. */
-const UNRECORDED_FIRST_RETRY_MS = 2_000;
-const UNRECORDED_MAX_RETRY_MS = 60_000;
+const UNRECORDED_RETRY = { initialMs: 2_000, maxMs: 60_000 } as const;
 
 /** What the log watcher follows: submissions to take over, progress and ends to pass on, external agents changed by another dispatcher. */
 const WATCHED = [
@@ -104,26 +103,34 @@ export class Recovery {
   /**
    * A task whose attempt ended here without the end being recorded (the database refusing writes
    * past the retry budget: out of disk, say). Its log still says assigned, nothing runs it and its
-   * deadline timer is gone: left alone it would wait for a restart. Look again after `delayMs`, as
+   * deadline timer is gone: left alone it would wait for a restart. Look again (2 s after the end,
+   * doubling up to a minute with each `attempt` that fails), as
    * a restart's recovery would: once its partition is still ours and nothing runs it, its attempt
    * is abandoned and the task queued again (timed out once its deadline passed); while recording
    * still fails, look again later.
    */
-  retryUnrecorded(taskId: string, delayMs = UNRECORDED_FIRST_RETRY_MS): void {
+  retryUnrecorded(taskId: string, attempt = 0): void {
     if (this.stopped || this.unrecorded.has(taskId)) return;
-    const timer = setTimeout(() => {
-      this.unrecorded.delete(taskId);
-      this.opts.background(
-        this.reattempt(taskId).catch((err: unknown) => {
-          const next = Math.min(delayMs * 2, UNRECORDED_MAX_RETRY_MS);
-          this.log.warn(
-            { err, taskId, correlationId: this.tasks.cid(taskId), retryInMs: next },
-            'recovering a task whose attempt went unrecorded failed; trying again',
-          );
-          this.retryUnrecorded(taskId, next);
-        }),
-      );
-    }, delayMs);
+    const timer = setTimeout(
+      () => {
+        this.unrecorded.delete(taskId);
+        this.opts.background(
+          this.reattempt(taskId).catch((err: unknown) => {
+            this.log.warn(
+              {
+                err,
+                taskId,
+                correlationId: this.tasks.cid(taskId),
+                retryInMs: backoffMs(attempt + 1, UNRECORDED_RETRY),
+              },
+              'recovering a task whose attempt went unrecorded failed; trying again',
+            );
+            this.retryUnrecorded(taskId, attempt + 1);
+          }),
+        );
+      },
+      backoffMs(attempt, UNRECORDED_RETRY),
+    );
     timer.unref();
     this.unrecorded.set(taskId, timer);
   }

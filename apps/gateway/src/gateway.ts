@@ -17,7 +17,7 @@ import {
   newId,
 } from '@switchyard/platform';
 import { byteLimit, deferInvalidMediaType, registerBodyParsers } from './http/body.js';
-import { correlate, runInRequestContext, type GatewayRequest } from './http/context.js';
+import { connectionHolderOf, correlate, runInRequestContext, type GatewayRequest } from './http/context.js';
 import { maskErrorTexts, redactsPayloadsFor } from './events/redaction.js';
 import { decorateEdge, type EdgeReply, type EdgeRequest } from './http/edge.js';
 import { mountNodeHandler, type NodeHandler } from './http/islands.js';
@@ -208,10 +208,9 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     const length = Number(request.headers['content-length'] ?? NaN);
     const chunked = request.headers['transfer-encoding'] !== undefined;
     if (!(length >= LARGE_BODY_BYTES) && !chunked) return payload;
-    const key = (request as Partial<GatewayRequest>).apiKey;
     let release: () => void;
     try {
-      release = largeBodies.take(key ? `apikey:${key.id}` : `address:${request.socket.remoteAddress ?? 'unknown'}`);
+      release = largeBodies.take(connectionHolderOf(request as EdgeRequest, request.ip));
     } catch (refused) {
       sendProblem(refused, request as EdgeRequest, reply as EdgeReply);
       return reply;

@@ -1,7 +1,7 @@
 import { statfsSync } from 'node:fs';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@switchyard/messaging';
-import type { Logger } from '@switchyard/platform';
+import { logAtMostEvery, type Logger } from '@switchyard/platform';
 
 /**
  * Bytes free for an unprivileged writer on the file system holding `dir` (what nats-server can
@@ -53,7 +53,7 @@ export class JetStreamWatch {
   private timer: NodeJS.Timeout | undefined;
   private failures = 0;
   private lastError = '';
-  private lastShortLog = 0;
+  private readonly shortLog = logAtMostEvery(60_000);
   private restarted = false;
   private stopped = false;
   private probing: Promise<void> | undefined;
@@ -112,14 +112,12 @@ export class JetStreamWatch {
       this.opts.restart(trouble);
       return;
     }
-    const now = Date.now();
-    if (now - this.lastShortLog >= 60_000) {
-      this.lastShortLog = now;
+    this.shortLog(() =>
       this.opts.logger.error(
         { freeBytes: free, freeBytesNeeded: this.opts.freeBytesNeeded, storeDir: this.opts.storeDir },
         `${trouble}; its disk has ${mib(free)} free, the launcher restarts nats-server once ${mib(this.opts.freeBytesNeeded)} are (free space, lower NATS_EVENTS_MAX_BYTES, or restart it yourself)`,
-      );
-    }
+      ),
+    );
   }
 }
 

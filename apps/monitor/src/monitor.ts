@@ -22,6 +22,7 @@ import {
   evolveAlerting,
   initialAlertingState,
   invalidMatchers,
+  pendingDeadline,
   type AlertingCommand,
   type AlertingEvent,
   type AlertingState,
@@ -817,7 +818,7 @@ export class Monitor {
         : undefined;
     const due =
       this.running && alert?.status === 'pending' && rule && rule.for_ms > 0
-        ? Math.max(alert.pendingSince, this.startedAt ?? -Infinity) + rule.for_ms
+        ? pendingDeadline(alert.pendingSince, rule.for_ms, this.startedAt ?? undefined)
         : undefined;
     const armed = this.deadlines.get(fp);
     if (armed && armed.due === due) return;

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { AutomationCaps, ListingQuery } from './caps.js';
 import type { z } from 'zod';
 import type { EventStore } from '@switchyard/event-store';
-import type { Logger } from '@switchyard/platform';
+import { backoffMs, type Logger } from '@switchyard/platform';
 import type { EgressGuard } from '../fetch/egress-guard.js';
 import { systemClock, type Clock } from './clock.js';
 import { Deliveries, type DeliveryResult } from './deliveries.js';
@@ -366,15 +366,16 @@ export class AutomationService {
   }
 
   /** Schedules whose claim failed, and when the scheduler tries them again (doubling from 1 s to 5 min). */
-  private readonly failing = new Map<string, { readonly retryAt: number; readonly delayMs: number }>();
+  private readonly failing = new Map<string, { readonly retryAt: number; readonly failures: number }>();
 
   private failingSchedules(now: number): string[] {
     return [...this.failing].filter(([, f]) => f.retryAt > now).map(([id]) => id);
   }
 
   private scheduleFailed(id: string, now: number, err: unknown): void {
-    const delayMs = Math.min((this.failing.get(id)?.delayMs ?? 500) * 2, 300_000);
-    this.failing.set(id, { retryAt: now + delayMs, delayMs });
+    const failures = (this.failing.get(id)?.failures ?? 0) + 1;
+    const delayMs = backoffMs(failures - 1, { initialMs: 1_000, maxMs: 300_000 });
+    this.failing.set(id, { retryAt: now + delayMs, failures });
     this.log.error({ err, scheduleId: id, retryInMs: delayMs }, 'claiming a due schedule failed; the others go on');
   }
 

@@ -27,6 +27,14 @@ export interface PurgeCounts {
   readonly mail_sends: number;
 }
 
+const NOTHING_PURGED: PurgeCounts = {
+  schedules: 0,
+  triggers: 0,
+  scheduled_deliveries: 0,
+  deliveries: 0,
+  mail_sends: 0,
+};
+
 /**
  * The tables' finished rows older than the cutoff, oldest first (each query has a partial index
  * of its finished rows, by time). A row still in progress (`pending`, `sending`) is never taken.
@@ -78,7 +86,7 @@ export class RecordRetention {
     this.round = this.purge(now)
       .catch((err: unknown) => {
         this.deps.logger.warn({ err }, 'purging finished automation records failed; the next round tries again');
-        return { schedules: 0, triggers: 0, scheduled_deliveries: 0, deliveries: 0, mail_sends: 0 };
+        return NOTHING_PURGED;
       })
       .finally(() => (this.round = undefined));
   }
@@ -90,8 +98,7 @@ export class RecordRetention {
 
   /** One round at `now`: everything finished before now minus the retention, up to the round's bounds. */
   async purge(now: Date): Promise<PurgeCounts> {
-    if (this.deps.retentionDays <= 0)
-      return { schedules: 0, triggers: 0, scheduled_deliveries: 0, deliveries: 0, mail_sends: 0 };
+    if (this.deps.retentionDays <= 0) return NOTHING_PURGED;
     const cutoff = new Date(now.getTime() - this.deps.retentionDays * 86_400_000);
     let schedules = 0;
     for (const s of await this.deps.expiredOneShots(cutoff, EXPIRED_SCHEDULES_PER_ROUND)) {

@@ -520,14 +520,7 @@ export class Schedules {
     let paused = 0;
     for (const s of r.rows) {
       try {
-        const result = await this.command(
-          {
-            type: 'PauseSchedule',
-            data: { name: s.name, id: s.id, reason: PAUSED_OWNER_REVOKED },
-            metadata: this.deps.events.metadata(`owner-revoked:${s.id}`, `${AUTOMATION_ACTOR}:owner-revoked`),
-          },
-          s.scope ?? undefined,
-        );
+        const result = await this.pauseBySystem(s, PAUSED_OWNER_REVOKED, 'owner-revoked');
         if (result.events.length > 0) {
           paused++;
           this.deps.logger.info(
@@ -712,11 +705,20 @@ export class Schedules {
 
   /** Pause a schedule the scheduler could not plan further (PAUSED_NO_NEXT_FIRE), by the system. */
   async pauseStuck(s: { id: string; name: string; scope?: string | null | undefined }): Promise<void> {
-    await this.command(
+    await this.pauseBySystem(s, PAUSED_NO_NEXT_FIRE, 'scheduler');
+  }
+
+  /** PauseSchedule by the system, saying why (`reason`); `by` names the part of it that paused (the actor). */
+  private pauseBySystem(
+    s: { id: string; name: string; scope?: string | null | undefined },
+    reason: typeof PAUSED_OWNER_REVOKED | typeof PAUSED_NO_NEXT_FIRE,
+    by: string,
+  ) {
+    return this.command(
       {
         type: 'PauseSchedule',
-        data: { name: s.name, id: s.id, reason: PAUSED_NO_NEXT_FIRE },
-        metadata: this.deps.events.metadata(`no-next-fire:${s.id}`, `${AUTOMATION_ACTOR}:scheduler`),
+        data: { name: s.name, id: s.id, reason },
+        metadata: this.deps.events.metadata(`${reason.replaceAll('_', '-')}:${s.id}`, `${AUTOMATION_ACTOR}:${by}`),
       },
       s.scope ?? undefined,
     );

@@ -94,6 +94,10 @@ type Cmd<T extends string, D> = {
  * restart must hold for its whole `for` again (it fired 15 s after a restart, its `for` spent on
  * the downtime).
  */
+/** When a pending alert may fire: its `for` after it began pending, or after `observedSince` when that is later. */
+export const pendingDeadline = (pendingSince: number, forMs: number, observedSince?: number): number =>
+  Math.max(pendingSince, observedSince ?? -Infinity) + forMs;
+
 export type EvaluateSample = Cmd<
   'EvaluateSample',
   { rule: AlertRule; labels: Labels; value: number; observedSince?: number | undefined }
@@ -214,7 +218,7 @@ export function decideAlerting(command: AlertingCommand, state: AlertingState): 
       }
       if (current.status === 'pending') {
         if (!breach) return [{ type: 'AlertPendingCleared', data: { ...base(current), value }, metadata: meta }];
-        if (at - Math.max(current.pendingSince, command.data.observedSince ?? -Infinity) < rule.for_ms) return [];
+        if (at < pendingDeadline(current.pendingSince, rule.for_ms, command.data.observedSince)) return [];
         const suppressedBy = activeSilenceFor(state, current.labels, at);
         const events: AlertingEvent[] = [];
         if (suppressedBy && suppressedBy !== current.suppressedBy) {

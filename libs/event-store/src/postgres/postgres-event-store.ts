@@ -7,6 +7,7 @@ import {
   cutByBytes,
   guardPgPool,
   isAppError,
+  isResourceShortage,
   isSchemaManaged,
   type Logger,
 } from '@switchyard/platform';
@@ -309,13 +310,14 @@ export class PostgresEventStore implements EventStore {
       // A cancelled statement (statement_timeout, 57) or a server short of resources (53) is no
       // append's fault: splitting would only send more statements to a database already behind.
       // The halves go one after the other, so appends keep the order they arrived in.
-      const code = (err as { code?: unknown } | null)?.code;
-      if (typeof code === 'string' && code.startsWith('53'))
+      const code = String((err as { code?: unknown } | null)?.code ?? '');
+      const shortage = isResourceShortage(err);
+      if (shortage)
         this.refusal = {
           at: Date.now(),
           why: `appends refused: PostgreSQL is short of ${RESOURCE_OF[code] ?? 'a resource'} (SQLSTATE ${code})`,
         };
-      if (isAppError(err) || (typeof code === 'string' && (code.startsWith('57') || code.startsWith('53')))) {
+      if (isAppError(err) || shortage || code.startsWith('57')) {
         for (const q of batch) q.reject(err);
         return;
       }
