@@ -888,6 +888,57 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     assert.ok(ended < 10_000, `the stream ended ${ended} ms after the revocation`);
   });
 
+  it('ended tasks older than the retention go with their push configs; tasks under way and recent ones stay', async () => {
+    const c = await client('data_analyst', operator);
+    const send1 = () =>
+      c.sendMessage(send(dataMsg({ task_type: 'revenue_analysis', input: { timeframe: '12m', topN: 1 } })));
+    const old = (await send1()) as Task;
+    const recent = (await send1()) as Task;
+    assert.equal(old.status?.state, STATE.completed);
+    // A task under way as the store keeps it (its gateway stopped), untouched as long.
+    const working = `a2a-working-${Date.now()}`;
+    await pool.query(
+      `insert into gateway.a2a_tasks (id, endpoint, owner, task) values ($1, 'data_analyst', 'test', $2)`,
+      [working, JSON.stringify({ id: working, contextId: 'c', status: { state: 'TASK_STATE_WORKING' } })],
+    );
+    await pool.query(
+      `insert into gateway.a2a_push_configs (task_id, id, config, wire_version) values ($1, 'p1', '{}', '1.0'), ($2, 'p2', '{}', '1.0')`,
+      [old.id, recent.id],
+    );
+    await pool.query(`update gateway.a2a_tasks set updated_at = now() - interval '31 days' where id = any($1)`, [
+      [old.id, working],
+    ]);
+    const peer = gw.app.get(A2aPeer);
+    assert.deepEqual(await peer.purgeEndedTasks(new Date()), { tasks: 1, push_configs: 1 });
+    const left = await pool.query<{ id: string }>(`select id from gateway.a2a_tasks where id = any($1) order by id`, [
+      [old.id, recent.id, working],
+    ]);
+    assert.deepEqual(left.rows.map((r) => r.id).sort(), [recent.id, working].sort());
+    const configs = await pool.query<{ task_id: string }>(
+      `select task_id from gateway.a2a_push_configs where task_id = any($1)`,
+      [[old.id, recent.id]],
+    );
+    assert.deepEqual(
+      configs.rows.map((r) => r.task_id),
+      [recent.id],
+    );
+    // The client asking for the purged task is told it is not found; the recent one is read as before.
+    await assert.rejects(c.getTask({ tenant: '', id: old.id, historyLength: undefined }), /not found/i);
+    assert.equal(
+      (await c.getTask({ tenant: '', id: recent.id, historyLength: undefined })).status?.state,
+      STATE.completed,
+    );
+    // The delegation it stood for is still in Switchyard.
+    const t = await rest('GET', `/api/v1/integration/agents/tasks/${old.metadata?.switchyard_task_id as string}`);
+    assert.equal(t.body.status, 'completed');
+    assert.deepEqual(
+      await peer.purgeEndedTasks(new Date()),
+      { tasks: 0, push_configs: 0 },
+      'a second round finds nothing',
+    );
+    await pool.query(`delete from gateway.a2a_tasks where id = $1`, [working]);
+  });
+
   it('the peer is one provider of the gateway', () => {
     assert.ok(gw.app.get(A2aPeer));
   });

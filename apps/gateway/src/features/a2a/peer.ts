@@ -11,7 +11,9 @@ import {
   errorCodes,
   type EgressPolicy,
   type Logger,
+  parseConfig,
 } from '@switchyard/platform';
+import { z } from 'zod';
 import { ConnectionQuota, heldCallsQuota } from '../../http/connection-quota.js';
 import { actorOf, connectionHolderOf, correlationIdOf, type GatewayRequest } from '../../http/context.js';
 import { retryAfterSeconds } from '../../http/problem-filter.js';
@@ -42,7 +44,13 @@ import {
 import type { Backend } from './executor.js';
 import { SwitchyardRequestHandler } from './handler.js';
 import { PushDelivery, type PushDeliveryOptions } from './push.js';
-import { migrateA2a, PgPushNotificationStore, PgTaskStore } from './store.js';
+import {
+  DEFAULT_A2A_TASK_RETENTION_DAYS,
+  migrateA2a,
+  PgPushNotificationStore,
+  PgTaskStore,
+  purgeEndedA2aTasks,
+} from './store.js';
 import type { GatewayA2aUser } from './redaction.js';
 import { redactsPayloadsFor } from '../../events/redaction.js';
 
@@ -52,7 +60,18 @@ export interface A2aFeatureOptions {
   readonly egress?: EgressPolicy;
   /** Hand-off of push notifications to the automation server (which delivers and retries them). */
   readonly push?: PushDeliveryOptions;
+  /** Days an ended task is kept after its last change; 0 keeps every task. Default A2A_TASK_RETENTION_DAYS (30). */
+  readonly taskRetentionDays?: number;
 }
+
+const a2aEnvSchema = z.object({
+  A2A_TASK_RETENTION_DAYS: z.coerce.number().int().min(0).max(36_500).default(DEFAULT_A2A_TASK_RETENTION_DAYS),
+});
+
+/** How often a gateway purges ended A2A tasks past their retention (each gateway; rounds take rows apart). */
+export const A2A_PURGE_INTERVAL_MS = 10 * 60_000;
+/** Batches one round deletes at most (A2A_PURGE_BATCH tasks each): the rest waits for the next round. */
+const A2A_PURGE_BATCHES_PER_ROUND = 20;
 export const A2A_FEATURE_OPTIONS = Symbol.for('switchyard.gateway.a2aFeatureOptions');
 
 const WORKFLOWS_DESCRIPTION =
@@ -149,6 +168,9 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
   private readonly streams: ConnectionQuota;
   /** Other calls in flight (a blocking message/send holds its request until the work ends). */
   private readonly heldCalls: ConnectionQuota;
+  private readonly taskRetentionDays: number;
+  private purgeTimer: NodeJS.Timeout | undefined;
+  private purgeRound: Promise<unknown> | undefined;
 
   constructor(
     @Inject(PG_POOL) private readonly pool: Pool,
@@ -174,12 +196,41 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
       totalSetting: 'GATEWAY_EVENT_STREAMS_MAX',
     });
     this.heldCalls = heldCallsQuota('A2A requests in flight', options.heldCalls);
+    this.taskRetentionDays =
+      featureOptions.taskRetentionDays ?? parseConfig(process.env, a2aEnvSchema).A2A_TASK_RETENTION_DAYS;
     this.pushStore = new PgPushNotificationStore(pool);
     this.push = new PushDelivery(this.pushStore, mcp, this.log.child({ part: 'push' }), featureOptions.push);
   }
 
   async onModuleInit(): Promise<void> {
     await migrateA2a(this.pool);
+    if (this.taskRetentionDays > 0) {
+      this.purgeTimer = setInterval(() => {
+        if (this.purgeRound) return;
+        this.purgeRound = this.purgeEndedTasks(new Date())
+          .catch((err: unknown) => this.log.warn({ err }, 'purging ended A2A tasks failed; the next round tries again'))
+          .finally(() => (this.purgeRound = undefined));
+      }, A2A_PURGE_INTERVAL_MS);
+      this.purgeTimer.unref();
+    }
+  }
+
+  /**
+   * One purge round at `now`: ended tasks last changed more than the retention before it, with
+   * their push configs, up to the round's bound. Returns what went.
+   */
+  async purgeEndedTasks(now: Date): Promise<{ tasks: number; push_configs: number }> {
+    const gone = { tasks: 0, push_configs: 0 };
+    if (this.taskRetentionDays <= 0) return gone;
+    const cutoff = new Date(now.getTime() - this.taskRetentionDays * 86_400_000);
+    for (let i = 0; i < A2A_PURGE_BATCHES_PER_ROUND; i++) {
+      const batch = await purgeEndedA2aTasks(this.pool, cutoff);
+      gone.tasks += batch.tasks;
+      gone.push_configs += batch.push_configs;
+      if (batch.tasks === 0) break;
+    }
+    if (gone.tasks > 0) this.log.info({ ...gone, cutoff: cutoff.toISOString() }, 'purged ended A2A tasks');
+    return gone;
   }
 
   /**
@@ -187,6 +238,8 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
    * catches up), then wait for push notifications still being handed to the automation server.
    */
   async onModuleDestroy(): Promise<void> {
+    clearInterval(this.purgeTimer);
+    await this.purgeRound;
     for (const ep of this.endpoints.values()) ep.handler.executor.stop();
     await this.push.drain();
   }

@@ -31,6 +31,9 @@ create table if not exists gateway.a2a_tasks (
 create index if not exists a2a_tasks_backend on gateway.a2a_tasks (backend_kind, backend_id);
 -- tasks/list: an endpoint's latest first, without reading every other endpoint's (a scan of all tasks before).
 create index if not exists a2a_tasks_endpoint_updated on gateway.a2a_tasks (endpoint, updated_at desc);
+-- The retention's oldest ended tasks, without reading the ones still under way.
+create index if not exists a2a_tasks_ended_updated on gateway.a2a_tasks (updated_at)
+  where task->'status'->>'state' in ('TASK_STATE_COMPLETED', 'TASK_STATE_FAILED', 'TASK_STATE_CANCELED', 'TASK_STATE_REJECTED');
 create table if not exists gateway.a2a_push_configs (
   task_id text not null,
   id text not null,
@@ -45,6 +48,42 @@ alter table gateway.a2a_push_configs add column if not exists owner text not nul
 
 export async function migrateA2a(pool: Pool): Promise<void> {
   await migrateUnderLock(pool, 'switchyard:a2a:migrate', A2A_SCHEMA_SQL);
+}
+
+/**
+ * How long an ended A2A task (completed, failed, canceled, rejected) is kept after its last
+ * change. It answers `tasks/get` and `tasks/list` for a client that comes back for it; the work
+ * it stood for stays in the event log and the REST read models. Without a limit the table grows
+ * with every task any client ever sent (each row holds the task's whole history and artifacts).
+ */
+export const DEFAULT_A2A_TASK_RETENTION_DAYS = 30;
+
+/** Ended tasks one statement deletes (with their push configs): a round's locks stay short. */
+const A2A_PURGE_BATCH = 1_000;
+
+/**
+ * Delete up to `limit` ended tasks last changed before `cutoff`, oldest first, and their push
+ * notification configs. Tasks still under way are never taken; rows another gateway's round
+ * holds are skipped.
+ */
+export async function purgeEndedA2aTasks(
+  pool: Pool,
+  cutoff: Date,
+  limit = A2A_PURGE_BATCH,
+): Promise<{ tasks: number; push_configs: number }> {
+  const r = await pool.query<{ tasks: number; push_configs: number }>(
+    `with gone as (
+       delete from gateway.a2a_tasks where id in (
+         select id from gateway.a2a_tasks
+          where task->'status'->>'state' in ('TASK_STATE_COMPLETED', 'TASK_STATE_FAILED', 'TASK_STATE_CANCELED', 'TASK_STATE_REJECTED')
+            and updated_at < $1
+          order by updated_at limit $2 for update skip locked)
+       returning id),
+     configs as (delete from gateway.a2a_push_configs c using gone where c.task_id = gone.id returning 1)
+     select (select count(*) from gone)::int as tasks, (select count(*) from configs)::int as push_configs`,
+    [cutoff, limit],
+  );
+  return r.rows[0] ?? { tasks: 0, push_configs: 0 };
 }
 
 /** Who is asking, as the A2A layer knows it (the user name the gateway's UserBuilder set: `apikey:<id>` or `anonymous`). */
