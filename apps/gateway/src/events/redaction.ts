@@ -389,13 +389,16 @@ export async function executionStreamCallsAdminTool(store: EventStore, streamId:
 
 /**
  * Whether `e` shows as a viewer sees it to a caller who reads payloads (`redact` false) but not an
- * admin tool's (`adminTools` false): an event of an admin tool's call, or of an execution that calls one.
+ * admin tool's (`adminTools` false): an event of an admin tool's call, or of an execution that calls
+ * one; and an event that keeps a URL whole (URL_FIELDS): the automation server and the dispatcher
+ * need it whole to deliver, while `list_webhooks` masks its credentials for other operators, so the
+ * log must not be the way around that.
  */
 export async function hidesAdminToolPayloads(
   store: EventStore,
   e: Pick<EventJson, 'type' | 'data' | 'streamId'>,
 ): Promise<boolean> {
-  return eventNamesAdminTool(e) || executionStreamCallsAdminTool(store, e.streamId);
+  return URL_FIELDS[e.type] !== undefined || eventNamesAdminTool(e) || executionStreamCallsAdminTool(store, e.streamId);
 }
 
 /**

@@ -242,7 +242,7 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
       }
     });
 
-    it("/api/v1/events: a viewer sees where webhooks and agents point, not their URLs' secrets, nor a schedule's target", async () => {
+    it("/api/v1/events: a viewer sees where webhooks and agents point, not their URLs' secrets, nor a schedule's target; an operator the target, an admin the URLs", async () => {
       // The events as the automation server's and the registry's deciders make them.
       const meta = { timestamp: new Date().toISOString(), correlationId: `redact-${newId()}`, actor: 'mcp:automation' };
       const hookName = `slack-${newId()}`;
@@ -306,9 +306,14 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
       assert.equal(seen.schedule.cron, '0 3 * * *');
       assert.equal(seen.agent.url, `https://agents.example.com/${REDACTED_PAYLOAD}`);
       assert.ok(!JSON.stringify(seen).includes('SECRET') && !JSON.stringify(seen).includes('078-05-1120'));
-      const full = await mine(operator.key);
+      // An operator reads a schedule's target, but a URL kept whole for delivery only where it
+      // points: list_webhooks masks its credentials for other operators, and so does the log.
+      const operatorSees = await mine(operator.key);
+      assert.equal(operatorSees.schedule.target.input.customer_ssn, '078-05-1120');
+      assert.equal(operatorSees.hook.url, `https://hooks.slack.com/${REDACTED_PAYLOAD}`);
+      assert.equal(operatorSees.agent.url, `https://agents.example.com/${REDACTED_PAYLOAD}`);
+      const full = await mine(g.adminKey);
       assert.equal(full.hook.url, hookUrl);
-      assert.equal(full.schedule.target.input.customer_ssn, '078-05-1120');
       assert.equal(full.agent.url, 'https://agents.example.com/rpc?api_key=AGENTSECRET');
     });
 
