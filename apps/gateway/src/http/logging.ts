@@ -1,6 +1,6 @@
 import type { LoggerService } from '@nestjs/common';
 import type { Logger } from '@switchyard/platform';
-import { correlationIdOf } from './context.js';
+import { actorOf, correlationIdOf } from './context.js';
 import { pathOf } from './edge.js';
 import type { EndStep, Exchange } from './exchange.js';
 import { UNEXPECTED_ERROR } from './problem-filter.js';
@@ -9,7 +9,8 @@ import { UNEXPECTED_ERROR } from './problem-filter.js';
 const quietPaths = new Set(['/livez', '/readyz']);
 
 /**
- * One log line per finished request: method, path, status, duration and the correlation id.
+ * One log line per finished request: method, path, status, duration, the correlation id and the
+ * key that asked (`actor`; the client's address too on a 401 or 403).
  * 2xx/3xx at info (probes at debug), 4xx and a deliberate 503/504 at warn (but a 429: the limit
  * doing its job, at the rate a flood sends it, is info), a 500 or an
  * unexpected error (kept by sendProblem) at error with it. Cheap when the level is off: the
@@ -34,11 +35,16 @@ export function requestLog(logger: Logger): EndStep | undefined {
             ? 'debug'
             : 'info';
     if (!logger.isLevelEnabled(level)) return;
+    const actor = actorOf(req);
     const fields = {
       correlationId: correlationIdOf(req),
       method: req.method,
       path,
       status,
+      // Who was answered, and from where when refused: a role refused (a viewer asking for an
+      // admin key) is an attempt an audit must be able to name.
+      ...(actor !== 'anonymous' ? { actor } : {}),
+      ...(status === 401 || status === 403 ? { ip: req.ip } : {}),
       durationMs: Math.round(performance.now() - x.start),
       ...(aborted ? { aborted: true } : {}),
       ...(err ? { err } : {}),

@@ -483,4 +483,23 @@ describe('invalid API keys in the log', () => {
     assert.equal(requests.length, 120, 'every request keeps its one request line');
     for (const r of requests) assert.equal(r['level'], r['status'] === 429 ? 30 : 40, JSON.stringify(r));
   });
+
+  it("a request its key's role does not allow: the request line names the key and the address", async () => {
+    const viewer = await g.makeKey('viewer', 'log-viewer');
+    const res = await fetch(`${g.url}/api/v1/admin/api-keys`, {
+      method: 'POST',
+      headers: { ...bearer(viewer.key), 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'escalate', role: 'admin' }),
+    });
+    assert.equal(res.status, 403);
+    const refused = lines.find(
+      (l) => l['msg'] === 'request completed' && l['path'] === '/api/v1/admin/api-keys' && l['status'] === 403,
+    );
+    assert.ok(refused, 'the refusal is logged');
+    assert.equal(refused['actor'], `apikey:${viewer.id}`);
+    assert.match(String(refused['ip']), /127\.0\.0\.1/);
+    assert.ok(!JSON.stringify(refused).includes(viewer.key), 'the key itself is not logged');
+    const allowed = lines.find((l) => l['msg'] === 'request completed' && l['status'] === 201);
+    assert.ok(allowed && !('ip' in allowed), 'an answered request carries no address');
+  });
 });
