@@ -29,6 +29,8 @@ export const mcpToolCalledSchema = z.object({
   correlation_id: z.string().optional(),
   /** Who asked (`apikey:<id>` through the gateway), so the wiring can put it in the event metadata. */
   actor: z.string().optional(),
+  /** Whom a call the system makes is for (a workflow step's starter): the audit finds it under that key. */
+  on_behalf_of: z.string().optional(),
   at,
 });
 export const mcpToolSucceededSchema = z.object({
@@ -41,6 +43,7 @@ export const mcpToolSucceededSchema = z.object({
   result: payload,
   correlation_id: z.string().optional(),
   actor: z.string().optional(),
+  on_behalf_of: z.string().optional(),
   at,
 });
 export const mcpToolFailedSchema = z.object({
@@ -56,6 +59,7 @@ export const mcpToolFailedSchema = z.object({
   result: payload.optional(),
   correlation_id: z.string().optional(),
   actor: z.string().optional(),
+  on_behalf_of: z.string().optional(),
   at,
 });
 export const mcpCircuitOpenedSchema = z.object({

@@ -820,6 +820,7 @@ describe('an SDK server over Streamable HTTP that records what it receives: canc
 describe('what an upstream server is told of a call', () => {
   let server: SdkHttpServer;
   let connector: McpConnector;
+  const events: { type: string; data: { actor?: string; on_behalf_of?: string } }[] = [];
   before(async () => {
     server = await startSdkHttpServer(() => {
       const mcp = new McpServer({ name: 'meta', version: '1.0.0' });
@@ -831,6 +832,7 @@ describe('what an upstream server is told of a call', () => {
     connector = new McpConnector({
       config: parseServerConfig({ name: 'meta', role: 'other', transport: { kind: 'http', url: server.url }, ...fast }),
       logger,
+      onEvent: (e) => void events.push(e as (typeof events)[number]),
     });
     await connector.start();
   });
@@ -852,6 +854,25 @@ describe('what an upstream server is told of a call', () => {
     assert.deepEqual(await meta({ actor: 'system:automation-trigger', on_behalf_of: 'system:other' }), {
       correlationId: 'corr-1',
     });
+    // The recorded call names whom the system called for (the audit lists it under that key); a
+    // key's own call names none.
+    const called = events.filter((e) => e.type === 'McpToolCalled').map((e) => e.data);
+    const ended = events.filter((e) => e.type === 'McpToolSucceeded').map((e) => e.data);
+    assert.equal(called.length, 5);
+    assert.deepEqual(
+      called.map((d) => [d.actor, d.on_behalf_of]),
+      [
+        ['apikey:k1', undefined],
+        ['system:workflow-engine', 'apikey:k2'],
+        ['token:mcp', undefined],
+        ['system:monitor', undefined],
+        ['system:automation-trigger', 'system:other'],
+      ],
+    );
+    assert.deepEqual(
+      ended.map((d) => d.on_behalf_of),
+      [undefined, 'apikey:k2', undefined, undefined, 'system:other'],
+    );
   });
 });
 

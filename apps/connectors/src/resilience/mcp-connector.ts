@@ -317,6 +317,7 @@ export class McpConnector {
     const corr = {
       ...(req.correlation_id ? { correlation_id: req.correlation_id } : {}),
       ...(req.actor ? { actor: req.actor } : {}),
+      ...(req.on_behalf_of && req.actor?.startsWith('system:') ? { on_behalf_of: req.on_behalf_of } : {}),
     };
     this.emit(
       mcpEvent('McpToolCalled', {

@@ -21,7 +21,15 @@ export const auditQuerySchema = z
       .min(1)
       .max(200)
       .optional()
-      .describe('Only this actor, e.g. `apikey:0123456789abcdef` or `system:bootstrap`'),
+      .describe(
+        'Only this actor, e.g. `apikey:0123456789abcdef` or `system:bootstrap`; also what the system did for it (`onBehalfOf`: the executions its schedules and triggers started, the tool calls of its workflows)',
+      ),
+    correlation_id: z
+      .string()
+      .min(1)
+      .max(200)
+      .optional()
+      .describe("Only events of this correlation id (a request's, a workflow execution's, a task's)"),
     type: csv.optional().describe('Only these event types (comma list)'),
     since: isoTime.optional().describe('Recorded at or after (ISO-8601)'),
     until: isoTime.optional().describe('Recorded at or before (ISO-8601)'),
@@ -49,6 +57,8 @@ export const auditEntrySchema = z.object({
   revision: z.number(),
   eventId: z.string(),
   correlationId: z.string().nullable(),
+  /** Whom the system acted for, when the actor is the system: a workflow's starter, a schedule's owner. */
+  onBehalfOf: z.string().nullable(),
 });
 export type AuditEntry = z.infer<typeof auditEntrySchema>;
 export const auditPageSchema = z.object({
@@ -56,6 +66,23 @@ export const auditPageSchema = z.object({
   next: z.object({ after: z.number(), href: z.string() }).nullable(),
 });
 export type AuditPage = z.infer<typeof auditPageSchema>;
+
+/**
+ * Whom an event of the system's was for: the metadata's `onBehalfOf` (a task submitted by a
+ * workflow step), a started execution's `onBehalfOf` (a schedule's or trigger's person), a
+ * connector's tool call's `on_behalf_of` (a workflow step's call).
+ */
+function onBehalfOfOf(e: RecordedEvent): string | null {
+  const m = e.metadata as Record<string, unknown>;
+  if (typeof m['onBehalfOf'] === 'string') return m['onBehalfOf'];
+  const d = e.data;
+  if (d && typeof d === 'object' && !Array.isArray(d)) {
+    const r = d as Record<string, unknown>;
+    if (typeof r['onBehalfOf'] === 'string') return r['onBehalfOf'];
+    if (typeof r['on_behalf_of'] === 'string') return r['on_behalf_of'];
+  }
+  return null;
+}
 
 const toEntry = (e: RecordedEvent): AuditEntry => ({
   position: e.position,
@@ -66,11 +93,12 @@ const toEntry = (e: RecordedEvent): AuditEntry => ({
   revision: e.revision,
   eventId: e.id,
   correlationId: typeof e.metadata.correlationId === 'string' ? e.metadata.correlationId : null,
+  onBehalfOf: onBehalfOfOf(e),
 });
 
 /**
- * Who did what: events of $all whose metadata names an actor, filtered by actor, type
- * and time. The store filters types; actor and time are filtered here, reading batches
+ * Who did what: events of $all whose metadata names an actor, filtered by actor (or whom the
+ * system acted for), correlation id, type and time. The store filters types; actor and time are filtered here, reading batches
  * until the page is full or the window of AUDIT_SCAN_CAP positions is read (see logWindow; a
  * store without one: AUDIT_SCAN_CAP events examined): then `next` is set even on a short page,
  * so a scan never runs unbounded.
@@ -80,7 +108,8 @@ export async function readAuditPage(store: EventStore, q: AuditQuery): Promise<A
   const matches = (e: RecordedEvent) =>
     typeof e.metadata?.actor === 'string' &&
     e.metadata.actor.length > 0 &&
-    (q.actor === undefined || e.metadata.actor === q.actor) &&
+    (q.actor === undefined || e.metadata.actor === q.actor || onBehalfOfOf(e) === q.actor) &&
+    (q.correlation_id === undefined || e.metadata.correlationId === q.correlation_id) &&
     (!q.since || e.recordedAt >= q.since) &&
     (!q.until || e.recordedAt <= q.until);
   // Batches grow from about twice the page (each event is read whole, payload included: a page of
@@ -122,6 +151,7 @@ export async function readAuditPage(store: EventStore, q: AuditQuery): Promise<A
 function nextHref(q: AuditQuery, after: number): string {
   const p = new URLSearchParams();
   if (q.actor) p.set('actor', q.actor);
+  if (q.correlation_id) p.set('correlation_id', q.correlation_id);
   if (q.type?.length) p.set('type', q.type.join(','));
   if (q.since) p.set('since', q.since.toISOString());
   if (q.until) p.set('until', q.until.toISOString());

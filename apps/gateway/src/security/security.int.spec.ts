@@ -370,6 +370,64 @@ describe('gateway security over real Postgres and NATS', () => {
       ).json()) as { entries: unknown[] };
       assert.deepEqual(future.entries, []);
     });
+
+    it("finds what the system did for a key under that key (onBehalfOf), and one correlation id's story", async () => {
+      const person = `apikey:${'ab'.repeat(8)}`;
+      const corr = `audit-story-${Date.now()}`;
+      const meta = (actor: string, extra: Record<string, unknown> = {}) => ({
+        correlationId: corr,
+        actor,
+        timestamp: new Date().toISOString(),
+        ...extra,
+      });
+      // As the engine records a schedule's start, the connectors a step's call, the dispatcher a step's task.
+      await g.store.append(`workflow_execution-${corr}`, [
+        {
+          type: 'WorkflowStarted',
+          data: { definitionId: 'd', onBehalfOf: person },
+          metadata: meta('automation:trigger'),
+        },
+      ]);
+      await g.store.append(`mcpserver-audit-${corr}`, [
+        {
+          type: 'McpToolCalled',
+          data: { server: 's', tool: 't', on_behalf_of: person },
+          metadata: meta('system:orchestrator'),
+        },
+      ]);
+      await g.store.append(`task-${corr}`, [
+        {
+          type: 'TaskSubmitted',
+          data: { task_type: 'x' },
+          metadata: meta('system:orchestrator', { onBehalfOf: person }),
+        },
+        { type: 'TaskQueued', data: {}, metadata: meta('system:dispatcher') },
+      ]);
+      const get = async (q: string) => {
+        const res = await fetch(`${g.url}/api/v1/audit?${q}`, { headers: bearer(g.adminKey) });
+        assert.equal(res.status, 200);
+        return ((await res.json()) as { entries: { type: string; actor: string; onBehalfOf: string | null }[] })
+          .entries;
+      };
+      const forPerson = await get(`actor=${encodeURIComponent(person)}`);
+      assert.deepEqual(forPerson.map((e) => [e.type, e.actor, e.onBehalfOf]).reverse(), [
+        ['WorkflowStarted', 'automation:trigger', person],
+        ['McpToolCalled', 'system:orchestrator', person],
+        ['TaskSubmitted', 'system:orchestrator', person],
+      ]);
+      const story = await get(`correlation_id=${corr}&direction=forwards`);
+      assert.deepEqual(
+        story.map((e) => e.type),
+        ['WorkflowStarted', 'McpToolCalled', 'TaskSubmitted', 'TaskQueued'],
+      );
+      assert.equal(story[3]!.onBehalfOf, null);
+      // The filter is kept on the next page's link.
+      const res = await fetch(`${g.url}/api/v1/audit?correlation_id=${corr}&limit=1`, {
+        headers: bearer(g.adminKey),
+      });
+      const page = (await res.json()) as { next: { href: string } | null };
+      assert.match(page.next!.href, new RegExp(`correlation_id=${corr}`));
+    });
   });
 
   describe('request timeout', () => {
