@@ -37,6 +37,8 @@ export interface WorkflowEngineOptions {
   readonly timerPollMs?: number;
   /** Re-check every owned execution this often (default 15 000 ms). */
   readonly recoveryIntervalMs?: number;
+  /** How often the executions of revoked API keys are looked for and canceled (default 2 000 ms). */
+  readonly revocationSweepMs?: number;
   /** Checkpoint flush interval (default 250 ms). */
   readonly checkpointIntervalMs?: number;
   /** Executions whose events are handled at once (default 32; each execution's events stay in order). */

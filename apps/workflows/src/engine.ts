@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { AppError, type Logger } from '@switchyard/platform';
 import { ProjectionRunner, workflowExecutionsProjection } from '@switchyard/read-models';
+import { RevokedStarterSweep, revokedStartersProjection } from './revoked-starters.js';
 import {
   applyWorkflowLimits,
   BatchWorker,
@@ -52,6 +53,10 @@ export class WorkflowEngine {
   private readonly recovery: Recovery;
   private readonly projections: ProjectionRunner | undefined;
   private readonly batchWorker: BatchWorker | undefined;
+  /** Follows the revoked API keys (always, also where the read model runs elsewhere). */
+  private readonly revocations: ProjectionRunner;
+  private readonly revokedStarters: RevokedStarterSweep;
+  private revocationSweep: Promise<unknown> | undefined;
   private timers: NodeJS.Timeout[] = [];
   /** The periodic recovery pass under way, if any. */
   private periodicPass: Promise<void> | undefined;
@@ -96,6 +101,18 @@ export class WorkflowEngine {
             pollMs: o.batches?.pollMs,
             workerId: this.memberId,
           });
+    this.revocations = new ProjectionRunner({
+      store: o.store,
+      db: { pool: o.pool },
+      projections: [revokedStartersProjection],
+      logger: o.logger,
+    });
+    this.revokedStarters = new RevokedStarterSweep({
+      store: o.store,
+      pool: o.pool,
+      logger: this.log,
+      owned: () => [...this.rt.owned],
+    });
     this.projections =
       o.readModel === false
         ? undefined
@@ -113,6 +130,7 @@ export class WorkflowEngine {
     // The definitions read model runs here too: it seeds the built-ins and answers the engine's reads.
     await this.definitions.start();
     await this.projections?.start();
+    await this.revocations.start();
     this.steps.listenForProgress();
     this.saga.start();
     await this.leases.start();
@@ -139,6 +157,16 @@ export class WorkflowEngine {
       })().finally(() => (this.periodicPass = undefined));
       this.periodicPass = pass;
       this.rt.track(pass);
+    });
+    every(this.o.revocationSweepMs ?? 2_000, () => {
+      if (this.revocationSweep) return;
+      this.revocationSweep = this.revokedStarters
+        .sweep()
+        .catch((err: unknown) =>
+          this.log.warn({ err }, 'canceling the executions of revoked keys failed; the next sweep tries again'),
+        )
+        .finally(() => (this.revocationSweep = undefined));
+      this.rt.track(this.revocationSweep);
     });
     every(Math.min(STATE_IDLE_MS, 10_000), () => {
       const { dropped, why } = this.rt.cache.sweep();
@@ -168,6 +196,7 @@ export class WorkflowEngine {
     await this.saga.flushCheckpoints();
     await this.leases.stop();
     await this.projections?.stop();
+    await this.revocations.stop();
     await this.definitions.stop();
     this.log.info(this.rt.counts, 'workflow engine stopped');
   }

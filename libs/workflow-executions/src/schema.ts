@@ -30,6 +30,10 @@ create table if not exists ${WORKFLOW_SCHEMA}.execution_tree (
   execution_id text primary key, root_id text not null, parent_id text not null, depth int not null,
   created_at timestamptz not null default now());
 create index if not exists execution_tree_by_root on ${WORKFLOW_SCHEMA}.execution_tree (root_id);
+-- Persons whose API key was revoked (a projection of ApiKeyRevoked): the engines cancel the
+-- executions they started (active_executions.started_by).
+create table if not exists ${WORKFLOW_SCHEMA}.revoked_starters (
+  actor text primary key, revoked_at timestamptz not null, position bigint not null, correlation_id text);
 -- Live engine processes (heartbeats): how many share the partitions.
 create table if not exists ${WORKFLOW_SCHEMA}.engine_members (
   member_id text primary key, heartbeat_at timestamptz not null, started_at timestamptz not null default now());
