@@ -7,6 +7,8 @@ export interface RelayCheckpointStore {
   load(name: string): Promise<number | undefined>;
   /** Save a position. Never moves a checkpoint backwards (a late writer cannot undo progress). */
   save(name: string, position: number): Promise<void>;
+  /** Set the position back (save only moves it forward): the store no longer holds what it counted. */
+  rewind?(name: string, position: number): Promise<void>;
 }
 
 /**
@@ -55,6 +57,13 @@ export class PgRelayCheckpointStore implements RelayCheckpointStore {
        where relay.checkpoint.position < excluded.position`,
       [name, position],
     );
+  }
+
+  async rewind(name: string, position: number): Promise<void> {
+    await this.pool.query(`update relay.checkpoint set position = $2, updated_at = now() where name = $1`, [
+      name,
+      position,
+    ]);
   }
 
   /**

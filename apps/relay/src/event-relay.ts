@@ -283,9 +283,17 @@ export class EventRelay {
       tail: await this.streamTailPosition(),
     }));
     if (found === undefined) return;
-    this.checkpoint = Math.max(this.checkpoint, found.saved);
-    this.lastPublished = Math.max(this.lastPublished, found.saved, found.tail);
-    this.log.info({ from: this.lastPublished, checkpoint: found.saved, streamTail: found.tail }, 'event relay started');
+    // The stream and the checkpoint say what was published; the store must still hold it. After a
+    // restore of an older database (or a data dir copied while it ran) they are ahead of it: the
+    // store's next events have positions the stream holds other events at.
+    const agreed = await this.retrying('check the stream against the event store', () => this.agreeWithStore(found));
+    if (agreed === undefined) return;
+    this.checkpoint = Math.max(this.checkpoint, agreed.saved);
+    this.lastPublished = Math.max(this.lastPublished, agreed.saved, agreed.tail);
+    this.log.info(
+      { from: this.lastPublished, checkpoint: agreed.saved, streamTail: agreed.tail },
+      'event relay started',
+    );
     // 3. Subscribe and publish; on a read failure resubscribe after the last published event.
     let attempt = 0;
     while (!this.halted) {
@@ -415,6 +423,78 @@ export class EventRelay {
       }
     });
     return this.flushing;
+  }
+
+  /**
+   * Where the stream and the checkpoint agree with the store. The stream's last message must be
+   * the store's event at its position (same event id); when it is not, the last message that is
+   * (a binary search: a restore leaves the stream's beginning as it was) is where publishing starts
+   * again, the messages after it are deleted from the stream (they are events the store no longer
+   * has), and the checkpoint is set back. A checkpoint past the store's head is set back to the head.
+   * Said at error level: subscribers that read the deleted messages saw events that are not in the log.
+   */
+  private async agreeWithStore(found: { saved: number; tail: number }): Promise<{ saved: number; tail: number }> {
+    const head = await this.opts.store.headPosition();
+    const jsm = this.opts.jsm;
+    let { saved, tail } = found;
+    if (jsm && tail >= 0) {
+      const stream = this.opts.stream ?? EVENTS_STREAM;
+      const info = await jsm.streams.info(stream);
+      const first = info.state.first_seq;
+      const last = info.state.last_seq;
+      if (!(await this.messageInStore(jsm, stream, last))) {
+        // The greatest sequence whose message the store holds (first - 1: none).
+        let lo = first - 1;
+        let hi = last;
+        while (hi - lo > 1) {
+          const mid = Math.floor((lo + hi) / 2);
+          if (await this.messageInStore(jsm, stream, mid)) lo = mid;
+          else hi = mid;
+        }
+        const agreedAt = lo >= first ? await this.positionOf(jsm, stream, lo) : -1;
+        let deleted = 0;
+        for (let seq = last; seq > lo; seq--) {
+          if (this.halted) break;
+          // A sequence already gone (deleted before a crash) is no error.
+          if (await jsm.streams.deleteMessage(stream, seq, false).catch(() => false)) deleted++;
+        }
+        this.log.error(
+          { streamTail: tail, storeHead: head, agreedAt, deletedMessages: deleted, checkpoint: saved },
+          'the JetStream stream holds events the event store does not (its database was restored to an older point, or copied while the system ran): the messages after the last one both hold were deleted, publishing starts again after it',
+        );
+        tail = agreedAt;
+        saved = Math.min(saved, agreedAt);
+        this.lastPublished = Math.min(this.lastPublished, agreedAt);
+        this.checkpoint = Math.min(this.checkpoint, agreedAt);
+        await this.opts.checkpoints.rewind?.(this.name, saved);
+      }
+    }
+    if (saved > head) {
+      this.log.error(
+        { checkpoint: saved, storeHead: head },
+        'the relay checkpoint is past the event store head (its database was restored to an older point): publishing starts again after the head',
+      );
+      saved = head;
+      this.lastPublished = Math.min(this.lastPublished, head);
+      this.checkpoint = Math.min(this.checkpoint, head);
+      await this.opts.checkpoints.rewind?.(this.name, head);
+    }
+    return { saved, tail };
+  }
+
+  /** Whether the message at `seq` is the store's event at its position (the same event id). */
+  private async messageInStore(jsm: JetStreamManager, stream: string, seq: number): Promise<boolean> {
+    const msg = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
+    if (!msg?.header?.has(headerNames.position)) return false;
+    const position = Number(msg.header.get(headerNames.position));
+    if (!Number.isSafeInteger(position) || position < 0) return false;
+    const [event] = await this.opts.store.readAll({ after: position - 1, maxCount: 1 });
+    return event !== undefined && event.position === position && event.id === msg.header.get(headerNames.eventId);
+  }
+
+  private async positionOf(jsm: JetStreamManager, stream: string, seq: number): Promise<number> {
+    const msg = await jsm.streams.getMessage(stream, { seq });
+    return Number(msg?.header.get(headerNames.position) ?? -1);
   }
 
   /** Position of the last event in the JetStream stream, -1 when unknown or empty. */

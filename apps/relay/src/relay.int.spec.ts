@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -287,6 +287,60 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
       await c.end();
     }
   }
+
+  it("after its database is restored to an older point, the stream's events the store no longer holds are deleted and the store's are published in their place", async () => {
+    const w = await freshWorld('restored');
+    const ids = Array.from({ length: 5 }, () => randomUUID());
+    await w.store.append(
+      `order-${w.id}`,
+      ids.map((id, i) => ({ ...event(i + 1, `c-${i}`), id })),
+    );
+    const first = await newRelay(w, `restored-${w.id}`, { jsm });
+    first.relay.start();
+    await waitUntil('the five published', async () => (await readStream(js, jsm, w.stream)).length === 5, 30_000);
+    await first.relay.stop();
+
+    // The database as a backup taken after three events had it, which then went on elsewhere: its
+    // next two events have the positions the stream holds two others at; its checkpoint counts on.
+    const restoredUrl = await freshDatabase('relay_restored_b');
+    const restored = new PostgresEventStore({ connectionString: restoredUrl });
+    await restored.init();
+    cleanups.push(() => restored.close());
+    await restored.append(
+      `order-${w.id}`,
+      ids.slice(0, 3).map((id, i) => ({ ...event(i + 1, `c-${i}`), id })),
+    );
+    await restored.append(`other-${w.id}`, [event(10, 'c-new-1'), event(11, 'c-new-2')]);
+    const inStore = await restored.readAll({});
+    assert.deepEqual(
+      inStore.map((e) => e.position),
+      [0, 1, 2, 3, 4],
+    );
+    const second = await newRelay({ ...w, dbUrl: restoredUrl, store: restored }, `restored-${w.id}`, { jsm });
+    await second.checkpoints.save(`restored-${w.id}`, 40);
+    second.relay.start();
+    await waitUntil(
+      "the store's events in the stream",
+      async () => (await readStream(js, jsm, w.stream)).some((r) => r.id === inStore[4]!.id),
+      30_000,
+    );
+    const received = await readStream(js, jsm, w.stream);
+    assert.deepEqual(
+      received.map((r) => [r.position, r.id]),
+      inStore.map((e) => [e.position, e.id]),
+      "the stream holds the store's events, each once, in order, and none it lost",
+    );
+    assert.deepEqual(
+      received.map((r) => r.seq),
+      [1, 2, 3, 6, 7],
+      'the two it no longer holds were deleted',
+    );
+    // Set back (it said 40, past the store's head), then moved on as the two were published.
+    await waitUntil(
+      'the checkpoint at the head',
+      async () => (await second.checkpoints.load(`restored-${w.id}`)) === 4,
+    );
+  });
 
   it('publishes each event exactly once, in order, on its category/type subject, and reports lag', async () => {
     const w = await freshWorld('basic');
