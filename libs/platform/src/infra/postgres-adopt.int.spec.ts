@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { embeddedSuperuserPasswordFile, startEmbeddedPostgres, type PostgresHandle } from './postgres.js';
 import { freePort, isListening } from './ports.js';
@@ -54,6 +54,26 @@ describe('an adopted PostgreSQL server is stopped by its adopter only when it ru
     assert.equal(other.pid, undefined);
     await other.stop();
     assert.ok(await isListening(port), 'the server still answers');
+  });
+
+  it("a copy of the running data dir (its postmaster.pid with it) never adopts the original's server as its own", async () => {
+    const copy = path.join(scratch, 'copied');
+    cpSync(path.join(scratch, 'postgres'), copy, { recursive: true });
+    cpSync(embeddedSuperuserPasswordFile(path.join(scratch, 'postgres')), embeddedSuperuserPasswordFile(copy));
+    // On the original's port (as the old advice said): not adopted (before, the copy ran on the
+    // original's database, and its clean stop shut that server down).
+    await assert.rejects(
+      startEmbeddedPostgres({ dataDir: copy, port, fallback: 'off' }),
+      /is taken by something that is not our PostgreSQL/,
+    );
+    assert.ok(await isListening(port), "the original's server still answers");
+    // On a port of its own: refused, saying the pid file came with a copy.
+    await assert.rejects(
+      startEmbeddedPostgres({ dataDir: copy, port: await freePort(), fallback: 'on' }),
+      (err: Error) =>
+        /names another data dir .*copied from a running system. Remove that file/.test(err.message) &&
+        !err.message.includes(`EMBEDDED_PG_PORT=${port} to use it`),
+    );
   });
 
   it("our cluster's server is adopted with its pid, and the adopter's stop shuts it down", async () => {

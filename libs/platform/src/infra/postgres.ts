@@ -9,6 +9,7 @@ import {
   readdirSync,
   readlinkSync,
   renameSync,
+  realpathSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -269,8 +270,11 @@ function fallbackRefusal(dataDir: string, cause: unknown): string | undefined {
     return undefined;
   let holder = '';
   try {
-    const [pid, , , port] = readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n');
-    if (pid && Number(pid) > 0) {
+    const pidFile = path.join(dataDir, 'postmaster.pid');
+    const [pid, dir, , port] = readFileSync(pidFile, 'utf8').split('\n');
+    if (dir !== undefined && !samePath(dir, dataDir))
+      holder = ` Its ${pidFile} names another data dir (${dir.trim()}): the data dir was copied from a running system. Remove that file and start again (PostgreSQL recovers the copy); never point EMBEDDED_PG_PORT at the other system's server.`;
+    else if (pid && Number(pid) > 0) {
       process.kill(Number(pid), 0);
       holder = ` A PostgreSQL still runs on it (pid ${pid}, port ${port?.trim()}): stop it, or set EMBEDDED_PG_PORT=${port?.trim()} to use it.`;
     }
@@ -510,9 +514,31 @@ function ownPostmasterPid(dataDir: string, port: number): number | undefined {
       continue;
     }
     const pid = Number(lines[0]);
-    if (Number.isInteger(pid) && pid > 0 && Number(lines[3]) === port && signalable(pid)) return pid;
+    // Line 2 is the data dir the server runs on: a pid file copied with a data dir from a running
+    // system names that system's server, which must never be adopted (nor stopped) as ours.
+    if (
+      Number.isInteger(pid) &&
+      pid > 0 &&
+      Number(lines[3]) === port &&
+      samePath(lines[1] ?? '', dir) &&
+      signalable(pid)
+    )
+      return pid;
   }
   return undefined;
+}
+
+/** Whether two paths name the same directory (symbolic links followed where they exist). */
+function samePath(a: string, b: string): boolean {
+  if (a.trim() === '') return false;
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return path.resolve(p);
+    }
+  };
+  return real(a.trim()) === real(b);
 }
 
 /** The process exists and we may signal it (a process of another user we may not stop is not ours to adopt). */
