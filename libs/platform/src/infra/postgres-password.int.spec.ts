@@ -1,6 +1,16 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { canConnect, embeddedSuperuserPasswordFile, startEmbeddedPostgres } from './postgres.js';
 import { freePort } from './ports.js';
@@ -42,6 +52,26 @@ describe("the embedded PostgreSQL's superuser has a password of its own", () => 
     } finally {
       await pg.stop();
     }
+  });
+
+  it('a lost (or foreign) password file is refused, naming the file to restore, and no new one is made in its place', async () => {
+    const dataDir = path.join(scratch, 'lost');
+    const port = await freePort();
+    const file = embeddedSuperuserPasswordFile(dataDir);
+    await (await startEmbeddedPostgres({ dataDir, port, fallback: 'on' })).stop();
+    renameSync(file, `${file}.backup`);
+    await assert.rejects(startEmbeddedPostgres({ dataDir, port, fallback: 'on' }), (err: Error) =>
+      err.message.includes(`the superuser password file ${file} is missing`),
+    );
+    assert.equal(existsSync(file), false, 'no password file the cluster does not have');
+    assert.equal(existsSync(`${file}.next`), false);
+    writeFileSync(file, 'f'.repeat(48), { mode: 0o600 });
+    await assert.rejects(startEmbeddedPostgres({ dataDir, port, fallback: 'on' }), (err: Error) =>
+      err.message.includes(`the password in ${file} is not the superuser password`),
+    );
+    // The backed-up file restored: it starts.
+    renameSync(`${file}.backup`, file);
+    await (await startEmbeddedPostgres({ dataDir, port, fallback: 'on' })).stop();
   });
 
   it('a cluster made with the old password postgres gets its own at the next start, also after a crash mid-way', async () => {

