@@ -136,7 +136,7 @@ async function settleSecret(
  * stand-in on its port that asks for it in clear text gets nothing.
  */
 /** Why a login with `url` fails (undefined: it works); see canConnect. */
-async function loginRefusal(url: string): Promise<unknown> {
+async function loginRefusal(url: string): Promise<Error | undefined> {
   const client = createPgClient(
     { connectionString: url, connectionTimeoutMillis: 1500 },
     { name: 'postgres-probe', allowPlainPassword: false },
@@ -146,7 +146,7 @@ async function loginRefusal(url: string): Promise<unknown> {
     await client.query('select 1');
     return undefined;
   } catch (err) {
-    return err ?? new Error('login failed');
+    return err instanceof Error ? err : new Error(String(err));
   } finally {
     await client.end().catch(() => undefined);
   }
