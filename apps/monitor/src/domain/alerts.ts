@@ -33,7 +33,9 @@ export interface Silence {
  * validated, but a bad matcher stored before must not silence everything nor stop evaluation.
  */
 export function matcherMatches(m: Matcher, labels: Labels): boolean {
-  const actual = labels[m.name] ?? '';
+  // Own labels only: a matcher named `constructor` or `toString` read the object's inherited
+  // function, and the regex test on it threw on every round, which stopped all alerting.
+  const actual = (Object.hasOwn(labels, m.name) ? labels[m.name] : undefined) ?? '';
   const hit = m.isRegex ? matchesWhole(m.value, actual) : actual === m.value;
   if (hit === null) return false;
   return (m.isEqual ?? true) ? hit : !hit;

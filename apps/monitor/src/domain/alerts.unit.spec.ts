@@ -14,7 +14,7 @@ import {
   type AlertingEvent,
   type AlertingState,
 } from './alerts.js';
-import { alertLabels, defaultAlertRules, fingerprint, metricNames, type AlertRule } from './rules.js';
+import { alertLabels, defaultAlertRules, fingerprint, metricNames, ruleMatches, type AlertRule } from './rules.js';
 
 // given(events).when(command).then(types) in the style of emmett's DeciderSpecification.
 function given(events: AlertingEvent[]) {
@@ -386,6 +386,33 @@ describe('silence matcher regexes (RE2, linear time)', () => {
   it('alert evaluation goes on with a bad silence added through the decider too', () => {
     const { events } = run([
       addAt(badSilence('b'), 0),
+      evalAt(95, 10, { ...rule, for_ms: 0 }),
+      evalAt(10, 20, { ...rule, for_ms: 0 }),
+    ]);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['SilenceAdded', 'AlertPending', 'AlertFiring', 'AlertResolved'],
+    );
+  });
+
+  it("a matcher or rule named like an object's inherited member (constructor, toString, __proto__) reads an absent label, and never throws", () => {
+    const labels = { service: 'gateway' };
+    for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+      assert.equal(matcherMatches({ name, value: 'x.*', isRegex: true }, labels), false, name);
+      assert.equal(
+        matcherMatches({ name, value: '.*', isRegex: true }, labels),
+        true,
+        `${name}: an absent label is ""`,
+      );
+      assert.equal(matcherMatches({ name, value: 'function', isRegex: false, isEqual: false }, labels), true, name);
+      assert.equal(
+        ruleMatches({ metric: 'm', match: { [name]: 'function Object() { [native code] }' } }, 'm', labels),
+        false,
+      );
+    }
+    // Alerting goes on with such a silence in place: the rule fires and resolves as it would.
+    const { events } = run([
+      addAt({ ...badSilence('proto'), matchers: [{ name: 'constructor', value: 'x.*', isRegex: true }] }, 0),
       evalAt(95, 10, { ...rule, for_ms: 0 }),
       evalAt(10, 20, { ...rule, for_ms: 0 }),
     ]);

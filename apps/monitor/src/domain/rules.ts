@@ -139,7 +139,7 @@ export function compare(value: number, comparator: Comparator, threshold: number
 /** True when the series labels contain every pair of the rule's `match`. */
 export function ruleMatches(rule: Pick<AlertRule, 'metric' | 'match'>, metric: string, labels: Labels): boolean {
   if (rule.metric !== metric) return false;
-  return Object.entries(rule.match).every(([k, v]) => labels[k] === v);
+  return Object.entries(rule.match).every(([k, v]) => Object.hasOwn(labels, k) && labels[k] === v);
 }
 
 /** Labels sorted by name, so equal label sets serialise equally. */
