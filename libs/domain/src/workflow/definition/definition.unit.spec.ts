@@ -67,6 +67,25 @@ describe('expressions (CEL)', () => {
     );
   });
 
+  it('keys named __proto__ or constructor are plain keys, in values and as step ids', () => {
+    // As JSON.parse gives them (a database row, a fetched page, a signal payload): own keys.
+    const row = JSON.parse('{"__proto__":[1,2,3],"constructor":"c","a":1}') as unknown;
+    const c = {
+      input: { row },
+      steps: {
+        constructor: { status: 'succeeded', output: JSON.parse('{"constructor":{"n":2}}') as unknown, error: null },
+      },
+    };
+    assert.equal(evaluateExpression('size(input.row)', c), 3);
+    assert.equal(evaluateExpression('input.row.a', c), 1);
+    assert.deepEqual(evaluateExpression('input.row["__proto__"]', c), [1, 2, 3]);
+    assert.equal(evaluateExpression('input.row.constructor', c), 'c');
+    assert.equal(evaluateExpression('steps.constructor.output.constructor.n + 1', c), 3);
+    assert.equal(evaluateExpression('has(input.row.a) && !has(input.row.b)', c), true);
+    // A result keeps them as keys: the JSON it becomes has the same three.
+    assert.equal(JSON.stringify(evaluateExpression('input.row', c)), '{"__proto__":[1,2,3],"constructor":"c","a":1}');
+  });
+
   it('mixes int and double arithmetic, compares across them', () => {
     assert.equal(evaluateExpression('steps.analyze.output.total * 1.5', ctx), 60);
     assert.equal(evaluateExpression('input.ratio + 1', ctx), 1.5);

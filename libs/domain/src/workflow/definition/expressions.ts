@@ -433,8 +433,11 @@ function toCel(v: unknown): unknown {
   if (typeof v === 'number') return Number.isSafeInteger(v) ? BigInt(v) : v;
   if (Array.isArray(v)) return v.map(toCel);
   if (v !== null && typeof v === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = toCel(x);
+    // A Map, not an object: any key is a key. Assigned on an object, `__proto__` set its
+    // prototype (`{"__proto__":[1,2,3]}` became a list), and an own `constructor` key made the
+    // library take the value for an unsupported type, so any row or payload with one failed.
+    const out = new Map<string, unknown>();
+    for (const [k, x] of Object.entries(v)) if (x !== undefined) out.set(k, toCel(x));
     return out;
   }
   return v;
@@ -535,11 +538,12 @@ function toCelCached(v: unknown): unknown {
 
 /** The CEL context; `stepRefs` (when known) limits `steps` to the ones the expression reads. */
 function celContext(ctx: ExpressionContext, stepRefs: readonly string[] | null): Record<string, unknown> {
-  const steps: Record<string, unknown> = {};
+  // A Map for the same reason as toCel's objects: a step may be named `constructor`.
+  const steps = new Map<string, unknown>();
   if (stepRefs) {
-    for (const id of stepRefs) if (Object.hasOwn(ctx.steps, id)) steps[id] = toCelCached(ctx.steps[id]);
+    for (const id of stepRefs) if (Object.hasOwn(ctx.steps, id)) steps.set(id, toCelCached(ctx.steps[id]));
   } else {
-    for (const [id, view] of Object.entries(ctx.steps)) steps[id] = toCelCached(view);
+    for (const [id, view] of Object.entries(ctx.steps)) steps.set(id, toCelCached(view));
   }
   const c: Record<string, unknown> = {
     input: toCelCached(ctx.input ?? {}),
