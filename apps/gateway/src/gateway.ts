@@ -16,8 +16,9 @@ import {
   migrateUnderLock,
   newId,
 } from '@switchyard/platform';
-import { byteLimit, deferInvalidMediaType, registerBodyParsers } from './http/body.js';
+import { byteLimit, deferInvalidMediaType, leaveBodyUnread, registerBodyParsers } from './http/body.js';
 import { connectionHolderOf, correlate, runInRequestContext, type GatewayRequest } from './http/context.js';
+import { PUBLIC_PATHS } from './security/roles.js';
 import { maskErrorTexts, redactsPayloadsFor } from './events/redaction.js';
 import { decorateEdge, type EdgeReply, type EdgeRequest } from './http/edge.js';
 import { mountNodeHandler, type NodeHandler } from './http/islands.js';
@@ -205,6 +206,17 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   // the heap many times its size until it is answered.
   const largeBodies = largeBodiesQuota(resolved.largeBodies);
   server.addHook('preParsing', async (request, reply, payload) => {
+    // A body no key stands behind is refused by every route that takes one (401, after the route's
+    // role check): its bytes are let through unread rather than parsed and scanned first, which
+    // cost 64-90 ms of CPU per keyless megabyte.
+    if (
+      resolved.auth.enabled &&
+      (request as Partial<GatewayRequest>).apiKey === undefined &&
+      !PUBLIC_PATHS.has(request.url.split('?')[0]!)
+    ) {
+      leaveBodyUnread(request);
+      return payload;
+    }
     const length = Number(request.headers['content-length'] ?? NaN);
     const chunked = request.headers['transfer-encoding'] !== undefined;
     if (!(length >= LARGE_BODY_BYTES) && !chunked) return payload;

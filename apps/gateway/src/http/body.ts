@@ -40,9 +40,20 @@ const STRICT_START = /^[\x20\x09\x0a\x0d]*[[{]/;
  * - any other content type: not read; a body in it is a 415 (kept for the role guard), and the
  *   handler sees no body (as a JSON API should).
  */
+const UNREAD = Symbol.for('switchyard.gateway.unreadBody');
+
+/** Let this request's body through unread: it is refused before any handler would use it. */
+export function leaveBodyUnread(req: FastifyRequest): void {
+  (req as FastifyRequest & { [UNREAD]?: boolean })[UNREAD] = true;
+}
+
 export function registerBodyParsers(app: FastifyInstance, limit: number): void {
   app.removeAllContentTypeParsers();
   const json = (req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: unknown) => void) => {
+    if ((req as FastifyRequest & { [UNREAD]?: boolean })[UNREAD]) {
+      payload.resume();
+      return done(null, {});
+    }
     readLimited(payload, limit, (err, text) => {
       if (err) {
         deferInputError(req, err);

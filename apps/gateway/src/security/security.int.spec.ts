@@ -136,6 +136,32 @@ describe('gateway security over real Postgres and NATS', () => {
       assert.equal(body.code, 'unauthorized');
     });
 
+    it('no key with a body (large, not JSON): the same 401, and the connection serves the next request', async () => {
+      const big = JSON.stringify({ name: 'x', role: 'viewer', pad: 'p'.repeat(900_000) });
+      for (const body of [big, '{"name": not json', big.replaceAll('p', '\\u0000')]) {
+        const res = await fetch(`${g.url}/api/v1/admin/api-keys`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+        });
+        assert.equal(res.status, 401);
+        assert.equal(((await res.json()) as { code: string }).code, 'unauthorized');
+      }
+      // With a key, a body is read and checked as before: its fault is named.
+      const bad = await fetch(`${g.url}/api/v1/admin/api-keys`, {
+        method: 'POST',
+        headers: { ...bearer(g.adminKey), 'content-type': 'application/json' },
+        body: '{"name": not json',
+      });
+      assert.equal(bad.status, 400);
+      const made = await fetch(`${g.url}/api/v1/admin/api-keys`, {
+        method: 'POST',
+        headers: { ...bearer(g.adminKey), 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'after-keyless-bodies', role: 'viewer' }),
+      });
+      assert.equal(made.status, 201);
+    });
+
     it('a wrong, malformed or unknown key: 401 invalid_token', async () => {
       const wrongSecret = g.adminKey.slice(0, -3) + (g.adminKey.endsWith('AAA') ? 'BBB' : 'AAA');
       for (const key of [wrongSecret, 'nonsense', generateKey().key]) {
