@@ -43,6 +43,8 @@ export interface ExternalAgentsOptions {
   /** The health view of every agent (a registration answers with its agent's). */
   readonly health: () => AgentHealthView[];
   readonly stopped: () => boolean;
+  /** An external agent was removed (here or by another dispatcher): end what only it could take. */
+  readonly removed?: (name: string, actor: string, correlationId: string) => void;
 }
 
 /** An alias always names its canonical type, so an agent offering a type by that name would never get it. */
@@ -219,6 +221,7 @@ export class ExternalAgents {
           await deleteExternalAgentToken(db, this.opts.schema, name);
         });
         this.registry.unregisterHttp(name);
+        this.opts.removed?.(name, actor ?? 'system:dispatcher', correlationId);
         this.log.info({ correlationId, agent: name, actor }, 'external agent removed');
         return { removed: name };
       }),
@@ -332,6 +335,11 @@ export class ExternalAgents {
     const have = this.registry.instances.get(`http:${name}`);
     if (e.type === 'ExternalAgentRemoved') {
       if (have) this.registry.unregisterHttp(name);
+      this.opts.removed?.(
+        name,
+        typeof recorded.metadata.actor === 'string' ? recorded.metadata.actor : 'system:dispatcher',
+        typeof recorded.metadata.correlationId === 'string' ? recorded.metadata.correlationId : newId(),
+      );
       return;
     }
     const token = (await externalAgentTokens(this.opts.pool, this.opts.schema, [name])).get(name);

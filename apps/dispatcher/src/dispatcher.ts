@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { z } from 'zod';
 import type { NatsConnection } from '@nats-io/nats-core';
 import {
+  builtinAgentCards,
   taskViewOf,
   type externalAgentSchema,
   type registerAgentInput,
@@ -176,6 +177,7 @@ export class Dispatcher {
       kick,
       health: () => this.catalog.health(),
       stopped,
+      removed: (name, actor, correlationId) => void this.endTasksOnlyRemovedAgentTook(name, actor, correlationId),
     });
     const fencing = !!opts.ownership && opts.store.supportsFences === true;
     if (opts.ownership && !fencing)
@@ -429,6 +431,32 @@ export class Dispatcher {
    */
   removeAgent(name: string, actor?: string, correlationId: string = newId()): Promise<{ removed: string }> {
     return this.agents.removeAgent(name, actor, correlationId);
+  }
+
+  /**
+   * The tasks of this dispatcher that no agent can take once `name` is removed: those that named
+   * it, and those of a task type no other agent (built-in or external) offers. They would wait in
+   * the queue for good (a task's deadline counts its attempts, not its wait); they are canceled,
+   * the reason naming the removal.
+   */
+  private async endTasksOnlyRemovedAgentTook(name: string, actor: string, correlationId: string): Promise<void> {
+    const served = new Set<string>();
+    for (const card of builtinAgentCards) for (const t of card.taskTypes) served.add(t.type);
+    for (const i of this.registry.instances.values()) for (const t of i.taskTypes) served.add(t);
+    const orphaned = [...this.tasks.activeStates()].filter((s) => s.agent === name || !served.has(s.task_type));
+    for (const s of orphaned) {
+      const reason =
+        s.agent === name
+          ? `the agent it named, ${name}, was removed`
+          : `no agent takes task type ${s.task_type} since ${name} was removed`;
+      try {
+        await this.cancel(s.task_id, reason, actor, correlationId);
+      } catch (err) {
+        // Ended meanwhile: nothing to end.
+        if (!(err instanceof AppError && (err.code === 'illegal_state' || err.code === 'not_found')))
+          this.log.warn({ err, taskId: s.task_id, agent: name }, 'could not end a task of a removed agent');
+      }
+    }
   }
 
   /** Health of every agent (or one): its instances, what is queued for it and running on it. */
