@@ -4,7 +4,13 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
 import { AppError, byteBoundedSql, cutByBytes, type Logger } from '@switchyard/platform';
 import { request } from '@switchyard/messaging';
-import { MCP_REGISTRY_LIST_SUBJECT, TASK_TYPE_ALIASES } from '@switchyard/contracts';
+import {
+  capabilitiesReply,
+  MCP_REGISTRY_LIST_SUBJECT,
+  serviceSubject,
+  TASK_TYPE_ALIASES,
+  TASKS_SERVICE,
+} from '@switchyard/contracts';
 import { handleCommand, type EventStore } from '@switchyard/event-store';
 import {
   DEFINITIONS_TABLE,
@@ -371,6 +377,30 @@ export class DefinitionStore {
 }
 
 /**
+ * The task types the dispatcher's agents offer now, external agents' included; none when it does
+ * not answer (the built-in types are checked without it).
+ */
+async function offeredTaskTypes(
+  deps: { nats: NatsConnection; logger?: Logger },
+  timeoutMs: number,
+): Promise<readonly string[]> {
+  try {
+    return (
+      await request(deps.nats, serviceSubject(TASKS_SERVICE, 'capabilities'), undefined, {
+        schema: capabilitiesReply,
+        timeoutMs,
+      })
+    ).task_types;
+  } catch (err) {
+    deps.logger?.warn(
+      { err: (err as Error).message },
+      "task dispatcher unreachable: only the built-in agents' task types are known to steps",
+    );
+    return [];
+  }
+}
+
+/**
  * What steps may call: MCP servers and their tools (from the connectors' registry when it answers),
  * the agents' task types, and the stored definition ids. When the registry does not answer, MCP
  * references cannot be checked: the catalog then accepts the servers and tools `lenientFor` uses
@@ -380,9 +410,15 @@ export async function buildCatalog(
   deps: { nats: NatsConnection; definitions: DefinitionStore; logger?: Logger },
   opts: { lenientFor?: unknown; timeoutMs?: number; extraTaskTypes?: readonly string[] } = {},
 ): Promise<ToolCatalog & { mcpChecked: boolean }> {
-  const definitions = await deps.definitions.ids();
+  const [definitions, offered] = await Promise.all([
+    deps.definitions.ids(),
+    offeredTaskTypes(deps, opts.timeoutMs ?? 1_500),
+  ]);
   // An alias is a valid step task type too: the dispatcher resolves it when the step submits.
-  const taskTypes = [...AGENT_TASK_TYPES, ...Object.keys(TASK_TYPE_ALIASES), ...(opts.extraTaskTypes ?? [])];
+  // External agents' types come from the dispatcher (registered at run time).
+  const taskTypes = [
+    ...new Set([...AGENT_TASK_TYPES, ...Object.keys(TASK_TYPE_ALIASES), ...offered, ...(opts.extraTaskTypes ?? [])]),
+  ];
   try {
     const reply = await request(
       deps.nats,

@@ -836,6 +836,22 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
       assert.equal(call?.auth, 'Bearer ext-token');
       assert.deepEqual(call?.data, { task_type: 'double_it', input: { n: 21 } });
 
+      // Its task type is a step's too: a definition using it validates, registers and runs on it.
+      const definition = {
+        id: 'uses_doubler',
+        version: 1,
+        name: 'uses the external agent',
+        input: { type: 'object', properties: { n: { type: 'integer' } } },
+        steps: [{ id: 'double', uses: 'agent:double_it', with: { n: '${{ input.n }}' } }],
+        outputs: { doubled: '${{ steps.double.output.doubled }}' },
+      };
+      const valid = await rest('POST', '/api/v1/workflows/definitions/validate', definition);
+      assert.equal(valid.status, 200, JSON.stringify(valid.body));
+      assert.equal((await rest('POST', '/api/v1/workflows/definitions', definition)).status, 201);
+      const ran = await rest('POST', '/api/v1/workflows/start/uses_doubler?wait=true', { n: 4 });
+      assert.equal(ran.status, 200, JSON.stringify(ran.body));
+      assert.deepEqual(ran.body.output, { doubled: 8 });
+
       // A card URL that answers nothing useful is refused at registration.
       const bad = await rest('POST', '/api/v1/integration/agents/external', {
         name: 'nocard',
