@@ -86,6 +86,16 @@ describe('expressions (CEL)', () => {
     assert.equal(JSON.stringify(evaluateExpression('input.row', c)), '{"__proto__":[1,2,3],"constructor":"c","a":1}');
   });
 
+  it('uint and duration results are JSON numbers and strings; a type value is an error, never {}', () => {
+    assert.equal(evaluateExpression('1u + 2u', ctx), 3);
+    assert.equal(evaluateExpression('duration("1.5s")', ctx), '1.5s');
+    assert.equal(
+      evaluateExpression('timestamp("2020-01-01T00:00:00Z") - timestamp("2019-01-01T00:00:00Z")', ctx),
+      '31536000s',
+    );
+    assert.throws(() => evaluateExpression('type(1)', ctx), /not a value JSON can hold/);
+  });
+
   it('mixes int and double arithmetic, compares across them', () => {
     assert.equal(evaluateExpression('steps.analyze.output.total * 1.5', ctx), 60);
     assert.equal(evaluateExpression('input.ratio + 1', ctx), 1.5);

@@ -455,6 +455,31 @@ class UnrepresentableNumber extends Error {
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 
+/**
+ * The library's own value classes, as JSON: a `uint` as its number, a `duration` as protobuf's
+ * JSON form ("31536000s", "1.5s"); a `type` or anything else is refused. Their fields were stored
+ * as `{}` before, without an error.
+ */
+function celValueAsJson(v: object): unknown {
+  const kind = (v as { constructor?: { name?: unknown } }).constructor?.name;
+  if (kind === 'UnsignedInt' || kind === 'UnsignedInteger') {
+    const n = (v as { value?: unknown }).value;
+    if (typeof n === 'number' || typeof n === 'bigint') return fromCel(BigInt(n));
+  }
+  if (kind === 'Duration') {
+    const { seconds, nanos } = v as { seconds?: unknown; nanos?: unknown };
+    if (
+      (typeof seconds === 'number' || typeof seconds === 'bigint') &&
+      (typeof nanos === 'number' || nanos === undefined)
+    ) {
+      const fraction = nanos ? `.${String(Math.abs(nanos)).padStart(9, '0').replace(/0+$/, '')}` : '';
+      chargeMapped(SCALAR_CHARS);
+      return `${String(seconds)}${fraction}s`;
+    }
+  }
+  throw new UnrepresentableNumber(`a value of CEL type ${typeof kind === 'string' ? kind : 'unknown'}`);
+}
+
 /** CEL value -> JSON value: bigint to number, Map to object, Date to ISO string. Charged to the mapping meter as it goes. */
 function fromCel(v: unknown): unknown {
   if (typeof v === 'string') {
@@ -494,6 +519,8 @@ function fromCel(v: unknown): unknown {
       const o = v as { hasValue(): boolean; value(): unknown };
       return o.hasValue() ? fromCel(o.value()) : null;
     }
+    const proto = Object.getPrototypeOf(v) as unknown;
+    if (proto !== Object.prototype && proto !== null) return celValueAsJson(v);
     chargeMapped(2);
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(v)) {
@@ -578,7 +605,10 @@ export function evaluateExpression(source: string, ctx: ExpressionContext): unkn
       return fromCel(value);
     } catch (e) {
       if (e instanceof UnrepresentableNumber)
-        throw new ExpressionError(expr, `expression "${expr}" gave ${e.shown}, not a number JSON can hold`);
+        throw new ExpressionError(
+          expr,
+          `expression "${expr}" gave ${e.shown}, not a ${e.shown.startsWith('a value of') ? 'value' : 'number'} JSON can hold`,
+        );
       throw e;
     }
   });
