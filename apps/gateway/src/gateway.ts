@@ -65,6 +65,9 @@ const expressIsland = (mount: string, handler: express.RequestHandler): NodeHand
   return island;
 };
 
+/** Routes whose GET answers a stream that stays open (events, the MCP transports). */
+const STREAMING_PATHS = /^\/(?:api\/v1\/events\/stream|mcp(?:\/v\/[^/]+)?(?:\/sse)?)\/?$/i;
+
 /**
  * Build the HTTP gateway inside the calling process (NestJS on Fastify).
  * 1. With auth enabled: the API key table is made and caught up, and the first admin
@@ -196,6 +199,10 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     // No browser reads an answer as another type than it says (JSON sniffed as HTML, a script).
     res.setHeader('x-content-type-options', 'nosniff');
     if (!hostOrigin(req, res)) return;
+    // HEAD on a route that answers with a stream ran its GET: it held a live stream (and an MCP
+    // session) open for a caller that reads no body, taking a place of the caller's share.
+    if (req.method === 'HEAD' && STREAMING_PATHS.test(req.path))
+      return methodNotAllowed(/\/sse\/?$|stream\/?$/i.test(req.path) ? ['GET'] : ['GET', 'POST', 'DELETE'], req, res);
     const allow = shadowedMethodNotAllowed(shadowed, req.method, req.path);
     if (allow) return methodNotAllowed(allow, req, res);
     timeouts.start(x);

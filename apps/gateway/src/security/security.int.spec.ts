@@ -162,6 +162,20 @@ describe('gateway security over real Postgres and NATS', () => {
       assert.equal(made.status, 201);
     });
 
+    it('HEAD on a streaming route is 405 at once: it opens no stream that would hold a place of the share', async () => {
+      for (let i = 0; i < 30; i++) {
+        const res = await fetch(`${g.url}/api/v1/events/stream`, { method: 'HEAD', headers: bearer(g.adminKey) });
+        assert.equal(res.status, 405);
+        assert.equal(res.headers.get('allow'), 'GET');
+      }
+      // Past the share's 20 (had each held a stream): a GET still gets its stream.
+      const ctl = new AbortController();
+      const live = await fetch(`${g.url}/api/v1/events/stream`, { headers: bearer(g.adminKey), signal: ctl.signal });
+      assert.equal(live.status, 200);
+      ctl.abort();
+      await live.body?.cancel().catch(() => undefined);
+    });
+
     it('a wrong, malformed or unknown key: 401 invalid_token', async () => {
       const wrongSecret = g.adminKey.slice(0, -3) + (g.adminKey.endsWith('AAA') ? 'BBB' : 'AAA');
       for (const key of [wrongSecret, 'nonsense', generateKey().key]) {
