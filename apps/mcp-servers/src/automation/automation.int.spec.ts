@@ -409,6 +409,21 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     const s = listed.schedules.find((x: { id: string }) => x.id === scheduleId);
     assert.equal(s.next_fire_at, '2026-03-01T10:10:00.000Z');
     assert.equal(s.last_fired_at, '2026-03-01T10:05:00.000Z');
+    assert.deepEqual(s.last_start, { status: 'pending', execution_id: null, error: null });
+    // The engine refused the start (its template deleted since): the listing says why, each fire.
+    await pools[0]!.query(
+      `UPDATE automation.triggers SET status = 'failed', error = 'workflow definition tpl-report not found' WHERE schedule_id = $1`,
+      [scheduleId],
+    );
+    const after = (await ok(client, 'list_schedules')).schedules.find((x: { id: string }) => x.id === scheduleId);
+    assert.deepEqual(after.last_start, {
+      status: 'failed',
+      execution_id: null,
+      error: 'workflow definition tpl-report not found',
+    });
+    await pools[0]!.query(`UPDATE automation.triggers SET status = 'pending', error = NULL WHERE schedule_id = $1`, [
+      scheduleId,
+    ]);
   });
 
   it('keeps schedules across a restart of the server object', async () => {

@@ -88,6 +88,15 @@ export interface Schedule {
   readonly owner: string | null;
   /** `owner_revoked` when the system paused it because its owner's key was revoked; null otherwise. */
   readonly paused_reason: string | null;
+  /**
+   * A workflow target's last fire as the engine took it (listings only): `pending`, `started` with
+   * its execution, or `failed` with why (a template deleted since: each fire fails the same way).
+   */
+  readonly last_start?: {
+    readonly status: string;
+    readonly execution_id: string | null;
+    readonly error: string | null;
+  };
 }
 
 export const SCHEDULES_PROJECTION = 'automation-schedules';
@@ -129,6 +138,15 @@ function toSchedule(r: Record<string, unknown>): Schedule {
     fire_count: Number(r['fire_count']),
     owner: (r['owner'] as string | null) ?? null,
     paused_reason: (r['paused_reason'] as string | null) ?? null,
+    ...(typeof r['last_start_status'] === 'string'
+      ? {
+          last_start: {
+            status: r['last_start_status'],
+            execution_id: (r['last_start_execution'] as string | null) ?? null,
+            error: (r['last_start_error'] as string | null) ?? null,
+          },
+        }
+      : {}),
   };
 }
 
@@ -423,14 +441,21 @@ export class Schedules {
     const afterId = q.cursor !== undefined && cut > 0 && uuidLike.test(q.cursor.slice(cut + 1));
     const afterName = q.cursor === undefined ? null : afterId ? q.cursor.slice(0, cut) : q.cursor;
     const r = await this.deps.pool.query(
-      `${byteBoundedSql(
-        `SELECT x.*, octet_length(x.target::text) + 400 AS bytes FROM (${SCHEDULE_SELECT}) x
+      `SELECT c.*, lt.* FROM (${byteBoundedSql(
+        `SELECT x.*, octet_length(x.target::text) + 2400 AS bytes FROM (${SCHEDULE_SELECT}) x
           WHERE ($1::text IS NULL OR x.name > $1 OR (x.name = $1 AND $5::text IS NOT NULL AND x.id::text > $5))
             AND ($2::text IS NULL OR x.owner = $2)
           ORDER BY x.name, x.id::text LIMIT $3`,
         'w.name, w.id::text',
         '$4',
-      )} ORDER BY c.name, c.id::text`,
+      )}) c
+       -- The workflow target's last fire, for the page's schedules only (the triggers' (schedule_id,
+       -- fire_at) key finds it; its error is at most 2,000 characters, counted in bytes above).
+       LEFT JOIN LATERAL (SELECT t.status AS last_start_status, t.execution_id AS last_start_execution,
+                                 t.error AS last_start_error
+                            FROM automation.triggers t WHERE t.schedule_id = c.id
+                           ORDER BY t.fire_at DESC LIMIT 1) lt ON true
+       ORDER BY c.name, c.id::text`,
       [afterName, q.owner ?? null, limit, LISTING_PAGE_BYTES, afterId ? q.cursor.slice(cut + 1) : null],
     );
     const schedules = r.rows.map(toSchedule);

@@ -225,7 +225,7 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
     'list_schedules',
     {
       description:
-        'List schedules by name with their next fire time, owner and, when the system paused one, why (paused_reason); only those of owner when given (e.g. apikey:<id>). ' +
+        'List schedules by name with their next fire time, owner and, when the system paused one, why (paused_reason); a workflow target\'s last fire as the engine took it (last_start: pending, started with its execution_id, or failed with error); only those of owner when given (e.g. apikey:<id>). ' +
         'A page holds at most limit of them (and at most 256 KiB); pass next_cursor as cursor for the next.',
       inputSchema: {
         owner: z.string().min(1).max(200).optional().describe('only the schedules of this owner (apikey:<id>)'),
