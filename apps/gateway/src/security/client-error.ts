@@ -26,7 +26,10 @@ const malformed = { status: 400, reason: 'Bad Request', code: 'validation', deta
  */
 export function clientErrorsAsProblems(logger: Logger): (err: NodeJS.ErrnoException, socket: Duplex) => void {
   return (err: NodeJS.ErrnoException, socket: Duplex) => {
-    if (err.code === 'ECONNRESET' || !socket.writable) {
+    // An answer already on its way (a 504 for a body still trickling in when the receive timeout
+    // came): a second status line on the same connection is no answer; the connection just ends.
+    const answering = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || answering?.headersSent === true) {
       socket.destroy();
       return;
     }
