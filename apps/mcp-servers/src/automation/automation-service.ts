@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { AutomationCaps, ListingQuery } from './caps.js';
 import type { z } from 'zod';
 import type { EventStore } from '@switchyard/event-store';
-import { backoffMs, type Logger } from '@switchyard/platform';
+import { backoffMs, redactSecretValues, type Logger } from '@switchyard/platform';
 import type { EgressGuard } from '../fetch/egress-guard.js';
 import { systemClock, type Clock } from './clock.js';
 import { Deliveries, type DeliveryResult } from './deliveries.js';
@@ -224,10 +224,18 @@ export class AutomationService {
   deleteWebhook(ref: string, correlationId?: string, actor?: string): Promise<{ deleted: string }> {
     return this.asCaller(actor, (caller) => this.webhooks.delete(ref, correlationId, actor, caller));
   }
-  listWebhooks(
+  /**
+   * The webhooks as `actor` may read them: anyone but an admin reads their URLs with the
+   * credential-named query values masked (`?token=[redacted]`): many receivers take their key in
+   * the query, and the listing is open to every operator.
+   */
+  async listWebhooks(
     q: ListingQuery & { webhook?: string | undefined } = {},
+    actor?: string,
   ): Promise<{ webhooks: Webhook[]; next_cursor: string | null }> {
-    return this.webhooks.list(q);
+    const page = await this.webhooks.list(q);
+    if (await this.admins.isAdmin(actor)) return page;
+    return { ...page, webhooks: page.webhooks.map((w) => ({ ...w, url: redactSecretValues(w.url) })) };
   }
 
   // Deliveries (operational state).

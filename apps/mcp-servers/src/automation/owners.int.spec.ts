@@ -205,6 +205,19 @@ describe('automation: names per creator, changes by the owner or an admin (real 
     await okAs(ADMIN, 'delete_schedule', { schedule: b['schedule'].id });
   });
 
+  it("list_webhooks: a URL's credential-named query values are an admin's to read", async () => {
+    await okAs(OPERATOR, 'register_webhook', {
+      name: 'tokenhook',
+      url: `${sink.base}/hook?token=QTOKEN&sig=SIGVAL&team=ops`,
+      secret: 'tokenhook-secret-0123456789',
+    });
+    const asOperator = (await okAs(OPERATOR, 'list_webhooks', { webhook: 'tokenhook' }))['webhooks'][0];
+    assert.equal(asOperator.url, `${sink.base}/hook?token=[redacted]&sig=[redacted]&team=ops`);
+    const asAdmin = (await okAs(ADMIN, 'list_webhooks', { webhook: 'tokenhook' }))['webhooks'][0];
+    assert.equal(asAdmin.url, `${sink.base}/hook?token=QTOKEN&sig=SIGVAL&team=ops`);
+    await okAs(OPERATOR, 'delete_webhook', { webhook: 'tokenhook' });
+  });
+
   it('only its owner or an admin may update or delete a webhook', async () => {
     await okAs(ADMIN, 'register_webhook', {
       name: 'adminhook',

@@ -71,7 +71,7 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
     'list_webhooks',
     {
       description:
-        'List registered webhooks by name (secrets are never returned), or only the one named by webhook (a name or id). ' +
+        'List registered webhooks by name (secrets are never returned; for anyone but an admin, credential-named query values of a URL are masked), or only the one named by webhook (a name or id). ' +
         'A page holds at most limit of them (and at most 256 KiB); pass next_cursor as cursor for the next.',
       inputSchema: {
         webhook: z.string().min(1).max(200).optional().describe('only this webhook (a name or id)'),
@@ -79,7 +79,7 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
       },
       annotations: { readOnlyHint: true },
     },
-    tool('list_webhooks', logger, async (a) => service.listWebhooks(a), mapPgError),
+    tool('list_webhooks', logger, async (a, ctx) => service.listWebhooks(a, ctx.actor), mapPgError),
   );
 
   server.registerTool(
@@ -225,7 +225,7 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
     'list_schedules',
     {
       description:
-        'List schedules by name with their next fire time, owner and, when the system paused one, why (paused_reason); a workflow target\'s last fire as the engine took it (last_start: pending, started with its execution_id, or failed with error); only those of owner when given (e.g. apikey:<id>). ' +
+        "List schedules by name with their next fire time, owner and, when the system paused one, why (paused_reason); a workflow target's last fire as the engine took it (last_start: pending, started with its execution_id, or failed with error); only those of owner when given (e.g. apikey:<id>). " +
         'A page holds at most limit of them (and at most 256 KiB); pass next_cursor as cursor for the next.',
       inputSchema: {
         owner: z.string().min(1).max(200).optional().describe('only the schedules of this owner (apikey:<id>)'),
