@@ -11,16 +11,13 @@
  * are told to stop, compensations run, the execution ends `canceled` with the reason).
  */
 import type pg from 'pg';
-import { z } from 'zod';
+import { API_KEY_STREAM_PREFIX, apiKeyActor, apiKeyRevokedData } from '@switchyard/contracts';
 import type { EventStore, RecordedEvent } from '@switchyard/event-store';
 import type { Projection } from '@switchyard/read-models';
 import { cancelExecution, WORKFLOW_SCHEMA } from '@switchyard/workflow-executions';
 import { AppError, newId, type Logger } from '@switchyard/platform';
 
 export const REVOKED_STARTERS_PROJECTION = 'workflows-revoked-starters';
-/** The gateway's API key streams (its api-key decider). */
-const API_KEY_STREAM_PREFIX = 'apikey-';
-const apiKeyRevokedSchema = z.object({ id: z.string().min(1).max(200) });
 /** The actor of the cancels (the audit names the revocation, not a key). */
 export const REVOCATION_ACTOR = 'system:revocation';
 
@@ -33,13 +30,13 @@ export const revokedStartersProjection: Projection = {
   async apply(c: pg.PoolClient, e: RecordedEvent): Promise<void> {
     // Another component's event: one this engine cannot read names no key it knows, and must not
     // stall the projection (a failing batch is retried, not skipped).
-    const d = apiKeyRevokedSchema.safeParse(e.data);
+    const d = apiKeyRevokedData.safeParse(e.data);
     if (!d.success) return;
     const correlationId = typeof e.metadata.correlationId === 'string' ? e.metadata.correlationId : null;
     await c.query(
       `insert into ${WORKFLOW_SCHEMA}.revoked_starters (actor, revoked_at, position, correlation_id)
        values ($1, $2, $3, $4) on conflict (actor) do nothing`,
-      [`apikey:${d.data.id}`, e.recordedAt, e.position, correlationId],
+      [apiKeyActor(d.data.id), e.recordedAt, e.position, correlationId],
     );
   },
   async reset(c: pg.PoolClient): Promise<void> {

@@ -24,3 +24,4 @@ export * from './text.js';
 export * from './mcp-schema-validator.js';
 export * from './nats-permissions.js';
 export * from './filesystem-globs.js';
+export * from './api-key-events.js';

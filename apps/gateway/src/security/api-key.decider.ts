@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { AppError } from '@switchyard/platform';
-import { trimmedText } from '@switchyard/contracts';
+import { API_KEY_STREAM_PREFIX, trimmedText } from '@switchyard/contracts';
 import type { EventMetadata } from '@switchyard/event-store';
 import { roleSchema, type Role } from './roles.js';
 
@@ -12,8 +12,8 @@ import { roleSchema, type Role } from './roles.js';
  * security.api_keys table can be rebuilt from the log. The hash of a 256-bit random
  * secret reveals nothing usable (see keys.ts).
  */
-export const apiKeyStream = (id: string): string => `apikey-${id}`;
-export const API_KEY_STREAM_PREFIX = 'apikey-';
+export const apiKeyStream = (id: string): string => `${API_KEY_STREAM_PREFIX}${id}`;
+export { API_KEY_STREAM_PREFIX };
 
 export const keyIdSchema = z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 hex characters');
 // Printable text only: control characters and lone surrogates have no place in a name

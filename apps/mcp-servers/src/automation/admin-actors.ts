@@ -10,7 +10,7 @@ import type pg from 'pg';
 import { z } from 'zod';
 import type { RecordedEvent } from '@switchyard/event-store';
 import type { Projection } from '@switchyard/read-models';
-import { API_KEY_STREAM_PREFIX, apiKeyActor } from './revoked-actors.js';
+import { API_KEY_STREAM_PREFIX, apiKeyActor } from '@switchyard/contracts';
 
 export const ADMIN_ACTORS_PROJECTION = 'automation-admin-actors';
 const apiKeyCreatedSchema = z.object({ id: z.string().min(1).max(200), role: z.string() });

@@ -9,17 +9,11 @@
  * others, rebuilt from the log the same way.
  */
 import type pg from 'pg';
-import { z } from 'zod';
+import { API_KEY_STREAM_PREFIX, apiKeyActor, apiKeyRevokedData } from '@switchyard/contracts';
 import type { RecordedEvent } from '@switchyard/event-store';
 import type { Projection } from '@switchyard/read-models';
 
 export const REVOKED_ACTORS_PROJECTION = 'automation-revoked-actors';
-/** The gateway's API key streams and the event that ends a key (the gateway's api-key decider). */
-export const API_KEY_STREAM_PREFIX = 'apikey-';
-const apiKeyRevokedSchema = z.object({ id: z.string().min(1).max(200) });
-
-/** The actor the gateway names a key's requests with, as schedules record their owner. */
-export const apiKeyActor = (keyId: string): string => `apikey:${keyId}`;
 
 export const revokedActorsProjection: Projection = {
   name: REVOKED_ACTORS_PROJECTION,
@@ -30,7 +24,7 @@ export const revokedActorsProjection: Projection = {
   async apply(c: pg.PoolClient, e: RecordedEvent): Promise<void> {
     // Another component's event: one this server cannot read names no key it knows, and must not
     // stall the projection (a failing batch is retried, not skipped).
-    const d = apiKeyRevokedSchema.safeParse(e.data);
+    const d = apiKeyRevokedData.safeParse(e.data);
     if (!d.success) return;
     await c.query(
       `INSERT INTO automation.revoked_actors (actor, revoked_at, position) VALUES ($1,$2,$3) ON CONFLICT (actor) DO NOTHING`,
