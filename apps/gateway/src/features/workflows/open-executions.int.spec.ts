@@ -143,9 +143,13 @@ describe('open executions per starter over real HTTP', () => {
     assert.equal(after.status, 202, JSON.stringify(after.body));
     assert.equal((await start(keys.a, waiting)).status, 429, 'at the bound again');
 
-    const starters = await f.pool.query<{ started_by: string; n: number }>(
-      `select started_by, count(*)::int as n from workflows.active_executions group by 1 order by 1`,
-    );
+    // The engine records the last start's row a moment after its 202.
+    const byStarter = () =>
+      f.pool.query<{ started_by: string; n: number }>(
+        `select started_by, count(*)::int as n from workflows.active_executions group by 1 order by 1`,
+      );
+    await until('the last start to be active', async () => (await byStarter()).rows.some((r) => r.n === BOUND));
+    const starters = await byStarter();
     assert.deepEqual(
       starters.rows.map((r) => r.n).sort(),
       [1, BOUND],
