@@ -7,14 +7,14 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { createLogger, newId } from '@switchyard/platform';
+import { AppError, createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, testNatsUrl, until } from '@switchyard/testing';
 import type { WorkflowDefinitionInput } from '@switchyard/domain';
 import { loadExecution, startExecution, waitForExecution } from '@switchyard/workflow-executions';
 import { WorkflowEngine } from './engine.js';
 import { Responders, TEST_ENGINE_TIMINGS } from './test-responders.js';
-import { REVOCATION_ACTOR } from './revoked-starters.js';
+import { REVOCATION_ACTOR, RevokedStarterSweep } from './revoked-starters.js';
 
 const logger = createLogger('workflow-revoked-int', process.env.LOG_LEVEL ?? 'silent');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -120,6 +120,35 @@ describe('revoking a key cancels the executions it left running (real engine)', 
     const late = await start({ actor: 'automation:trigger', onBehalfOf: 'apikey:leaked' });
     const end = await waitForExecution(store, late, 15_000);
     assert.equal(end.status, 'canceled');
+  });
+
+  it("an execution that ended while still listed as active is passed over (its 409), not the sweep's failure", async () => {
+    responders.behaviours.set(`${server}/bad`, () => Promise.reject(new AppError('validation', 'refused', {}, false)));
+    const failing: WorkflowDefinitionInput = {
+      id: 'fails_at_once',
+      version: 1,
+      name: 'fails at once',
+      steps: [{ id: 'bad', uses: `mcp:${server}/bad` }],
+    };
+    const { executionId } = await startExecution(store, {
+      definition: failing,
+      input: {},
+      correlationId: newId(),
+      actor: 'apikey:other',
+    });
+    assert.equal((await waitForExecution(store, executionId, 15_000)).status, 'failed');
+    // As the engine's row of it would stand a moment after it ended, for the revoked starter.
+    await pool.query(
+      `insert into workflows.active_executions (execution_id, partition, started_by) values ($1, 0, 'apikey:leaked')
+       on conflict (execution_id) do update set started_by = excluded.started_by, partition = 0`,
+      [executionId],
+    );
+    try {
+      const sweep = new RevokedStarterSweep({ store, pool, logger, owned: () => [0, 1, 2, 3] });
+      assert.equal(await sweep.sweep(), 0, 'nothing to cancel, and no error');
+    } finally {
+      await pool.query(`delete from workflows.active_executions where execution_id = $1`, [executionId]);
+    }
   });
 
   it('the list of revoked starters is rebuilt from the log', async () => {

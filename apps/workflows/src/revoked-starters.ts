@@ -92,8 +92,8 @@ export class RevokedStarterSweep {
           "canceling an execution: its starter's API key was revoked",
         );
       } catch (err) {
-        // Ended meanwhile (409) or gone: nothing left to stop.
-        if (err instanceof AppError && (err.code === 'conflict' || err.code === 'not_found')) continue;
+        // Ended meanwhile (409, the decider's illegal_state) or gone: nothing left to stop.
+        if (err instanceof AppError && (err.code === 'illegal_state' || err.code === 'not_found')) continue;
         this.asked.delete(row.execution_id);
         throw err;
       }
