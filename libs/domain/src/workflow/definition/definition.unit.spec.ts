@@ -89,6 +89,8 @@ describe('expressions (CEL)', () => {
   it('uint and duration results are JSON numbers and strings; a type value is an error, never {}', () => {
     assert.equal(evaluateExpression('1u + 2u', ctx), 3);
     assert.equal(evaluateExpression('duration("1.5s")', ctx), '1.5s');
+    assert.equal(evaluateExpression('duration("-0.5s")', ctx), '-0.5s');
+    assert.equal(evaluateExpression('duration("-1.5s")', ctx), '-1.5s');
     assert.equal(
       evaluateExpression('timestamp("2020-01-01T00:00:00Z") - timestamp("2019-01-01T00:00:00Z")', ctx),
       '31536000s',

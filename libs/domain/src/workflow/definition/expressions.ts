@@ -445,10 +445,14 @@ function toCel(v: unknown): unknown {
 
 /**
  * A result JSON cannot carry, or CEL's int64 cannot hold: `1.5 / 0` and `1e308 * 10` were stored
- * as null (JSON has no Infinity) while `1 / 0` was an error, and `int(1e19)` passed.
+ * as null (JSON has no Infinity) while `1 / 0` was an error, and `int(1e19)` passed. `what`: a
+ * number out of range, or a value of a type JSON has no form for.
  */
 class UnrepresentableNumber extends Error {
-  constructor(readonly shown: string) {
+  constructor(
+    readonly shown: string,
+    readonly what: 'number' | 'value' = 'number',
+  ) {
     super(shown);
   }
 }
@@ -472,12 +476,15 @@ function celValueAsJson(v: object): unknown {
       (typeof seconds === 'number' || typeof seconds === 'bigint') &&
       (typeof nanos === 'number' || nanos === undefined)
     ) {
+      // protobuf's form: the sign once, then whole seconds and the fraction (-0.5s has 0 seconds).
+      const sign = Number(seconds) < 0 || (nanos ?? 0) < 0 ? '-' : '';
+      const whole = String(seconds).replace(/^-/, '');
       const fraction = nanos ? `.${String(Math.abs(nanos)).padStart(9, '0').replace(/0+$/, '')}` : '';
       chargeMapped(SCALAR_CHARS);
-      return `${String(seconds)}${fraction}s`;
+      return `${sign}${whole}${fraction}s`;
     }
   }
-  throw new UnrepresentableNumber(`a value of CEL type ${typeof kind === 'string' ? kind : 'unknown'}`);
+  throw new UnrepresentableNumber(`a value of CEL type ${typeof kind === 'string' ? kind : 'unknown'}`, 'value');
 }
 
 /** CEL value -> JSON value: bigint to number, Map to object, Date to ISO string. Charged to the mapping meter as it goes. */
@@ -605,10 +612,7 @@ export function evaluateExpression(source: string, ctx: ExpressionContext): unkn
       return fromCel(value);
     } catch (e) {
       if (e instanceof UnrepresentableNumber)
-        throw new ExpressionError(
-          expr,
-          `expression "${expr}" gave ${e.shown}, not a ${e.shown.startsWith('a value of') ? 'value' : 'number'} JSON can hold`,
-        );
+        throw new ExpressionError(expr, `expression "${expr}" gave ${e.shown}, not a ${e.what} JSON can hold`);
       throw e;
     }
   });
