@@ -442,7 +442,8 @@ export class Schedules {
     const afterName = q.cursor === undefined ? null : afterId ? q.cursor.slice(0, cut) : q.cursor;
     const r = await this.deps.pool.query(
       `SELECT c.*, lt.* FROM (${byteBoundedSql(
-        `SELECT x.*, octet_length(x.target::text) + 2400 AS bytes FROM (${SCHEDULE_SELECT}) x
+        `SELECT x.*, octet_length(x.target::text) + CASE WHEN x.target->>'kind' = 'workflow' THEN 2400 ELSE 400 END AS bytes
+           FROM (${SCHEDULE_SELECT}) x
           WHERE ($1::text IS NULL OR x.name > $1 OR (x.name = $1 AND $5::text IS NOT NULL AND x.id::text > $5))
             AND ($2::text IS NULL OR x.owner = $2)
           ORDER BY x.name, x.id::text LIMIT $3`,
@@ -450,7 +451,7 @@ export class Schedules {
         '$4',
       )}) c
        -- The workflow target's last fire, for the page's schedules only (the triggers' (schedule_id,
-       -- fire_at) key finds it; its error is at most 2,000 characters, counted in bytes above).
+       -- fire_at) key finds it; its error, at most 2,000 characters, is counted in a workflow target's bytes above).
        LEFT JOIN LATERAL (SELECT t.status AS last_start_status, t.execution_id AS last_start_execution,
                                  t.error AS last_start_error
                             FROM automation.triggers t WHERE t.schedule_id = c.id
