@@ -2,7 +2,6 @@ import type pg from 'pg';
 import type { z } from 'zod';
 import type { NatsConnection } from '@nats-io/nats-core';
 import {
-  builtinAgentCards,
   taskViewOf,
   type externalAgentSchema,
   type registerAgentInput,
@@ -440,9 +439,7 @@ export class Dispatcher {
    * the reason naming the removal.
    */
   private async endTasksOnlyRemovedAgentTook(name: string, actor: string, correlationId: string): Promise<void> {
-    const served = new Set<string>();
-    for (const card of builtinAgentCards) for (const t of card.taskTypes) served.add(t.type);
-    for (const i of this.registry.instances.values()) for (const t of i.taskTypes) served.add(t);
+    const served = new Set(this.catalog.knownTaskTypes());
     const orphaned = [...this.tasks.activeStates()].filter((s) => s.agent === name || !served.has(s.task_type));
     for (const s of orphaned) {
       const reason =

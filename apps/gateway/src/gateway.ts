@@ -219,7 +219,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     if (
       resolved.auth.enabled &&
       (request as Partial<GatewayRequest>).apiKey === undefined &&
-      !PUBLIC_PATHS.has(request.url.split('?')[0]!)
+      !PUBLIC_PATHS.has((request as EdgeRequest).path)
     ) {
       leaveBodyUnread(request);
       return payload;

@@ -436,65 +436,56 @@ export class EventRelay {
   private async agreeWithStore(found: { saved: number; tail: number }): Promise<{ saved: number; tail: number }> {
     const head = await this.opts.store.headPosition();
     const jsm = this.opts.jsm;
-    let { saved, tail } = found;
+    let { tail } = found;
+    let diverged = false;
+    let deleted = 0;
     if (jsm && tail >= 0) {
       const stream = this.opts.stream ?? EVENTS_STREAM;
-      const info = await jsm.streams.info(stream);
-      const first = info.state.first_seq;
-      const last = info.state.last_seq;
-      if (!(await this.messageInStore(jsm, stream, last))) {
-        // The greatest sequence whose message the store holds (first - 1: none).
+      const { first_seq: first, last_seq: last } = (await jsm.streams.info(stream)).state;
+      if ((await this.positionInStore(jsm, stream, last)) === undefined) {
+        // The greatest sequence whose message the store holds (first - 1: none), and its position.
         let lo = first - 1;
         let hi = last;
+        let agreedAt = -1;
         while (hi - lo > 1) {
           const mid = Math.floor((lo + hi) / 2);
-          if (await this.messageInStore(jsm, stream, mid)) lo = mid;
-          else hi = mid;
+          const position = await this.positionInStore(jsm, stream, mid);
+          if (position === undefined) hi = mid;
+          else [lo, agreedAt] = [mid, position];
         }
-        const agreedAt = lo >= first ? await this.positionOf(jsm, stream, lo) : -1;
-        let deleted = 0;
         for (let seq = last; seq > lo; seq--) {
           if (this.halted) break;
           // A sequence already gone (deleted before a crash) is no error.
           if (await jsm.streams.deleteMessage(stream, seq, false).catch(() => false)) deleted++;
         }
-        this.log.error(
-          { streamTail: tail, storeHead: head, agreedAt, deletedMessages: deleted, checkpoint: saved },
-          'the JetStream stream holds events the event store does not (its database was restored to an older point, or copied while the system ran): the messages after the last one both hold were deleted, publishing starts again after it',
-        );
         tail = agreedAt;
-        saved = Math.min(saved, agreedAt);
-        this.lastPublished = Math.min(this.lastPublished, agreedAt);
-        this.checkpoint = Math.min(this.checkpoint, agreedAt);
-        await this.opts.checkpoints.rewind?.(this.name, saved);
+        diverged = true;
       }
     }
-    if (saved > head) {
+    // Neither the stream's agreed end nor the store's head may be passed by the checkpoint.
+    const saved = Math.min(found.saved, head, diverged ? tail : found.saved);
+    if (diverged || saved < found.saved) {
       this.log.error(
-        { checkpoint: saved, storeHead: head },
-        'the relay checkpoint is past the event store head (its database was restored to an older point): publishing starts again after the head',
+        { streamTail: found.tail, storeHead: head, agreedAt: tail, deletedMessages: deleted, checkpoint: found.saved },
+        diverged
+          ? 'the JetStream stream holds events the event store does not (its database was restored to an older point, or copied while the system ran): the messages after the last one both hold were deleted, publishing starts again after it'
+          : 'the relay checkpoint is past the event store head (its database was restored to an older point): publishing starts again after the head',
       );
-      saved = head;
-      this.lastPublished = Math.min(this.lastPublished, head);
-      this.checkpoint = Math.min(this.checkpoint, head);
-      await this.opts.checkpoints.rewind?.(this.name, head);
+      this.lastPublished = Math.min(this.lastPublished, saved);
+      this.checkpoint = Math.min(this.checkpoint, saved);
+      await this.opts.checkpoints.rewind?.(this.name, saved);
     }
     return { saved, tail };
   }
 
-  /** Whether the message at `seq` is the store's event at its position (the same event id). */
-  private async messageInStore(jsm: JetStreamManager, stream: string, seq: number): Promise<boolean> {
+  /** The position of the message at `seq` when it is the store's event there (the same event id). */
+  private async positionInStore(jsm: JetStreamManager, stream: string, seq: number): Promise<number | undefined> {
     const msg = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
-    if (!msg?.header?.has(headerNames.position)) return false;
+    if (!msg?.header?.has(headerNames.position)) return undefined;
     const position = Number(msg.header.get(headerNames.position));
-    if (!Number.isSafeInteger(position) || position < 0) return false;
+    if (!Number.isSafeInteger(position) || position < 0) return undefined;
     const [event] = await this.opts.store.readAll({ after: position - 1, maxCount: 1 });
-    return event !== undefined && event.position === position && event.id === msg.header.get(headerNames.eventId);
-  }
-
-  private async positionOf(jsm: JetStreamManager, stream: string, seq: number): Promise<number> {
-    const msg = await jsm.streams.getMessage(stream, { seq });
-    return Number(msg?.header.get(headerNames.position) ?? -1);
+    return event?.position === position && event.id === msg.header.get(headerNames.eventId) ? position : undefined;
   }
 
   /** Position of the last event in the JetStream stream, -1 when unknown or empty. */

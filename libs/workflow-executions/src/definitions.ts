@@ -410,22 +410,19 @@ export async function buildCatalog(
   deps: { nats: NatsConnection; definitions: DefinitionStore; logger?: Logger },
   opts: { lenientFor?: unknown; timeoutMs?: number; extraTaskTypes?: readonly string[] } = {},
 ): Promise<ToolCatalog & { mcpChecked: boolean }> {
-  const [definitions, offered] = await Promise.all([
-    deps.definitions.ids(),
-    offeredTaskTypes(deps, opts.timeoutMs ?? 1_500),
-  ]);
+  const timeoutMs = opts.timeoutMs ?? 1_500;
+  // The registry, the definitions and the task types asked at once; the registry's answer (or its
+  // failure, which the catch below handles) is awaited after the other two, which may throw first.
+  const registry = request(deps.nats, MCP_REGISTRY_LIST_SUBJECT, {}, { schema: registryReply, timeoutMs });
+  void registry.catch(() => undefined);
+  const [definitions, offered] = await Promise.all([deps.definitions.ids(), offeredTaskTypes(deps, timeoutMs)]);
   // An alias is a valid step task type too: the dispatcher resolves it when the step submits.
   // External agents' types come from the dispatcher (registered at run time).
   const taskTypes = [
     ...new Set([...AGENT_TASK_TYPES, ...Object.keys(TASK_TYPE_ALIASES), ...offered, ...(opts.extraTaskTypes ?? [])]),
   ];
   try {
-    const reply = await request(
-      deps.nats,
-      MCP_REGISTRY_LIST_SUBJECT,
-      {},
-      { schema: registryReply, timeoutMs: opts.timeoutMs ?? 1_500 },
-    );
+    const reply = await registry;
     return {
       // A server that has listed no tools is one that is still connecting (or down): a connectors
       // process that just started answers like that, so its tools are not checked rather than refused.

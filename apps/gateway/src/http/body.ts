@@ -31,6 +31,13 @@ const tooLarge = (limit: number) =>
 // eslint-disable-next-line no-control-regex -- JSON's whitespace (tab, LF, CR) is matched on purpose
 const STRICT_START = /^[\x20\x09\x0a\x0d]*[[{]/;
 
+const UNREAD = Symbol.for('switchyard.gateway.unreadBody');
+
+/** Let this request's body through unread: it is refused before any handler would use it. */
+export function leaveBodyUnread(req: FastifyRequest): void {
+  (req as FastifyRequest & { [UNREAD]?: boolean })[UNREAD] = true;
+}
+
 /**
  * The gateway's body parsing on Fastify:
  * - `application/json` and `application/*+json`: read up to `limit` bytes and parse; a body that
@@ -40,13 +47,6 @@ const STRICT_START = /^[\x20\x09\x0a\x0d]*[[{]/;
  * - any other content type: not read; a body in it is a 415 (kept for the role guard), and the
  *   handler sees no body (as a JSON API should).
  */
-const UNREAD = Symbol.for('switchyard.gateway.unreadBody');
-
-/** Let this request's body through unread: it is refused before any handler would use it. */
-export function leaveBodyUnread(req: FastifyRequest): void {
-  (req as FastifyRequest & { [UNREAD]?: boolean })[UNREAD] = true;
-}
-
 export function registerBodyParsers(app: FastifyInstance, limit: number): void {
   app.removeAllContentTypeParsers();
   const json = (req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: unknown) => void) => {

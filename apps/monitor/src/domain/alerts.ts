@@ -90,19 +90,24 @@ type Cmd<T extends string, D> = {
   readonly metadata: { readonly at: number; readonly correlationId?: string };
 };
 
-/**
- * `observedSince`: when the monitor began this run. A pending alert's `for` counts from then at the
- * earliest: while the monitor was not running nothing was observed, so a breach pending before a
- * restart must hold for its whole `for` again (it fired 15 s after a restart, its `for` spent on
- * the downtime).
- */
 /** When a pending alert may fire: its `for` after it began pending, or after `observedSince` when that is later. */
 export const pendingDeadline = (pendingSince: number, forMs: number, observedSince?: number): number =>
   Math.max(pendingSince, observedSince ?? -Infinity) + forMs;
 
 export type EvaluateSample = Cmd<
   'EvaluateSample',
-  { rule: AlertRule; labels: Labels; value: number; observedSince?: number | undefined }
+  {
+    rule: AlertRule;
+    labels: Labels;
+    value: number;
+    /**
+     * When the monitor began this run. A pending alert's `for` counts from then at the earliest:
+     * while the monitor was not running nothing was observed, so a breach pending before a restart
+     * must hold for its whole `for` again (it fired 15 s after a restart, its `for` spent on the
+     * downtime).
+     */
+    observedSince?: number | undefined;
+  }
 >;
 export type ResolveManually = Cmd<'ResolveManually', { fingerprint: string; actor: string; reason: string }>;
 export type AddSilence = Cmd<'AddSilence', { silence: Silence }>;

@@ -130,11 +130,6 @@ async function settleSecret(
   renameSync(`${secret.file}.next`, secret.file);
 }
 
-/**
- * Whether a login with `url` gets an answer to `select 1`. The password goes by SCRAM only
- * (whatever DATABASE_ALLOW_PLAIN_PASSWORD says): the embedded server asks for nothing else, and a
- * stand-in on its port that asks for it in clear text gets nothing.
- */
 /** Why a login with `url` fails (undefined: it works); see canConnect. */
 async function loginRefusal(url: string): Promise<Error | undefined> {
   const client = createPgClient(
@@ -152,6 +147,11 @@ async function loginRefusal(url: string): Promise<Error | undefined> {
   }
 }
 
+/**
+ * Whether a login with `url` gets an answer to `select 1`. The password goes by SCRAM only
+ * (whatever DATABASE_ALLOW_PLAIN_PASSWORD says): the embedded server asks for nothing else, and a
+ * stand-in on its port that asks for it in clear text gets nothing.
+ */
 export async function canConnect(url: string): Promise<boolean> {
   return (await loginRefusal(url)) === undefined;
 }
