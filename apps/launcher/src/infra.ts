@@ -189,8 +189,9 @@ export async function startInfrastructure(
           // limit, 75 % of the disk's free space unless configured; 5 % to spare.
           freeBytesNeeded: Math.ceil(((config.NATS_EVENTS_MAX_BYTES + MCP_CALLS_MAX_BYTES) / 0.75) * 1.05),
           restart: (why) => {
-            // Only a server of ours can be restarted; an adopted one is the operator's.
-            if (server.kind === 'nats-server') restartForJetStream(why);
+            // Only a server of ours can be restarted (started here, or adopted on our config file);
+            // another adopted one is the operator's.
+            if (server.pid !== undefined) restartForJetStream(why);
           },
         });
         watch.start();

@@ -17,7 +17,7 @@ import {
   startNatsServer,
   type NatsServerHandle,
 } from './nats.js';
-import { freePort } from './ports.js';
+import { freePort, isListening } from './ports.js';
 
 const mode = (file: string) => statSync(file).mode & 0o777;
 
@@ -103,6 +103,13 @@ describe('the embedded nats-server with nkeys', () => {
   it('adopts the running server only for the same seed', async () => {
     const again = await startNatsServer({ port, storeDir, seed: token });
     assert.equal(again.kind, 'adopted');
+    assert.equal(again.pid, server.pid, 'the adopted server is known as ours: it runs on our config file');
+    // The same seed from another data dir adopts it as another's: its stop leaves it running.
+    const elsewhere = await startNatsServer({ port, storeDir: path.join(scratch, 'same-seed'), seed: token });
+    assert.equal(elsewhere.kind, 'adopted');
+    assert.equal(elsewhere.pid, undefined);
+    await elsewhere.stop();
+    assert.equal(await probeNatsAuth(port, { seed: token }), 'accepted', 'stopped by a launcher of another data dir');
     const other = natsUserSeed('another-token');
     await assert.rejects(
       startNatsServer({ port, storeDir: path.join(scratch, 'other'), seed: other }),
@@ -114,6 +121,25 @@ describe('the embedded nats-server with nkeys', () => {
       startNatsServer({ port, storeDir, seed: token, events }),
       (e: Error) => /has no "events" user/.test(e.message) && !e.message.includes(events.seed),
     );
+  });
+
+  it('stops an adopted server of ours on a clean stop, as a restarted launcher must after a crash left it running', async () => {
+    const dir = path.join(scratch, 'outlived');
+    const seed = embeddedNatsToken(dir);
+    const p = await freePort();
+    const first = await startNatsServer({ port: p, storeDir: dir, seed });
+    first.unref(); // the launcher that started it is gone; its server runs on
+    const adopted = await startNatsServer({ port: p, storeDir: dir, seed });
+    try {
+      assert.equal(adopted.kind, 'adopted');
+      assert.equal(adopted.pid, first.pid);
+      await adopted.stop();
+      assert.notEqual(await first.exited, -1, 'it ended on the SIGTERM, not killed');
+      assert.equal(await adopted.exited, -1, 'the adopted handle sees its end');
+      assert.equal(await isListening(p), false);
+    } finally {
+      first.kill();
+    }
   });
 
   it('writes the events reader into the config: subscribe to its subjects, publish nothing', async () => {

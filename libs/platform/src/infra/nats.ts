@@ -7,6 +7,7 @@ import {
   fchmodSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   statSync,
   writeFileSync,
@@ -24,9 +25,9 @@ import { isListening, waitForPort } from './ports.js';
 export interface NatsServerHandle {
   readonly url: string;
   readonly kind: 'nats-server' | 'adopted';
-  /** The server process (undefined when adopted). */
+  /** The server process (when adopted: the adopted server's, if it runs on our config file). */
   readonly pid?: number;
-  /** Resolves with the exit code when the server process ends, asked to or not (undefined when adopted). */
+  /** Resolves with the exit code when the server process ends, asked to or not (-1 for an adopted one of ours; undefined for another's). */
   readonly exited?: Promise<number>;
   stop(): Promise<void>;
   /** Kill at once (synchronous: usable in a process 'exit' handler). */
@@ -305,6 +306,66 @@ function checkSubjects(subjects: readonly string[], whose = "the events reader's
 /** How long a stop waits for nats-server to exit after SIGTERM before it kills it. */
 const NATS_STOP_GRACE_MS = 8_000;
 
+/**
+ * The pid of a live nats-server of ours started with this config file (`nats-server -c <conf>`),
+ * found by the command lines in /proc; undefined when there is none or /proc cannot tell. Only a
+ * process we may signal counts: one of another user is not ours.
+ */
+export function ownNatsServerPid(conf: string): number | undefined {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return undefined;
+  }
+  for (const entry of entries) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue; // ended meanwhile, or not ours to read
+    }
+    const at = argv.indexOf('-c');
+    if (at < 1 || argv[at + 1] !== conf || !path.basename(argv[0] ?? '').startsWith('nats-server')) continue;
+    const pid = Number(entry);
+    if (signalIfAlive(pid, 0)) return pid;
+  }
+  return undefined;
+}
+
+/** Send a signal; false when the process is gone or not ours to signal. */
+function signalIfAlive(pid: number, signal: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(pid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Resolves (-1: the code of another's child is not ours to read) once the adopted server has gone. */
+function adoptedExit(pid: number): Promise<number> {
+  return new Promise((resolve) => {
+    const poll = setInterval(() => {
+      if (signalIfAlive(pid, 0)) return;
+      clearInterval(poll);
+      resolve(-1);
+    }, 1_000);
+    poll.unref();
+  });
+}
+
+/** Stop an adopted server of ours as a started one stops: SIGTERM, SIGKILL after the grace. */
+async function stopAdoptedServer(pid: number): Promise<void> {
+  if (!signalIfAlive(pid, 'SIGTERM')) return;
+  for (const end = Date.now() + NATS_STOP_GRACE_MS; Date.now() < end;) {
+    await new Promise((r) => setTimeout(r, 50));
+    if (!signalIfAlive(pid, 0)) return;
+  }
+  signalIfAlive(pid, 'SIGKILL');
+}
+
 /** The longest line probeNatsAuth waits for (nats-server's INFO, with every cluster URL, is far shorter). */
 const PROBE_LINE_MAX = 64 * 1024;
 
@@ -445,8 +506,24 @@ export async function startNatsServer(opts: {
             `the NATS server already on 127.0.0.1:${opts.port} has no "${r.user}" user with this data dir's nkey; it was started by an older Switchyard: stop it, and the launcher starts one that has`,
           );
     }
-    opts.logger?.info({ port: opts.port }, 'adopting the NATS server already running on the port');
-    return { url, kind: 'adopted', stop: async () => undefined, kill: () => undefined, unref: () => undefined };
+    // Ours when it runs on this data dir's config file (it outlived a killed launcher): stopping
+    // this process stops it too, as if we had started it; else a clean stop after such a restart
+    // left it running. Another's (started by hand, another config) is left alone.
+    const pid = ownNatsServerPid(path.join(path.resolve(opts.storeDir), NATS_CONFIG_FILE));
+    opts.logger?.info(
+      { port: opts.port, ...(pid !== undefined ? { pid } : {}) },
+      'adopting the NATS server already running on the port',
+    );
+    return {
+      url,
+      kind: 'adopted',
+      ...(pid !== undefined ? { pid, exited: adoptedExit(pid) } : {}),
+      stop: pid !== undefined ? () => stopAdoptedServer(pid) : async () => undefined,
+      kill: () => {
+        if (pid !== undefined) signalIfAlive(pid, 'SIGKILL');
+      },
+      unref: () => undefined,
+    };
   }
   const bin = findNatsServer();
   if (!bin) throw new Error(NATS_INSTALL_HINT);
