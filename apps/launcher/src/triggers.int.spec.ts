@@ -25,6 +25,14 @@ describe('automation triggers start workflows (real PostgreSQL, NATS, workflow e
   let automation: AutomationService;
   const starters: TriggerStarter[] = [];
   const definitionId = `trigger_echo_${newId().slice(0, 6)}`;
+  const echoDefinition = {
+    id: definitionId,
+    version: 1,
+    name: 'echo a word',
+    input: { type: 'object', properties: { word: { type: 'string' } }, required: ['word'] },
+    steps: [{ id: 'say', uses: 'mcp:echo/say', with: { text: '${{ input.word }}' } }],
+    outputs: { said: '${{ steps.say.output.echoed.text }}' },
+  };
 
   const row = async (id: string) =>
     (
@@ -61,17 +69,11 @@ describe('automation triggers start workflows (real PostgreSQL, NATS, workflow e
       timerPollMs: 50,
       execute: async (a) => ({ ok: true, output: { echoed: a.input } }),
     });
-    await engine.definitions.register(
-      {
-        id: definitionId,
-        version: 1,
-        name: 'echo a word',
-        input: { type: 'object', properties: { word: { type: 'string' } }, required: ['word'] },
-        steps: [{ id: 'say', uses: 'mcp:echo/say', with: { text: '${{ input.word }}' } }],
-        outputs: { said: '${{ steps.say.output.echoed.text }}' },
-      },
-      { servers: [{ name: 'echo', tools: ['say'] }], taskTypes: [], definitions: [] },
-    );
+    await engine.definitions.register(echoDefinition, {
+      servers: [{ name: 'echo', tools: ['say'] }],
+      taskTypes: [],
+      definitions: [],
+    });
     automation = new AutomationService({ pool: automationPool, logger, guard: new EgressGuard({}) });
   });
 
@@ -229,6 +231,79 @@ describe('automation triggers start workflows (real PostgreSQL, NATS, workflow e
     await assert.rejects(executionEvents(store, full.execution_id), /not found/);
     assert.equal((await row(room.id)).status, 'started');
     assert.equal((await startedEvents(room.execution_id)).length, 1);
+  });
+
+  it('a schedule whose template was deleted is paused after its next fire fails, saying why; resumed once the template is back, it fires again', async () => {
+    const gone = `gone_${newId().slice(0, 6)}`;
+    await engine.definitions.register(
+      { ...echoDefinition, id: gone },
+      { servers: [{ name: 'echo', tools: ['say'] }], taskTypes: [], definitions: [] },
+    );
+    let now = new Date('2030-01-01T00:00:30Z');
+    const timed = new AutomationService({
+      pool: automationPool,
+      logger,
+      guard: new EgressGuard({}),
+      clock: { now: () => now },
+    });
+    try {
+      const name = `hourly_${gone}`;
+      await timed.createSchedule(
+        {
+          name,
+          cron: '0 * * * *',
+          timezone: 'UTC',
+          target: { kind: 'workflow', template_id: gone, input: { word: 'x' } },
+        },
+        undefined,
+        'apikey:k-gone',
+      );
+      const s = starter();
+      const schedule = async () => (await timed.listSchedules()).schedules.find((x) => x.name === name)!;
+      // A fire while the template exists starts it.
+      now = new Date('2030-01-01T01:00:00Z');
+      assert.equal(await timed.fireDue(), 1);
+      assert.equal((await s.runPending()).started, 1);
+      await engine.definitions.delete(gone, { actor: 'apikey:admin', reason: 'retired' });
+      // The next fire fails (the template is gone) and pauses nothing yet: the failure is not known at the claim.
+      now = new Date('2030-01-01T02:00:00Z');
+      assert.equal(await timed.fireDue(), 1);
+      assert.equal((await s.runPending()).failed, 1);
+      const failed = await pool.query<{ error_code: string }>(
+        `select error_code from automation.triggers where schedule_id = $1 order by fire_at desc limit 1`,
+        [(await schedule()).id],
+      );
+      assert.equal(failed.rows[0]!.error_code, 'not_found');
+      // The next tick pauses it, with the reason, by the system, and fires nothing more.
+      now = new Date('2030-01-01T02:00:01Z');
+      await timed.fireDue();
+      const paused = await schedule();
+      assert.equal(paused.enabled, false);
+      assert.equal(paused.paused_reason, 'target_missing');
+      assert.equal(paused.last_start?.status, 'failed');
+      const events = await store.readStream(`automation_schedule-apikey:k-gone/${name}`);
+      const pause = events.find((e) => e.type === 'SchedulePaused')!;
+      assert.equal((pause.data as { reason?: string }).reason, 'target_missing');
+      assert.equal(pause.metadata['actor'], 'mcp:automation:target-missing');
+      now = new Date('2030-01-01T05:00:00Z');
+      assert.equal(await timed.fireDue(), 0, 'a paused schedule does not fire');
+      // The template back, the owner resumes it: the failure of the old plan pauses nothing, the next fire starts.
+      await engine.definitions.register(
+        { ...echoDefinition, id: gone, version: 2 },
+        { servers: [{ name: 'echo', tools: ['say'] }], taskTypes: [], definitions: [] },
+      );
+      await timed.resumeSchedule(name, undefined, 'apikey:k-gone');
+      await timed.fireDue();
+      assert.equal((await schedule()).enabled, true, 'not paused again for the failure before the resume');
+      now = new Date('2030-01-01T06:00:00Z');
+      assert.equal(await timed.fireDue(), 1);
+      assert.equal((await s.runPending()).started, 1);
+      await timed.fireDue();
+      assert.equal((await schedule()).enabled, true);
+      assert.equal((await schedule()).last_start?.status, 'started');
+    } finally {
+      await timed.close();
+    }
   });
 
   it('an unknown template or an input the template refuses ends failed with the reason, and is not retried', async () => {

@@ -161,10 +161,11 @@ export class TriggerStarter {
             continue;
           }
           const message = (e as Error).message.slice(0, 2000);
-          await c.query(`UPDATE ${TRIGGERS} SET status = 'failed', execution_id = NULL, error = $2 WHERE id = $1`, [
-            row.id,
-            message,
-          ]);
+          // The code too: the automation server pauses a schedule whose template is gone (not_found).
+          await c.query(
+            `UPDATE ${TRIGGERS} SET status = 'failed', execution_id = NULL, error = $2, error_code = $3 WHERE id = $1`,
+            [row.id, message, isAppError(e) ? e.code : null],
+          );
           failed++;
           log.warn({ err: message }, 'trigger failed: not started');
         }

@@ -337,6 +337,7 @@ export class AutomationService {
     const now = this.clock.now();
     let fired = 0;
     await this.schedules.pauseRevokedOwners(batch);
+    await this.schedules.pauseMissingTargets(batch);
     await this.deliveries.giveUpRevoked();
     for (const id of await this.schedules.due(now, batch, this.failingSchedules(now.getTime()))) {
       let claimed: ClaimedFire | undefined;

@@ -179,11 +179,19 @@ export const PAUSED_OWNER_REVOKED = 'owner_revoked';
  * computed (see nextFireAfter); resuming computes it again from then.
  */
 export const PAUSED_NO_NEXT_FIRE = 'no_next_fire';
+/**
+ * `target_missing`: the system paused a workflow schedule whose latest fire, under its current
+ * plan, was refused because the template no longer exists: every later fire would fail the same
+ * way. Resuming it (once the template is back) fires it again.
+ */
+export const PAUSED_TARGET_MISSING = 'target_missing';
+export const SYSTEM_PAUSE_REASONS = [PAUSED_OWNER_REVOKED, PAUSED_NO_NEXT_FIRE, PAUSED_TARGET_MISSING] as const;
+export type SystemPauseReason = (typeof SYSTEM_PAUSE_REASONS)[number];
 export const schedulePausedSchema = z.object({
   id: z.uuid(),
   name: z.string().min(1),
   paused_at: at,
-  reason: z.enum([PAUSED_OWNER_REVOKED, PAUSED_NO_NEXT_FIRE]).optional(),
+  reason: z.enum(SYSTEM_PAUSE_REASONS).optional(),
 });
 export const scheduleResumedSchema = z.object({
   id: z.uuid(),
@@ -238,7 +246,7 @@ export type ScheduleCommand =
   | {
       readonly type: 'PauseSchedule';
       readonly data: Ref & {
-        readonly reason?: typeof PAUSED_OWNER_REVOKED | typeof PAUSED_NO_NEXT_FIRE | undefined;
+        readonly reason?: SystemPauseReason | undefined;
         readonly caller?: CommandCaller | undefined;
       };
       readonly metadata: AutomationMetadata;

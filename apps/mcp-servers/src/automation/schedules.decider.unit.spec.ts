@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { DeciderSpecification } from '@switchyard/testing';
 import { AppError } from '@switchyard/platform';
 import {
+  schedulePausedSchema,
   nextFireAfter,
   planSchedule,
   scheduleDecider,
@@ -202,6 +203,19 @@ describe('Schedule: paused', () => {
           metadata: meta(t),
         },
       ]);
+  });
+  it("the system's pause of a schedule whose template is gone says why, and an event that says so reads back", () => {
+    const missing: ScheduleEvent = {
+      type: 'SchedulePaused',
+      data: { id: ID, name: 'report', paused_at: T0, reason: 'target_missing' },
+      metadata: meta(),
+    };
+    spec
+      .given([created()])
+      .when({ type: 'PauseSchedule', data: { name: 'report', reason: 'target_missing' }, metadata: meta() })
+      .then([missing]);
+    assert.equal(schedulePausedSchema.parse(missing.data).reason, 'target_missing');
+    assert.throws(() => schedulePausedSchema.parse({ ...missing.data, reason: 'bored' }));
   });
   it("ResumeSchedule by a person makes them its owner; the system's pause of a revoked owner's schedule says why", () => {
     const t = '2026-03-02T08:07:00.000Z';

@@ -36,6 +36,8 @@ import {
   SCHEDULE_STREAM_PREFIX,
   PAUSED_NO_NEXT_FIRE,
   PAUSED_OWNER_REVOKED,
+  PAUSED_TARGET_MISSING,
+  type SystemPauseReason,
   scheduleCreatedSchema,
   scheduleDecider,
   scheduleDeletedSchema,
@@ -86,11 +88,15 @@ export interface Schedule {
   readonly fire_count: number;
   /** Who the schedule answers to (`apikey:<id>`, `token:<name>`): who created it, then who last resumed it; null when not known. */
   readonly owner: string | null;
-  /** `owner_revoked` when the system paused it because its owner's key was revoked; null otherwise. */
+  /**
+   * Why the system paused it, null when it did not: `owner_revoked` (its owner's key was revoked),
+   * `no_next_fire` (its next fire could not be computed), `target_missing` (its workflow template
+   * was deleted: a fire failed for that).
+   */
   readonly paused_reason: string | null;
   /**
    * A workflow target's last fire as the engine took it (listings only): `pending`, `started` with
-   * its execution, or `failed` with why (a template deleted since: each fire fails the same way).
+   * its execution, or `failed` with why.
    */
   readonly last_start?: {
     readonly status: string;
@@ -566,6 +572,61 @@ export class Schedules {
     return paused;
   }
 
+  /**
+   * Pause every active workflow schedule whose latest fire under its current plan was refused
+   * because its template no longer exists (SchedulePaused, reason `target_missing`): it would
+   * fail the same way at every fire, one failed trigger row each, until someone noticed. The
+   * owner sees why in list_schedules and resumes it once the template is back. A fire that
+   * failed before a resume, or one followed by a later fire, pauses nothing. Returns how many
+   * it paused.
+   */
+  async pauseMissingTargets(batch: number): Promise<number> {
+    // Driven by the failed rows (a partial index): a few per broken schedule, not every schedule.
+    const r = await this.deps.pool.query<{
+      id: string;
+      name: string;
+      scope: string | null;
+      owner: string | null;
+      template_id: string;
+    }>(
+      `SELECT DISTINCT ON (x.id) x.id, x.name, x.scope, x.owner, t.template_id
+         FROM automation.triggers t
+         JOIN (${SCHEDULE_SELECT} WHERE s.enabled AND NOT s.finished) x ON x.id = t.schedule_id
+        WHERE t.status = 'failed' AND t.error_code = 'not_found' AND t.plan_revision = x.plan_revision
+          AND x.active AND NOT x.done
+          AND NOT EXISTS (SELECT 1 FROM automation.triggers later
+                           WHERE later.schedule_id = t.schedule_id AND later.fire_at > t.fire_at)
+        ORDER BY x.id LIMIT $1`,
+      [batch],
+    );
+    let paused = 0;
+    for (const s of r.rows) {
+      try {
+        const result = await this.pauseBySystem(s, PAUSED_TARGET_MISSING, 'target-missing');
+        if (result.events.length > 0) {
+          paused++;
+          this.deps.logger.warn(
+            {
+              correlationId: `target-missing:${s.id}`,
+              scheduleId: s.id,
+              schedule: s.name,
+              owner: s.owner,
+              templateId: s.template_id,
+            },
+            'schedule paused: its workflow template no longer exists',
+          );
+        }
+      } catch (err) {
+        // Deleted, resumed or paused meanwhile: the next tick looks again.
+        this.deps.logger.warn(
+          { err, scheduleId: s.id, schedule: s.name },
+          'could not pause a schedule whose template is gone',
+        );
+      }
+    }
+    return paused;
+  }
+
   /** One-shots that fired before `cutoff`, oldest first (the record retention retires them). */
   async expiredOneShots(cutoff: Date, limit: number): Promise<{ id: string; name: string; scope: string | null }[]> {
     const r = await this.deps.pool.query<{ id: string; name: string; scope: string | null }>(
@@ -714,6 +775,7 @@ export class Schedules {
           templateId: schedule.target.template_id,
           input: schedule.target.input,
           scheduleId: id,
+          planRevision: row['plan_revision'] as number | string,
           fireAt,
           now,
           onBehalfOf: schedule.owner,
@@ -737,7 +799,7 @@ export class Schedules {
   /** PauseSchedule by the system, saying why (`reason`); `by` names the part of it that paused (the actor). */
   private pauseBySystem(
     s: { id: string; name: string; scope?: string | null | undefined },
-    reason: typeof PAUSED_OWNER_REVOKED | typeof PAUSED_NO_NEXT_FIRE,
+    reason: SystemPauseReason,
     by: string,
   ) {
     return this.command(

@@ -174,6 +174,13 @@ ALTER TABLE automation.scheduled_deliveries ADD COLUMN IF NOT EXISTS owner text;
 CREATE INDEX IF NOT EXISTS scheduled_deliveries_owner ON automation.scheduled_deliveries (owner) WHERE status = 'pending';
 -- The person a trigger's workflow is started for (its startedBy).
 ALTER TABLE automation.triggers ADD COLUMN IF NOT EXISTS on_behalf_of text;
+-- error_code: the refusal's code when the engine marks a row failed (not_found: the template is
+-- gone); plan_revision: the schedule's plan it fired under. Together they let the scheduler pause
+-- a schedule whose template was deleted (only for a fire of its current plan: a resume starts over).
+ALTER TABLE automation.triggers ADD COLUMN IF NOT EXISTS error_code text;
+ALTER TABLE automation.triggers ADD COLUMN IF NOT EXISTS plan_revision bigint;
+CREATE INDEX IF NOT EXISTS triggers_target_missing ON automation.triggers (schedule_id)
+  WHERE status = 'failed' AND error_code = 'not_found';
 -- Whose namespace a caller's idempotency key is in (its _meta.actor; '' for a call for nobody): the
 -- stored key is '<actor>/<key>', so a key one caller claims decides nothing for another. NULL: a
 -- row from before keys were scoped, which keeps answering for its key as given.

@@ -55,15 +55,27 @@ export async function insertScheduleTrigger(
     templateId: string;
     input: Record<string, unknown>;
     scheduleId: string;
+    /** The schedule's plan it fires under (see Schedules.pauseMissingTargets). */
+    planRevision: number | string;
     fireAt: Date;
     now: Date;
     onBehalfOf: string | null;
   },
 ): Promise<TriggerRecord | undefined> {
   const r = await c.query(
-    `INSERT INTO automation.triggers (id, template_id, input, source, schedule_id, fire_at, correlation_id, created_at, on_behalf_of)
-     VALUES ($1,$2,$3,'schedule',$4,$5,$6,$7,$8) ON CONFLICT (schedule_id, fire_at) DO NOTHING RETURNING *`,
-    [newId(), t.templateId, JSON.stringify(t.input), t.scheduleId, t.fireAt, newId(), t.now, t.onBehalfOf],
+    `INSERT INTO automation.triggers (id, template_id, input, source, schedule_id, fire_at, correlation_id, created_at, on_behalf_of, plan_revision)
+     VALUES ($1,$2,$3,'schedule',$4,$5,$6,$7,$8,$9) ON CONFLICT (schedule_id, fire_at) DO NOTHING RETURNING *`,
+    [
+      newId(),
+      t.templateId,
+      JSON.stringify(t.input),
+      t.scheduleId,
+      t.fireAt,
+      newId(),
+      t.now,
+      t.onBehalfOf,
+      t.planRevision,
+    ],
   );
   return r.rows[0] ? toTrigger(r.rows[0]) : undefined;
 }
