@@ -345,6 +345,8 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
       String((canceled?.data as { reason?: string }).reason),
       new RegExp(`no agent takes task type ${TASK_TYPE} since ${NAME} was removed`),
     );
+    assert.equal(ended.canceled?.by, 'apikey:tester', 'the task view names who canceled it');
+    assert.equal(ended.canceled?.reason, (canceled?.data as { reason?: string }).reason);
     assert.ok(!d.dispatcher.health().some((h) => h.agent === NAME));
 
     // 3. No capable agent is left for its type: a new task of it is refused as an unknown type (the dispatcher's answer when nobody offers it).

@@ -31,5 +31,6 @@ export function taskViewOf(s: ExistingTaskState): TaskView {
         : s.status === 'timed_out'
           ? { code: 'timeout', message: `no result within ${s.timeout_ms} ms` }
           : (s.last_error ?? null),
+    ...(s.status === 'canceled' ? { canceled: { reason: s.reason, by: s.actor } } : {}),
   };
 }

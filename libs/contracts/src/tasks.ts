@@ -145,6 +145,12 @@ export const taskView = z.object({
   duration_ms: z.number().nullable(),
   result: z.unknown().optional(),
   error: taskErrorSchema.nullable(),
+  canceled: z
+    .object({ reason: z.string(), by: z.string() })
+    .optional()
+    .describe(
+      'A canceled task only: the reason given with the cancel, and who canceled it (the actor of its TaskCanceled event)',
+    ),
 });
 export type TaskView = z.infer<typeof taskView>;
 

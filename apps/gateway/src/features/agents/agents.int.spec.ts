@@ -476,7 +476,9 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
     });
     assert.equal(c.status, 200, JSON.stringify(c.body));
     assert.equal(c.body.status, 'canceled');
-    assert.equal((await http('GET', `/api/v1/integration/agents/tasks/${r.body.task_id}`)).body.status, 'canceled');
+    const view = (await http('GET', `/api/v1/integration/agents/tasks/${r.body.task_id}`)).body;
+    assert.equal(view.status, 'canceled');
+    assert.deepEqual(view.canceled, { reason: 'no longer needed', by: 'anonymous' }, 'the view says why and by whom');
     assert.equal((await http('GET', '/api/v1/integration/agents/tasks/does-not-exist')).status, 404);
     assert.equal((await http('GET', '/api/v1/integration/agents/health/nobody')).status, 404);
 
