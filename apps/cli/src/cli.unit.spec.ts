@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { apiError } from './client.js';
@@ -115,6 +115,28 @@ describe('resolveConnection', () => {
   });
 });
 
+describe('writeSavedConfig', () => {
+  it('replaces a symlink at the config path instead of writing the key through it (mode 0600)', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sy-cli-link-'));
+    try {
+      const target = path.join(dir, 'elsewhere.txt');
+      writeFileSync(target, 'not yours\n');
+      const file = path.join(dir, 'switchyard', 'config.json');
+      mkdirSync(path.dirname(file));
+      symlinkSync(target, file);
+      writeSavedConfig({ url: 'http://127.0.0.1:1', key: 'sy_k' }, file);
+      assert.equal(readFileSync(target, 'utf8'), 'not yours\n');
+      assert.ok(lstatSync(file).isFile(), 'a file of its own now');
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+      assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')), { url: 'http://127.0.0.1:1', key: 'sy_k' });
+      writeSavedConfig({ url: 'http://127.0.0.1:2', key: 'sy_k' }, file);
+      assert.equal(JSON.parse(readFileSync(file, 'utf8')).url, 'http://127.0.0.1:2', 'and again over its own file');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('askHidden', () => {
   /** A terminal's stdin: raw mode switched as asked, bytes as typed. */
   const terminal = () => {
@@ -158,6 +180,12 @@ describe('apiError', () => {
     assert.equal(apiError(503, { title: 'Service unavailable' }).exitCode, EXIT.server);
     const h = new Headers({ 'x-correlation-id': 'from-header' });
     assert.match(describeError(apiError(502, 'Bad gateway', h)), /HTTP 502[\s\S]*correlation id: from-header/);
+  });
+
+  it('shows the HTTP status, not the one the body claims (a 500 whose body says 400 is a 500, exit 3)', () => {
+    const e = apiError(500, { title: 'Boom', status: 400 });
+    assert.equal(e.exitCode, EXIT.server);
+    assert.equal(describeError(e), 'error: 500 Boom');
   });
 });
 

@@ -105,7 +105,8 @@ export function apiError(status: number, body: unknown, headers?: Headers): CliE
   const problem: Problem = parsed.success
     ? {
         ...parsed.data,
-        status: parsed.data.status ?? status,
+        // The HTTP status, not the body's: a body cannot turn a 500 into a 400.
+        status,
         ...(parsed.data.correlationId
           ? {}
           : headers?.get('x-correlation-id')

@@ -309,7 +309,7 @@ export function buildProgram(): Command {
             ? Object.entries(parsed.data.checks ?? {})
                 .map(([k, v]) => `${k} ${v.status}${v.error ? ` (${v.error})` : ''}`)
                 .join(', ')
-            : String(ready.body).slice(0, 200);
+            : (typeof ready.body === 'string' ? ready.body : JSON.stringify(ready.body)).slice(0, 200);
           add('ready', ready.status === 200, `${parsed.success ? parsed.data.status : ready.status}: ${details}`);
           if (!api.conn.key)
             add(

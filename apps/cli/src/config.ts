@@ -1,4 +1,5 @@
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -41,13 +42,25 @@ export function readSavedConfig(file = configPath()): SavedConfig {
   return parsed.data;
 }
 
-/** Writes the login with mode 0600 in a 0700 directory: it holds an API key. */
+/**
+ * Writes the login with mode 0600 in a 0700 directory: it holds an API key. A new file beside it
+ * is renamed over it: a rename replaces a symlink there instead of writing the key through it to
+ * wherever it points, and a reader never sees half a file.
+ */
 export function writeSavedConfig(config: SavedConfig, file = configPath()): void {
   const dir = path.dirname(file);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
-  writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
-  chmodSync(file, 0o600); // an existing file keeps its old mode otherwise
+  const temp = path.join(dir, `.config.json.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    // 'wx': a fresh file of ours, never one planted under that name.
+    writeFileSync(temp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+    chmodSync(temp, 0o600); // exactly 0600, whatever the umask
+    renameSync(temp, file);
+  } catch (err) {
+    rmSync(temp, { force: true });
+    throw err;
+  }
 }
 
 export interface Connection {
