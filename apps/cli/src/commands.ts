@@ -193,6 +193,13 @@ const positiveInt = (name: string) => (v: string) => {
 };
 const nonNegativeInt = positiveInt;
 
+const WATCH_TIMEOUT_HELP = 'stop watching after this many seconds, exit 4 if not ended (the execution goes on)';
+/** How `watch` and `--wait` follow an execution: JSON or not, and for how long (--timeout, 0 or none: as long as it runs). */
+const watchOptions = (cmd: Command, timeout: number | undefined) => ({
+  json: !!globals(cmd).json,
+  ...(timeout ? { timeoutSeconds: timeout } : {}),
+});
+
 export function buildProgram(): Command {
   const program = new Command('switchyard')
     .description('Command-line client of the Switchyard gateway')
@@ -368,9 +375,10 @@ export function buildProgram(): Command {
     .description('start an execution; --wait draws each step live until it ends')
     .option('--input <json|file>', 'the workflow input: inline JSON, a file, @file or - (stdin)')
     .option('--wait', 'follow the execution live until it ends')
+    .option('--timeout <seconds>', WATCH_TIMEOUT_HELP, positiveInt('--timeout'))
     .option('--idempotency-key <key>', 'send an Idempotency-Key (a repeat start answers the first execution)')
     .action(
-      act(async (o: { input?: string; wait?: boolean; idempotencyKey?: string }, cmd: Command) => {
+      act(async (o: { input?: string; wait?: boolean; idempotencyKey?: string; timeout?: number }, cmd: Command) => {
         const input = readJsonObject(o.input, '--input');
         const api = apiOf(cmd);
         const template = cmd.processedArgs[0] as string;
@@ -385,7 +393,7 @@ export function buildProgram(): Command {
           printLine(dim(`follow it: switchyard workflow watch ${body.execution_id}`));
           return;
         }
-        await watchExecution(api, body.execution_id, { json: !!globals(cmd).json });
+        await watchExecution(api, body.execution_id, watchOptions(cmd, o.timeout));
       }),
     );
   workflow
@@ -509,10 +517,18 @@ export function buildProgram(): Command {
     .option('--input <json|file>', "another input (default: the source execution's)")
     .option('--idempotency-key <key>', 'send an Idempotency-Key (a repeat answers the first fork)')
     .option('--wait', 'follow the new execution live until it ends')
+    .option('--timeout <seconds>', WATCH_TIMEOUT_HELP, positiveInt('--timeout'))
     .action(
       act(
         async (
-          o: { fromStep: string; definitionVersion?: number; input?: string; idempotencyKey?: string; wait?: boolean },
+          o: {
+            fromStep: string;
+            definitionVersion?: number;
+            input?: string;
+            idempotencyKey?: string;
+            wait?: boolean;
+            timeout?: number;
+          },
           cmd: Command,
         ) => {
           const api = apiOf(cmd);
@@ -530,7 +546,7 @@ export function buildProgram(): Command {
               ...(o.idempotencyKey ? { headers: { 'idempotency-key': o.idempotencyKey } } : {}),
             },
           );
-          if (o.wait) return watchExecution(api, r.execution_id, { json: !!globals(cmd).json });
+          if (o.wait) return watchExecution(api, r.execution_id, watchOptions(cmd, o.timeout));
           if (globals(cmd).json) return printJson(r);
           printLine(
             `${r.execution_id}  ${r.status}  copied: ${r.copied_steps.join(', ') || '-'}  runs: ${r.rerun_steps.join(', ')}`,
@@ -543,15 +559,16 @@ export function buildProgram(): Command {
     .description('re-run the failed steps of a failed execution and what depends on them, in the same execution')
     .option('--reason <text>', 'why, recorded in the execution')
     .option('--wait', 'follow the execution live until it ends')
+    .option('--timeout <seconds>', WATCH_TIMEOUT_HELP, positiveInt('--timeout'))
     .action(
-      act(async (o: { reason?: string; wait?: boolean }, cmd: Command) => {
+      act(async (o: { reason?: string; wait?: boolean; timeout?: number }, cmd: Command) => {
         const api = apiOf(cmd);
         const id = cmd.processedArgs[0] as string;
         const { body } = await api.call(`/api/v1/workflows/executions/${encodeURIComponent(id)}/retry`, retrySchema, {
           method: 'POST',
           body: o.reason ? { reason: o.reason } : {},
         });
-        if (o.wait) return watchExecution(api, id, { json: !!globals(cmd).json });
+        if (o.wait) return watchExecution(api, id, watchOptions(cmd, o.timeout));
         if (globals(cmd).json) return printJson(body);
         printLine(`${body.execution_id}  ${body.status}  retried: ${body.retried_steps.join(', ')}`);
       }),
@@ -559,9 +576,10 @@ export function buildProgram(): Command {
   workflow
     .command('watch <id>')
     .description('draw each step live (from the event stream) until the execution ends')
+    .option('--timeout <seconds>', WATCH_TIMEOUT_HELP, positiveInt('--timeout'))
     .action(
-      act(async (_o, cmd: Command) => {
-        await watchExecution(apiOf(cmd), cmd.processedArgs[0] as string, { json: !!globals(cmd).json });
+      act(async (o: { timeout?: number }, cmd: Command) => {
+        await watchExecution(apiOf(cmd), cmd.processedArgs[0] as string, watchOptions(cmd, o.timeout));
       }),
     );
 

@@ -70,6 +70,35 @@ export interface Connection {
   readonly source: { url: 'flag' | 'env' | 'config' | 'default'; key: 'flag' | 'env' | 'config' | 'none' };
   /** The gateway the saved key is for, when it is not sent (the URL is another one's). */
   readonly savedKeyFor?: string;
+  /** The largest answer (or event stream message) read, in bytes: SWITCHYARD_MAX_ANSWER_MB. */
+  readonly maxAnswerBytes?: number;
+}
+
+/**
+ * A key as HTTP can carry it: printable ASCII without spaces (the gateway's are `sy_<id>_<secret>`).
+ * Surrounding whitespace (a file's final newline, CRLF) is trimmed first; what is left inside
+ * (`SWITCHYARD_KEY="$(cat file)"` of a file with a second line) is refused without showing the
+ * key: only its `sy_<id>` part, which names it and is no secret.
+ */
+function checkedKey(key: string, from: string): string {
+  const trimmed = key.trim();
+  if (/^[\x21-\x7e]+$/.test(trimmed)) return trimmed;
+  const id = /^sy_[0-9a-f]{16}_/.exec(trimmed)?.[0];
+  throw new CliError(
+    `the API key from ${from}${id ? ` (${id}…)` : ''} has a line break, a space, a control character or a ` +
+      'character outside ASCII in it; not used (a file with more than one line?)',
+    EXIT.usage,
+  );
+}
+
+/** SWITCHYARD_MAX_ANSWER_MB: a whole number of MiB, 1 or more. */
+function maxAnswerBytes(env: NodeJS.ProcessEnv): number | undefined {
+  const v = env.SWITCHYARD_MAX_ANSWER_MB;
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1)
+    throw new CliError(`SWITCHYARD_MAX_ANSWER_MB must be a whole number of MiB, 1 or more, got ${v}`, EXIT.usage);
+  return n * 1024 * 1024;
 }
 
 /** The key read from stdin (`--key -`): its first line, so `printf '%s\n' "$KEY" |` and a file both work. */
@@ -123,7 +152,21 @@ export function resolveConnection(
     url?.from !== 'config' &&
     originOf((saved.url ?? DEFAULT_URL).replace(/\/+$/, '')) !== originOf(base);
   const given = savedElsewhere ? undefined : key;
-  const keyValue = given?.from === 'flag' && given.value === '-' ? keyFromStdin(readStdin) : given?.value;
+  const rawKey = given?.from === 'flag' && given.value === '-' ? keyFromStdin(readStdin) : given?.value;
+  const keyValue =
+    rawKey === undefined
+      ? undefined
+      : checkedKey(
+          rawKey,
+          given?.from === 'flag'
+            ? flags.key === '-'
+              ? 'stdin'
+              : '--key'
+            : given?.from === 'env'
+              ? 'SWITCHYARD_KEY'
+              : file,
+        );
+  const maxAnswer = maxAnswerBytes(env);
   if (keyValue && cleartextOverNetwork(base) && !flags.allowHttp && env.SWITCHYARD_ALLOW_HTTP !== '1')
     throw new CliError(
       `refusing to send the API key unencrypted to ${base}: use https://, or --allow-http ` +
@@ -135,6 +178,7 @@ export function resolveConnection(
     ...(keyValue ? { key: keyValue } : {}),
     source: { url: url?.from ?? 'default', key: given?.from ?? 'none' },
     ...(savedElsewhere ? { savedKeyFor: originOf(saved.url ?? DEFAULT_URL) } : {}),
+    ...(maxAnswer ? { maxAnswerBytes: maxAnswer } : {}),
   };
 }
 

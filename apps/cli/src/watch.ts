@@ -18,9 +18,15 @@ export const executionStreamId = (executionId: string): string => `workflow_exec
  * Follow one execution until it ends: its history first (GET .../events), then the live event
  * feed from the last position seen, so nothing is missed and nothing is polled. On a terminal the
  * step block is redrawn in place (a spinner per running step); otherwise one line per change.
- * Exit code 4 when the execution failed or was canceled.
+ * Exit code 4 when the execution failed or was canceled, or `timeoutSeconds` passed before it
+ * ended (it goes on). Without a timeout it watches as long as the execution runs; a lost
+ * connection still ends it (the live feed's idle timeout).
  */
-export async function watchExecution(api: Api, executionId: string, o: { json: boolean }): Promise<void> {
+export async function watchExecution(
+  api: Api,
+  executionId: string,
+  o: { json: boolean; timeoutSeconds?: number },
+): Promise<void> {
   const view = new ExecutionView(executionId);
   const tty = process.stdout.isTTY === true && !o.json;
   const stream = executionStreamId(executionId);
@@ -45,6 +51,18 @@ export async function watchExecution(api: Api, executionId: string, o: { json: b
   const onSigint = () => ac.abort();
   process.once('SIGINT', onSigint);
   let timer: NodeJS.Timeout | undefined;
+  let timedOut = false;
+  const deadline = o.timeoutSeconds
+    ? setTimeout(() => {
+        timedOut = true;
+        ac.abort();
+      }, o.timeoutSeconds * 1000)
+    : undefined;
+  const timeoutError = () =>
+    new CliError(
+      `--timeout ${o.timeoutSeconds} s passed before the execution ended (it goes on: switchyard workflow watch ${executionId})`,
+      EXIT.failed,
+    );
   try {
     // The history a page at a time (the gateway answers at most 1,000 events per request).
     let after: number | undefined;
@@ -61,6 +79,7 @@ export async function watchExecution(api: Api, executionId: string, o: { json: b
           printLine(`${view.name || 'workflow'} ${executionId} running`);
         onChange(changed);
       }
+      if (timedOut) throw timeoutError();
       const last = body.events[body.events.length - 1];
       if (!body.next || !last) break;
       after = last.revision;
@@ -80,6 +99,7 @@ export async function watchExecution(api: Api, executionId: string, o: { json: b
         onChange(view.apply(e));
         if (view.ended) break;
       }
+      if (!view.ended && timedOut) throw timeoutError();
       if (!view.ended)
         throw new CliError(
           ac.signal.aborted
@@ -90,6 +110,7 @@ export async function watchExecution(api: Api, executionId: string, o: { json: b
     }
   } finally {
     process.removeListener('SIGINT', onSigint);
+    clearTimeout(deadline);
     if (timer) clearInterval(timer);
     if (tty) draw();
     ac.abort();
