@@ -622,6 +622,29 @@ describe('the gateway as an MCP server (/mcp)', () => {
     });
     assert.equal(replaced.status, 200);
     assert.equal(replaced.body.version, 2);
+    // Two identical creations at once: the log records one, and the answers say so (one 201, one 200).
+    const twins = await Promise.all(
+      [1, 2].map(() =>
+        request('POST', '/api/v1/integration/mcp/virtual-servers', {
+          name: 'twins',
+          description: 'same twice',
+          tools: ['everything__echo'],
+        }),
+      ),
+    );
+    assert.deepEqual(twins.map((t) => t.status).sort(), [200, 201], JSON.stringify(twins.map((t) => t.body)));
+    assert.deepEqual(
+      twins.map((t) => t.body.version),
+      [1, 1],
+    );
+    assert.equal((await request('DELETE', '/api/v1/integration/mcp/virtual-servers/twins')).status, 200);
+    const again = await request('POST', '/api/v1/integration/mcp/virtual-servers', {
+      name: 'twins',
+      description: 'same twice',
+      tools: ['everything__echo'],
+    });
+    assert.equal(again.status, 201, 'after its removal, defining it again is a creation');
+    assert.equal((await request('DELETE', '/api/v1/integration/mcp/virtual-servers/twins')).status, 200);
     const list = await request('GET', '/api/v1/integration/mcp/virtual-servers', undefined, bearer(viewerKey));
     assert.deepEqual(
       list.body.virtual_servers.map((v: { name: string }) => v.name),

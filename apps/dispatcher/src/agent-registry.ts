@@ -9,6 +9,7 @@ import {
   externalAgentStreamId,
   registerAgentInput,
   type AgentHealthView,
+  type RegisterAgentReply,
   type ExternalAgentRegisteredData,
   type ExternalAgentRemovedData,
 } from '@switchyard/contracts';
@@ -19,6 +20,7 @@ import { fetchA2aCard } from './a2a-agents.js';
 import {
   deleteExternalAgentToken,
   ensureExternalAgentsTable,
+  externalAgentToken,
   externalAgentTokens,
   storeExternalAgentToken,
   withAgentNameLock,
@@ -110,7 +112,7 @@ export class ExternalAgents {
   async registerAgent(
     input: z.input<typeof registerAgentInput>,
     correlationId: string = newId(),
-  ): Promise<AgentHealthView> {
+  ): Promise<RegisterAgentReply> {
     if (this.opts.stopped()) throw new AppError('unavailable', 'dispatcher is stopping');
     const { actor, ...given } = registerAgentInput.parse(input);
     this.refuseUnmanaged(given.name, 'registered');
@@ -136,7 +138,9 @@ export class ExternalAgents {
     return this.opts.serially(`external_agent:${a.name}`, () =>
       this.locally(a.name, async () => {
         const at = new Date().toISOString();
+        let registration: RegisterAgentReply['registration'];
         await withAgentNameLock(this.opts.pool, this.opts.schema, a.name, async (db) => {
+          const kept = await externalAgentToken(db, this.opts.schema, a.name);
           await storeExternalAgentToken(db, this.opts.schema, a.name, a.token);
           const data: ExternalAgentRegisteredData = {
             name: a.name,
@@ -150,10 +154,12 @@ export class ExternalAgents {
           };
           const r = await handleCommand(this.opts.store, externalAgentStreamId(a.name), externalAgentDecider, {
             type: 'RegisterExternalAgent',
-            data,
+            data: { ...data, token_changed: kept !== a.token },
             metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
           });
           this.noteApplied(a.name, r.revision);
+          registration =
+            r.decidedFrom.status !== 'registered' ? 'created' : r.events.length > 0 ? 'replaced' : 'unchanged';
         });
         const inst = this.registry.registerHttp(a);
         await this.registry.probe(inst);
@@ -164,16 +170,17 @@ export class ExternalAgents {
         this.opts.kick();
         // Removed meanwhile through another dispatcher (its event came in while this one probed): the
         // registration happened, and the agent now has no instance.
-        return (
-          this.opts.health().find((h) => h.agent === inst.agent) ?? {
+        return {
+          ...(this.opts.health().find((h) => h.agent === inst.agent) ?? {
             agent: a.name,
             status: 'down',
             task_types: [...a.task_types].sort(),
             queued: 0,
             in_flight: 0,
             instances: [],
-          }
-        );
+          }),
+          ...(registration !== undefined ? { registration } : {}),
+        };
       }),
     );
   }

@@ -8,6 +8,7 @@ import {
   type TaskSubmitReply,
   type TaskView,
   type AgentHealthView,
+  type RegisterAgentReply,
   type CapabilitiesReply,
 } from '@switchyard/contracts';
 import { handleCommand, type EventStore } from '@switchyard/event-store';
@@ -419,7 +420,10 @@ export class Dispatcher {
    * dispatcher knows it), recorded as ExternalAgentRegistered (without the token), then put
    * in the registry and probed right away.
    */
-  registerAgent(input: z.input<typeof registerAgentInput>, correlationId: string = newId()): Promise<AgentHealthView> {
+  registerAgent(
+    input: z.input<typeof registerAgentInput>,
+    correlationId: string = newId(),
+  ): Promise<RegisterAgentReply> {
     return this.agents.registerAgent(input, correlationId);
   }
 

@@ -84,6 +84,15 @@ export async function deleteExternalAgentToken(pool: Queryable, schema: string, 
   await pool.query(`delete from ${secretsSchema(schema)}.external_agent_tokens where name = $1`, [name]);
 }
 
+/** The token kept for one agent (undefined: none). */
+export async function externalAgentToken(pool: Queryable, schema: string, name: string): Promise<string | undefined> {
+  const r = await pool.query<{ token: string }>(
+    `select token from ${secretsSchema(schema)}.external_agent_tokens where name = $1`,
+    [name],
+  );
+  return r.rows[0]?.token;
+}
+
 /** The tokens of the given agents, by name (an agent without one is absent). */
 export async function externalAgentTokens(
   pool: pg.Pool,

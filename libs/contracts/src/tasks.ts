@@ -180,6 +180,15 @@ export const agentHealthView = z.object({
   in_flight: z.number().int(),
 });
 export type AgentHealthView = z.infer<typeof agentHealthView>;
+/**
+ * The answer to `register_agent`: the agent's health, and what the registration did as the log
+ * records it (`unchanged`: the same registration again, nothing recorded). Absent from a
+ * dispatcher that predates it (read as `created`).
+ */
+export const registerAgentReply = agentHealthView.extend({
+  registration: z.enum(['created', 'replaced', 'unchanged']).optional(),
+});
+export type RegisterAgentReply = z.infer<typeof registerAgentReply>;
 export const agentHealthReply = z.object({
   agents: z.array(agentHealthView),
   queued: z.number().int(),

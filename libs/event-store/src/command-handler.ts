@@ -12,6 +12,12 @@ export interface CommandResult<E, S> {
   /** Events this command appended (empty when the decider decided nothing). */
   readonly events: readonly E[];
   readonly state: S;
+  /**
+   * The state the events were decided against (the one the last, successful round read): what
+   * the command found, e.g. to answer "created" or "replaced" as the log records it, not as a
+   * read before a conflict's retry saw it.
+   */
+  readonly decidedFrom: S;
   /** Stream revision after the command (-1: the stream still does not exist). */
   readonly revision: number;
   /** Global position of the last appended event, when anything was appended. */
@@ -131,7 +137,7 @@ export async function handleCommand<C, E extends Event, S>(
     read = await aggregateStream(store, streamId, decider, read);
     const { state, revision } = read;
     const events = asStored(decider.decide(command, state));
-    if (events.length === 0) return { events, state, revision, decidedOn: 'read' };
+    if (events.length === 0) return { events, state, decidedFrom: state, revision, decidedOn: 'read' };
     try {
       const result = await store.append(streamId, events.map(toNewEvent), {
         expectedRevision: revision === -1 ? 'no_stream' : revision,
@@ -141,6 +147,7 @@ export async function handleCommand<C, E extends Event, S>(
       return {
         events,
         state: next,
+        decidedFrom: state,
         revision: result.nextExpectedRevision,
         position: result.position,
         decidedOn: 'read',
@@ -174,7 +181,7 @@ async function decideOnKnown<C, E extends Event, S>(
   const events = asStored(decidedEvents);
   if (events.length === 0)
     return options.trust?.empty
-      ? { events, state: known.state, revision: known.revision, decidedOn: 'known' }
+      ? { events, state: known.state, decidedFrom: known.state, revision: known.revision, decidedOn: 'known' }
       : undefined;
   try {
     const r = await store.append(streamId, events.map(toNewEvent), {
@@ -183,7 +190,14 @@ async function decideOnKnown<C, E extends Event, S>(
     });
     const state =
       isDecision(decided) && events === decidedEvents ? decided.state : events.reduce(decider.evolve, known.state);
-    return { events, state, revision: r.nextExpectedRevision, position: r.position, decidedOn: 'known' };
+    return {
+      events,
+      state,
+      decidedFrom: known.state,
+      revision: r.nextExpectedRevision,
+      position: r.position,
+      decidedOn: 'known',
+    };
   } catch (err) {
     if (err instanceof WrongExpectedVersionError) return undefined;
     throw err;

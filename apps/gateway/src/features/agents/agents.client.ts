@@ -8,6 +8,7 @@ import {
   type TaskSubmitReply,
   agentHealthReply,
   agentHealthView,
+  registerAgentReply,
   capabilitiesReply,
   performanceReply,
   TASKS_SERVICE,
@@ -260,7 +261,12 @@ export class AgentsClient {
 
   /** Store and use an external HTTP agent; the actor is recorded in ExternalAgentRegistered. */
   registerExternal(agent: ExternalAgent, actor: string, correlationId: string) {
-    return request(this.nc, subject('register_agent'), { ...agent, actor }, { schema: agentHealthView, correlationId });
+    return request(
+      this.nc,
+      subject('register_agent'),
+      { ...agent, actor },
+      { schema: registerAgentReply, correlationId },
+    );
   }
 
   unregisterExternal(name: string, actor: string, correlationId: string) {

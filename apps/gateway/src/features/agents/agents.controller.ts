@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import {
   agentHealthView,
+  registerAgentReply,
   capabilitiesReply,
   performanceReply,
   taskView,
@@ -194,16 +195,26 @@ export class AgentsController {
       'The dispatcher stores it (it stays registered across dispatcher restarts and failovers), probes `GET <url>/health` and sends it tasks of its `task_types` ' +
       '(`POST <url>/execute`, with `Authorization: Bearer <token>` when a token is given). With `a2a_card_url` instead of `url` and `task_types`, it is an A2A agent: ' +
       'the card is fetched (egress guard), its JSON-RPC URL and skills become `url` and `task_types`, the card is its health probe, and tasks go to it with `message/send` (docs/a2a.md). ' +
-      'Answers with its health view; the token is never echoed nor put in events. ' +
+      'Answers with its health view and `registration`: 201 `created` when new (or registered again after a removal), 200 `replaced` when it changed a registration, ' +
+      '200 `unchanged` for the same registration again (nothing recorded). The token is never echoed nor put in events. ' +
       'The names of the built-in agents are refused (400).',
     tags: ['agents'],
     role: 'admin',
     requestExample: externalAgentExample,
-    response: { status: 201, schema: agentHealthView },
+    response: { status: 201, schema: registerAgentReply },
+    alsoAnswers: [
+      { status: 200, description: 'It was registered already: replaced or unchanged', schema: registerAgentReply },
+    ],
     errors: [503],
   })
-  registerExternal(@ZodBody(externalAgentBody) body: z.output<typeof externalAgentBody>, @CorrelationId() cid: string) {
-    return this.commands.execute(new RegisterExternalAgent(body, cid));
+  async registerExternal(
+    @ZodBody(externalAgentBody) body: z.output<typeof externalAgentBody>,
+    @CorrelationId() cid: string,
+    @Res({ passthrough: true }) res: Response,
+  ) {
+    const r = await this.commands.execute(new RegisterExternalAgent(body, cid));
+    if (r.registration === 'replaced' || r.registration === 'unchanged') res.status(200);
+    return r;
   }
 
   @Delete('external/:agent_name')

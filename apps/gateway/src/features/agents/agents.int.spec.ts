@@ -581,9 +581,31 @@ describe('agents feature: external agents managed by an admin', () => {
       ['http'],
     );
     assert.ok(!reg.text.includes(TOKEN), 'the token is echoed');
+    assert.equal(reg.body.registration, 'created');
     const [registered] = await g.store.readStream(externalAgentStreamId('gw-ext'));
     assert.match(String(registered!.metadata.actor), /^apikey:/);
     assert.ok(!JSON.stringify(registered).includes(TOKEN));
+    // The same registration again, twice at once: 200 unchanged, nothing more in the log. A new
+    // token alone is recorded (other dispatchers learn it from the event); a change is 'replaced'.
+    const same = await Promise.all(
+      [1, 2].map(() => send('POST', '/api/v1/integration/agents/external', g.adminKey, registration)),
+    );
+    assert.deepEqual(
+      same.map((r) => [r.status, r.body.registration]),
+      [
+        [200, 'unchanged'],
+        [200, 'unchanged'],
+      ],
+    );
+    assert.equal((await g.store.readStream(externalAgentStreamId('gw-ext'))).length, 1);
+    const newToken = await send('POST', '/api/v1/integration/agents/external', g.adminKey, {
+      ...registration,
+      token: `${TOKEN}-2`,
+    });
+    assert.deepEqual([newToken.status, newToken.body.registration], [200, 'replaced']);
+    const back = await send('POST', '/api/v1/integration/agents/external', g.adminKey, registration);
+    assert.deepEqual([back.status, back.body.registration], [200, 'replaced']);
+    assert.equal((await g.store.readStream(externalAgentStreamId('gw-ext'))).length, 3);
 
     // 3. It takes tasks (the dispatcher sends its bearer token).
     const done = await send('POST', '/api/v1/integration/agents/delegate?wait=true', keys.operator, {

@@ -75,7 +75,6 @@ export class VirtualServers implements OnModuleInit, OnModuleDestroy {
     spec: { description: string; tools: string[] },
     correlationId: string,
   ): Promise<{ view: VirtualServerView; created: boolean }> {
-    const existed = this.views.has(name);
     const r = await this.run(name, {
       type: 'DefineVirtualServer',
       data: { name, description: spec.description, tools: spec.tools },
@@ -85,7 +84,8 @@ export class VirtualServers implements OnModuleInit, OnModuleDestroy {
     const view = this.views.get(name);
     if (!view)
       throw new AppError('unavailable', `virtual server "${name}" is recorded but not yet readable; retry`, { name });
-    return { view, created: !existed };
+    // As the log has it: what the decision found (a removal that came first makes this a creation).
+    return { view, created: r.decidedFrom.status !== 'defined' };
   }
 
   async remove(name: string, correlationId: string): Promise<void> {
