@@ -1,5 +1,6 @@
 /** Small shared pieces. */
 import { ApiError, json } from './api';
+import { showBidi } from './bidi';
 
 const TONE: Record<string, string> = {
   healthy: 'ok',
@@ -55,14 +56,14 @@ export function ErrorNote({ error }: { error: unknown }) {
     return (
       <div class="error" role="alert">
         <strong>
-          {error.status} {error.problem.title ?? ''}
+          {error.status} <bdi>{error.problem.title ?? ''}</bdi>
         </strong>{' '}
-        {error.problem.detail ?? ''}
+        <bdi>{error.problem.detail ?? ''}</bdi>
         {error.problem.errors?.length ? (
           <ul>
             {error.problem.errors.map((e) => (
               <li>
-                <code>{e.path}</code>: {e.message}
+                <code>{e.path}</code>: <bdi>{e.message}</bdi>
               </li>
             ))}
           </ul>
@@ -72,7 +73,7 @@ export function ErrorNote({ error }: { error: unknown }) {
   }
   return (
     <div class="error" role="alert">
-      {String((error as Error)?.message ?? error)}
+      <bdi>{String((error as Error)?.message ?? error)}</bdi>
     </div>
   );
 }
@@ -80,7 +81,7 @@ export function ErrorNote({ error }: { error: unknown }) {
 export function Json({ value, label }: { value: unknown; label?: string }) {
   return (
     <pre class="json" tabIndex={0} aria-label={label ?? 'JSON'}>
-      {json(value)}
+      {showBidi(json(value))}
     </pre>
   );
 }

@@ -108,7 +108,7 @@ export function McpPage() {
           {selected ? (
             <div>
               <h2>
-                Call {server} / {selected.name}
+                Call <bdi>{server}</bdi> / <bdi>{selected.name}</bdi>
               </h2>
               {selected.description ? <p>{selected.description}</p> : null}
               <details>

@@ -171,7 +171,7 @@ export function SystemPage() {
             alerts.map((a) => (
               <tr key={a.id} data-alert={a.id} data-rule={a.ruleId} data-state={a.state}>
                 <td>
-                  {a.name}{' '}
+                  <bdi>{a.name}</bdi>{' '}
                   <small class="muted">
                     {Object.entries(a.labels ?? {})
                       .map(([k, v]) => `${k}=${String(v)}`)

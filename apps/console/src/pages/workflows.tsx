@@ -58,7 +58,7 @@ export function WorkflowsPage() {
         <div class="split">
           <div>
             <h3>
-              {def.name} (v{def.version})
+              <bdi>{def.name}</bdi> (v{def.version})
             </h3>
             <p>{def.description}</p>
             <Dag steps={def.steps} label={`steps of ${def.id}`} />
@@ -187,7 +187,7 @@ export function ExecutionPage({ id }: { id: string }) {
       ) : (
         <>
           <p data-testid="exec-status">
-            {detail.definition_name ?? detail.definition_id} v{detail.definition_version}:{' '}
+            <bdi>{detail.definition_name ?? detail.definition_id}</bdi> v{detail.definition_version}:{' '}
             <StatusBadge status={detail.status} /> started {fmtTime(detail.started_at)}, took{' '}
             {fmtMs(detail.duration_ms)}
             {can('operator') && !ended ? (
