@@ -62,6 +62,7 @@ import { connectionRefusal, heldCallsQuota, type ConnectionQuota } from '../../h
 import { boundUnreadStream } from '../../http/unread-stream-bound.js';
 import { mcpScopedKey } from '../../idempotency/keys.js';
 import { VirtualServers } from './virtual-servers.js';
+import { onRequest } from './request-params.js';
 
 export const SERVER_NAME = 'switchyard';
 export const SERVER_VERSION = '0.1.0';
@@ -445,7 +446,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       return !!v && toolAllowed(v.tools, tool);
     };
 
-    server.setRequestHandler(ListToolsRequestSchema, async (_req, extra) => {
+    onRequest(server, ListToolsRequestSchema, async (_req, extra) => {
       const caller = callerOf(extra.authInfo);
       // A tool the caller may never call is not shown (the writer server below admin).
       const tools = (await this.catalog.listTools()).filter((t) => allowed(t.name) && !this.writerRefusal(t, caller));
@@ -461,7 +462,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       };
     });
 
-    server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
+    onRequest(server, CallToolRequestSchema, async (req, extra) => {
       // Listing needs viewer; running work needs operator, as on the REST routes.
       const caller = this.operatorOnly(extra.authInfo, 'calling a tool');
       const name = req.params.name;
@@ -508,7 +509,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       }
     });
 
-    server.setRequestHandler(ListResourcesRequestSchema, async () => ({
+    onRequest(server, ListResourcesRequestSchema, async () => ({
       resources: [
         {
           uri: STATUS_URI,
@@ -529,7 +530,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       ],
     }));
 
-    server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => ({
+    onRequest(server, ListResourceTemplatesRequestSchema, async () => ({
       resourceTemplates: [
         {
           uriTemplate: 'switchyard://executions/{id}',
@@ -556,7 +557,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       ],
     }));
 
-    server.setRequestHandler(ReadResourceRequestSchema, async (req, extra) => {
+    onRequest(server, ReadResourceRequestSchema, async (req, extra) => {
       const uri = req.params.uri;
       const json = (value: unknown) => ({
         contents: [{ uri, mimeType: 'application/json', text: JSON.stringify(value, null, 2) }],
@@ -649,7 +650,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       throw new McpError(ErrorCode.InvalidParams, `unknown resource ${uri}`, { uri });
     });
 
-    server.setRequestHandler(SubscribeRequestSchema, async (req) => {
+    onRequest(server, SubscribeRequestSchema, async (req) => {
       const s = this.sessionOf(ctx.sessionId());
       const m = EXECUTION_URI.exec(req.params.uri);
       if (!s) throw new McpError(ErrorCode.InvalidRequest, 'subscriptions need a session (not in stateless mode)');
@@ -687,14 +688,14 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       return {};
     });
 
-    server.setRequestHandler(UnsubscribeRequestSchema, async (req) => {
+    onRequest(server, UnsubscribeRequestSchema, async (req) => {
       const s = this.sessionOf(ctx.sessionId());
       s?.subscriptions.get(req.params.uri)?.();
       s?.subscriptions.delete(req.params.uri);
       return {};
     });
 
-    server.setRequestHandler(ListPromptsRequestSchema, async () => ({
+    onRequest(server, ListPromptsRequestSchema, async () => ({
       prompts: (await this.catalog.listPrompts()).map((p) => ({
         name: p.name,
         ...(p.description !== undefined ? { description: p.description } : {}),
@@ -702,7 +703,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       })),
     }));
 
-    server.setRequestHandler(GetPromptRequestSchema, async (req, extra) => {
+    onRequest(server, GetPromptRequestSchema, async (req, extra) => {
       // A prompt is rendered by the upstream server's own code from the caller's arguments (it may
       // read files or fetch pages to do so), as a tool call runs: it needs the operator role too.
       this.operatorOnly(extra.authInfo, 'getting a prompt');

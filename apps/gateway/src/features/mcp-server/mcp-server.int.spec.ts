@@ -82,6 +82,40 @@ describe('MCP endpoint, stateless mode', () => {
     assert.equal(get.status, 405);
   });
 
+  /** One JSON-RPC request's answer, from the JSON or the event stream the transport chose. */
+  const rpc = async (method: string, params: unknown) => {
+    const res = await post({ jsonrpc: '2.0', id: 7, method, params });
+    const text = await res.text();
+    const data = /^data: (.*)$/m.exec(text)?.[1] ?? text;
+    return JSON.parse(data) as { result?: unknown; error?: { code: number; message: string } };
+  };
+
+  it('answers a request with bad params -32602 Invalid params naming the field, on one line', async () => {
+    const cases: [string, unknown, RegExp][] = [
+      ['tools/call', {}, /^MCP error -32602: invalid tools\/call params: params\.name: .*expected string/],
+      ['tools/call', { name: 'everything__echo', arguments: [1, 2] }, /params\.arguments: .*expected record/],
+      ['tools/call', { name: 'everything__echo', arguments: 'x' }, /params\.arguments: .*expected record/],
+      ['prompts/get', { arguments: {} }, /^MCP error -32602: invalid prompts\/get params: params\.name/],
+      ['prompts/get', { name: 'p', arguments: { a: 1 } }, /params\.arguments\.a: .*expected string/],
+      ['resources/read', {}, /^MCP error -32602: invalid resources\/read params: params\.uri/],
+      ['resources/read', { uri: 5 }, /params\.uri: .*expected string/],
+      ['resources/subscribe', { uri: null }, /^MCP error -32602: invalid resources\/subscribe params: params\.uri/],
+      ['resources/unsubscribe', {}, /^MCP error -32602: invalid resources\/unsubscribe params: params\.uri/],
+      ['tools/list', { cursor: 5 }, /^MCP error -32602: invalid tools\/list params: params\.cursor/],
+    ];
+    for (const [method, params, message] of cases) {
+      const answer = await rpc(method, params);
+      const what = `${method} ${JSON.stringify(params)}: ${JSON.stringify(answer)}`;
+      assert.equal(answer.error?.code, -32602, what);
+      assert.match(answer.error.message, message, what);
+      assert.doesNotMatch(answer.error.message, /\n/, what);
+    }
+    // Good params still reach the handler (its own -32602 for an unknown name).
+    const unknown = await rpc('tools/call', { name: 'nope__tool', arguments: {} });
+    assert.equal(unknown.error?.code, -32602);
+    assert.match(unknown.error.message, /unknown tool "nope__tool"/);
+  });
+
   it('the SDK client lists and calls upstream tools with no session', async () => {
     const client = new Client({ name: 'stateless-test', version: '1.0.0' });
     const transport = new StreamableHTTPClientTransport(new URL(`${g.url}/mcp`), {
