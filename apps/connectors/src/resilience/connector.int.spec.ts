@@ -713,6 +713,65 @@ describe('a timed-out call is repeated only where running it again is harmless',
   });
 });
 
+describe('a cancel of a call the server already has', () => {
+  let server: SdkHttpServer;
+  let connector: McpConnector;
+  /** Calls each tool finished (its effect done). */
+  const finished = new Map<string, number>();
+  const started = new Map<string, number>();
+
+  before(async () => {
+    server = await startSdkHttpServer(() => {
+      const mcp = new McpServer({ name: 'effects2', version: '1.0.0' });
+      // Runs 600 ms whatever it is told: as a database commits an INSERT its client gave up on.
+      const tool = (name: string, annotations: Record<string, boolean>) =>
+        mcp.registerTool(name, { description: name, annotations, inputSchema: { n: z.number() } }, async ({ n }) => {
+          started.set(name, (started.get(name) ?? 0) + 1);
+          await new Promise((r) => setTimeout(r, 600));
+          finished.set(name, (finished.get(name) ?? 0) + 1);
+          return { content: [{ type: 'text', text: `${name} ${n}` }] };
+        });
+      tool('insert_row', {});
+      tool('count_rows', { readOnlyHint: true });
+      return mcp;
+    });
+    connector = new McpConnector({
+      config: parseServerConfig({
+        name: 'effects2',
+        role: 'other',
+        transport: { kind: 'http', url: server.url },
+        ...fast,
+      }),
+      logger,
+    });
+    await connector.start();
+  });
+  after(async () => {
+    await connector?.close();
+    await server?.close();
+  });
+
+  it('a tool that may have effects is let finish and its real outcome answered; a read-only one is stopped at once', async () => {
+    // With effects: the caller learns what happened (the row is there), not "canceled" while the row lands after.
+    const write = connector.callTool({ tool: 'insert_row', arguments: { n: 7 }, idempotency_key: 'cancel-write' });
+    await waitFor(() => started.get('insert_row') === 1, 'the server to have the write');
+    assert.equal(connector.cancelCall('cancel-write', 'the workflow was canceled'), true);
+    assert.equal(text(await write), 'insert_row 7');
+    assert.equal(finished.get('insert_row'), 1);
+
+    // Read-only: nothing to wait for, canceled at once.
+    const read = expectAppError(
+      connector.callTool({ tool: 'count_rows', arguments: { n: 1 }, idempotency_key: 'cancel-read' }),
+      'canceled',
+    );
+    await waitFor(() => started.get('count_rows') === 1, 'the server to have the read');
+    const t0 = performance.now();
+    assert.equal(connector.cancelCall('cancel-read', 'the workflow was canceled'), true);
+    assert.match((await read).message, /the workflow was canceled/);
+    assert.ok(performance.now() - t0 < 400, 'answered before the read ended');
+  });
+});
+
 describe('an SDK server over Streamable HTTP that records what it receives: cancellations', () => {
   let server: SdkHttpServer;
   let url: string;

@@ -146,7 +146,7 @@ export class McpConnector {
   /** The size runCall measured of a result it returned (its redacted JSON), so it is not measured twice. */
   private readonly resultChars = new WeakMap<CallToolResult, number>();
   /** Keyed calls in flight, so a cancel naming the key can stop them (see cancelCall). */
-  private readonly running = new Map<string, AbortController>();
+  private readonly running = new Map<string, KeyedFlight>();
   /** Keyed calls in flight that had to wait: where they are and who wants to know. */
   private readonly progress = new Map<string, { state: CallState; listeners: ((s: CallState) => void)[] }>();
 
@@ -255,20 +255,22 @@ export class McpConnector {
     let run: Promise<CallToolResult>;
     if (req.idempotency_key) {
       const id = req.idempotency_key;
-      const stop = new AbortController();
-      this.running.set(id, stop);
+      const flight: KeyedFlight = { stop: new AbortController(), withEffects: false, cancelAsked: undefined };
+      this.running.set(id, flight);
       const execute = () => {
         const tracked = key ? this.track(key, req.onProgress) : req.onProgress;
-        return this.runCall({ ...req, ...(tracked && { onProgress: tracked }) }, stop.signal).finally(() => {
-          if (this.running.get(id) === stop) this.running.delete(id);
-          if (key) this.progress.delete(key);
-        });
+        return this.runCall({ ...req, ...(tracked && { onProgress: tracked }) }, flight.stop.signal, flight).finally(
+          () => {
+            if (this.running.get(id) === flight) this.running.delete(id);
+            if (key) this.progress.delete(key);
+          },
+        );
       };
       const shared = this.opts.sharedCalls;
       run = shared
         ? shared.run({ server: this.name, tool: req.tool, key: id }, execute).finally(() => {
             // Joined a call of another process: nothing of ours ran.
-            if (this.running.get(id) === stop) this.running.delete(id);
+            if (this.running.get(id) === flight) this.running.delete(id);
           })
         : execute();
     } else run = this.runCall(req);
@@ -294,20 +296,36 @@ export class McpConnector {
   }
 
   /**
-   * Stop the call in flight under `idempotencyKey`, if this connector runs it: the SDK sends the
-   * server `notifications/cancelled`, and the caller gets a `canceled` error (not retried, not
-   * counted against the breaker). Returns whether there was such a call.
+   * Stop the call in flight under `idempotencyKey`, if this connector runs it. Returns whether
+   * there was such a call.
+   * - Waiting for a slot, or sent to a read-only tool: the SDK sends the server
+   *   `notifications/cancelled`, and the caller gets a `canceled` error at once (not retried, not
+   *   counted against the breaker).
+   * - Sent to a tool that may have effects (not `readOnlyHint`): it is let finish and the caller
+   *   gets its real outcome. The protocol has a canceled request answered by nobody, so cutting it
+   *   off would leave its effect unknown: a row inserted after the caller was told "canceled",
+   *   which a workflow's compensation, run on that answer, ran too early to remove. No new
+   *   attempt of it starts.
    */
   cancelCall(idempotencyKey: string, reason: string): boolean {
-    const stop = this.running.get(idempotencyKey);
-    if (!stop) return false;
+    const flight = this.running.get(idempotencyKey);
+    if (!flight) return false;
+    const why = new AppError('canceled', reason, { server: this.name }, false);
+    if (flight.withEffects) {
+      flight.cancelAsked = why;
+      this.log.info(
+        { idempotencyKey, reason },
+        'a canceled tool call with effects is already with the server: letting it finish, its outcome stands',
+      );
+      return true;
+    }
     this.log.info({ idempotencyKey, reason }, 'canceling a tool call on request');
-    stop.abort(new AppError('canceled', reason, { server: this.name }, false));
+    flight.stop.abort(why);
     return true;
   }
 
   /** `cancel`: aborted by cancelCall; only the attempt in flight sees it, so the policies take it as the tool's answer, not a timeout. */
-  private async runCall(req: CallToolRequest, cancel?: AbortSignal): Promise<CallToolResult> {
+  private async runCall(req: CallToolRequest, cancel?: AbortSignal, flight?: KeyedFlight): Promise<CallToolResult> {
     const cfg = this.opts.config;
     const callId = newId();
     const args = req.arguments ?? {};
@@ -398,6 +416,8 @@ export class McpConnector {
       ({ value: result, attempts } = await this.policy.execute(
         (signal) => {
           if (cancel?.aborted) throw canceledError(cancel, this.name, req.tool);
+          // Canceled while an earlier attempt with effects ran: that one's outcome was awaited; no other starts.
+          if (flight?.cancelAsked) throw canceledError(AbortSignal.abort(flight.cancelAsked), this.name, req.tool);
           const queued = first;
           first = false;
           if (queued && deadline !== undefined && performance.now() > deadline) {
@@ -408,6 +428,8 @@ export class McpConnector {
               true,
             );
           }
+          // From here the server has it: a cancel lets a tool with effects finish (see cancelCall).
+          if (flight) flight.withEffects = tool.annotations?.readOnlyHint !== true;
           return this.session
             .callTool(req.tool, args, {
               signal: anySignal(anySignal(signal, req.signal), cancel),
@@ -650,6 +672,15 @@ function notify(listener: (s: CallState) => void, state: CallState): void {
   } catch {
     // dropped: a notice is advisory
   }
+}
+
+/** A keyed call this connector runs: how cancelCall stops it. */
+interface KeyedFlight {
+  readonly stop: AbortController;
+  /** An attempt is with the server and the tool may have effects: a cancel lets it finish. */
+  withEffects: boolean;
+  /** A cancel came while such an attempt ran: no further attempt starts. */
+  cancelAsked: AppError | undefined;
 }
 
 function canceledError(cancel: AbortSignal, server: string, tool: string): AppError {
