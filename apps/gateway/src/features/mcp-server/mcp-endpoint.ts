@@ -60,9 +60,9 @@ import { ExecutionWatch } from './execution-watch.js';
 import { ExecutionFolds, WHOLE_FOLD_BYTES } from '../workflows/execution-folds.js';
 import { connectionRefusal, heldCallsQuota, type ConnectionQuota } from '../../http/connection-quota.js';
 import { boundUnreadStream } from '../../http/unread-stream-bound.js';
-import { mcpScopedKey } from '../../idempotency/keys.js';
+import { IDEMPOTENCY_KEY_MAX, IDEMPOTENCY_KEY_PATTERN, mcpScopedKey } from '../../idempotency/keys.js';
 import { VirtualServers } from './virtual-servers.js';
-import { onRequest } from './request-params.js';
+import { idempotencyKeyOf, onRequest } from './request-params.js';
 
 export const SERVER_NAME = 'switchyard';
 export const SERVER_VERSION = '0.1.0';
@@ -475,7 +475,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       const refused = this.writerRefusal(tool, caller);
       if (refused) throw new McpError(-32003, `forbidden: ${refused.message}`, refused.details);
       const meta = (req.params._meta ?? {}) as Record<string, unknown>;
-      const key = meta['idempotency_key'] ?? meta['switchyard/idempotency-key'];
+      const key = idempotencyKeyOf(meta, { pattern: IDEMPOTENCY_KEY_PATTERN, max: IDEMPOTENCY_KEY_MAX });
       // The HTTP request's correlation id (x-correlation-id) when the call runs in its context.
       const correlationId = currentCorrelationId() ?? `mcp-${newId()}`;
       // The legacy transport answers its POST at once and the result later on the stream: its
@@ -499,9 +499,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
             signal: extra.signal,
             sendNotification: extra.sendNotification,
             ...(meta.progressToken !== undefined ? { progressToken: meta.progressToken as string | number } : {}),
-            ...(typeof key === 'string' && /^[A-Za-z0-9._:-]{1,200}$/.test(key)
-              ? { idempotencyKey: mcpScopedKey(caller.keyId, key) }
-              : {}),
+            ...(key !== undefined ? { idempotencyKey: mcpScopedKey(caller.keyId, key) } : {}),
           }),
         );
       } finally {

@@ -178,6 +178,50 @@ describe('MCP endpoint, stateless mode', () => {
     }
   });
 
+  it('refuses a tools/call idempotency key the REST header would refuse (-32602 naming the rule), and honours one it takes', async () => {
+    const registered = await fetch(`${g.url}/api/v1/workflows/definitions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${g.adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        id: 'keyed_echo',
+        version: 1,
+        name: 'keyed echo',
+        steps: [{ id: 'say', uses: 'mcp:everything/echo', with: { message: 'hi' } }],
+      }),
+    });
+    assert.equal(registered.status, 201, await registered.text());
+    const call = (meta: Record<string, unknown>) =>
+      rpc('tools/call', { name: 'workflow__keyed_echo', arguments: { wait: false }, _meta: meta });
+    const refused: [Record<string, unknown>, RegExp][] = [
+      [{ idempotency_key: { a: 1 } }, /params\._meta\.idempotency_key must be a string, not object/],
+      [{ idempotency_key: 5 }, /params\._meta\.idempotency_key must be a string, not number/],
+      [{ idempotency_key: null }, /must be a string, not null/],
+      [{ idempotency_key: 'k'.repeat(256) }, /params\._meta\.idempotency_key is longer than 255 characters/],
+      [{ idempotency_key: 'k'.repeat(100_000) }, /is longer than 255 characters/],
+      [{ idempotency_key: '' }, /must match/],
+      [{ idempotency_key: 'has space' }, /params\._meta\.idempotency_key must match/],
+      [{ 'switchyard/idempotency-key': 'a|b' }, /params\._meta\.switchyard\/idempotency-key must match/],
+      [{ idempotency_key: 'one', 'switchyard/idempotency-key': 'two' }, /differs from the other idempotency key/],
+    ];
+    for (const [meta, message] of refused) {
+      const answer = await call(meta);
+      const what = `${JSON.stringify(meta).slice(0, 80)}: ${JSON.stringify(answer).slice(0, 300)}`;
+      assert.equal(answer.error?.code, -32602, what);
+      assert.match(answer.error.message, message, what);
+    }
+    // The header's whole alphabet and length are taken; the same key names the same execution.
+    const key = `order-42:retry~+/=@.${'k'.repeat(235)}`;
+    assert.equal(key.length, 255);
+    const first = await call({ idempotency_key: key });
+    const again = await call({ 'switchyard/idempotency-key': key });
+    const idOf = (a: { result?: unknown }) =>
+      (a.result as { structuredContent?: { execution_id?: string } } | undefined)?.structuredContent?.execution_id;
+    assert.ok(idOf(first), JSON.stringify(first));
+    assert.equal(idOf(again), idOf(first));
+    const other = await call({ idempotency_key: 'another-key' });
+    assert.ok(idOf(other) && idOf(other) !== idOf(first), JSON.stringify(other));
+  });
+
   it('with no session open, the catalog reads nothing on its own (it refreshes when a listing finds it aged)', async () => {
     const request = g.nats.request.bind(g.nats);
     const subjects: string[] = [];

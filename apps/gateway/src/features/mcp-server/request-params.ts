@@ -58,3 +58,31 @@ export function onRequest<S extends RequestSchema>(
     },
   );
 }
+
+/** The `_meta` names a tools/call's idempotency key may come under (the second in the SDK's namespaced style). */
+const KEY_FIELDS = ['idempotency_key', 'switchyard/idempotency-key'] as const;
+
+/**
+ * A tools/call's idempotency key from its `_meta`, held to the REST `Idempotency-Key` header's
+ * rules (IDEMPOTENCY_KEY_PATTERN, at most IDEMPOTENCY_KEY_MAX characters); undefined when none
+ * is given. A key that breaks them is refused -32602, never dropped: a call run unkeyed would run
+ * again on the retry the caller meant it to protect.
+ */
+export function idempotencyKeyOf(
+  meta: Record<string, unknown> | undefined,
+  rules: { readonly pattern: RegExp; readonly max: number },
+): string | undefined {
+  let key: string | undefined;
+  for (const field of KEY_FIELDS) {
+    if (!meta || !Object.hasOwn(meta, field)) continue;
+    const value = meta[field];
+    const refuse = (why: string) =>
+      new McpError(ErrorCode.InvalidParams, `invalid tools/call params: params._meta.${field} ${why}`, { field });
+    if (typeof value !== 'string') throw refuse(`must be a string, not ${value === null ? 'null' : typeof value}`);
+    if (value.length > rules.max) throw refuse(`is longer than ${rules.max} characters`);
+    if (!rules.pattern.test(value)) throw refuse(`must match ${rules.pattern.source}`);
+    if (key !== undefined && key !== value) throw refuse(`differs from the other idempotency key given`);
+    key = value;
+  }
+  return key;
+}
