@@ -635,6 +635,76 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     assert.match(metadataUrl.body.error.message, /refused/);
   });
 
+  it('an input the skill does not take is refused -32602 naming the field before a task exists, as /delegate refuses it (400)', async () => {
+    const tasks = async () =>
+      Number((await pool.query<{ n: string }>('select count(*) as n from gateway.a2a_tasks')).rows[0]!.n);
+    const submitted = async () =>
+      (await store.readAll({ maxCount: 100_000 })).filter((e) => e.type === 'TaskSubmitted').length;
+    const send = async (agent: string, method: string, data: unknown) => {
+      const res = await fetch(`${base}/a2a/${agent}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${operator}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 9,
+          method,
+          params: {
+            message: { kind: 'message', role: 'user', messageId: `bad-${Date.now()}`, parts: [{ kind: 'data', data }] },
+          },
+        }),
+      });
+      const text = await res.text();
+      return JSON.parse(/^data: (.*)$/m.exec(text)?.[1] ?? text) as { error?: { code: number; message: string } };
+    };
+    const [tasksBefore, submittedBefore] = [await tasks(), await submitted()];
+    const cases: [unknown, RegExp][] = [
+      [
+        { task_type: 'revenue_analysis', input: { timeframe: '30d', colour: 'red' } },
+        /context\.colour is not a field of revenue_analysis/,
+      ],
+      [{ task_type: 'revenue_analysis', input: { timeframe: 30 } }, /context\.timeframe \(.*expected string/],
+      [
+        { task_type: 'analyze_revenue', input: { timeframe: 'thirty days' } },
+        /context\.timeframe \(expected <n>d or <n>m/,
+      ],
+    ];
+    for (const method of ['message/send', 'message/stream'])
+      for (const [data, message] of cases) {
+        const answer = await send('data_analyst', method, data);
+        const what = `${method} ${JSON.stringify(data)}: ${JSON.stringify(answer)}`;
+        assert.equal(answer.error?.code, -32602, what);
+        assert.match(answer.error.message, /invalid context for revenue_analysis: /, what);
+        assert.match(answer.error.message, message, what);
+      }
+    // The same words /delegate answers with, its 400 before any task.
+    const rest400 = await rest('POST', '/api/v1/integration/agents/delegate', {
+      task_type: 'revenue_analysis',
+      agent: 'data_analyst',
+      context: { timeframe: '30d', colour: 'red' },
+    });
+    assert.equal(rest400.status, 400);
+    const viaA2a = await send('data_analyst', 'message/send', {
+      task_type: 'revenue_analysis',
+      input: { timeframe: '30d', colour: 'red' },
+    });
+    assert.ok(
+      String(rest400.body.detail).includes(viaA2a.error!.message),
+      `${rest400.body.detail} / ${viaA2a.error!.message}`,
+    );
+    // A workflow's input is held to its definition's input schema the same way.
+    const wf = await send('workflows', 'message/send', { task_type: 'revenue_analysis', input: { nonsense: true } });
+    assert.equal(wf.error?.code, -32602, JSON.stringify(wf));
+    assert.match(wf.error.message, /^invalid workflow input: .*nonsense/);
+    assert.equal(await tasks(), tasksBefore, 'no A2A task was created');
+    assert.equal(await submitted(), submittedBefore, 'no delegation was submitted');
+    // A good input still starts its task.
+    const ok = await send('data_analyst', 'message/send', {
+      task_type: 'revenue_analysis',
+      input: { timeframe: '30d' },
+    });
+    assert.equal(ok.error, undefined, JSON.stringify(ok));
+  });
+
   it('/a2a/workflows: a message starts a workflow by its id; the outputs are the artifact; cancel cancels the execution', async () => {
     // Real agent steps: one segmentation, or one per item of a long list (to have something to cancel).
     const def = {

@@ -1,7 +1,9 @@
 import type { CommandBus, QueryBus } from '@nestjs/cqrs';
-import { resolveTaskType } from '@switchyard/contracts';
+import { RequestMalformedError } from '@a2a-js/sdk/errors';
+import { builtinTaskTypes, checkTaskContext, resolveTaskType } from '@switchyard/contracts';
+import { checkedWorkflowInput } from '@switchyard/workflow-executions';
 import type { CapabilitiesReply, TaskView } from '@switchyard/contracts';
-import { newId } from '@switchyard/platform';
+import { isAppError, newId } from '@switchyard/platform';
 import { currentCorrelationId } from '../../http/context.js';
 import { CancelTask, DelegateTask } from '../agents/commands/index.js';
 import { GetAgentCapabilities, GetTask } from '../agents/queries/index.js';
@@ -106,6 +108,20 @@ export class AgentBackend implements Backend {
     return skills.includes(taskType) ? taskType : undefined;
   }
 
+  /**
+   * A built-in task type's input checked as the dispatcher checks a delegation's context
+   * (checkTaskContext against the type's schema: unknown fields named, wrong types); another
+   * agent's type is the dispatcher's to judge when the work starts (the gateway has no schema).
+   */
+  check(req: WorkRequest): Promise<void> {
+    if (!Object.hasOwn(builtinTaskTypes, req.skill)) return Promise.resolve();
+    const { input } = (builtinTaskTypes as Record<string, { readonly input: Parameters<typeof checkTaskContext>[1] }>)[
+      req.skill
+    ]!;
+    const r = checkTaskContext(req.skill, input, req.input);
+    return r.success ? Promise.resolve() : Promise.reject(new RequestMalformedError(r.message));
+  }
+
   async start(req: WorkRequest, a2aTaskId: string) {
     const { outcome: r } = await this.commands.execute(
       new DelegateTask(
@@ -152,6 +168,17 @@ export class WorkflowBackend implements Backend {
 
   resolveSkill(name: string, skills: readonly string[]): string | undefined {
     return skills.includes(name) ? name : undefined;
+  }
+
+  /** The input checked against the definition's input schema, as a REST start checks it. */
+  async check(req: WorkRequest): Promise<void> {
+    const stored = await this.queries.execute(new GetWorkflowDefinition(req.skill));
+    try {
+      checkedWorkflowInput(stored.definition, req.input);
+    } catch (err) {
+      if (isAppError(err) && err.code === 'validation') throw new RequestMalformedError(err.message);
+      throw err;
+    }
   }
 
   async start(req: WorkRequest, a2aTaskId: string) {

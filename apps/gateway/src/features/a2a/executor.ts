@@ -22,6 +22,12 @@ export interface WorkStatus {
 /** The Switchyard side of an endpoint: a delegation to one agent, or a workflow start. */
 export interface Backend {
   readonly kind: 'task' | 'workflow';
+  /**
+   * Refuse (RequestMalformedError, JSON-RPC -32602) an input the skill does not take, as the
+   * REST start of the same work would (400), before the A2A task exists: a start refused later
+   * left a task `failed` for a caller's mistake.
+   */
+  check(req: WorkRequest): Promise<void>;
   /** Start the work for A2A task `a2aTaskId` (idempotent on it); the id of our task or execution and metadata for the A2A task. */
   start(
     req: WorkRequest,

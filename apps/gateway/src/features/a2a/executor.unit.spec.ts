@@ -25,6 +25,9 @@ class ScriptedBackend implements Backend {
   private readonly waiting = new Set<(moved: boolean) => void>();
   constructor(private readonly watchFails = false) {}
 
+  check() {
+    return Promise.resolve();
+  }
   start() {
     return Promise.resolve({ id: 'work-1', metadata: {} });
   }

@@ -40,7 +40,8 @@ const FINAL_STATES: readonly number[] = [A2A_STATE.completed, A2A_STATE.failed, 
 
 /**
  * The SDK's request handler with what Switchyard adds around it:
- * - a message is checked (skill, input) before a task exists: a bad one is JSON-RPC -32602;
+ * - a message is checked (skill, and its input against the skill's schema, as the REST start
+ *   checks it) before a task exists: a bad one is JSON-RPC -32602;
  * - a task no process follows any more (the gateway restarted while it ran) is brought up to
  *   date from the delegation or execution it maps to when it is read, canceled or resubscribed,
  *   and a cancel then cancels that work in Switchyard too;
@@ -177,7 +178,9 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
   private async preflight(params: SendMessageRequest): Promise<WorkRequest> {
     const push = params.configuration?.taskPushNotificationConfig;
     if (push?.url) await this.checkPushUrl(push.url);
-    return parseFor(this.backend, params.message);
+    const req = await parseFor(this.backend, params.message);
+    await this.backend.check(req);
+    return req;
   }
 
   /** The stored task, updated from its Switchyard work when no process follows it and it may have moved on. */
