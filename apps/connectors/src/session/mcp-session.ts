@@ -13,7 +13,7 @@ import {
   type Resource,
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
-import { AppError, backoffMs, type Logger, sandboxed, type StdioSandbox } from '@switchyard/platform';
+import { AppError, backoffMs, logAtMostEvery, type Logger, sandboxed, type StdioSandbox } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import { unconfiguredReason } from '../registry/load.js';
 import { mcpEvent, SafeMcpSchemaValidator, type McpEventSink, type McpHealth } from '@switchyard/contracts';
@@ -58,7 +58,17 @@ export interface CallOptions {
    * that keeps something on their behalf (the automation server's schedules) can name its owner.
    */
   readonly actor?: string;
+  /**
+   * Sent as `_meta["io.switchyard/idempotency_key"]`: the call's key (a workflow step's, a keyed
+   * request's), the same on every repeat of the call. A server whose effects take a key (the
+   * automation server's sends) uses it when the arguments name none, so a repeat after a restart,
+   * which this process cannot answer from memory, is recognised by the server and not done again.
+   */
+  readonly idempotencyKey?: string;
 }
+
+/** The `_meta` entry that carries a call's idempotency key upstream (namespaced, as MCP asks of `_meta` keys). */
+export const IDEMPOTENCY_KEY_META = 'io.switchyard/idempotency_key';
 
 type Phase = 'idle' | 'connecting' | 'connected' | 'backoff' | 'closed' | 'unconfigured';
 
@@ -96,6 +106,9 @@ export class McpSession {
   private pingTimer: NodeJS.Timeout | undefined;
   /** performance.now() of the last answered ping (the interval's or a health check's). */
   private lastPingAt = -Infinity;
+  /** Re-lists asked for by the server's list_changed notices, one in flight per kind (see relist). */
+  private readonly relists = new Map<ListKind, { running: boolean; again: boolean; lastStart: number }>();
+  private readonly relistFailureLog = logAtMostEvery(10_000);
   private attempt = 0;
   private lastError: string | undefined;
   private responseMs: number | undefined;
@@ -244,11 +257,12 @@ export class McpSession {
         {
           name: tool,
           arguments: args,
-          ...(opts.correlationId || opts.actor
+          ...(opts.correlationId || opts.actor || opts.idempotencyKey
             ? {
                 _meta: {
                   ...(opts.correlationId ? { correlationId: opts.correlationId } : {}),
                   ...(opts.actor ? { actor: opts.actor } : {}),
+                  ...(opts.idempotencyKey ? { [IDEMPOTENCY_KEY_META]: opts.idempotencyKey } : {}),
                 },
               }
             : {}),
@@ -590,14 +604,46 @@ export class McpSession {
     this.notify();
   }
 
-  private relist(gen: number, what: 'tools' | 'resources' | 'prompts'): void {
+  /**
+   * A server's list_changed notice: list again, one re-list of a kind at a time and at most one
+   * per RELIST_MIN_GAP_MS; notices that come meanwhile make one more re-list after it. A server
+   * sending the notice in a loop made one full listing per notice, all at once (3,600 listings of
+   * 700 KB in 20 s: gigabytes of memory and a starved event loop for everyone).
+   */
+  private relist(gen: number, what: ListKind): void {
     if (gen !== this.gen) return;
-    const p =
-      what === 'tools' ? this.refreshTools() : what === 'resources' ? this.refreshResources() : this.refreshPrompts();
-    p.then(
-      () => this.log.debug({ what }, 'MCP list changed: re-listed'),
-      (err: unknown) => this.log.warn({ what, err: errorText(err) }, 'MCP re-list failed'),
-    );
+    let r = this.relists.get(what);
+    if (!r) this.relists.set(what, (r = { running: false, again: false, lastStart: -Infinity }));
+    if (r.running) {
+      r.again = true;
+      return;
+    }
+    r.running = true;
+    const state = r;
+    const wait = Math.max(0, state.lastStart + RELIST_MIN_GAP_MS - performance.now());
+    const run = async (): Promise<void> => {
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait).unref());
+      state.lastStart = performance.now();
+      state.again = false;
+      if (gen !== this.gen) return;
+      await (what === 'tools'
+        ? this.refreshTools()
+        : what === 'resources'
+          ? this.refreshResources()
+          : this.refreshPrompts());
+    };
+    run()
+      .then(
+        () => this.log.debug({ what }, 'MCP list changed: re-listed'),
+        (err: unknown) =>
+          this.relistFailureLog((held) =>
+            this.log.warn({ what, err: errorText(err), heldBack: held }, 'MCP re-list failed'),
+          ),
+      )
+      .finally(() => {
+        state.running = false;
+        if (state.again) this.relist(gen, what);
+      });
   }
 
   private emit(event: Parameters<McpEventSink>[0]): void {
@@ -621,6 +667,9 @@ export class McpSession {
 }
 
 type ListKind = 'tools' | 'resources' | 'prompts';
+
+/** The least time between two re-lists of one kind that a server's list_changed notices ask for. */
+const RELIST_MIN_GAP_MS = 1_000;
 type ListItem<K extends ListKind> = K extends 'tools' ? Tool : K extends 'resources' ? Resource : Prompt;
 
 /** Page through a list endpoint (servers may paginate with nextCursor). */

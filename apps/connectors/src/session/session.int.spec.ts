@@ -16,6 +16,8 @@ describe('McpSession against an SDK server with bearer auth and a changing tool 
   let url: string;
   const servers: McpServer[] = [];
   const seenAuth: (string | undefined)[] = [];
+  /** Every JSON-RPC method the server received, in order. */
+  const methods: string[] = [];
 
   before(async () => {
     sdk = await startSdkHttpServer(
@@ -34,7 +36,13 @@ describe('McpSession against an SDK server with bearer auth and a changing tool 
         servers.push(server);
         return server;
       },
-      { bearer: 's3cret', onRequest: (req) => void seenAuth.push(req.headers.authorization) },
+      {
+        bearer: 's3cret',
+        onRequest: (req) => void seenAuth.push(req.headers.authorization),
+        onMessage: (m) => {
+          if (m.method) methods.push(m.method);
+        },
+      },
     );
     url = sdk.url;
   });
@@ -82,6 +90,31 @@ describe('McpSession against an SDK server with bearer auth and a changing tool 
       const ms = await s.ping();
       assert.ok(ms >= 0);
       assert.equal(s.health().response_ms, ms);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a flood of list_changed notices makes one re-list at a time, at most one a second, and the list ends current', async () => {
+    const s = session('s3cret');
+    try {
+      await s.start();
+      const from = methods.length;
+      const t0 = performance.now();
+      // 300 notices as fast as the server sends them (each registration sends one).
+      for (let i = 0; i < 300; i++)
+        servers.at(-1)!.registerTool(`flood_${i}`, { description: `flood ${i}` }, async () => ({
+          content: [{ type: 'text', text: String(i) }],
+        }));
+      await waitFor(() => s.tools.some((t) => t.name === 'flood_299'), 'the last tool to be listed', 10_000);
+      const lists = methods.slice(from).filter((m) => m === 'tools/list').length;
+      const seconds = (performance.now() - t0) / 1000;
+      // One per notice before (300); now the first at once and one more for all that came meanwhile.
+      assert.ok(
+        lists >= 1 && lists <= Math.ceil(seconds) + 2,
+        `${lists} listings for 300 notices in ${seconds.toFixed(1)} s`,
+      );
+      assert.equal(s.tools.filter((t) => t.name.startsWith('flood_')).length, 300);
     } finally {
       await s.close();
     }
