@@ -32,7 +32,7 @@ function findSpecs(dir, out = []) {
     const p = path.join(dir, e);
     const st = statSync(p);
     if (st.isDirectory()) findSpecs(p, out);
-    else if (tiers.some((t) => e.endsWith(`.${t}.spec.js`))) out.push(p);
+    else if (tiers.some((t) => e.endsWith(`.${t}.spec.js`) || e.endsWith(`.${t}.spec.mjs`))) out.push(p);
   }
   return out;
 }
@@ -41,6 +41,9 @@ for (const group of ['libs', 'apps']) {
   for (const pkg of readdirSync(path.join(root, group))) dists.push(path.join(root, group, pkg, 'dist'));
 }
 dists.push(path.join(root, 'test', 'dist'));
+// The console is bundled by Vite, not compiled to dist: its pure helpers' specs are plain .mjs
+// beside their sources (Node loads the .ts they test).
+dists.push(path.join(root, 'apps', 'console', 'src'));
 let files = dists.flatMap((d) => findSpecs(d)).sort();
 if (filter) files = files.filter((f) => filter.split(',').some((part) => f.includes(part)));
 if (files.length === 0) {
@@ -61,7 +64,7 @@ try {
 }
 const guess = { unit: 0.5, int: 5, e2e: 30 };
 const expectedSeconds = (f) =>
-  recorded.get(path.relative(root, f)) ?? guess[tiers.find((t) => f.endsWith(`.${t}.spec.js`)) ?? 'int'] ?? 5;
+  recorded.get(path.relative(root, f)) ?? guess[tiers.find((t) => f.endsWith(`.${t}.spec.js`) || f.endsWith(`.${t}.spec.mjs`)) ?? 'int'] ?? 5;
 files.sort((a, b) => expectedSeconds(b) - expectedSeconds(a) || a.localeCompare(b));
 
 const env = { ...process.env, NODE_ENV: 'test', LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent' };
