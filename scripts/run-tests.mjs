@@ -64,7 +64,9 @@ try {
 }
 const guess = { unit: 0.5, int: 5, e2e: 30 };
 const expectedSeconds = (f) =>
-  recorded.get(path.relative(root, f)) ?? guess[tiers.find((t) => f.endsWith(`.${t}.spec.js`) || f.endsWith(`.${t}.spec.mjs`)) ?? 'int'] ?? 5;
+  recorded.get(path.relative(root, f)) ??
+  guess[tiers.find((t) => f.endsWith(`.${t}.spec.js`) || f.endsWith(`.${t}.spec.mjs`)) ?? 'int'] ??
+  5;
 files.sort((a, b) => expectedSeconds(b) - expectedSeconds(a) || a.localeCompare(b));
 
 const env = { ...process.env, NODE_ENV: 'test', LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent' };
