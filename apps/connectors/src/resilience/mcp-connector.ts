@@ -436,6 +436,8 @@ export class McpConnector {
               timeoutMs: Math.min(req.timeout_ms ?? cfg.timeouts.call_ms, cfg.timeouts.call_ms),
               ...(req.correlation_id ? { correlationId: req.correlation_id } : {}),
               ...(person ? { actor: person } : {}),
+              // The server's own record of a keyed effect then recognises a repeat this process forgot (a restart).
+              ...(req.idempotency_key ? { idempotencyKey: req.idempotency_key } : {}),
             })
             .catch((err: unknown) => {
               // Stopped on request: say so (not a timeout, not the server's fault, nothing to retry).
