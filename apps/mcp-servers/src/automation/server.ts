@@ -140,7 +140,8 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
           .max(200)
           .optional()
           .describe(
-            'same key = same delivery: once answered it is never sent again, repeats get the recorded answer (default: a new id, always sent)',
+            'same key = same delivery: once answered it is never sent again, repeats get the recorded answer ' +
+              "(default: the call's own key, as a workflow step's, so a repeat of the step is answered from the record; a call without one: a new id, always sent)",
           ),
       },
       annotations: { openWorldHint: true },
@@ -153,7 +154,8 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
           webhook: a.webhook,
           event: a.event,
           payload: a.payload,
-          idempotencyKey: a.idempotency_key,
+          // A step's repeat (a redispatch after a restart) reaches us with its call's key: sent once.
+          idempotencyKey: a.idempotency_key ?? ctx.callKey,
           correlationId: ctx.correlationId,
           scope: ctx.actor,
         }),
@@ -298,7 +300,9 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
           .min(1)
           .max(200)
           .optional()
-          .describe('same key = same mail: sent at most once (default: always sent)'),
+          .describe(
+            "same key = same mail: sent at most once (default: the call's own key, as a workflow step's; a call without one: always sent)",
+          ),
       },
       annotations: { openWorldHint: true },
     },
@@ -310,7 +314,7 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
         return {
           email: await service.sendEmail({
             ...message,
-            idempotencyKey: idempotency_key,
+            idempotencyKey: idempotency_key ?? ctx.callKey,
             correlationId: ctx.correlationId,
             scope: ctx.actor,
           }),

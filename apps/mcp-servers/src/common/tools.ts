@@ -2,6 +2,7 @@ import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/proto
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
 import { ACTOR_PATTERN } from '@switchyard/contracts';
+import { z } from 'zod';
 
 /** What a tool handler receives from the SDK besides its arguments. */
 export type ToolExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -11,6 +12,11 @@ export interface ToolContext {
   readonly correlationId: string;
   /** The person the call is for (`_meta.actor`, set by the connectors), when given and well formed. */
   readonly actor?: string;
+  /**
+   * The call's own idempotency key (`_meta["io.switchyard/idempotency_key"]`, set by the
+   * connectors: a workflow step's key, a keyed request's), the same on every repeat of the call.
+   */
+  readonly callKey?: string;
   readonly logger: Logger;
   readonly signal: AbortSignal;
 }
@@ -57,6 +63,29 @@ export function actorOf(extra: ToolExtra | undefined): string | undefined {
   return typeof actor === 'string' && ACTOR_PATTERN.test(actor) ? actor : undefined;
 }
 
+/** Where the connectors put a call's idempotency key in `_meta` (namespaced, as MCP asks of `_meta` keys). */
+export const IDEMPOTENCY_KEY_META = 'io.switchyard/idempotency_key';
+
+/**
+ * What a call key may be: what the connectors take (at most 200 characters) and what may travel
+ * in an HTTP header (a delivery's `Idempotency-Key`): printable ASCII.
+ */
+const callKeySchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[\x20-\x7e]+$/);
+
+/**
+ * The call's idempotency key, `_meta["io.switchyard/idempotency_key"]`: like `_meta.actor`, only
+ * the system's own processes reach the server and it is taken as given; one that is not a plain
+ * key is ignored (the call is then unkeyed, as before there was one).
+ */
+export function callKeyOf(extra: ToolExtra | undefined): string | undefined {
+  const parsed = callKeySchema.safeParse(extra?._meta?.[IDEMPOTENCY_KEY_META]);
+  return parsed.success ? parsed.data : undefined;
+}
+
 /**
  * Wrap a tool body: it gets a correlated logger, its errors become tool errors with a code,
  * and nothing it throws reaches the transport (the server must never crash on a tool).
@@ -71,12 +100,14 @@ export function tool<A>(
   return async (args, extra) => {
     const correlationId = correlationIdOf(extra);
     const actor = actorOf(extra);
+    const callKey = callKeyOf(extra);
     const log = logger.child({ correlationId, tool: name });
     const started = Date.now();
     try {
       const data = await body(args, {
         correlationId,
         ...(actor ? { actor } : {}),
+        ...(callKey ? { callKey } : {}),
         logger: log,
         signal: extra?.signal ?? new AbortController().signal,
       });
