@@ -52,7 +52,10 @@ const NAME = 'ext-echo';
 const TASK_TYPE = 'ext_echo';
 const TOKEN = 'tok-3f9a1c77e2b84d0c-never-in-events';
 
-/** The agent HTTP contract, minimal: echoes `context.echo`; `context.hold_ms` keeps the request open that long. */
+/**
+ * The agent HTTP contract, minimal: echoes `context.echo`; `context.hold_ms` keeps the request
+ * open that long, `context.hold_first_ms` only the task's first request.
+ */
 function startEchoAgent() {
   const executed: string[] = [];
   let inFlight = 0;
@@ -72,7 +75,12 @@ function startEchoAgent() {
       const body = JSON.parse(raw) as {
         task_id: string;
         task_type: string;
-        context: { echo?: unknown; hold_ms?: number; answer?: 'deep' | 'huge' | 'long_error' };
+        context: {
+          echo?: unknown;
+          hold_ms?: number;
+          hold_first_ms?: number;
+          answer?: 'deep' | 'huge' | 'long_error';
+        };
       };
       executed.push(body.task_id);
       // A hostile agent's answers: nested 10,000 deep (20 KB), 2 MB, a 500 KB error message.
@@ -90,16 +98,20 @@ function startEchoAgent() {
         );
       }
       inFlight++;
-      const timer = setTimeout(() => {
-        inFlight--;
-        send(200, {
-          task_id: body.task_id,
-          agent: NAME,
-          status: 'completed',
-          result: { echo: body.context.echo ?? null },
-          duration_ms: 1,
-        });
-      }, body.context.hold_ms ?? 0);
+      const timer = setTimeout(
+        () => {
+          inFlight--;
+          send(200, {
+            task_id: body.task_id,
+            agent: NAME,
+            status: 'completed',
+            result: { echo: body.context.echo ?? null },
+            duration_ms: 1,
+          });
+        },
+        body.context.hold_ms ??
+          (executed.filter((id) => id === body.task_id).length === 1 ? (body.context.hold_first_ms ?? 0) : 0),
+      );
       // The dispatcher gave up (aborted its fetch): no late answer, and no timer keeping the process up.
       res.on('close', () => {
         if (!res.writableFinished) {
@@ -232,6 +244,73 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
     assert.equal(done.agent, NAME);
     assert.deepEqual(done.result, { echo: 'after restart' });
     assert.ok(agent.executed.includes(done.task_id));
+  });
+
+  it('a dispatcher stopped while its HTTP agent runs tasks: the new one counts those attempts (their requests went out) and runs them again, up to max_attempts', async () => {
+    // 1. Two tasks held by the agent (their first request only), one of them allowed a single attempt.
+    const twice = await submit({
+      task_type: TASK_TYPE,
+      context: { echo: 'twice', hold_first_ms: 10_000 },
+      idempotency_key: 'ext-restart-twice',
+    });
+    const once = await submit({
+      task_type: TASK_TYPE,
+      context: { echo: 'once', hold_first_ms: 10_000 },
+      max_attempts: 1,
+      idempotency_key: 'ext-restart-once',
+    });
+    await until(
+      'both tasks to reach the agent',
+      () => agent.executed.includes(twice.task_id) && agent.executed.includes(once.task_id),
+    );
+    // 2. The dispatcher goes away mid-request; a new one recovers them, the agent still there.
+    await d.stop();
+    d = await startDispatcher({ store, nats: nc, pool, logger, ...fast });
+    // 3. The first run counts: the task runs again, as its second attempt, and completes.
+    const done = await until('the task run again to complete', async () => {
+      const v = await get(twice.task_id);
+      return v.status === 'completed' ? v : undefined;
+    });
+    assert.deepEqual(done.result, { echo: 'twice' });
+    assert.equal(done.attempts, 2, 'both runs of the agent are attempts made');
+    assert.equal(agent.executed.filter((id) => id === twice.task_id).length, 2);
+    const events = await store.readStream(taskStreamId(twice.task_id));
+    assert.deepEqual(
+      events.map((e) => e.type),
+      [
+        'TaskSubmitted',
+        'TaskQueued',
+        'TaskAssigned',
+        'TaskRetryScheduled',
+        'TaskQueued',
+        'TaskAssigned',
+        'TaskCompleted',
+      ],
+    );
+    assert.deepEqual(
+      events
+        .filter((e) => e.type === 'TaskRetryScheduled')
+        .map((e) => e.data as { counted: boolean; attempts: number }),
+      [
+        {
+          task_id: twice.task_id,
+          agent: NAME,
+          instance: `http-${NAME}`,
+          assignment: 1,
+          error: { code: 'unavailable', message: 'dispatcher restarted or partition taken over; attempt abandoned' },
+          avoid_instance: false,
+          counted: true,
+          attempts: 1,
+        },
+      ],
+    );
+    assert.equal((events[5]!.data as { attempt: number }).attempt, 2);
+    // 4. The one allowed a single attempt has used it: it fails, and is not sent again.
+    const failed = await get(once.task_id);
+    assert.equal(failed.status, 'failed');
+    assert.equal(failed.attempts, 1);
+    assert.equal(failed.error?.code, 'unavailable');
+    assert.equal(agent.executed.filter((id) => id === once.task_id).length, 1);
   });
 
   it('a hostile answer ends its task: nested past 64 levels or over 1 MiB fails it at once; a 500 KB error message is kept cut and the task stays readable', async () => {

@@ -14,6 +14,9 @@ import type { z } from 'zod';
 import type { AgentCard } from '@a2a-js/sdk';
 import { fetchA2aCard } from './a2a-agents.js';
 
+/** The one instance of an external agent (HTTP contract or A2A), named after the agent. */
+export const httpInstanceId = (agent: string): string => `http-${agent}`;
+
 export type BreakerState = 'closed' | 'open' | 'half_open';
 
 /** One place a task can run: an instance of a NATS agent service, or an external HTTP agent. */
@@ -168,7 +171,7 @@ export class InstanceRegistry {
     const inst: AgentInstance = {
       key,
       agent: a.name,
-      instance: `http-${a.name}`,
+      instance: httpInstanceId(a.name),
       kind: 'http',
       description: a.description,
       version: '1.0.0',

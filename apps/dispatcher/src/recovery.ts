@@ -2,10 +2,10 @@ import type pg from 'pg';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { AllSubscription, EventMetadata, EventStore } from '@switchyard/event-store';
 import { AppError, backoffMs, type Logger } from '@switchyard/platform';
-import { isTerminal, taskStreamId } from '@switchyard/domain';
+import { abandonedAttemptCounts, isTerminal, taskStreamId } from '@switchyard/domain';
 import { cancelOnInstance } from './transport.js';
 import { ownerOfSubmission } from './submission.js';
-import type { InstanceRegistry } from './instances.js';
+import { httpInstanceId, type InstanceRegistry } from './instances.js';
 import type { Ownership } from './ownership.js';
 import type { RunPump } from './run-pump.js';
 import type { TaskStates } from './task-state.js';
@@ -285,7 +285,8 @@ export class Recovery {
    * After a restart: queued tasks go back in the queue; tasks that were in flight cannot
    * deliver their result to us any more (the reply went to the old connection), so they are
    * retried: on another instance when theirs is gone (it died), without using an attempt
-   * and after a cancel when it is still alive.
+   * and after a cancel when it is still alive; an external agent's (HTTP contract or A2A) uses
+   * one, as its request went out and nothing stops it (abandonedAttemptCounts).
    */
   async recover(partitions?: ReadonlySet<number>): Promise<void> {
     const s = this.opts.schema;
@@ -316,6 +317,8 @@ export class Recovery {
           (i) => i.instance === state.instance && i.agent === state.assigned_agent,
         );
         const alive = !!inst?.healthy;
+        // An external agent's instance no longer registered is still known by its name.
+        const external = inst ? inst.kind === 'http' : state.instance === httpInstanceId(state.assigned_agent);
         if (inst && alive) await cancelOnInstance(this.opts.nats, inst, task_id, 'dispatcher restarted');
         await this.tasks.exec(task_id, {
           type: 'FailTask',
@@ -331,7 +334,8 @@ export class Recovery {
             avoid_instance: !alive,
             // An attempt the lost instance never started did no work and cannot be what killed
             // it: after a full restart (every instance new) it would otherwise use up an attempt.
-            count_attempt: !alive && state.status === 'working',
+            // An external agent's request went out and cannot be called back: that attempt counts.
+            count_attempt: abandonedAttemptCounts(state, { sendsStartNotice: !external, instanceLost: !alive }),
           },
           metadata: this.tasks.meta(task_id),
         });

@@ -5,6 +5,7 @@ import { DomainError } from '../decider.js';
 import { taskDelegationDecider } from './decider.js';
 import { effectivePriority, orderQueue } from './priority.js';
 import {
+  abandonedAttemptCounts,
   attemptsMade,
   isCallerError,
   submitTaskData,
@@ -502,5 +503,92 @@ describe('isCallerError', () => {
     ];
     for (const e of caller) assert.equal(isCallerError(e), true, e.message);
     for (const e of agents) assert.equal(isCallerError(e), false, e.message);
+  });
+});
+
+describe('TaskDelegation: an attempt a dispatcher restart abandons', () => {
+  /** The live attempt of a history, as the recovery reads it. */
+  const live = (...commands: TaskCommand[]) => {
+    const s = stateOf(...commands);
+    assert.ok(s.status === 'assigned' || s.status === 'working', s.status);
+    return s;
+  };
+  /** The recovery's FailTask for that attempt. */
+  const abandon = (assignment: number, counted: boolean, s = 20): TaskCommand => ({
+    type: 'FailTask',
+    data: {
+      assignment,
+      error: { code: 'unavailable', message: 'dispatcher restarted or partition taken over; attempt abandoned' },
+      retryable: true,
+      avoid_instance: false,
+      count_attempt: counted,
+    },
+    metadata: at(s),
+  });
+  const ext = (s = 1) => cmd.assign('http-ext', s, 'ext');
+
+  it('an external agent (no start notice, nothing stops its request) used the attempt, whether it is still there or not', () => {
+    const s = live(cmd.submit(), ext());
+    assert.equal(abandonedAttemptCounts(s, { sendsStartNotice: false, instanceLost: false }), true);
+    assert.equal(abandonedAttemptCounts(s, { sendsStartNotice: false, instanceLost: true }), true);
+  });
+
+  it('our agent over NATS: none while its instance is there (asked to stop) or had not started; one once started on an instance gone', () => {
+    const assignedOnly = live(cmd.submit(), cmd.assign('i1'));
+    const started = live(cmd.submit(), cmd.assign('i1'), cmd.start(1));
+    assert.equal(abandonedAttemptCounts(assignedOnly, { sendsStartNotice: true, instanceLost: false }), false);
+    assert.equal(abandonedAttemptCounts(assignedOnly, { sendsStartNotice: true, instanceLost: true }), false);
+    assert.equal(abandonedAttemptCounts(started, { sendsStartNotice: true, instanceLost: false }), false);
+    assert.equal(abandonedAttemptCounts(started, { sendsStartNotice: true, instanceLost: true }), true);
+  });
+
+  it('counted on an external agent: the task is queued again with one attempt used, and its next run is the second attempt', () => {
+    spec
+      .given(history(cmd.submit(), ext()))
+      .when(abandon(1, true))
+      .then((es, s) => {
+        assert.deepEqual(types(es), ['TaskRetryScheduled', 'TaskQueued']);
+        assert.deepEqual(es[0]!.data, {
+          task_id: 't1',
+          agent: 'ext',
+          instance: 'http-ext',
+          assignment: 1,
+          error: { code: 'unavailable', message: 'dispatcher restarted or partition taken over; attempt abandoned' },
+          avoid_instance: false,
+          counted: true,
+          attempts: 1,
+        });
+        assert.equal(s.status, 'queued');
+        assert.deepEqual(s.status === 'queued' && s.failed_instances, [], 'the agent is not blamed');
+      });
+    spec
+      .given(history(cmd.submit(), ext(), abandon(1, true)))
+      .when(cmd.assign('http-ext', 21, 'ext'))
+      .then((es) => assert.equal((es[0]!.data as { attempt: number }).attempt, 2));
+    const done = stateOf(cmd.submit(), ext(), abandon(1, true), cmd.assign('http-ext', 21, 'ext'), cmd.complete(2, 22));
+    assert.equal(attemptsMade(done), 2, 'both runs of the agent are attempts made');
+  });
+
+  it('the last attempt allowed abandoned on an external agent fails the task: restarts do not run it again without bound', () => {
+    spec
+      .given(history(cmd.submit(0, { max_attempts: 1 }), ext()))
+      .when(abandon(1, true))
+      .then((es, s) => {
+        assert.deepEqual(types(es), ['TaskFailed']);
+        assert.equal((es[0]!.data as { attempts: number }).attempts, 1);
+        assert.equal(s.status, 'failed');
+        assert.equal(attemptsMade(s as ExistingTaskState), 1);
+      });
+  });
+
+  it('not counted (our agent asked to stop): queued again with no attempt used', () => {
+    spec
+      .given(working())
+      .when(abandon(1, false))
+      .then((es) => {
+        assert.deepEqual(types(es), ['TaskRetryScheduled', 'TaskQueued']);
+        assert.equal((es[0]!.data as { counted: boolean; attempts: number }).counted, false);
+        assert.equal((es[0]!.data as { attempts: number }).attempts, 0);
+      });
   });
 });

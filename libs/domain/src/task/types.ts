@@ -8,7 +8,7 @@
  *   and timeouts name the assignment they belong to, so a late answer from an earlier
  *   assignment is recognised and ignored.
  * - `attempts` counts the assignments that used up one of `max_attempts` (a "busy" refusal
- *   or a dispatcher restart does not).
+ *   does not, nor always a dispatcher restart: see abandonedAttemptCounts).
  */
 import type { Command, Event } from '../decider.js';
 
@@ -326,10 +326,27 @@ export const isTerminal = (s: TaskState): boolean =>
   s.status === 'completed' || s.status === 'failed' || s.status === 'canceled' || s.status === 'timed_out';
 
 /**
+ * Whether an attempt a dispatcher abandons (it restarted, or another took its partition over)
+ * used up one of `max_attempts`.
+ * - An agent that says when it starts (our agents over NATS) and whose instance is still there is
+ *   asked to stop: no attempt. Once started on an instance that is gone, it counts (the task may
+ *   be what killed it).
+ * - An agent that says nothing before its answer (an external one, HTTP contract or A2A) cannot be
+ *   stopped: its request goes out right after the assignment is recorded, so the attempt was
+ *   made and counts. Left uncounted, every restart would run the task there again, without bound.
+ */
+export function abandonedAttemptCounts(
+  s: Extract<ExistingTaskState, { status: 'assigned' | 'working' }>,
+  o: { readonly sendsStartNotice: boolean; readonly instanceLost: boolean },
+): boolean {
+  return o.sendsStartNotice ? o.instanceLost && s.status === 'working' : true;
+}
+
+/**
  * The attempts made so far, the one under way or that ended the task included (the `attempt` of
  * its TaskAssigned): `attempts` counts only those that failed and used up one of `max_attempts`.
- * A hand-over the instance refused before running (busy) or lost to a dispatcher restart is no
- * attempt, as it uses none up.
+ * A hand-over the instance refused before running (busy), or one a dispatcher restart abandoned
+ * without using one up (abandonedAttemptCounts), is no attempt.
  */
 export function attemptsMade(s: ExistingTaskState): number {
   switch (s.status) {
