@@ -43,7 +43,8 @@ export function leaveBodyUnread(req: FastifyRequest): void {
  * - `application/json` and `application/*+json`: read up to `limit` bytes and parse; a body that
  *   is not JSON or is too large is not answered here but kept for the role guard (see
  *   route-checks.ts: the caller's key and role are checked first), and the request goes on
- *   without a body. An empty body is `{}`.
+ *   without a body. An empty body is `{}`. One sent with a Content-Encoding other than identity, or
+ *   declared in a charset other than UTF-8, is drained unread and kept as a 415 the same way.
  * - any other content type: not read; a body in it is a 415 (kept for the role guard), and the
  *   handler sees no body (as a JSON API should).
  */
@@ -53,6 +54,15 @@ export function registerBodyParsers(app: FastifyInstance, limit: number): void {
     if ((req as FastifyRequest & { [UNREAD]?: boolean })[UNREAD]) {
       payload.resume();
       return done(null, {});
+    }
+    const unsupported = unsupportedEncoding(req.headers);
+    if (unsupported) {
+      // Drained, neither kept nor decoded (no inflating a bomb): the socket must still reach the next request.
+      deferInputError(req, new UnsupportedMediaTypeException(unsupported));
+      payload.resume();
+      payload.once('end', () => done(null, undefined));
+      payload.once('error', () => done(null, undefined));
+      return;
     }
     readLimited(payload, limit, (err, text) => {
       if (err) {
@@ -107,6 +117,31 @@ export function registerBodyParsers(app: FastifyInstance, limit: number): void {
       payload.once('error', () => done(null, undefined));
     },
   );
+}
+
+/** The charsets a JSON body may be declared in: JSON is UTF-8 (RFC 8259 8.1), and ASCII is a part of it. */
+const JSON_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii']);
+
+/**
+ * Why a body is not read as it was sent, if it is not (RFC 9110 15.5.16: 415): a content coding
+ * other than `identity` (no route inflates a body: it read the compressed bytes as JSON and
+ * answered "not an object"), or a charset other than UTF-8 (a UTF-16 body was decoded as UTF-8).
+ */
+export function unsupportedEncoding(headers: IncomingMessage['headers']): string | undefined {
+  const coding = headers['content-encoding'];
+  if (coding !== undefined) {
+    const codings = coding
+      .split(',')
+      .map((c) => c.trim().toLowerCase())
+      .filter((c) => c !== '' && c !== 'identity');
+    if (codings.length > 0)
+      return `the body is sent with Content-Encoding ${JSON.stringify(codings.join(', ').slice(0, 100))}, which this API does not decode: send it uncompressed (no Content-Encoding, or identity)`;
+  }
+  const charset = /;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/i.exec(headers['content-type'] ?? '');
+  const name = (charset?.[1] ?? charset?.[2])?.toLowerCase();
+  if (name !== undefined && !JSON_CHARSETS.has(name))
+    return `the body is declared in charset ${JSON.stringify(name.slice(0, 100))}: send JSON as UTF-8 (charset=utf-8, or no charset)`;
+  return undefined;
 }
 
 /**

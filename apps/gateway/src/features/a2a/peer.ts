@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { HttpException, Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { Pool } from 'pg';
@@ -439,13 +439,16 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
         if (!have.success || !roleSatisfies(have.data, need))
           return rpcError(req, res, 403, -32000, `this call needs the ${need} role`, { required_role: need });
       }
-      // 3. a body the gateway's parser refused (not JSON, too large) is a JSON-RPC parse error.
+      // 3. a body the gateway's parser refused (not JSON, too large, in a coding, charset or type
+      // it does not read) is a JSON-RPC parse error, with the HTTP status the REST routes give it.
       const inputError = deferredInputError(req);
+      const inputStatus =
+        inputError instanceof HttpException ? inputError.getStatus() : (inputError as { status?: number })?.status;
       if (inputError !== undefined)
         return rpcError(
           req,
           res,
-          (inputError as { status?: number }).status === 413 ? 413 : 400,
+          inputStatus === 413 || inputStatus === 415 ? inputStatus : 400,
           -32700,
           `the body is not acceptable JSON: ${(inputError as Error).message ?? 'parse error'}`,
         );
