@@ -101,15 +101,18 @@ describe('McpSession against an SDK server with bearer auth and a changing tool 
       await s.start();
       const from = methods.length;
       const t0 = performance.now();
-      // 300 notices as fast as the server sends them (each registration sends one).
-      for (let i = 0; i < 300; i++)
+      // 300 notices over about 1.5 s (each registration sends one), as a server in a loop sends them:
+      // each listing answered before the next notice came made one more listing before.
+      for (let i = 0; i < 300; i++) {
         servers.at(-1)!.registerTool(`flood_${i}`, { description: `flood ${i}` }, async () => ({
           content: [{ type: 'text', text: String(i) }],
         }));
+        if (i % 2 === 1) await new Promise((r) => setTimeout(r, 10));
+      }
       await waitFor(() => s.tools.some((t) => t.name === 'flood_299'), 'the last tool to be listed', 10_000);
       const lists = methods.slice(from).filter((m) => m === 'tools/list').length;
       const seconds = (performance.now() - t0) / 1000;
-      // One per notice before (300); now the first at once and one more for all that came meanwhile.
+      // Before, one listing after another while notices came (dozens); now at most one a second.
       assert.ok(
         lists >= 1 && lists <= Math.ceil(seconds) + 2,
         `${lists} listings for 300 notices in ${seconds.toFixed(1)} s`,
