@@ -48,6 +48,8 @@ async function main(): Promise<void> {
     registry,
     logger,
     ...(stdioSandbox && { stdioSandbox }),
+    // On a cluster the shared call bucket gets the copies the events stream has (raised when fewer).
+    sharedCalls: { replicas: config.NATS_STREAM_REPLICAS },
     onEvent: (e) => {
       const level = e.type === 'McpToolCalled' || e.type === 'McpToolSucceeded' ? 'debug' : 'info';
       logger[level]({ event: e.type, ...summary(e) }, 'mcp event');

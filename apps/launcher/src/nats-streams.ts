@@ -1,4 +1,3 @@
-import { Kvm } from '@nats-io/kv';
 import { jetstreamManager } from '@nats-io/jetstream';
 import {
   EVENTS_STREAM,
@@ -7,7 +6,7 @@ import {
   MCP_CALLS_BUCKET,
   MCP_CALLS_MAX_BYTES,
 } from '@switchyard/contracts';
-import { ensureEventsStream, type NatsConnection } from '@switchyard/messaging';
+import { ensureEventsStream, ensureKvBucket, type NatsConnection } from '@switchyard/messaging';
 import type { Logger } from '@switchyard/platform';
 
 /** How long JetStream drops a re-published event (the relay's worst restart time). */
@@ -20,7 +19,8 @@ export const MCP_CALLS_TTL_MS = 600_000;
  * bucket the connectors share keyed calls through. The roles' own NATS users may read and append
  * to them but not create or change them (a stream's config runs with the account's rights), so a
  * client that may (the token, or the setup user) makes them before the roles start. Idempotent;
- * the size caps of streams made before them are set on the existing streams.
+ * the size caps of streams made before them are set on the existing streams, and a bucket made
+ * with fewer replicas than `replicas` is raised to it.
  */
 export async function setUpNatsStreams(
   nc: NatsConnection,
@@ -52,21 +52,13 @@ async function setUpStreams(
     ...(opts.eventsMaxBytes ? { maxBytes: opts.eventsMaxBytes } : {}),
     logger: opts.logger,
   });
-  await new Kvm(nc).create(MCP_CALLS_BUCKET, {
-    ttl: MCP_CALLS_TTL_MS,
-    history: 1,
+  // Every copy the events stream has, the call bucket has too: on a cluster that loses the node of
+  // a single copy the connectors would lose cross-process deduplication (and wait on the bucket).
+  await ensureKvBucket(nc, {
+    name: MCP_CALLS_BUCKET,
+    ttlMs: MCP_CALLS_TTL_MS,
     replicas: opts.replicas,
-    max_bytes: MCP_CALLS_MAX_BYTES,
+    maxBytes: MCP_CALLS_MAX_BYTES,
+    logger: opts.logger,
   });
-  // No rollup headers: the keyed-call cache never purges, and a writer allowed them could empty the
-  // whole bucket with one message (`Nats-Rollup: all`).
-  const bucket = await jsm.streams.info(`KV_${MCP_CALLS_BUCKET}`);
-  if (bucket.config.max_bytes !== MCP_CALLS_MAX_BYTES || bucket.config.allow_rollup_hdrs) {
-    await jsm.streams.update(`KV_${MCP_CALLS_BUCKET}`, {
-      ...bucket.config,
-      max_bytes: MCP_CALLS_MAX_BYTES,
-      allow_rollup_hdrs: false,
-    });
-    opts.logger.info({ bucket: MCP_CALLS_BUCKET, maxBytes: MCP_CALLS_MAX_BYTES }, 'capped the shared call bucket');
-  }
 }

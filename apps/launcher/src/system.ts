@@ -398,6 +398,8 @@ export async function startSystem(
             registry: loadRegistry({ env: { ...process.env, MCP_AUTH_TOKEN: mcpToken } }),
             logger,
             ...(stdioSandbox && { stdioSandbox }),
+            // The call bucket's copies follow the events stream's; the connectors' own user may not make or change it.
+            sharedCalls: { replicas: config.NATS_STREAM_REPLICAS, manage: !perRoleNats },
             // Every call, breaker change and health transition goes to the event store (audit, availability).
             // A call's events name who asked (the gateway sends `apikey:<id>`), not the system.
             onEvent: (e) => {

@@ -1,4 +1,5 @@
 import {
+  jetstream,
   JetStreamApiError,
   StorageType,
   RetentionPolicy,
@@ -7,7 +8,8 @@ import {
   type StreamInfo,
   type StreamConfig,
 } from '@nats-io/jetstream';
-import { nanos } from '@nats-io/nats-core';
+import { Kvm, type KV } from '@nats-io/kv';
+import { nanos, type NatsConnection } from '@nats-io/nats-core';
 import { EVENTS_STREAM, EVENTS_STREAM_MAX_BYTES, EVENTS_SUBJECT_WILDCARD } from '@switchyard/contracts';
 import { AppError, type Logger } from '@switchyard/platform';
 
@@ -95,4 +97,76 @@ export async function ensureEventsStream(jsm: JetStreamManager, opts: EventsStre
   const info = await jsm.streams.update(name, mutable);
   opts.logger?.info({ stream: name }, 'updated JetStream stream config');
   return info;
+}
+
+export interface KvBucketOptions {
+  /** Bucket name (its stream is `KV_<name>`). */
+  readonly name: string;
+  /** How long an entry lives after its last write. */
+  readonly ttlMs: number;
+  /** Bytes the bucket may hold. */
+  readonly maxBytes: number;
+  /**
+   * Copies of the bucket in a JetStream cluster (NATS_STREAM_REPLICAS). An existing bucket with
+   * fewer is raised to it (JetStream adds the copies in place); one with more is left as it is: a
+   * process started without the setting must not take copies away that the setup gave it.
+   */
+  readonly replicas: number;
+  /** Whether this client may create or change the bucket (default true; a role's own NATS user may not). */
+  readonly manage?: boolean;
+  /** How long each JetStream request of the bucket (and of its later reads and writes) waits; default 5 s. */
+  readonly timeoutMs?: number;
+  readonly logger?: Logger;
+}
+
+/**
+ * Open a KV bucket with one value per key, creating it when missing, and bring an existing one
+ * to the wanted replicas and size cap without rollup headers (a writer allowed them could empty
+ * the whole bucket with one message). Logs what it changed. Idempotent.
+ */
+export async function ensureKvBucket(nc: NatsConnection, opts: KvBucketOptions): Promise<KV> {
+  const js = jetstream(nc, opts.timeoutMs ? { timeout: opts.timeoutMs } : {});
+  const stream = `KV_${opts.name}`;
+  const jsm = await js.jetstreamManager();
+  let existing: StreamInfo | undefined;
+  try {
+    existing = await jsm.streams.info(stream);
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError && err.code === 10059)) throw err; // 10059: stream not found
+  }
+  if (!existing && opts.manage === false)
+    throw new AppError(
+      'unavailable',
+      `the KV bucket ${opts.name} does not exist, and this NATS user may not create it: the process that holds the NATS token makes it at its start (nats-setup.js)`,
+      { bucket: opts.name },
+    );
+  const kv = await new Kvm(js).create(opts.name, {
+    ttl: opts.ttlMs,
+    history: 1,
+    replicas: opts.replicas,
+    max_bytes: opts.maxBytes,
+  });
+  // Kvm makes a bucket that allows rollup headers: the created one is brought to the wanted config too.
+  const c = existing?.config ?? (await jsm.streams.info(stream)).config;
+  const changes: Record<string, { from: unknown; to: unknown }> = {};
+  if (c.num_replicas < opts.replicas) changes.replicas = { from: c.num_replicas, to: opts.replicas };
+  if (c.max_bytes !== opts.maxBytes) changes.maxBytes = { from: c.max_bytes, to: opts.maxBytes };
+  if (c.allow_rollup_hdrs) changes.rollupHeaders = { from: true, to: false };
+  if (!existing) opts.logger?.info({ bucket: opts.name, replicas: c.num_replicas }, 'created JetStream KV bucket');
+  if (Object.keys(changes).length === 0) return kv;
+  if (opts.manage === false) {
+    opts.logger?.warn(
+      { bucket: opts.name, differs: changes },
+      'the KV bucket differs from this configuration, and this NATS user may not change it: using it as it is (run nats-setup.js)',
+    );
+    return kv;
+  }
+  await jsm.streams.update(stream, {
+    ...c,
+    num_replicas: Math.max(c.num_replicas, opts.replicas),
+    max_bytes: opts.maxBytes,
+    allow_rollup_hdrs: false,
+  });
+  if (existing) opts.logger?.info({ bucket: opts.name, changed: changes }, 'updated JetStream KV bucket');
+  return kv;
 }

@@ -29,7 +29,7 @@ import {
 import type { CallState, McpConnector } from '../resilience/mcp-connector.js';
 import { z } from 'zod';
 import { createHash } from 'node:crypto';
-import { MCP_CALLS_BUCKET, NatsKvCallCache } from './shared-call-cache.js';
+import { MCP_CALLS_BUCKET, NatsKvCallCache, type NatsKvCallCacheOptions } from './shared-call-cache.js';
 
 export interface McpConnectorServiceOptions {
   readonly nc: NatsConnection;
@@ -187,11 +187,11 @@ export interface StartConnectorsOptions {
   /**
    * Keyed calls (idempotency keys) shared by every connectors process on this NATS, in the KV
    * bucket SWITCHYARD_MCP_CALLS (one per subject prefix) with a 10 min TTL (default), or `false`:
-   * this process only.
+   * this process only. `replicas`: NATS_STREAM_REPLICAS (the bucket's copies on a cluster).
    */
   readonly sharedCalls?:
     | false
-    | { readonly bucket?: string; readonly ttlMs?: number; readonly leaseMs?: number; readonly joinWaitMs?: number };
+    | Pick<NatsKvCallCacheOptions, 'bucket' | 'ttlMs' | 'leaseMs' | 'joinWaitMs' | 'replicas' | 'manage' | 'timeoutMs'>;
   /** Where stdio servers run (see StdioSandbox; detectStdioSandbox finds it); none: as plain children. */
   readonly stdioSandbox?: StdioSandbox;
 }

@@ -1,9 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
+import { JetStreamApiError } from '@nats-io/jetstream';
+import type { KV, KvEntry } from '@nats-io/kv';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { MCP_CALLS_BUCKET, MCP_CALLS_MAX_BYTES } from '@switchyard/contracts';
+import { ensureKvBucket } from '@switchyard/messaging';
 import { AppError, errorCodes, isAppError, logAtMostEvery, type ErrorCode, type Logger } from '@switchyard/platform';
 import type { SharedCallCache, SharedCallId } from '../resilience/mcp-connector.js';
 
@@ -23,7 +25,23 @@ export interface NatsKvCallCacheOptions {
   readonly leaseMs?: number;
   /** How long a caller joining a call running in another process waits for its result before answering `timeout` (retryable). Default 120 s. */
   readonly joinWaitMs?: number;
+  /**
+   * Copies of the bucket in a JetStream cluster (NATS_STREAM_REPLICAS) when this process makes
+   * it; an existing bucket with fewer is raised to it when `manage`. Default 1.
+   */
+  readonly replicas?: number;
+  /** Whether this process's NATS user may create or change the bucket (default true; a role's own user may not). */
+  readonly manage?: boolean;
+  /**
+   * How long a call waits on a bucket that does not answer (its node down, JetStream electing a
+   * leader) before it runs without it: each request gets half, and taking a key makes at most
+   * two. Default 1 s.
+   */
+  readonly timeoutMs?: number;
 }
+
+/** See NatsKvCallCacheOptions.timeoutMs. */
+export const SHARED_CALL_TIMEOUT_MS = 1_000;
 
 const errorCodeSchema = z.enum(Object.keys(errorCodes) as [ErrorCode, ...ErrorCode[]]);
 /** One key's entry, as every connectors process reads and writes it (it crosses processes: parsed, never trusted). */
@@ -64,8 +82,9 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref()
  *    `failed`, or a lease that ran out (the owner died) -> it takes the key over with a
  *    compare-and-set on the revision (one winner) and runs the call itself. A joiner that was
  *    waiting when the call failed gets that failure, like a caller of the same process.
- * NATS KV unreachable: the call runs here without sharing (logged): a tool call is not refused
- * because the cache is down; then only the per-process cache holds.
+ * NATS KV unreachable: the call runs here without sharing (logged) after at most about
+ * `timeoutMs` (1 s): a tool call is not refused, nor held long, because the cache is down; then
+ * only the per-process cache holds.
  */
 export class NatsKvCallCache implements SharedCallCache {
   private kv: Promise<KV> | undefined;
@@ -81,18 +100,20 @@ export class NatsKvCallCache implements SharedCallCache {
     this.joinWaitMs = o.joinWaitMs ?? 120_000;
   }
 
-  /** The bucket (created when missing; an existing one is used as it is). */
+  /** The bucket (created when missing, with the configured replicas; an existing one with fewer raised to them when this user may). */
   bucket(): Promise<KV> {
-    this.kv ??= new Kvm(this.o.nats)
-      .create(this.o.bucket ?? MCP_CALLS_BUCKET, {
-        ttl: this.o.ttlMs ?? 600_000,
-        history: 1,
-        max_bytes: MCP_CALLS_MAX_BYTES,
-      })
-      .catch((err: unknown) => {
-        this.kv = undefined;
-        throw err;
-      });
+    this.kv ??= ensureKvBucket(this.o.nats, {
+      name: this.o.bucket ?? MCP_CALLS_BUCKET,
+      ttlMs: this.o.ttlMs ?? 600_000,
+      maxBytes: MCP_CALLS_MAX_BYTES,
+      replicas: this.o.replicas ?? 1,
+      manage: this.o.manage ?? true,
+      timeoutMs: Math.max(1, Math.floor((this.o.timeoutMs ?? SHARED_CALL_TIMEOUT_MS) / 2)),
+      logger: this.log,
+    }).catch((err: unknown) => {
+      this.kv = undefined;
+      throw err;
+    });
     return this.kv;
   }
 
@@ -169,7 +190,8 @@ export class NatsKvCallCache implements SharedCallCache {
       try {
         return { kind: 'owner', revision: await kv.create(k, running()) };
       } catch (err) {
-        if (attempt >= 5) throw err;
+        // Only JetStream's own answer (the key exists) is worth a read; a timeout or no responders is the bucket away.
+        if (attempt >= 5 || !(err instanceof JetStreamApiError)) throw err;
       }
       const entry = await kv.get(k);
       const e = this.decode(entry);
