@@ -436,6 +436,9 @@ describe('task delegation over real NATS and PostgreSQL', () => {
     const [a, b] = [await ended(inflight.task_id), await ended(queued.task_id)];
     assert.equal(a.status, 'completed');
     assert.equal(a.instance, 'cc-2');
+    // Started on the instance that died: that attempt counts; its error is not the completed task's.
+    assert.equal(a.attempts, 2);
+    assert.equal(a.error, null);
     assert.equal(b.status, 'completed');
     assert.deepEqual(b.result, { echo: 'q', slept_ms: 0 });
     // 4. The performance projection counted the agents' work.

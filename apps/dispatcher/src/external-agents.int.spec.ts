@@ -273,6 +273,7 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
     });
     assert.deepEqual(done.result, { echo: 'twice' });
     assert.equal(done.attempts, 2, 'both runs of the agent are attempts made');
+    assert.equal(done.error, null, 'the abandoned attempt’s error stays in the log, not on the completed task');
     assert.equal(agent.executed.filter((id) => id === twice.task_id).length, 2);
     const events = await store.readStream(taskStreamId(twice.task_id));
     assert.deepEqual(
@@ -305,6 +306,13 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
       ],
     );
     assert.equal((events[5]!.data as { attempt: number }).attempt, 2);
+    // The read model alike: the counted attempt, no error.
+    await d.projections!.waitFor();
+    assert.deepEqual(
+      (await pool.query(`select status, attempts, error from delegation.tasks where task_id = $1`, [twice.task_id]))
+        .rows,
+      [{ status: 'completed', attempts: 1, error: null }],
+    );
     // 4. The one allowed a single attempt has used it: it fails, and is not sent again.
     const failed = await get(once.task_id);
     assert.equal(failed.status, 'failed');

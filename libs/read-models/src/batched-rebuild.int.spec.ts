@@ -598,6 +598,18 @@ describe('batched projections give the read models of the per-event (live) path 
         expected['read_models.workflow_executions']!.length === 100 + VARIED_EXECUTIONS,
     );
     assert.ok(expected['status.mcp_minutes']!.length > 100, 'minute rows survive the retention');
+    // Tasks that completed after a retry keep no error (the batches below must leave the same).
+    const errors = new pg.Pool({ connectionString: liveUrl, max: 1 });
+    try {
+      const { rows } = await errors.query<{ retried: number; with_error: number }>(
+        `select count(*) filter (where attempts > 0)::int as retried, count(*) filter (where error is not null)::int as with_error
+           from delegation.tasks where status = 'completed'`,
+      );
+      assert.ok(rows[0]!.retried > 0, 'some completed tasks were retried first');
+      assert.equal(rows[0]!.with_error, 0, 'a completed task has no error');
+    } finally {
+      await errors.end();
+    }
     // Both kinds of failure were counted, each in its own column (failed, caller_errors after timed_out).
     const performance = expected['delegation.agent_performance']!.map((r) => r.slice(1, -1).split(','));
     assert.ok(
@@ -765,6 +777,46 @@ describe('batched projections give the read models of the per-event (live) path 
         got.rows.map((r) => r.r),
         (await dump(liveUrl))['delegation.tasks'],
       );
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('rows of the earlier rule (a completed task keeping an earlier attempt’s error) are cleared once, by the setup', async () => {
+    const { url, pool } = await tasksModelOnly('batched_tasks_completed_error');
+    try {
+      // The table as the earlier rule left it: no comment on the column, a completed task with an error.
+      const row = (id: string, status: string) =>
+        pool.query(
+          `insert into delegation.tasks (task_id, task_type, status, priority, submitted_at, updated_at, attempts, error)
+           values ($1, 'report', $2, 'normal', now(), now(), 1, '{"code":"unavailable","message":"attempt abandoned"}')`,
+          [id, status],
+        );
+      await pool.query('comment on column delegation.tasks.error is null');
+      for (const [id, status] of [
+        ['done', 'completed'],
+        ['failed', 'failed'],
+        ['again', 'queued'],
+      ] as const)
+        await row(id, status);
+      const migrate = () =>
+        new ProjectionRunner({ store, db: { connectionString: url }, projections: projections(), logger }).migrate();
+      const errors = async () =>
+        (
+          await pool.query<{ task_id: string; code: string | null }>(
+            `select task_id, error->>'code' as code from delegation.tasks where task_id in ('done', 'failed', 'again', 'later') order by 1`,
+          )
+        ).rows;
+      await migrate();
+      assert.deepEqual(await errors(), [
+        { task_id: 'again', code: 'unavailable' },
+        { task_id: 'done', code: null },
+        { task_id: 'failed', code: 'unavailable' },
+      ]);
+      // Done once: a later start does not look again (nor would it find one; the projection writes none).
+      await row('later', 'completed');
+      await migrate();
+      assert.equal((await errors()).find((r) => r.task_id === 'later')?.code, 'unavailable');
     } finally {
       await pool.end();
     }

@@ -13,6 +13,9 @@ const ident = (schema: string): string => {
   return schema;
 };
 
+/** The comment of `tasks.error`; also the mark that rows of an earlier rule were cleared (setup). */
+const TASKS_ERROR_COMMENT = 'the last failed attempt of a task that did not complete';
+
 /**
  * `<schema>.tasks`: one row per delegated task with its status. The durable queue: after a
  * restart the dispatcher reads the tasks still queued or in flight from here (and their
@@ -53,6 +56,16 @@ export function tasksProjection(schema = 'delegation'): Projection {
       await c.query(
         `create index if not exists tasks_active_idx on ${s}.tasks (status) where status in ('submitted','queued','assigned','working')`,
       );
+      // Rows written before a completion cleared the error of an earlier attempt: cleared once,
+      // the column's comment marking it done (a scan of every task at each start otherwise).
+      await c.query(`do $completed_error$ begin
+        if coalesce(col_description('${s}.tasks'::regclass,
+             (select attnum from pg_attribute where attrelid = '${s}.tasks'::regclass and attname = 'error')), '')
+           <> '${TASKS_ERROR_COMMENT}' then
+          update ${s}.tasks set error = null where status = 'completed' and error is not null;
+          comment on column ${s}.tasks.error is '${TASKS_ERROR_COMMENT}';
+        end if;
+      end $completed_error$`);
     },
     async reset(c) {
       await c.query(`truncate ${s}.tasks`);
@@ -93,7 +106,8 @@ export function tasksProjection(schema = 'delegation'): Projection {
           await set(`status = 'working'`, [e.data.task_id, at]);
           return;
         case 'TaskCompleted':
-          await set(`status = 'completed', completed_at = $2`, [e.data.task_id, at]);
+          // A completed task has no error (an earlier attempt's stays in the log).
+          await set(`status = 'completed', completed_at = $2, error = null`, [e.data.task_id, at]);
           return;
         case 'TaskFailed':
           await set(`status = 'failed', completed_at = $2, attempts = $3, error = $4`, [
@@ -140,7 +154,7 @@ function taskPatch(recorded: RecordedEvent): TaskPatch | undefined {
     case 'TaskStarted':
       return { status: 'working', updated_at: at };
     case 'TaskCompleted':
-      return { status: 'completed', completed_at: at, updated_at: at };
+      return { status: 'completed', completed_at: at, error: null, updated_at: at };
     case 'TaskFailed':
       return {
         status: 'failed',

@@ -252,9 +252,12 @@ function evolve(state: TaskState, event: TaskEvent): TaskState {
       };
     case 'TaskStarted':
       return { ...core(state), ...placement(state), status: 'working', started_at: event.data.started_at };
-    case 'TaskCompleted':
+    case 'TaskCompleted': {
+      // A task that completed has no error: an abandoned or failed earlier attempt's stays in
+      // its TaskRetryScheduled.
+      const { last_error: _earlier, ...b } = core(state);
       return {
-        ...core(state),
+        ...b,
         ...placement(state),
         ...started(state),
         status: 'completed',
@@ -262,6 +265,7 @@ function evolve(state: TaskState, event: TaskEvent): TaskState {
         completed_at: event.data.completed_at,
         duration_ms: event.data.duration_ms,
       };
+    }
     case 'TaskFailed':
       return {
         ...core(state),

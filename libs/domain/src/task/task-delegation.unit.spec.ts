@@ -308,6 +308,38 @@ describe('TaskDelegation: working', () => {
 
 describe('TaskDelegation: completed', () => {
   const done = () => history(cmd.submit(), cmd.assign('i1'), cmd.start(1), cmd.complete(1));
+  it('a completion after a failed or abandoned attempt leaves no error: the earlier one stays in its TaskRetryScheduled', () => {
+    const abandoned = { retryable: true, avoid_instance: false, count_attempt: false };
+    for (const [what, failure] of [
+      ['failed', cmd.fail(1)],
+      ['abandoned', cmd.fail(1, 3, abandoned)],
+    ] as const) {
+      const retried = history(cmd.submit(), cmd.assign('i1'), failure, cmd.assign('i2', 4));
+      assert.ok(
+        retried.some((e) => e.type === 'TaskRetryScheduled' && e.data.error.code === 'unavailable'),
+        what,
+      );
+      spec
+        .given(retried)
+        .when(cmd.complete(2, 5))
+        .then((es, s) => {
+          assert.deepEqual(types(es), ['TaskCompleted']);
+          assert.equal(s.status, 'completed', what);
+          assert.equal('last_error' in s, false, what);
+        });
+    }
+  });
+  it('a task canceled or timed out after a retry keeps that retry’s error', () => {
+    const retried = () =>
+      history(cmd.submit(0, { max_attempts: 3 }), cmd.assign('i1'), cmd.fail(1), cmd.assign('i2', 4));
+    for (const end of [cmd.cancel(5), cmd.timeOut(2, 5)])
+      spec
+        .given(retried())
+        .when(end)
+        .then((_, s) => {
+          assert.deepEqual(s.status !== 'initial' && s.last_error, { code: 'unavailable', message: 'instance lost' });
+        });
+  });
   it('duplicate results, failures and timeouts are ignored', () => {
     spec
       .given(done())

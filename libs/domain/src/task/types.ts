@@ -277,6 +277,7 @@ export interface TaskBase {
   readonly assignment: number;
   /** Instances that failed this task: the dispatcher does not pick them again. */
   readonly failed_instances: readonly string[];
+  /** The error of the last attempt that failed, while the task goes on or once it ended otherwise than completed. */
   readonly last_error?: TaskError;
 }
 
