@@ -1,6 +1,6 @@
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
-import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
+import { AppError, isAppError, jsonNestsDeeperThan, newId, type Logger } from '@switchyard/platform';
 import { ACTOR_PATTERN } from '@switchyard/contracts';
 import { z } from 'zod';
 
@@ -22,11 +22,40 @@ export interface ToolContext {
 }
 
 /**
+ * Most levels of nesting a tool result may have (a database row's jsonb, a fetched document):
+ * past it the call fails `result_too_large` (details `reason: result_too_deep`). Why: each side
+ * that handles a result (this server's answer, the connectors, the event store, redaction, the
+ * expressions that read it) copies and walks it, and JSON.stringify itself throws past about
+ * 5,000 levels, which failed the call as `internal` with V8's "Maximum call stack size exceeded".
+ * Above what real data nests (a 1,000-deep jsonb value in a query answer is a result of 1,003
+ * levels, and is known to pass through the whole system), and well below where JSON.stringify breaks.
+ */
+export const RESULT_MAX_DEPTH = 1_024;
+
+const tooDeep = () =>
+  new AppError(
+    'result_too_large',
+    `the result nests deeper than ${RESULT_MAX_DEPTH} levels of arrays and objects: return less deeply nested data (e.g. select the part of a jsonb value you need)`,
+    { reason: 'result_too_deep', max_depth: RESULT_MAX_DEPTH },
+    false,
+  );
+
+/**
  * A successful tool result: the data as JSON text (what LLM clients read) and as
- * `structuredContent` (what programs read without parsing text).
+ * `structuredContent` (what programs read without parsing text). Throws AppError
+ * `result_too_large` (`reason: result_too_deep`) for data nested past RESULT_MAX_DEPTH.
  */
 export function toolOk(data: Record<string, unknown>): CallToolResult {
-  return { content: [{ type: 'text', text: JSON.stringify(data) }], structuredContent: data };
+  let text: string;
+  try {
+    text = JSON.stringify(data);
+  } catch (e) {
+    // The serialiser's own recursion ran out of stack: nested far past the limit.
+    if (e instanceof RangeError && /call stack/i.test(e.message)) throw tooDeep();
+    throw e;
+  }
+  if (jsonNestsDeeperThan(text, RESULT_MAX_DEPTH)) throw tooDeep();
+  return { content: [{ type: 'text', text }], structuredContent: data };
 }
 
 /**

@@ -4,6 +4,7 @@ import pg from 'pg';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { freshDatabase } from '@switchyard/testing';
 import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js';
+import { RESULT_MAX_DEPTH } from '../common/tools.js';
 import { fails, httpClient, ok, silentLogger } from '../test-helpers.js';
 import { createDatabaseServer } from './server.js';
 
@@ -187,6 +188,25 @@ describe('database MCP server (real Postgres, Streamable HTTP)', () => {
       await c.close();
       await capped.close();
     }
+  });
+
+  it('refuses a result nested past RESULT_MAX_DEPTH as result_too_large naming the limit (not internal); 1,000 deep passes', async () => {
+    const nested = (n: number) => ({ sql: `SELECT (repeat('[', ${n}) || repeat(']', ${n}))::jsonb AS v` });
+    // (PostgreSQL itself refuses to build much deeper jsonb: "stack depth limit exceeded".)
+    for (const depth of [6_000, RESULT_MAX_DEPTH]) {
+      const deep = await fails(roClient, 'query', nested(depth));
+      assert.equal(deep.code, 'result_too_large', `${depth}: ${deep.text}`);
+      assert.equal(deep.details['reason'], 'result_too_deep');
+      assert.equal(deep.details['max_depth'], RESULT_MAX_DEPTH);
+      assert.match(deep.message, new RegExp(`nests deeper than ${RESULT_MAX_DEPTH} levels`));
+    }
+    // {rows: [{v: ...}]} adds three levels to the value's own.
+    let v: unknown = (await ok(roClient, 'query', nested(1_000))).rows[0].v;
+    let depth = 0;
+    while (Array.isArray(v)) [v, depth] = [v[0], depth + 1];
+    assert.equal(depth, 1_000);
+    assert.equal((await ok(roClient, 'query', nested(RESULT_MAX_DEPTH - 3))).rows.length, 1);
+    assert.equal((await ok(roClient, 'query', { sql: 'SELECT 1 AS one' })).rows[0].one, 1);
   });
 
   it('lists schemas and tables', async () => {
