@@ -98,6 +98,18 @@ export const backendKey = (key: string, apiKeyId: string | undefined = requestKe
  */
 export const mcpScopedKey = (apiKeyId: string | null, key: string): string => `mcp|${apiKeyId ?? 'anonymous'}|${key}`;
 
+/**
+ * The key a tool call goes to the connectors with (at most 200 characters): the caller's scoped
+ * key bound to the call (server, tool, arguments), so a repeat of the call is answered from the
+ * connectors' record of it (and the automation server keys its sends by it), and the same key
+ * with another call is another call, never answered with the first one's result.
+ */
+export function toolCallKey(scopedKey: string, server: string, tool: string, args: unknown): string {
+  return `call#${createHash('sha256')
+    .update(`${scopedKey}\n${server}\n${tool}\n${canonicalJson(args)}`)
+    .digest('hex')}`;
+}
+
 /** The execution id a workflow start with this key gets (a UUID-shaped hash): a repeat names the same execution. */
 export function executionIdForKey(key: string, apiKeyId: string | undefined = requestKeyId()): string {
   const h = createHash('sha256')

@@ -10,6 +10,7 @@ import {
   mcpScopedKey,
   parseIdempotencyKey,
   requestFingerprint,
+  toolCallKey,
 } from './keys.js';
 
 describe('Idempotency-Key parsing and request fingerprints', () => {
@@ -78,5 +79,19 @@ describe('Idempotency-Key parsing and request fingerprints', () => {
     assert.ok(!IDEMPOTENCY_KEY_PATTERN.test(a), 'a REST caller cannot send it');
     assert.notEqual(executionIdForKey(a), executionIdForKey('k1'));
     assert.notEqual(backendKey(a), backendKey('mcp:sy_aaaaaaaaaaaaaaaa:k1'));
+  });
+
+  it('binds a tool call key to the caller and the call: the same call again gets the same key, any other call another', () => {
+    const k = toolCallKey('http:key1:k', 'everything', 'echo', { message: 'a', n: 1 });
+    assert.match(k, /^call#[0-9a-f]{64}$/);
+    assert.ok(k.length <= 200, 'within the connectors contract');
+    assert.equal(toolCallKey('http:key1:k', 'everything', 'echo', { n: 1, message: 'a' }), k, 'key order aside');
+    for (const other of [
+      toolCallKey('http:key2:k', 'everything', 'echo', { message: 'a', n: 1 }),
+      toolCallKey('http:key1:k', 'everything2', 'echo', { message: 'a', n: 1 }),
+      toolCallKey('http:key1:k', 'everything', 'echo2', { message: 'a', n: 1 }),
+      toolCallKey('http:key1:k', 'everything', 'echo', { message: 'b', n: 1 }),
+    ])
+      assert.notEqual(other, k);
   });
 });

@@ -114,7 +114,7 @@ export class McpGatewayClient {
      * `actor`: who the call is for when not the request's caller (work the gateway does later for
      * a key); `privateArguments`: recorded as `[redacted]` in the call's events.
      */
-    opts: { actor?: string; privateArguments?: readonly string[] } = {},
+    opts: { actor?: string; privateArguments?: readonly string[]; idempotencyKey?: string } = {},
   ): Promise<ToolCallOutcome> {
     await this.server(server, correlationId);
     const started = performance.now();
@@ -128,6 +128,7 @@ export class McpGatewayClient {
         actor: opts.actor ?? currentActor() ?? 'anonymous',
         ...(opts.privateArguments?.length ? { private_arguments: [...opts.privateArguments] } : {}),
         ...(timeoutMs ? { timeout_ms: timeoutMs } : {}),
+        ...(opts.idempotencyKey !== undefined ? { idempotency_key: opts.idempotencyKey } : {}),
       },
       // The connector's own timeout governs; this one only catches a lost reply.
       { schema: callToolReplySchema, timeoutMs: (timeoutMs ?? 60_000) + 5_000, correlationId },

@@ -10,6 +10,7 @@ import { GetWorkflowDefinition } from '../workflows/queries/get-workflow-definit
 import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
 import type { ToolCallOutcome } from './mcp-client.js';
 import { CallMcpTool } from './commands/index.js';
+import { IdempotencyKey } from '../../idempotency/keys.js';
 import { GetMcpServer, GetMcpServersHealth, ListMcpTools, ReadMcpTool } from './queries/index.js';
 import { namedToPositional } from './named-params.js';
 import { assertToolAllowed, toolAccessOf, type WriterAccess } from './writer-policy.js';
@@ -119,10 +120,15 @@ export class McpController {
     @ZodBody(callBody) b: z.infer<typeof callBody>,
     @CorrelationId() correlationId: string,
     @Req() req: GatewayRequest,
+    @IdempotencyKey() requestKey: string | undefined,
   ): Promise<ToolCallOutcome> {
     assertToolAllowed(b.server, b.tool, req, this.writerAccess);
     return this.commands.execute(
-      new CallMcpTool(b.server, b.tool, b.arguments, correlationId, { timeoutMs: b.timeout_ms, checkTool: true }),
+      new CallMcpTool(b.server, b.tool, b.arguments, correlationId, {
+        timeoutMs: b.timeout_ms,
+        checkTool: true,
+        requestKey,
+      }),
     );
   }
 
@@ -140,9 +146,10 @@ export class McpController {
     @ZodParams(operationParams) p: z.infer<typeof operationParams>,
     @ZodBody(operationBody) body: Record<string, unknown>,
     @CorrelationId() correlationId: string,
+    @IdempotencyKey() requestKey: string | undefined,
   ) {
     return this.commands.execute(
-      new CallMcpTool(ROLE_SERVERS.filesystem, p.operation, body, correlationId, { checkTool: true }),
+      new CallMcpTool(ROLE_SERVERS.filesystem, p.operation, body, correlationId, { checkTool: true, requestKey }),
     );
   }
 
@@ -167,7 +174,11 @@ export class McpController {
     },
     errors: [400, 403, 404, 408, 422, 503, 504],
   })
-  database(@ZodBody(databaseQueryBody) b: z.infer<typeof databaseQueryBody>, @CorrelationId() correlationId: string) {
+  database(
+    @ZodBody(databaseQueryBody) b: z.infer<typeof databaseQueryBody>,
+    @CorrelationId() correlationId: string,
+    @IdempotencyKey() requestKey: string | undefined,
+  ) {
     const { sql, params } = Array.isArray(b.params)
       ? { sql: b.query, params: b.params }
       : namedToPositional(b.query, b.params);
@@ -177,6 +188,7 @@ export class McpController {
         'query',
         { sql, params, ...(b.max_rows ? { max_rows: b.max_rows } : {}) },
         correlationId,
+        { requestKey },
       ),
     );
   }
@@ -195,6 +207,7 @@ export class McpController {
     @ZodParams(operationParams) p: z.infer<typeof operationParams>,
     @ZodBody(operationBody) body: Record<string, unknown>,
     @CorrelationId() correlationId: string,
+    @IdempotencyKey() requestKey: string | undefined,
   ) {
     const server = await this.queries.execute(new GetMcpServer(ROLE_SERVERS.github, correlationId));
     if (server.state === 'unconfigured') {
@@ -207,7 +220,7 @@ export class McpController {
       );
     }
     return this.commands.execute(
-      new CallMcpTool(ROLE_SERVERS.github, p.operation, body, correlationId, { checkTool: true }),
+      new CallMcpTool(ROLE_SERVERS.github, p.operation, body, correlationId, { checkTool: true, requestKey }),
     );
   }
 
@@ -220,7 +233,11 @@ export class McpController {
     response: { status: 200, schema: toolResultResponse },
     errors: [400, 403, 404, 413, 422, 503, 504],
   })
-  fetch(@ZodBody(fetchBody) b: z.infer<typeof fetchBody>, @CorrelationId() correlationId: string) {
+  fetch(
+    @ZodBody(fetchBody) b: z.infer<typeof fetchBody>,
+    @CorrelationId() correlationId: string,
+    @IdempotencyKey() requestKey: string | undefined,
+  ) {
     if (b.extract === 'text') {
       return this.commands.execute(
         new CallMcpTool(
@@ -233,6 +250,7 @@ export class McpController {
             ...(b.headers ? { headers: b.headers } : {}),
           },
           correlationId,
+          { requestKey },
         ),
       );
     }
@@ -251,6 +269,7 @@ export class McpController {
           ...(b.max_bytes ? { max_bytes: b.max_bytes } : {}),
         },
         correlationId,
+        { requestKey },
       ),
     );
   }
@@ -268,6 +287,7 @@ export class McpController {
   async automation(
     @ZodBody(automationTriggerBody) b: z.infer<typeof automationTriggerBody>,
     @CorrelationId() correlationId: string,
+    @IdempotencyKey() requestKey: string | undefined,
   ) {
     // The trigger is started later by the engine, which refuses an unknown template or a bad
     // input there, where its caller no longer hears of it: check both now, as a start would.
@@ -282,6 +302,7 @@ export class McpController {
             'trigger_workflow',
             { template_id: b.template_id, input: b.input },
             correlationId,
+            { requestKey },
           ),
         )
       : this.commands.execute(
@@ -295,6 +316,7 @@ export class McpController {
               ...(b.idempotency_key ? { idempotency_key: b.idempotency_key } : {}),
             },
             correlationId,
+            { requestKey },
           ),
         );
   }

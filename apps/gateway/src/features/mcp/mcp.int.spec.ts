@@ -243,6 +243,29 @@ describe('MCP endpoints through gateway, NATS and the connectors', () => {
     assert.match(JSON.stringify(add.body.content), /42/);
   });
 
+  it('a call with an Idempotency-Key goes keyed to the connectors, bound to the call; without one, unkeyed', async () => {
+    const call = async (message: string, key?: string) => {
+      const res = await fetch(`${base}/api/v1/integration/mcp/call`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(key ? { 'idempotency-key': key } : {}) },
+        body: JSON.stringify({ server: 'everything', tool: 'echo', arguments: { message } }),
+      });
+      assert.equal(res.status, 200, await res.text());
+      const called = events.filter(
+        (e) =>
+          e.type === 'McpToolCalled' &&
+          (e.data as { arguments?: { value?: { message?: string } } }).arguments?.value?.message === message,
+      );
+      assert.equal(called.length, 1, message);
+      return (called[0]!.data as { idempotency_key?: string }).idempotency_key;
+    };
+    const first = await call('keyed one', 'key-a');
+    assert.match(first ?? '', /^call#[0-9a-f]{64}$/, 'the connector gets a key of at most 200 characters');
+    const other = await call('keyed two', 'key-b');
+    assert.notEqual(other, first);
+    assert.equal(await call('unkeyed'), undefined);
+  });
+
   it('calls the official server-everything over Streamable HTTP', async () => {
     const r = await post('/api/v1/integration/mcp/call', {
       server: 'everything-http',

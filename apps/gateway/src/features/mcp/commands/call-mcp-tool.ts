@@ -1,6 +1,7 @@
 import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import { AppError } from '@switchyard/platform';
+import { backendKey, toolCallKey } from '../../../idempotency/keys.js';
 import { McpGatewayClient, type ToolCallOutcome } from '../mcp-client.js';
 
 /**
@@ -13,7 +14,14 @@ export class CallMcpTool extends Command<ToolCallOutcome> {
     readonly tool: string,
     readonly args: Record<string, unknown>,
     readonly correlationId: string,
-    readonly options: { readonly timeoutMs?: number | undefined; readonly checkTool?: boolean } = {},
+    readonly options: {
+      readonly timeoutMs?: number | undefined;
+      readonly checkTool?: boolean;
+      /** The request's Idempotency-Key: the call goes keyed to the connectors (see toolCallKey). */
+      readonly requestKey?: string | undefined;
+      /** A key scoped already (an /mcp call's), used as it is. */
+      readonly scopedKey?: string | undefined;
+    } = {},
   ) {
     super();
   }
@@ -33,6 +41,10 @@ export class CallMcpToolHandler implements ICommandHandler<CallMcpTool> {
         });
       }
     }
-    return this.mcp.call(c.server, c.tool, c.args, c.correlationId, c.options.timeoutMs);
+    const scoped =
+      c.options.scopedKey ?? (c.options.requestKey !== undefined ? backendKey(c.options.requestKey) : undefined);
+    return this.mcp.call(c.server, c.tool, c.args, c.correlationId, c.options.timeoutMs, {
+      ...(scoped !== undefined ? { idempotencyKey: toolCallKey(scoped, c.server, c.tool, c.args) } : {}),
+    });
   }
 }
