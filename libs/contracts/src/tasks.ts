@@ -128,7 +128,8 @@ export const taskView = z.object({
     .int()
     .describe(
       'Attempts made: each hand-over to an agent instance that ran (or runs) the task, the current or last one included; ' +
-        'a hand-over the instance refused before running (busy) or lost to a dispatcher restart is not one. At most max_attempts',
+        "a hand-over the instance refused before running (busy), or one of our agents' that a dispatcher restart cut off before it started " +
+        "or while its instance lived on, is not one (an external agent's is). At most max_attempts",
     ),
   max_attempts: z.number().int(),
   timeout_ms: z.number().int(),
@@ -144,7 +145,9 @@ export const taskView = z.object({
   completed_at: z.string().nullable(),
   duration_ms: z.number().nullable(),
   result: z.unknown().optional(),
-  error: taskErrorSchema.nullable(),
+  error: taskErrorSchema
+    .nullable()
+    .describe("The last failed attempt's error; null while none failed and once the task completed"),
   canceled: z
     .object({ reason: z.string(), by: z.string() })
     .optional()
