@@ -27,7 +27,13 @@ import {
   startMailbox,
   type McpCallAudit,
 } from '@switchyard/mcp-servers';
-import { functionProbe, httpProbe, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
+import {
+  functionProbe,
+  httpProbe,
+  runMonitoringExclusively,
+  type MonitoringRunner,
+  type Probe,
+} from '@switchyard/monitor';
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
 import { runRelay } from '@switchyard/relay';
 import { startDispatcher } from '@switchyard/dispatcher';
@@ -516,7 +522,9 @@ export async function startSystem(
     }
 
     // One monitor per system: it samples the machine, probes every service and evaluates the alert rules.
-    let monitoring: RunningMonitoring | undefined;
+    let monitoring: MonitoringRunner | undefined;
+    /** Probes known after the monitor started (the gateway's): added to whichever monitoring is active now or later. */
+    const monitorProbes: Probe[] = [];
     if (has('monitor')) {
       const pool = await poolFor('monitor');
       const store = await storeFor('monitor');
@@ -532,25 +540,29 @@ export async function startSystem(
               : []),
             ...(embedded(infra.started.nats) ? ['nats'] : []),
           ];
-          const running = await startMonitoring({
+          // Once per deployment: a second monitor process waits as standby and takes over when this one dies.
+          const runner = await runMonitoringExclusively({
             pool,
             nats: natsOf('monitor'),
             eventStore: store,
             logger,
             colocatedServices,
+            onActive: (running) => {
+              // Every supervised unit of this process is a service of the health report: a failed probe
+              // while it is being restarted (degraded, then down), up again once it runs.
+              for (const name of supervisor
+                .status()
+                .map((s) => s.name)
+                .concat('process')) {
+                running.monitor.addProbe(
+                  functionProbe(`component:${name}`, 'component', async () => componentCheck(supervisor, name)),
+                );
+              }
+              for (const probe of monitorProbes) running.monitor.addProbe(probe);
+            },
           });
-          monitoring = running;
-          // Every supervised unit of this process is a service of the health report: a failed probe
-          // while it is being restarted (degraded, then down), up again once it runs.
-          for (const name of supervisor
-            .status()
-            .map((s) => s.name)
-            .concat('process')) {
-            running.monitor.addProbe(
-              functionProbe(`component:${name}`, 'component', async () => componentCheck(supervisor, name)),
-            );
-          }
-          return { stop: () => running.stop() };
+          monitoring = runner;
+          return { stop: () => runner.stop() };
         },
         usesNats('monitor'),
       );
@@ -631,7 +643,9 @@ export async function startSystem(
             consoleServed = gateway.openapi
               .routes()
               .some((r) => r.method === 'get' && (r.path === '/ui' || r.path.startsWith('/ui/')));
-            monitoring?.monitor.addProbe(httpProbe('gateway', `${gatewayUrl}/livez`));
+            const gatewayProbe = httpProbe('gateway', `${gatewayUrl}/livez`);
+            monitorProbes.push(gatewayProbe);
+            monitoring?.current()?.monitor.addProbe(gatewayProbe);
             return {
               stop: async () => {
                 await gateway.close();

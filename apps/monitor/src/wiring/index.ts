@@ -7,3 +7,4 @@ export * from './publisher.js';
 export * from './discovery.js';
 export * from './service.js';
 export * from './start.js';
+export * from './exclusive.js';
