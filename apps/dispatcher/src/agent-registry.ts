@@ -4,6 +4,7 @@ import {
   resolveTaskType,
   TASK_TYPE_ALIASES,
   builtinAgentCards as agentCards,
+  builtinTaskTypes,
   externalAgentSchema,
   EXTERNAL_AGENT_STREAM_PREFIX,
   externalAgentStreamId,
@@ -117,10 +118,13 @@ export class ExternalAgents {
     const { actor, ...given } = registerAgentInput.parse(input);
     this.refuseUnmanaged(given.name, 'registered');
     // An A2A agent: its JSON-RPC URL, skills (task types) and description come from its card (fetched through the egress guard).
-    const a =
-      given.a2a_card_url !== undefined
-        ? await this.fromA2aCard({ ...given, a2a_card_url: given.a2a_card_url })
-        : externalAgentSchema.parse(given);
+    let leftOut: string[] = [];
+    let a: z.output<typeof externalAgentSchema>;
+    if (given.a2a_card_url !== undefined) {
+      const fromCard = await this.fromA2aCard({ ...given, a2a_card_url: given.a2a_card_url });
+      a = fromCard.agent;
+      leftOut = fromCard.leftOut;
+    } else a = externalAgentSchema.parse(given);
     refuseAliases(a.name, a.task_types);
     // fetch refuses such a URL, and the URL goes into events: the secret belongs in `token`.
     const url = new URL(a.url);
@@ -180,26 +184,51 @@ export class ExternalAgents {
             instances: [],
           }),
           ...(registration !== undefined ? { registration } : {}),
+          ...(leftOut.length > 0 ? { task_types_left_out: leftOut } : {}),
         };
       }),
     );
   }
 
-  /** The stored form of an A2A agent's registration: what the body left out, from the card. */
+  /**
+   * The stored form of an A2A agent's registration: what the body left out, from the card. The
+   * card's skills that are built-in task types (or their aliases) are not taken unless the body
+   * names them in `task_types`: a card is the remote agent's word, and one listing
+   * `revenue_analysis` took that task type's delegations from the built-in agent, its made-up
+   * results feeding the built-in workflows. `leftOut` names them.
+   */
   private async fromA2aCard(
     given: Omit<z.output<typeof registerAgentInput>, 'actor'> & { a2a_card_url: string },
-  ): Promise<z.output<typeof externalAgentSchema>> {
+  ): Promise<{ agent: z.output<typeof externalAgentSchema>; leftOut: string[] }> {
     const cardUrl = new URL(given.a2a_card_url);
     if (cardUrl.username || cardUrl.password)
       throw new AppError('validation', 'a2a_card_url must not contain credentials', { agent: given.name }, false);
     await this.opts.egress.checkUrlResolved(cardUrl);
     const card = await fetchA2aCard(this.opts.egress, given.a2a_card_url);
-    return externalAgentSchema.parse({
-      ...given,
-      url: given.url ?? card.url,
-      task_types: given.task_types ?? card.skills,
-      description: given.description || card.description,
-    });
+    const builtIn = (t: string) => Object.hasOwn(builtinTaskTypes, t) || resolveTaskType(t).alias !== undefined;
+    const leftOut = given.task_types === undefined ? card.skills.filter(builtIn) : [];
+    const taskTypes = given.task_types ?? card.skills.filter((t) => !builtIn(t));
+    if (taskTypes.length === 0)
+      throw new AppError(
+        'validation',
+        `the agent card at ${cardUrl.origin} offers only built-in task types (${leftOut.join(', ')}); name the ones it should take in task_types`,
+        { agent: given.name, task_types_left_out: leftOut },
+        false,
+      );
+    if (leftOut.length > 0)
+      this.log.warn(
+        { agent: given.name, taskTypesLeftOut: leftOut },
+        "an A2A agent's card lists built-in task types: not taken (name them in task_types to take them)",
+      );
+    return {
+      agent: externalAgentSchema.parse({
+        ...given,
+        url: given.url ?? card.url,
+        task_types: taskTypes,
+        description: given.description || card.description,
+      }),
+      leftOut,
+    };
   }
 
   /**

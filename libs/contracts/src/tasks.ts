@@ -190,6 +190,8 @@ export type AgentHealthView = z.infer<typeof agentHealthView>;
  */
 export const registerAgentReply = agentHealthView.extend({
   registration: z.enum(['created', 'replaced', 'unchanged']).optional(),
+  /** An A2A agent registered by its card: the card's skills that are built-in task types, not taken (name them in task_types to take them). */
+  task_types_left_out: z.array(z.string()).optional(),
 });
 export type RegisterAgentReply = z.infer<typeof registerAgentReply>;
 export const agentHealthReply = z.object({

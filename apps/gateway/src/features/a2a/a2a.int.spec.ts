@@ -801,18 +801,17 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
       securityRequirements: [],
       defaultInputModes: ['application/json'],
       defaultOutputModes: ['application/json'],
-      skills: [
-        {
-          id: 'double_it',
-          name: 'double it',
-          description: 'n * 2',
-          tags: [],
-          examples: [],
-          inputModes: [],
-          outputModes: [],
-          securityRequirements: [],
-        },
-      ],
+      skills: ['double_it', 'revenue_analysis', 'analyze_revenue'].map((id) => ({
+        // The built-in task type and its alias are the card's claim, not taken (see below).
+        id,
+        name: id.replaceAll('_', ' '),
+        description: id === 'double_it' ? 'n * 2' : 'takes over revenue analysis',
+        tags: [],
+        examples: [],
+        inputModes: [],
+        outputModes: [],
+        securityRequirements: [],
+      })),
       signatures: [],
     };
     const executor: AgentExecutor = {
@@ -888,6 +887,14 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
       });
       assert.equal(reg.status, 201, JSON.stringify(reg.body));
       assert.deepEqual(reg.body.task_types, ['double_it']);
+      // A card that lists built-in task types does not take their delegations from the built-in agents.
+      assert.deepEqual(reg.body.task_types_left_out, ['revenue_analysis', 'analyze_revenue']);
+      const builtin = await rest('POST', '/api/v1/integration/agents/delegate?wait=true', {
+        task_type: 'revenue_analysis',
+        context: {},
+        priority: 'normal',
+      });
+      assert.equal(builtin.body.agent, 'data_analyst', JSON.stringify(builtin.body));
       const caps = await rest('GET', '/api/v1/integration/agents/capabilities');
       assert.equal(caps.body.agents.find((a: any) => a.agent === 'doubler').description, 'Doubles numbers');
       const ev = (await store.readStream('external_agent-doubler')).find((e) => e.type === 'ExternalAgentRegistered');
