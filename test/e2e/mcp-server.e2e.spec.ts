@@ -720,8 +720,7 @@ describe('the gateway as an MCP server (/mcp)', () => {
     assert.ok(textOf(r).length > 0, 'the error says what happened');
     assert.ok(Date.now() - t0 < 30_000, 'answered, not hung');
     // A second failure trips the breaker (consecutive_failures: 2); the health shows it open. The
-    // calls go by the REST route to the server itself: once the gateway's catalog sees the server
-    // gone, /mcp no longer knows `flaky__echo` and refuses it before any connector (no breaker).
+    // calls go by the REST route to the server itself.
     const opened = await until('flaky breaker open', 30_000, async () => {
       const h = await request('GET', '/api/v1/integration/mcp/health');
       const s = h.body.servers.find((x: { server: string }) => x.server === 'flaky');
@@ -736,5 +735,11 @@ describe('the gateway as an MCP server (/mcp)', () => {
     assert.equal(opened.breaker, 'open');
     await until('tools/list_changed after flaky went away', 20_000, async () => listChanged > 0);
     assert.ok(!(await c.listTools()).tools.some((t) => t.name.startsWith('flaky__')), 'its tools are no longer listed');
+    // Out of the listing, a call to it is still an error result saying the server is unavailable
+    // (a client retrying through the outage), not "unknown tool".
+    const down = await c.callTool({ name: 'flaky__echo', arguments: { message: 'still there?' } });
+    assert.equal(down.isError, true, JSON.stringify(down));
+    assert.match(textOf(down), /unavailable/, JSON.stringify(down));
+    await assert.rejects(c.callTool({ name: 'flaky__no-such-tool', arguments: {} }), /unknown tool/);
   });
 });

@@ -55,6 +55,8 @@ interface ServerEntry {
   readonly fingerprint: string;
   readonly tools: CatalogTool[];
   readonly prompts: CatalogPrompt[];
+  /** A server not serving (down, breaker open): the tools it served last, called but not listed (see tool()). */
+  readonly dormant?: CatalogTool[];
 }
 
 const serverFingerprint = (s: ServerHealth): string => `${s.state}|${s.breaker}|${[...s.tools].sort().join(',')}`;
@@ -149,7 +151,19 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
     if (this.refreshing) await this.refreshing.catch(() => undefined);
     else if (Date.now() - this.refreshStartedAt >= MISS_REFRESH_MS || (await this.definitionExists(name)))
       await this.refresh();
-    return this.tools.get(name);
+    return this.tools.get(name) ?? this.dormantTool(name);
+  }
+
+  /**
+   * A tool of a server that is down or whose breaker is open: out of the listing (clients were told
+   * the list changed), but a call to it still goes to the connectors, which answer `unavailable`
+   * at once, as before the listing dropped it. Answering "unknown tool" told a client retrying
+   * through an outage that the tool does not exist.
+   */
+  private dormantTool(name: string): CatalogTool | undefined {
+    const at = name.indexOf(NS);
+    if (at <= 0) return undefined;
+    return this.servers.get(name.slice(0, at))?.dormant?.find((t) => t.name === name);
   }
 
   /** Whether a `workflow__<id>` name is a definition the store has (registered after the last refresh): one indexed read. */
@@ -276,7 +290,9 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
       servers.map(async (s) => {
         if (RESERVED_NAMESPACES.has(s.server)) return;
         if (!serving(s)) {
-          out.set(s.server, { fingerprint: serverFingerprint(s), tools: [], prompts: [] });
+          const before = this.servers.get(s.server);
+          const dormant = before?.tools.length ? before.tools : (before?.dormant ?? []);
+          out.set(s.server, { fingerprint: serverFingerprint(s), tools: [], prompts: [], dormant });
           return;
         }
         const fp = serverFingerprint(s);

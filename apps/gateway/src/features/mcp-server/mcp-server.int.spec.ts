@@ -37,13 +37,20 @@ describe('MCP endpoint, stateless mode', () => {
   let g: SecuredGateway;
   let connectors: RunningConnectors;
   let operator: string;
+  /** What the connectors recorded of the calls they ran. */
+  const connectorEvents: { type: string; data: Record<string, unknown> }[] = [];
 
   before(async () => {
     g = await startSecuredGateway('mcp_stateless', {
       modules: [McpServerFeatureModule.withOptions({ stateless: true, catalogRefreshMs: 500 })],
       heldCalls: { perCaller: HELD_PER_CALLER, total: 100 },
     });
-    connectors = await startConnectors({ nats: g.nats, registry: everythingRegistry(), logger });
+    connectors = await startConnectors({
+      nats: g.nats,
+      registry: everythingRegistry(),
+      logger,
+      onEvent: (e) => void connectorEvents.push(e as { type: string; data: Record<string, unknown> }),
+    });
     operator = (await g.makeKey('operator')).key;
   });
 
@@ -220,6 +227,26 @@ describe('MCP endpoint, stateless mode', () => {
     assert.equal(idOf(again), idOf(first));
     const other = await call({ idempotency_key: 'another-key' });
     assert.ok(idOf(other) && idOf(other) !== idOf(first), JSON.stringify(other));
+  });
+
+  it('an upstream tool called with an idempotency key runs once however often it is sent; unkeyed, each time', async () => {
+    const ran = (message: string) =>
+      connectorEvents.filter(
+        (e) =>
+          e.type === 'McpToolCalled' &&
+          (e.data['arguments'] as { value?: { message?: string } } | undefined)?.value?.message === message,
+      ).length;
+    const call = (message: string, meta?: Record<string, unknown>) =>
+      rpc('tools/call', { name: 'everything__echo', arguments: { message }, ...(meta ? { _meta: meta } : {}) });
+    const keyed = await Promise.all([1, 2, 3].map(() => call('keyed echo', { idempotency_key: 'echo-once' })));
+    for (const a of keyed) assert.match(JSON.stringify(a.result), /keyed echo/, JSON.stringify(a));
+    assert.equal(await call('keyed echo', { idempotency_key: 'echo-once' }).then(() => ran('keyed echo')), 1);
+    // The same key with other arguments is another call, not answered with the first one's result.
+    const other = await call('other echo', { idempotency_key: 'echo-once' });
+    assert.match(JSON.stringify(other.result), /other echo/);
+    await call('unkeyed echo');
+    await call('unkeyed echo');
+    assert.equal(ran('unkeyed echo'), 2);
   });
 
   it('with no session open, the catalog reads nothing on its own (it refreshes when a listing finds it aged)', async () => {

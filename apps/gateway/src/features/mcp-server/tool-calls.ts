@@ -279,7 +279,13 @@ export class McpToolCalls {
 
   /** Over NATS to the connectors, as POST /api/v1/integration/mcp/call does. */
   private async upstream(tool: CatalogTool, args: Record<string, unknown>, ctx: CallContext): Promise<ToolResult> {
-    const out = await this.commands.execute(new CallMcpTool(tool.server!, tool.upstreamName!, args, ctx.correlationId));
+    // The caller's `_meta.idempotency_key` (scoped to its API key) goes to the connectors bound to
+    // the call: a repeat on any gateway is answered from their record instead of running the tool again.
+    const out = await this.commands.execute(
+      new CallMcpTool(tool.server!, tool.upstreamName!, args, ctx.correlationId, {
+        ...(ctx.idempotencyKey !== undefined ? { scopedKey: ctx.idempotencyKey } : {}),
+      }),
+    );
     const structured = out.result !== out.content ? asObject(out.result) : undefined;
     return { content: out.content, ...(structured ? { structuredContent: structured } : {}) };
   }
