@@ -105,15 +105,26 @@ export const toolInfoSchema = z.looseObject({
   outputSchema: z.looseObject({}).optional(),
   annotations: z.looseObject({}).optional(),
 });
-export const listToolsReplySchema = z.object({ server: z.string(), tools: z.array(toolInfoSchema) });
+/**
+ * How many items of a listing reply are left out: past the server's max_tools / max_prompts /
+ * max_resources, or past what fits in one NATS reply (absent from older connectors and when none).
+ */
+const listLeftOutSchema = z.number().int().min(0).optional();
+export const listToolsReplySchema = z.object({
+  server: z.string(),
+  tools: z.array(toolInfoSchema),
+  left_out: listLeftOutSchema,
+});
 export const listResourcesReplySchema = z.object({
   server: z.string(),
   resources: z.array(z.looseObject({ uri: z.string(), name: z.string() })),
+  left_out: listLeftOutSchema,
 });
 export const readResourceReplySchema = z.looseObject({ contents: z.array(z.looseObject({ uri: z.string() })) });
 export const listPromptsReplySchema = z.object({
   server: z.string(),
   prompts: z.array(z.looseObject({ name: z.string() })),
+  left_out: listLeftOutSchema,
 });
 export const getPromptReplySchema = z.looseObject({ messages: z.array(z.looseObject({ role: z.string() })) });
 
@@ -130,6 +141,21 @@ export const serverHealthSchema = z.object({
   pid: z.number().optional(),
   reconnect_attempt: z.number().int(),
   tools: z.array(z.string()),
+  /** How many tools the server serves (at most its max_tools); `tools` may name fewer (`tools_truncated`). */
+  tools_count: z.number().int().min(0).optional(),
+  /** `tools` names only the first tools, so that the reply fits in a NATS message: list_tools has them all. */
+  tools_truncated: z.boolean().optional(),
+  /**
+   * Items the server lists past its max_tools / max_prompts / max_resources, left out of every
+   * listing (prompts and resources as of their last listing); absent when nothing is left out.
+   */
+  left_out: z
+    .object({
+      tools: z.number().int().min(0).optional(),
+      prompts: z.number().int().min(0).optional(),
+      resources: z.number().int().min(0).optional(),
+    })
+    .optional(),
   /** The bulkhead's queue: calls running and waiting, recent waits for a slot (absent from older connectors). */
   queue: z
     .object({

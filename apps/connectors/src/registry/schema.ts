@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { mcpRoleSchema } from '@switchyard/contracts';
 
 const ms = z.number().int().positive();
+/** Items of one kind a server's listing keeps (see max_tools). */
+const listedItems = z.number().int().min(1).max(100_000).default(1_000);
 
 /** A server we spawn and speak to over its stdin/stdout. */
 export const stdioTransportSchema = z.object({
@@ -108,6 +110,15 @@ export const mcpServerConfigSchema = z.object({
     .int()
     .min(64 * 1024)
     .default(16 * 1024 * 1024),
+  /**
+   * Most tools, prompts and resources of the server that are served (its listings, its health,
+   * /mcp): the first ones in the server's order; the rest are left out, logged once with their
+   * count, and counted in the server's health (`left_out`). A listing of 100,000 tools (5 MB, under
+   * max_response_bytes) made every server's registry reply too large for NATS.
+   */
+  max_tools: listedItems,
+  max_prompts: listedItems,
+  max_resources: listedItems,
   enabled: z.boolean().default(true),
 });
 

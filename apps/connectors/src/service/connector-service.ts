@@ -2,6 +2,7 @@ import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import {
   addService,
   callProgressNotifier,
+  maxReplyBytes,
   defineEndpoint,
   noticeBody,
   type EndpointDefinition,
@@ -58,11 +59,14 @@ export class McpConnectorService {
   static async start(opts: McpConnectorServiceOptions): Promise<McpConnectorService> {
     const endpoints: Record<string, EndpointDefinition> = {};
     const prefix = opts.subjectPrefix ?? MCP_SUBJECT_PREFIX;
-    for (const c of opts.connectors.all()) Object.assign(endpoints, serverEndpoints(opts.nc, c, prefix));
+    for (const c of opts.connectors.all())
+      Object.assign(endpoints, serverEndpoints(opts.nc, c, prefix, opts.connectors));
     endpoints['registry_list'] = defineEndpoint({
       subject: mcpRegistryListSubject(prefix),
       schema: z.unknown(),
-      handler: () => ({ servers: opts.connectors.list() }),
+      // Within one NATS message whatever the servers list: one server's 100,000 tool names made
+      // this reply too large, and every MCP route of the gateway failed with it.
+      handler: () => ({ servers: opts.connectors.list({ maxBytes: maxReplyBytes(opts.nc) }) }),
     });
     const service = await addService(opts.nc, {
       name: MCP_SERVICE_NAME,
@@ -102,8 +106,22 @@ export class McpConnectorService {
   }
 }
 
-function serverEndpoints(nc: NatsConnection, c: McpConnector, prefix: string): Record<string, EndpointDefinition> {
+/** Room a list or health reply keeps for what is not its items (server name, `left_out`, other fields). */
+const REPLY_FIELDS_BYTES = 8 * 1024;
+
+function serverEndpoints(
+  nc: NatsConnection,
+  c: McpConnector,
+  prefix: string,
+  view: McpConnectors,
+): Record<string, EndpointDefinition> {
   const s = c.name;
+  // Listings and health as served: at most max_<kind> items, and what one reply holds (see McpConnectors.listed).
+  const itemsBytes = () => maxReplyBytes(nc) - REPLY_FIELDS_BYTES;
+  const listed = async (kind: 'tools' | 'prompts' | 'resources', refresh: boolean) => {
+    const { items, leftOut } = await view.listed(c, kind, { refresh, maxBytes: itemsBytes() });
+    return { server: s, [kind]: items, ...(leftOut > 0 && { left_out: leftOut }) };
+  };
   const subject = (e: McpEndpoint) => mcpSubject(s, e, prefix);
   const meta = { server: s, role: c.config.role };
   return {
@@ -139,13 +157,13 @@ function serverEndpoints(nc: NatsConnection, c: McpConnector, prefix: string): R
       subject: subject('list_tools'),
       schema: listRequestSchema,
       metadata: meta,
-      handler: async (req) => ({ server: s, tools: await c.listTools({ refresh: req?.refresh ?? false }) }),
+      handler: (req) => listed('tools', req?.refresh ?? false),
     }),
     [`${s}_list_resources`]: defineEndpoint({
       subject: subject('list_resources'),
       schema: listRequestSchema,
       metadata: meta,
-      handler: async (req) => ({ server: s, resources: await c.listResources({ refresh: req?.refresh ?? false }) }),
+      handler: (req) => listed('resources', req?.refresh ?? false),
     }),
     [`${s}_read_resource`]: defineEndpoint({
       subject: subject('read_resource'),
@@ -157,7 +175,7 @@ function serverEndpoints(nc: NatsConnection, c: McpConnector, prefix: string): R
       subject: subject('list_prompts'),
       schema: listRequestSchema,
       metadata: meta,
-      handler: async (req) => ({ server: s, prompts: await c.listPrompts({ refresh: req?.refresh ?? false }) }),
+      handler: (req) => listed('prompts', req?.refresh ?? false),
     }),
     [`${s}_get_prompt`]: defineEndpoint({
       subject: subject('get_prompt'),
@@ -169,7 +187,7 @@ function serverEndpoints(nc: NatsConnection, c: McpConnector, prefix: string): R
       subject: subject('health'),
       schema: healthRequestSchema,
       metadata: meta,
-      handler: (req) => (req?.probe ? c.checkHealth() : c.health()),
+      handler: async (req) => view.health(c, req?.probe ? await c.checkHealth() : c.health(), itemsBytes()),
     }),
   };
 }
