@@ -49,7 +49,7 @@ describe('MCP endpoint, stateless mode', () => {
       nats: g.nats,
       registry: everythingRegistry(),
       logger,
-      onEvent: (e) => void connectorEvents.push(e as { type: string; data: Record<string, unknown> }),
+      onEvent: (e) => void connectorEvents.push(e),
     });
     operator = (await g.makeKey('operator')).key;
   });
