@@ -4,13 +4,31 @@
  * Without NATS_PASSWORD_SETUP it connects with NATS_TOKEN (or no credentials).
  *
  *   NATS_URL=nats://nats:4222 NATS_PASSWORD_SETUP=... node apps/launcher/dist/nats-setup.js
+ *
+ * `--print-nats-authorization` connects to nothing: it prints the `authorization` block the
+ * embedded nats-server gets (the all-subjects user, `events`, each role's user with its subjects;
+ * public nkeys only) for a nats-server of your own, a cluster's nodes. The seeds are NATS_TOKEN and
+ * NATS_PASSWORD_<ROLE> when given (nkey seeds), else the files in DATA_DIR/nats, made when missing:
+ * give them to the processes as NATS_TOKEN and NATS_PASSWORD_<ROLE>.
+ *
+ *   DATA_DIR=/srv/switchyard node apps/launcher/dist/nats-setup.js --print-nats-authorization > auth.conf
  */
 import { NATS_SETUP_USER } from '@switchyard/contracts';
 import { closeNats, connectNats } from '@switchyard/messaging';
 import { createLogger, parseConfig } from '@switchyard/platform';
+import { printedNatsAuthorization } from './nats-users.js';
 import { setUpNatsStreams } from './nats-streams.js';
 
 const logger = createLogger('nats-setup');
+if (process.argv.includes('--print-nats-authorization')) {
+  try {
+    process.stdout.write(printedNatsAuthorization(parseConfig()));
+    process.exit(0);
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    process.exit(1);
+  }
+}
 try {
   const config = parseConfig();
   const password = config.NATS_PASSWORD_SETUP;

@@ -35,6 +35,8 @@ export interface StartNatsClusterOptions {
   readonly nodes?: number;
   readonly name?: string;
   readonly logger?: Logger;
+  /** Config text added to every node's file (e.g. an `authorization` block). */
+  readonly extraConfig?: string;
 }
 
 /**
@@ -69,6 +71,7 @@ export async function startNatsCluster(o: StartNatsClusterOptions): Promise<Nats
         `  listen: 127.0.0.1:${p.clusterPort}`,
         `  routes: [${routes.map((r) => JSON.stringify(r)).join(', ')}]`,
         `}`,
+        ...(o.extraConfig ? [o.extraConfig] : []),
         '',
       ].join('\n'),
     );

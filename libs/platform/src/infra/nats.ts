@@ -273,25 +273,36 @@ function natsConfig(
   events?: NatsEventsReader,
   roles: readonly NatsRoleAccount[] = [],
 ): string {
-  const nkey = (s: string) => `nkey: "${natsPublicKey(s)}"`;
-  const users = seed
-    ? [
-        `    { ${nkey(seed)} }`,
-        ...(events
-          ? [
-              `    { ${nkey(events.seed)}, permissions: { publish: { deny: [">"] }, subscribe: { allow: [${events.subjects.map((x) => JSON.stringify(x)).join(', ')}] } } }`,
-            ]
-          : []),
-        ...roles.map((r) => `    ${roleEntry(nkey(r.seed), r)}`),
-      ]
-    : [];
   return [
     '# Written by startNatsServer (Switchyard) at each start: edits are overwritten.',
     `listen: "127.0.0.1:${port}"`,
     `jetstream { store_dir: ${JSON.stringify(storeDir)} }`,
-    ...(users.length ? ['authorization {', '  users = [', ...users, '  ]', '}'] : []),
+    ...(seed ? natsAuthorizationLines(seed, events, roles) : []),
     '',
   ].join('\n');
+}
+
+/**
+ * The `authorization` block of the embedded nats-server, as lines: the users named by nkey only
+ * (public keys, no secret): the system's (every subject, the token's seed), `events` and the
+ * roles'. A nats-server of the operator's (a cluster) given the same block has the same users.
+ */
+export function natsAuthorizationLines(
+  seed: string,
+  events?: NatsEventsReader,
+  roles: readonly NatsRoleAccount[] = [],
+): string[] {
+  const nkey = (s: string) => `nkey: "${natsPublicKey(s)}"`;
+  const users = [
+    `    { ${nkey(seed)} }`,
+    ...(events
+      ? [
+          `    { ${nkey(events.seed)}, permissions: { publish: { deny: [">"] }, subscribe: { allow: [${events.subjects.map((x) => JSON.stringify(x)).join(', ')}] } } }`,
+        ]
+      : []),
+    ...roles.map((r) => `    ${roleEntry(nkey(r.seed), r)}`),
+  ];
+  return ['authorization {', '  users = [', ...users, '  ]', '}'];
 }
 
 /** Subjects the config file takes verbatim: NATS subject tokens and wildcards only. */
