@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   callToolReplySchema,
+  isSubjectToken,
   listToolsReplySchema,
   MCP_REGISTRY_LIST_SUBJECT,
   mcpSubject,
@@ -24,8 +25,10 @@ export interface ToolCallOutcome {
   readonly content: { type: string; [k: string]: unknown }[];
 }
 
-/** How long a registry listing is trusted: it only guards names, health comes fresh from /health. */
+/** How long a registry listing or a server's entry is trusted: it only guards names, health comes fresh from /health. */
 const REGISTRY_TTL_MS = 2_000;
+/** Servers' entries kept for REGISTRY_TTL_MS (a name not in the registry is never cached). */
+const MAX_CACHED_SERVERS = 256;
 
 /** Names the specification gives servers where ours differ ("Postgres Server" is our database server). */
 const SERVER_ALIASES: Readonly<Record<string, string>> = { postgres: 'database' };
@@ -37,6 +40,7 @@ const SERVER_ALIASES: Readonly<Record<string, string>> = { postgres: 'database' 
 @Injectable()
 export class McpGatewayClient {
   private registry?: { at: number; reply: RegistryListReply };
+  private readonly entries = new Map<string, { at: number; entry: ServerHealth }>();
 
   constructor(@Inject(NATS_CONNECTION) private readonly nats: NatsConnection) {}
 
@@ -52,18 +56,44 @@ export class McpGatewayClient {
     return reply.servers;
   }
 
-  /** The server by name (or the specification's name for it), or 404 listing the valid names. */
+  /**
+   * The server by name (or the specification's name for it), or 404 listing the valid names.
+   * Read from that server's own health endpoint (no probe), not from the registry listing, so a
+   * call to one server never depends on what the others list; only an unknown name reads the
+   * listing, for the valid names.
+   */
   async server(name: string, correlationId: string): Promise<ServerHealth> {
-    const servers = await this.servers(correlationId);
     const wanted = SERVER_ALIASES[name] ?? name;
-    const found = servers.find((s) => s.server === wanted);
-    if (!found) {
+    const cached = this.entries.get(wanted);
+    if (cached && Date.now() - cached.at < REGISTRY_TTL_MS) return cached.entry;
+    let entry: ServerHealth | undefined;
+    if (isSubjectToken(wanted)) {
+      try {
+        entry = await request(
+          this.nats,
+          mcpSubject(wanted, 'health'),
+          {},
+          { schema: serverHealthSchema, timeoutMs: 5_000, correlationId },
+        );
+      } catch (err) {
+        // No connector serves that subject: an unknown name, or no connectors at all (the listing tells which).
+        if (!(err instanceof AppError && err.code === 'unavailable')) throw err;
+        const servers = await this.servers(correlationId).catch(() => {
+          throw err;
+        });
+        if (servers.some((s) => s.server === wanted)) throw err;
+      }
+    }
+    if (entry?.server !== wanted) {
+      const servers = await this.servers(correlationId);
       throw new AppError('not_found', `no MCP server named "${name}"`, {
         server: name,
         valid: servers.map((s) => s.server),
       });
     }
-    return found;
+    if (this.entries.size >= MAX_CACHED_SERVERS) this.entries.clear();
+    this.entries.set(wanted, { at: Date.now(), entry });
+    return entry;
   }
 
   async health(name: string, correlationId: string): Promise<ServerHealth> {
