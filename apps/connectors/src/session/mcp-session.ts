@@ -3,6 +3,8 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import {
+  ErrorCode,
+  PingRequestSchema,
   PromptListChangedNotificationSchema,
   ResourceListChangedNotificationSchema,
   ToolListChangedNotificationSchema,
@@ -20,6 +22,7 @@ import { mcpEvent, SafeMcpSchemaValidator, type McpEventSink, type McpHealth } f
 import { errorText, isConnectionLoss, isSessionExpired, toAppError } from '../errors.js';
 import { fetchWithOwnSignals } from './own-signal-fetch.js';
 import { fetchWithResponseCap } from './capped-fetch.js';
+import { UnaskedTraffic } from './unasked-traffic.js';
 
 /** Health of one server as the session sees it. */
 export interface McpSessionHealth {
@@ -109,6 +112,10 @@ export class McpSession {
   /** Re-lists asked for by the server's list_changed notices, one in flight per kind (see relist). */
   private readonly relists = new Map<ListKind, { running: boolean; again: boolean; lastStart: number }>();
   private readonly relistFailureLog = logAtMostEvery(10_000);
+  private readonly misbehaviourLog = logAtMostEvery(10_000);
+  /** Connections dropped for unasked traffic in a row (see misbehaved): each backs off longer. */
+  private strikes = 0;
+  private lastStrikeAt = -Infinity;
   private attempt = 0;
   private lastError: string | undefined;
   private responseMs: number | undefined;
@@ -383,8 +390,19 @@ export class McpSession {
       jsonSchemaValidator: this.outputSchemas,
     });
     const live: Live = { client, transport, gen };
+    const unasked = new UnaskedTraffic((reason) => this.misbehaved(live, reason));
     client.onclose = () => this.lost(gen, new Error('connection closed (server exited or transport closed)'));
-    client.onerror = (err) => this.transportError(gen, err);
+    client.onerror = (err) => this.transportError(gen, err, unasked);
+    // Requests from the server are answered within a budget (each answer is a POST over HTTP);
+    // past it the connection is dropped and nothing more is answered on it.
+    client.fallbackRequestHandler = (req, extra) => {
+      if (!unasked.request(req.method)) return untilAborted(extra.signal);
+      // As the SDK answers a method it has no handler for: we offer none (capabilities: {}).
+      return Promise.reject(Object.assign(new Error('Method not found'), { code: ErrorCode.MethodNotFound }));
+    };
+    client.setRequestHandler(PingRequestSchema, (_req, extra) =>
+      unasked.request('ping') ? {} : untilAborted(extra.signal),
+    );
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => this.relist(gen, 'tools'));
     client.setNotificationHandler(ResourceListChangedNotificationSchema, () => this.relist(gen, 'resources'));
     client.setNotificationHandler(PromptListChangedNotificationSchema, () => this.relist(gen, 'prompts'));
@@ -415,8 +433,10 @@ export class McpSession {
       await closeQuietly(live, true);
       if (gen !== this.gen) return; // closed or superseded meanwhile: not a failure of this server
       this.live = undefined;
-      const e = toAppError(err, this.name, 'connect');
-      this.lastError = errorText(err);
+      // Dropped for unasked traffic while connecting: that is the reason, not the closed connection.
+      const why = unasked.tripped !== undefined ? new Error(unasked.tripped) : err;
+      const e = toAppError(why, this.name, 'connect');
+      this.lastError = errorText(why);
       this.log.warn({ err: e.message, attempt: this.attempt }, 'MCP connect failed');
       this.enterDown();
       throw e;
@@ -498,8 +518,8 @@ export class McpSession {
     });
   }
 
-  /** The connection is gone (or unusable): drop it, report, and schedule a reconnect. */
-  private lost(gen: number, err: unknown): void {
+  /** The connection is gone (or unusable): drop it, report, and schedule a reconnect. `quiet`: the caller logged it. */
+  private lost(gen: number, err: unknown, quiet = false): void {
     if (gen !== this.gen || this.phase !== 'connected') return;
     this.gen++;
     const live = this.live;
@@ -507,8 +527,31 @@ export class McpSession {
     clearInterval(this.pingTimer);
     if (live) void closeQuietly(live, true);
     this.lastError = errorText(err);
-    this.log.warn({ err: this.lastError }, 'MCP server connection lost');
+    if (!quiet) this.log.warn({ err: this.lastError }, 'MCP server connection lost');
     this.enterDown();
+  }
+
+  /**
+   * The server sent more unasked messages than a budget allows (unasked-traffic.ts): drop its
+   * connection with that reason (it is reported down) and reconnect after the backoff, which
+   * grows each time it does it again (a successful connect in between does not reset it).
+   */
+  private misbehaved(live: Live, reason: string): void {
+    if (live.gen !== this.gen) return;
+    const now = performance.now();
+    if (now - this.lastStrikeAt > STRIKES_FORGOTTEN_AFTER_MS) this.strikes = 0;
+    this.strikes++;
+    this.lastStrikeAt = now;
+    this.misbehaviourLog((held) =>
+      this.log.warn({ reason, strikes: this.strikes, heldBack: held }, 'MCP server misbehaves: connection dropped'),
+    );
+    if (this.phase === 'connected') {
+      this.attempt = Math.max(this.attempt, this.strikes - 1);
+      this.lost(live.gen, new Error(reason), true);
+    } else {
+      // Still connecting: that attempt fails with the reason (doConnect) and backs off as usual.
+      void live.client.close().catch(() => undefined);
+    }
   }
 
   /** Common path into `down`: report once per outage, then back off and reconnect. */
@@ -546,8 +589,12 @@ export class McpSession {
   }
 
   /** Transport errors do not always mean death (an SSE side stream may drop): probe with a ping to find out. */
-  private transportError(gen: number, err: Error): void {
-    if (gen !== this.gen || this.phase !== 'connected') return;
+  private transportError(gen: number, err: Error, unasked: UnaskedTraffic): void {
+    if (gen !== this.gen) return;
+    // A message that answers nothing asked: the connection works; counted, not probed.
+    const stray = strayMessage(err);
+    if (stray) return void unasked.stray(stray);
+    if (this.phase !== 'connected') return;
     this.log.debug({ err: err.message }, 'MCP transport error');
     if (isConnectionLoss(err) && this.opts.config.transport.kind === 'stdio') return this.lost(gen, err);
     if (this.probeQueued) return;
@@ -667,6 +714,26 @@ export class McpSession {
 }
 
 type ListKind = 'tools' | 'resources' | 'prompts';
+
+/** A server that stayed within its budgets this long after its last dropped connection starts its backoff afresh. */
+const STRIKES_FORGOTTEN_AFTER_MS = 5 * 60_000;
+
+/** The SDK reports a message that answers nothing asked to onerror; which kind, or undefined for any other error. */
+function strayMessage(err: Error): string | undefined {
+  if (err.message.startsWith('Received a progress notification for an unknown token'))
+    return 'notifications/progress of no call';
+  if (err.message.startsWith('Received a response for an unknown message ID')) return 'a response to no request';
+  return undefined;
+}
+
+/** Never settles until `signal` aborts (the connection closed): a request the server will get no answer to. */
+function untilAborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    const stop = (): void => reject(new Error('connection dropped: not answered'));
+    if (signal.aborted) stop();
+    else signal.addEventListener('abort', stop, { once: true });
+  });
+}
 
 /** The least time between two re-lists of one kind that a server's list_changed notices ask for. */
 const RELIST_MIN_GAP_MS = 1_000;
