@@ -23,6 +23,7 @@ import { errorText, isConnectionLoss, isSessionExpired, toAppError } from '../er
 import { fetchWithOwnSignals } from './own-signal-fetch.js';
 import { fetchWithResponseCap } from './capped-fetch.js';
 import { UnaskedTraffic } from './unasked-traffic.js';
+import { listedItemName, MAX_LISTED_ITEM_DEPTH, nestsDeeperThan } from './listed-depth.js';
 
 /** Health of one server as the session sees it. */
 export interface McpSessionHealth {
@@ -143,6 +144,11 @@ export class McpSession {
         this.log.warn(
           { kind, kept, max_response_bytes: opts.config.max_response_bytes },
           `the server's ${kind} list is over max_response_bytes: only the first pages are kept`,
+        ),
+      onTooDeep: (kind, names) =>
+        this.log.warn(
+          { kind, left_out: names.slice(0, 10), count: names.length, max_depth: MAX_LISTED_ITEM_DEPTH },
+          `the server lists ${names.length} ${kind} nested deeper than ${MAX_LISTED_ITEM_DEPTH} levels, left out: ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', ...' : ''}`,
         ),
     };
     this.outputSchemas = new SafeMcpSchemaValidator((why) =>
@@ -744,6 +750,8 @@ type ListItem<K extends ListKind> = K extends 'tools' ? Tool : K extends 'resour
 interface ListBound {
   readonly maxChars: number;
   readonly onCut: (kind: ListKind, kept: number) => void;
+  /** Items left out for nesting deeper than MAX_LISTED_ITEM_DEPTH, by name. */
+  readonly onTooDeep: (kind: ListKind, names: string[]) => void;
 }
 
 async function listAll<K extends ListKind>(
@@ -765,7 +773,14 @@ async function listAll<K extends ListKind>(
         : kind === 'resources'
           ? await client.listResources(params, opts)
           : await client.listPrompts(params, opts);
-    const items = (res as Record<string, unknown>)[kind] as ListItem<K>[];
+    // Checked before anything stringifies them: the server's other items stay served.
+    const items: ListItem<K>[] = [];
+    const tooDeep: string[] = [];
+    for (const item of (res as Record<string, unknown>)[kind] as ListItem<K>[]) {
+      if (nestsDeeperThan(item, MAX_LISTED_ITEM_DEPTH)) tooDeep.push(listedItemName(item));
+      else items.push(item);
+    }
+    if (tooDeep.length > 0) bound.onTooDeep(kind, tooDeep);
     // Each page is bounded by max_response_bytes, the pages together too: a server that pages on
     // and on would have us hold a hundred of them.
     chars += JSON.stringify(items).length;
