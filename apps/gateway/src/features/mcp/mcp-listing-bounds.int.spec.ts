@@ -6,16 +6,13 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { createServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { z } from 'zod';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { CallToolRequestSchema, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { parseServerConfig, startConnectors, type RunningConnectors } from '@switchyard/connectors';
+import { startSdkHttpServer, type SdkHttpServer } from '@switchyard/connectors/spec-support';
 import { MCP_REGISTRY_LIST_SUBJECT } from '@switchyard/contracts';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { runMcpServer, type RunningMcpServer } from '@switchyard/mcp-servers';
@@ -28,46 +25,14 @@ import { McpFeatureModule } from './mcp.module.js';
 const logger = createLogger('mcp-listing-bounds-test', process.env.LOG_LEVEL ?? 'silent');
 const TOOLS = 100_000;
 
-/** SDK servers over stateful Streamable HTTP on a free loopback port, one per session. */
-async function serveSdk(build: () => McpServer | Server): Promise<{ url: string; close(): Promise<void> }> {
-  const transports = new Map<string, StreamableHTTPServerTransport>();
-  const servers: (McpServer | Server)[] = [];
-  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: an error here fails the client's request
-  const http: HttpServer = createServer(async (req, res) => {
-    const sid = req.headers['mcp-session-id'] as string | undefined;
-    let transport = sid ? transports.get(sid) : undefined;
-    if (!transport) {
-      if (sid) return void res.writeHead(404).end();
-      const server = build();
-      servers.push(server);
-      const t = new StreamableHTTPServerTransport({
-        sessionIdGenerator: () => randomUUID(),
-        onsessioninitialized: (id) => void transports.set(id, t),
-      });
-      await server.connect(t);
-      transport = t;
-    }
-    await transport.handleRequest(req, res);
-  });
-  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,
-    async close() {
-      for (const s of servers) await s.close().catch(() => undefined);
-      http.closeAllConnections();
-      await new Promise((r) => http.close(r));
-    },
-  };
-}
-
 describe('an MCP server listing 100,000 tools through the gateway', () => {
   let pool: pg.Pool;
   let store: PostgresEventStore;
   let nc: NatsConnection;
   let connectors: RunningConnectors;
   let database: RunningMcpServer;
-  let many: Awaited<ReturnType<typeof serveSdk>>;
-  let plain: Awaited<ReturnType<typeof serveSdk>>;
+  let many: SdkHttpServer;
+  let plain: SdkHttpServer;
   let gateway: Gateway;
   let base: string;
 
@@ -101,13 +66,13 @@ describe('an MCP server listing 100,000 tools through the gateway', () => {
       name: `tool_${String(i).padStart(6, '0')}`,
       inputSchema: { type: 'object' as const },
     }));
-    many = await serveSdk(() => {
+    many = await startSdkHttpServer(() => {
       const s = new Server({ name: 'many', version: '1.0.0' }, { capabilities: { tools: {} } });
       s.setRequestHandler(ListToolsRequestSchema, () => ({ tools }));
       s.setRequestHandler(CallToolRequestSchema, (req) => ({ content: [{ type: 'text', text: req.params.name }] }));
       return s;
     });
-    plain = await serveSdk(() => {
+    plain = await startSdkHttpServer(() => {
       const s = new McpServer({ name: 'plain', version: '1.0.0' });
       s.registerTool('echo', { inputSchema: { message: z.string() } }, ({ message }) => ({
         content: [{ type: 'text', text: message }],
