@@ -37,7 +37,8 @@ export const mcpProbeName = (server: string): string => `mcp:${server}`;
 /** Probe service name of an agent instance. */
 export const agentProbeName = (agent: string, instance: string): string => `agent:${agent}:${instance}`;
 
-const sleep = (ms: number, signal: AbortSignal) =>
+/** Resolves after `ms`, or at once when `signal` aborts (never rejects: the caller looks at the signal). */
+export const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (ms <= 0 || signal.aborted) return resolve();
     const t = setTimeout(resolve, ms);

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { createPgClient } from '@switchyard/platform';
+import { sleep } from './discovery.js';
 import { startMonitoring, type RunningMonitoring, type StartMonitoringOptions } from './start.js';
 
 export interface ExclusiveMonitoringOptions extends StartMonitoringOptions {
@@ -24,19 +25,6 @@ interface HeldLock {
   readonly lost: Promise<Error>;
   release(): Promise<void>;
 }
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        resolve();
-      },
-      { once: true },
-    );
-  });
 
 /**
  * Run the monitoring once per deployment, the way the relay runs: a PostgreSQL session advisory
