@@ -644,6 +644,9 @@ export async function startSystem(
               .routes()
               .some((r) => r.method === 'get' && (r.path === '/ui' || r.path.startsWith('/ui/')));
             const gatewayProbe = httpProbe('gateway', `${gatewayUrl}/livez`);
+            // Replaced, not added, at each restart of the gateway: a monitor taking over later adds each once.
+            const before = monitorProbes.findIndex((p) => p.service === gatewayProbe.service);
+            if (before >= 0) monitorProbes.splice(before, 1);
             monitorProbes.push(gatewayProbe);
             monitoring?.current()?.monitor.addProbe(gatewayProbe);
             return {

@@ -169,11 +169,22 @@ describe('a monitor restart: the gap is not up time, instances no longer probed 
       }),
     );
     await until('agent:a:two up', async () => (await row('agent:a:two'))?.status === 'up');
+    // A probe added again for the same service (a restarted gateway's) replaces it: one loop, not two.
+    let replaced = 0;
+    monitor.addProbe(
+      functionProbe('agent:a:two', 'agent', async () => {
+        replaced++;
+      }),
+    );
+    await until('the new probe to run', async () => replaced > 0);
+    const oldProbesThen = pinged;
+    await new Promise((r) => setTimeout(r, 5 * INTERVAL));
+    assert.ok(pinged <= oldProbesThen + 1, `the replaced probe still runs (${pinged - oldProbesThen} more)`);
     await monitor.removeProbe('agent:a:two', 'not registered');
     assert.equal(await row('agent:a:two'), undefined);
-    const probesThen = pinged;
+    const probesThen = replaced;
     await new Promise((r) => setTimeout(r, 5 * INTERVAL));
-    assert.equal(pinged, probesThen, 'no longer probed');
+    assert.equal(replaced, probesThen, 'no longer probed');
     assert.equal(await row('agent:a:two'), undefined, 'a late answer does not bring it back');
     // Each retired once, however many passes of the unprobed services ran since.
     assert.deepEqual(

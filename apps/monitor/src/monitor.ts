@@ -365,9 +365,14 @@ export class Monitor {
     if (this.ownsPool) await this.pool.end();
   }
 
-  /** Add a probe at run time (e.g. an MCP server registered after start). */
+  /**
+   * Add a probe at run time (e.g. an MCP server registered after start). One of a service already
+   * probed replaces it (its loop ends at its next tick): a restarted gateway adds its probe again.
+   */
   addProbe(probe: Probe): void {
     this.retiredThisRun.delete(probe.service);
+    for (let i = this.probes.length - 1; i >= 0; i--)
+      if (this.probes[i]!.service === probe.service) this.probes.splice(i, 1);
     this.probes.push(probe);
     if (this.running) this.probeLoop(probe);
   }

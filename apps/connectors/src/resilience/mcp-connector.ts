@@ -416,8 +416,10 @@ export class McpConnector {
       ({ value: result, attempts } = await this.policy.execute(
         (signal) => {
           if (cancel?.aborted) throw canceledError(cancel, this.name, req.tool);
-          // Canceled while an earlier attempt with effects ran: that one's outcome was awaited; no other starts.
-          if (flight?.cancelAsked) throw canceledError(AbortSignal.abort(flight.cancelAsked), this.name, req.tool);
+          // Canceled while an earlier attempt with effects ran: that one's outcome was awaited and is
+          // the answer (it failed: a timed-out one may have taken effect, which "canceled" would hide); no other starts.
+          if (flight?.cancelAsked)
+            throw flight.lastError ?? canceledError(AbortSignal.abort(flight.cancelAsked), this.name, req.tool);
           const queued = first;
           first = false;
           if (queued && deadline !== undefined && performance.now() > deadline) {
@@ -443,6 +445,7 @@ export class McpConnector {
               // Stopped on request: say so (not a timeout, not the server's fault, nothing to retry).
               if (cancel?.aborted) throw canceledError(cancel, this.name, req.tool);
               const e = toAppError(err, this.name, 'call_tool');
+              if (flight) flight.lastError = e;
               if (e.code === 'timeout' && req.timeout_ms !== undefined && req.timeout_ms < cfg.timeouts.call_ms / 2)
                 throw new AppError(e.code, e.message, { ...e.details, [CALLERS_DEADLINE]: true }, e.retryable);
               throw err;
@@ -683,6 +686,8 @@ interface KeyedFlight {
   withEffects: boolean;
   /** A cancel came while such an attempt ran: no further attempt starts. */
   cancelAsked: AppError | undefined;
+  /** The last attempt's error: the answer when a cancel stops a retry of a call with effects. */
+  lastError?: AppError;
 }
 
 function canceledError(cancel: AbortSignal, server: string, tool: string): AppError {

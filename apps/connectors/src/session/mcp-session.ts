@@ -695,7 +695,8 @@ export class McpSession {
       )
       .finally(() => {
         state.running = false;
-        if (state.again) this.relist(gen, what);
+        // On the session's current connection: a notice of a newer one came while this ran.
+        if (state.again) this.relist(this.gen, what);
       });
   }
 

@@ -97,16 +97,24 @@ export async function runMonitoringExclusively(opts: ExclusiveMonitoringOptions)
     log.info({ service: name }, 'this monitor is the active one');
     opts.onActive?.(running);
     onStarted?.();
-    const stopped = new Promise<void>((r) => abort.signal.addEventListener('abort', () => r(), { once: true }));
+    let onAbort!: () => void;
+    const stopped = new Promise<void>((r) =>
+      abort.signal.addEventListener('abort', (onAbort = () => r()), { once: true }),
+    );
     const why = await Promise.race([lock.lost, stopped]);
+    abort.signal.removeEventListener('abort', onAbort);
     const r = running;
     running = undefined;
     if (why instanceof Error && !abort.signal.aborted) {
       state = 'standby';
       log.warn({ err: why.message }, 'lost the monitor lock; stopping the monitoring and back to standby');
     }
-    await r.stop();
-    await lock.release();
+    // The lock goes whatever the stop does: held by a monitor that no longer monitors, no standby could take over.
+    try {
+      await r.stop();
+    } finally {
+      await lock.release();
+    }
   };
 
   const loop = async (first: boolean): Promise<void> => {

@@ -59,7 +59,9 @@ interface ServerEntry {
   readonly dormant?: CatalogTool[];
 }
 
-const serverFingerprint = (s: ServerHealth): string => `${s.state}|${s.breaker}|${[...s.tools].sort().join(',')}`;
+// The count too: past the registry reply's byte cut the names do not show a tool added or removed.
+const serverFingerprint = (s: ServerHealth): string =>
+  `${s.state}|${s.breaker}|${s.tools_count ?? ''}|${[...s.tools].sort().join(',')}`;
 /** Tools are served only while their server can answer: a server down or with its breaker open drops out (list_changed). */
 const serving = (s: ServerHealth): boolean =>
   s.enabled && (s.state === 'up' || s.state === 'degraded') && s.breaker !== 'open' && s.breaker !== 'isolated';
