@@ -13,8 +13,14 @@ import { fileURLToPath } from 'node:url';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { EVENTS_STREAM, MCP_CALLS_BUCKET } from '@switchyard/contracts';
-import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
-import { createLogger, natsRolePasswordFile, natsUserCredentials, NATS_TOKEN_FILE } from '@switchyard/platform';
+import { closeNats, connectNats, ensureKvBucket, type NatsConnection } from '@switchyard/messaging';
+import {
+  createLogger,
+  natsRolePasswordFile,
+  natsUserCredentials,
+  NATS_TOKEN_FILE,
+  type Logger,
+} from '@switchyard/platform';
 import { scratchDataDir, startNatsCluster, type NatsCluster } from '@switchyard/testing';
 
 const logger = createLogger('nats-authorization-int', 'silent');
@@ -125,5 +131,19 @@ describe('a self-run 3-node cluster with the printed authorization block', () =>
     await kv.put('c.authorization-test', '{"state":"done"}');
     assert.equal((await kv.get('c.authorization-test'))?.string(), '{"state":"done"}');
     await assert.rejects(new Kvm(connectors).create('NOT_OURS', { history: 1 }));
+    // A connectors process told to manage the bucket, whose config differs (a smaller max_bytes),
+    // is refused the change and uses the bucket as it is, rather than running every call unshared.
+    const warned: unknown[] = [];
+    const asIs = await ensureKvBucket(connectors, {
+      name: MCP_CALLS_BUCKET,
+      ttlMs: 600_000,
+      maxBytes: 1024 * 1024,
+      replicas: 3,
+      manage: true,
+      logger: { info: () => undefined, warn: (o: unknown) => void warned.push(o) } as unknown as Logger,
+    });
+    await asIs.put('c.as-it-is', '{"state":"done"}');
+    assert.equal((await asIs.get('c.as-it-is'))?.string(), '{"state":"done"}');
+    assert.equal(warned.length, 1, 'the refused change is logged');
   });
 });

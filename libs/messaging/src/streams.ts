@@ -161,12 +161,22 @@ export async function ensureKvBucket(nc: NatsConnection, opts: KvBucketOptions):
     );
     return kv;
   }
-  await jsm.streams.update(stream, {
-    ...c,
-    num_replicas: Math.max(c.num_replicas, opts.replicas),
-    max_bytes: opts.maxBytes,
-    allow_rollup_hdrs: false,
-  });
+  try {
+    await jsm.streams.update(stream, {
+      ...c,
+      num_replicas: Math.max(c.num_replicas, opts.replicas),
+      max_bytes: opts.maxBytes,
+      allow_rollup_hdrs: false,
+    });
+  } catch (err) {
+    // Refused (a user without the right, a cluster short of nodes for the replicas): the bucket
+    // still serves as it is, and failing here would leave every keyed call unshared.
+    opts.logger?.warn(
+      { bucket: opts.name, differs: changes, err: (err as Error).message },
+      'the KV bucket differs from this configuration and could not be changed: using it as it is (run nats-setup.js)',
+    );
+    return kv;
+  }
   if (existing) opts.logger?.info({ bucket: opts.name, changed: changes }, 'updated JetStream KV bucket');
   return kv;
 }
