@@ -114,11 +114,13 @@ export class AgentBackend implements Backend {
    * agent's type is the dispatcher's to judge when the work starts (the gateway has no schema).
    */
   check(req: WorkRequest): Promise<void> {
-    if (!Object.hasOwn(builtinTaskTypes, req.skill)) return Promise.resolve();
+    // An alias is checked as the task type it names, as the dispatcher will.
+    const { taskType } = resolveTaskType(req.skill);
+    if (!Object.hasOwn(builtinTaskTypes, taskType)) return Promise.resolve();
     const { input } = (builtinTaskTypes as Record<string, { readonly input: Parameters<typeof checkTaskContext>[1] }>)[
-      req.skill
+      taskType
     ]!;
-    const r = checkTaskContext(req.skill, input, req.input);
+    const r = checkTaskContext(taskType, input, req.input);
     return r.success ? Promise.resolve() : Promise.reject(new RequestMalformedError(r.message));
   }
 
