@@ -87,6 +87,14 @@ describe('an MCP server listing 100,000 tools through the gateway', () => {
       registry: [
         parseServerConfig({ name: 'many', role: 'other', transport: { kind: 'http', url: many.url }, ...slow }),
         parseServerConfig({ name: 'plain', role: 'other', transport: { kind: 'http', url: plain.url }, ...slow }),
+        // All 100,000 served: more names than one health reply holds (tools_truncated).
+        parseServerConfig({
+          name: 'manyall',
+          role: 'other',
+          transport: { kind: 'http', url: many.url },
+          max_tools: 100_000,
+          ...slow,
+        }),
         parseServerConfig({
           name: 'database',
           role: 'database',
@@ -152,6 +160,18 @@ describe('an MCP server listing 100,000 tools through the gateway', () => {
     assert.deepEqual(q.body.result.rows, [{ n: 2 }]);
     const big = await post('/api/v1/integration/mcp/call', { server: 'many', tool: 'tool_000007', arguments: {} });
     assert.equal(big.status, 200, JSON.stringify(big.body));
+    // A tool past the cut of the health reply's names is the connector's to judge, not a 404 of the gateway's.
+    const pastCut = await post('/api/v1/integration/mcp/call', {
+      server: 'manyall',
+      tool: 'tool_099999',
+      arguments: {},
+    });
+    assert.equal(pastCut.status, 200, JSON.stringify(pastCut.body).slice(0, 300));
+    // A 404 for an unknown tool names at most 100 of the server's (1,000 names made it large).
+    const unknown = await post('/api/v1/integration/mcp/call', { server: 'many', tool: 'nope', arguments: {} });
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.body.valid.length, 100);
+    assert.equal(unknown.body.more_tools, 900);
   });
 
   it('reads only the called server, never the registry listing, and the listing only for an unknown name', async () => {
@@ -172,7 +192,7 @@ describe('an MCP server listing 100,000 tools through the gateway', () => {
     assert.equal(seen.length, 0);
     const missing = await get('/api/v1/integration/mcp/health/nope');
     assert.equal(missing.status, 404);
-    assert.deepEqual([...missing.body.valid].sort(), ['database', 'many', 'plain']);
+    assert.deepEqual([...missing.body.valid].sort(), ['database', 'many', 'manyall', 'plain']);
     await nc.flush();
     assert.equal(seen.length, 1);
     sub.unsubscribe();

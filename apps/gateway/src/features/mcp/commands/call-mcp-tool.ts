@@ -4,6 +4,9 @@ import { AppError } from '@switchyard/platform';
 import { backendKey, toolCallKey } from '../../../idempotency/keys.js';
 import { McpGatewayClient, type ToolCallOutcome } from '../mcp-client.js';
 
+/** How many of a server's tool names a 404 lists. */
+const VALID_NAMES_SHOWN = 100;
+
 /**
  * Call a tool of a registered MCP server over NATS (the connectors run it). With `checkTool`,
  * first 404 listing the server's tools when it has no such tool (from the registry's cached listing).
@@ -33,11 +36,15 @@ export class CallMcpToolHandler implements ICommandHandler<CallMcpTool> {
   async execute(c: CallMcpTool): Promise<ToolCallOutcome> {
     if (c.options.checkTool) {
       const server = await this.mcp.server(c.server, c.correlationId);
-      if (server.tools.length > 0 && !server.tools.includes(c.tool)) {
+      // Names cut to fit the health reply (a server listing tens of thousands) do not say a tool is
+      // missing: the connector, which has the whole listing, answers for those.
+      if (server.tools.length > 0 && !server.tools_truncated && !server.tools.includes(c.tool)) {
         throw new AppError('not_found', `MCP server "${c.server}" has no tool "${c.tool}"`, {
           server: c.server,
           tool: c.tool,
-          valid: server.tools,
+          // At most 100 names in an error (the rest counted): 1,000 long names made a 1 MB 404.
+          valid: server.tools.slice(0, VALID_NAMES_SHOWN),
+          ...(server.tools.length > VALID_NAMES_SHOWN ? { more_tools: server.tools.length - VALID_NAMES_SHOWN } : {}),
         });
       }
     }
