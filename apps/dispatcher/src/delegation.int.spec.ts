@@ -234,6 +234,30 @@ describe('task delegation over real NATS and PostgreSQL', () => {
         return true;
       },
     );
+    // A task canceled while its caller waits: `canceled`, with the reason.
+    const waiting = execute({
+      task_type: 'noop',
+      context: { sleep_ms: 10_000 },
+      agent: 'data_analyst',
+      idempotency_key: 'canceled-1',
+    });
+    const id = taskIdFor('canceled-1');
+    await until('the waited-for task to run', async () =>
+      ['assigned', 'working'].includes((await get(id).catch(() => undefined))?.status ?? '') ? true : undefined,
+    );
+    await request(
+      nc,
+      tasksSubject('cancel'),
+      { task_id: id, reason: 'its workflow was canceled' },
+      { schema: taskView },
+    );
+    await assert.rejects(waiting, (e) => {
+      assert.ok(isAppError(e));
+      assert.equal(e.code, 'canceled');
+      assert.equal(e.details.status, 'canceled');
+      assert.match(e.message, /its workflow was canceled/);
+      return true;
+    });
     await assert.rejects(submit({ task_type: 'teleport', context: {} }), (e) => {
       assert.ok(isAppError(e));
       assert.equal(e.code, 'validation');

@@ -493,7 +493,8 @@ export function taskEndError(s: ExistingTaskState): AppError {
     case 'timed_out':
       return new AppError('timeout', `task ${s.task_id} timed out after ${s.timeout_ms} ms`, details, false);
     case 'canceled':
-      return new AppError('illegal_state', `task ${s.task_id} was canceled: ${s.reason}`, details, false);
+      // The work was stopped on request (its workflow canceled, its agent removed): not a state error.
+      return new AppError('canceled', `task ${s.task_id} was canceled: ${s.reason}`, details, false);
     case 'failed':
       // A task that failed because no agent could take it (lost, unreachable, refusing for load) may succeed
       // when asked again: say so, so a workflow step retries it rather than failing.
