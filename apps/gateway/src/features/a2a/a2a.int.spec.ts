@@ -527,6 +527,40 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     await again.body?.cancel();
   });
 
+  it("a message/send retried with its messageId (answer lost) finds the task the first made (one task); another key's is its own", async () => {
+    const messageId = `retried-${Date.now()}`;
+    const send = (key = operator) =>
+      rpc(
+        'data_analyst',
+        {
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'message/send',
+          params: {
+            message: {
+              kind: 'message',
+              role: 'user',
+              messageId,
+              parts: [{ kind: 'data', data: { task_type: 'revenue_analysis', input: { timeframe: '30d' } } }],
+            },
+            configuration: { blocking: false },
+          },
+        },
+        key,
+      );
+    // Three at once (within this spec's share of calls held per key) and one later, as a client retrying would.
+    const answers = [...(await Promise.all([1, 2, 3].map(() => send()))), await send()];
+    for (const a of answers) assert.equal(a.status, 200, JSON.stringify(a.body));
+    const ids = new Set(answers.map((a) => a.body.result.id as string));
+    assert.equal(ids.size, 1, `one task: ${[...ids].join(', ')}`);
+    const rows = await pool.query(`select 1 from gateway.a2a_tasks where origin_message_id = $1`, [messageId]);
+    assert.equal(rows.rowCount, 1);
+    // Another key's message with the same messageId is its own.
+    const other = await send(await makeKey('operator'));
+    assert.equal(other.status, 200, JSON.stringify(other.body));
+    assert.notEqual(other.body.result.id, [...ids][0]);
+  });
+
   it('auth: no key 401, a viewer may read but not send (403); a bad message is JSON-RPC -32602', async () => {
     const msg = {
       jsonrpc: '2.0',

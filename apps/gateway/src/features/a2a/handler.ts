@@ -53,6 +53,8 @@ const FINAL_STATES: readonly number[] = [A2A_STATE.completed, A2A_STATE.failed, 
  */
 export class SwitchyardRequestHandler extends DefaultRequestHandler {
   readonly executor: WorkExecutor;
+  /** message/send of one caller and messageId in progress here (see sendMessage). */
+  private readonly sends = new Map<string, Promise<void>>();
 
   constructor(
     card: AgentCard,
@@ -87,7 +89,27 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
 
   override async sendMessage(params: SendMessageRequest, context: ServerCallContext): Promise<Task | Message> {
     await this.preflight(params);
-    return super.sendMessage(params, context);
+    const messageId = newTaskMessageId(params);
+    if (messageId === undefined) return super.sendMessage(params, context);
+    // A client that lost the answer sends the same message again (same messageId): it gets the
+    // task the first made, as it now stands, instead of the work started a second time. Sends
+    // of one messageId in this process take turns, so two at once make one task.
+    const turn = `${context.user?.userName ?? ''}\u0000${messageId}`;
+    const before = this.sends.get(turn) ?? Promise.resolve();
+    const mine = before.then(async () => {
+      const existing = await this.tasks.findByOriginMessage(messageId, context);
+      if (existing) return this.getTask({ id: existing, tenant: params.tenant ?? '' }, context);
+      return super.sendMessage(params, context);
+    });
+    const settled = mine.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.sends.set(turn, settled);
+    void settled.then(() => {
+      if (this.sends.get(turn) === settled) this.sends.delete(turn);
+    });
+    return mine;
   }
 
   override async *sendMessageStream(
@@ -95,7 +117,12 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     context: ServerCallContext,
   ): AsyncGenerator<StreamResponse, void, undefined> {
     await this.preflight(params);
-    yield* super.sendMessageStream(params, context);
+    const messageId = newTaskMessageId(params);
+    const existing = messageId !== undefined ? await this.tasks.findByOriginMessage(messageId, context) : undefined;
+    // The same message again (see sendMessage): the stream of the task it made.
+    if (existing)
+      yield* this.resubscribe({ id: existing, tenant: params.tenant ?? '' }, context);
+    else yield* super.sendMessageStream(params, context);
   }
 
   override async getTask(params: GetTaskRequest, context: ServerCallContext): Promise<Task> {
@@ -251,4 +278,13 @@ async function parseFor(backend: Backend, message: SendMessageRequest['message']
     skills = await backend.skills({ fresh: true });
     return parseWorkRequest(message, (n) => backend.resolveSkill(n, skills), skills);
   }
+}
+
+/** The messageId of a message that starts a new task (none names a task it continues), if it has one. */
+function newTaskMessageId(params: SendMessageRequest): string | undefined {
+  const m = params.message;
+  if (!m || m.taskId) return undefined;
+  return typeof m.messageId === 'string' && m.messageId.length > 0 && m.messageId.length <= 200
+    ? m.messageId
+    : undefined;
 }

@@ -29,6 +29,11 @@ create table if not exists gateway.a2a_tasks (
   updated_at timestamptz not null default now()
 );
 create index if not exists a2a_tasks_backend on gateway.a2a_tasks (backend_kind, backend_id);
+-- The messageId of the message that made the task: a message/send retried with the same messageId
+-- by the same key finds its task instead of starting the work again.
+alter table gateway.a2a_tasks add column if not exists origin_message_id text;
+create index if not exists a2a_tasks_origin on gateway.a2a_tasks (endpoint, owner, origin_message_id)
+  where origin_message_id is not null;
 -- tasks/list: an endpoint's latest first, without reading every other endpoint's (a scan of all tasks before).
 create index if not exists a2a_tasks_endpoint_updated on gateway.a2a_tasks (endpoint, updated_at desc);
 -- The retention's oldest ended tasks, without reading the ones still under way.
@@ -108,7 +113,7 @@ export class PgTaskStore implements TaskStore {
   async save(task: Task, context: ServerCallContext): Promise<void> {
     const link = linkOf(task);
     await this.pool.query(
-      `insert into gateway.a2a_tasks (id, endpoint, backend_kind, backend_id, owner, task) values ($1, $2, $3, $4, $5, $6)
+      `insert into gateway.a2a_tasks (id, endpoint, backend_kind, backend_id, owner, task, origin_message_id) values ($1, $2, $3, $4, $5, $6, $7)
        on conflict (id) do update set task = excluded.task, updated_at = now(),
          backend_kind = coalesce(excluded.backend_kind, gateway.a2a_tasks.backend_kind), backend_id = coalesce(excluded.backend_id, gateway.a2a_tasks.backend_id)
        where gateway.a2a_tasks.endpoint = excluded.endpoint`,
@@ -119,8 +124,19 @@ export class PgTaskStore implements TaskStore {
         link?.id ?? null,
         ownerOf(context),
         JSON.stringify(Task.toJSON(task)),
+        // Set when the row is made (the task's first message); an update leaves it.
+        task.history?.[0]?.messageId || null,
       ],
     );
+  }
+
+  /** The task a message with this messageId made for this caller on this endpoint, if any. */
+  async findByOriginMessage(messageId: string, context: ServerCallContext): Promise<string | undefined> {
+    const r = await this.pool.query<{ id: string }>(
+      `select id from gateway.a2a_tasks where endpoint = $1 and owner = $2 and origin_message_id = $3 order by created_at limit 1`,
+      [this.endpoint, ownerOf(context), messageId],
+    );
+    return r.rows[0]?.id;
   }
 
   async load(taskId: string): Promise<Task | undefined> {
