@@ -120,8 +120,7 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     const messageId = newTaskMessageId(params);
     const existing = messageId !== undefined ? await this.tasks.findByOriginMessage(messageId, context) : undefined;
     // The same message again (see sendMessage): the stream of the task it made.
-    if (existing)
-      yield* this.resubscribe({ id: existing, tenant: params.tenant ?? '' }, context);
+    if (existing) yield* this.resubscribe({ id: existing, tenant: params.tenant ?? '' }, context);
     else yield* super.sendMessageStream(params, context);
   }
 
