@@ -446,19 +446,27 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       return !!v && toolAllowed(v.tools, tool);
     };
 
-    onRequest(server, ListToolsRequestSchema, async (_req, extra) => {
+    onRequest(server, ListToolsRequestSchema, async (req, extra) => {
       const caller = callerOf(extra.authInfo);
       // A tool the caller may never call is not shown (the writer server below admin).
-      const tools = (await this.catalog.listTools()).filter((t) => allowed(t.name) && !this.writerRefusal(t, caller));
+      const all = (await this.catalog.listTools()).filter((t) => allowed(t.name) && !this.writerRefusal(t, caller));
+      // Pages in name order, the cursor the name the last page ended at: a tool added or removed
+      // between pages moves no other across a page's edge (the client is told the list changed).
+      all.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      const after = pageCursorName(req.params?.cursor);
+      const from = after === undefined ? 0 : all.findIndex((t) => t.name > after);
+      const page = from < 0 ? [] : all.slice(from, from + this.options.toolsPageSize);
+      const more = from >= 0 && from + this.options.toolsPageSize < all.length;
       // A workflow's input schema is a registered definition's: a viewer reads it without its
       // defaults and allowed values, as on the REST definitions route.
       const redact = this.authEnabled && redactsPayloadsFor(caller.role);
       return {
-        tools: tools.map((t) =>
+        tools: page.map((t) =>
           toolDescriptor(
             redact && t.kind === 'workflow' && !t.builtin ? { ...t, inputSchema: viewerInputSchema(t.inputSchema) } : t,
           ),
         ),
+        ...(more ? { nextCursor: pageCursor(page[page.length - 1]!.name) } : {}),
       };
     });
 
@@ -815,4 +823,21 @@ function jsonRpcError(res: ServerResponse, status: number, code: number, message
   res
     .writeHead(status, { 'content-type': 'application/json' })
     .end(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }));
+}
+
+/** A tools/list cursor: the name the page ended at, opaque to the client. */
+function pageCursor(lastName: string): string {
+  return Buffer.from(`t:${lastName}`, 'utf8').toString('base64url');
+}
+
+/** The name a cursor of ours ended at; a cursor that is not one is refused -32602. */
+function pageCursorName(cursor: string | undefined): string | undefined {
+  if (cursor === undefined) return undefined;
+  const text = cursor.length <= 1_024 ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
+  if (!text.startsWith('t:') || text.length < 3 || pageCursor(text.slice(2)) !== cursor)
+    throw new McpError(
+      ErrorCode.InvalidParams,
+      'invalid tools/list params: params.cursor is not a cursor this server gave',
+    );
+  return text.slice(2);
 }

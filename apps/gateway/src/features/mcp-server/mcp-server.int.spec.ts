@@ -645,3 +645,57 @@ describe("MCP endpoint: a caller's calls in flight share one bound on both trans
     assert.match(await res.text(), /at most 65536 characters/);
   });
 });
+
+describe('MCP endpoint: tools/list in pages', () => {
+  let g: SecuredGateway;
+  let connectors: RunningConnectors;
+  let operator: string;
+
+  before(async () => {
+    g = await startSecuredGateway('mcp_pages', {
+      modules: [McpServerFeatureModule.withOptions({ stateless: true, catalogRefreshMs: 500, toolsPageSize: 5 })],
+    });
+    connectors = await startConnectors({ nats: g.nats, registry: everythingRegistry(), logger });
+    operator = (await g.makeKey('operator')).key;
+  });
+
+  after(async () => {
+    await connectors?.stop();
+    await g?.close();
+  });
+
+  it('answers pages of the page size with nextCursor; the SDK client follows them to every tool once; a forged cursor is -32602', async () => {
+    const client = new Client({ name: 'pages-test', version: '1.0.0' });
+    const transport = new StreamableHTTPClientTransport(new URL(`${g.url}/mcp`), {
+      requestInit: { headers: { authorization: `Bearer ${operator}` } },
+    });
+    await client.connect(transport);
+    try {
+      const all = async () => {
+        const names: string[] = [];
+        let cursor: string | undefined;
+        let pages = 0;
+        do {
+          const page = await client.listTools(cursor ? { cursor } : {});
+          assert.ok(page.tools.length <= 5, `a page of ${page.tools.length}`);
+          names.push(...page.tools.map((t) => t.name));
+          cursor = page.nextCursor;
+          pages++;
+        } while (cursor);
+        return { names, pages };
+      };
+      let listed = await all();
+      for (let i = 0; i < 100 && !listed.names.includes('everything__echo'); i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        listed = await all();
+      }
+      assert.ok(listed.names.includes('everything__echo'), listed.names.join(', '));
+      assert.ok(listed.pages > 2, `${listed.pages} pages`);
+      assert.equal(new Set(listed.names).size, listed.names.length, 'no tool twice');
+      assert.deepEqual(listed.names, [...listed.names].sort(), 'in name order');
+      await assert.rejects(client.listTools({ cursor: 'not-ours' }), /cursor/);
+    } finally {
+      await client.close();
+    }
+  });
+});

@@ -17,6 +17,8 @@ export const mcpServerEnvSchema = z.object({
   MCP_SERVER_SESSION_IDLE_MS: z.coerce.number().int().min(1_000).max(86_400_000).default(1_800_000),
   /** How often the tool catalog (upstream servers, definitions, task types) is re-read to notice changes. */
   MCP_SERVER_CATALOG_REFRESH_MS: z.coerce.number().int().min(200).max(600_000).default(3_000),
+  /** Tools one `tools/list` page holds; past it the answer carries `nextCursor` (MCP pagination). */
+  MCP_SERVER_TOOLS_PAGE_SIZE: z.coerce.number().int().min(1).max(10_000).default(1_000),
   /** The resource URL clients use (`https://switchyard.example.com/mcp`); default: the request's own origin. */
   MCP_SERVER_PUBLIC_URL: z.string().url().optional(),
 });
@@ -26,6 +28,7 @@ export type McpServerOptions = {
   readonly maxSessionsPerKey: number;
   readonly sessionIdleMs: number;
   readonly catalogRefreshMs: number;
+  readonly toolsPageSize: number;
   readonly publicUrl?: string;
 };
 
@@ -39,6 +42,7 @@ export function mcpServerOptionsFromEnv(env: Record<string, string | undefined> 
     maxSessionsPerKey: e.MCP_SERVER_MAX_SESSIONS_PER_KEY,
     sessionIdleMs: e.MCP_SERVER_SESSION_IDLE_MS,
     catalogRefreshMs: e.MCP_SERVER_CATALOG_REFRESH_MS,
+    toolsPageSize: e.MCP_SERVER_TOOLS_PAGE_SIZE,
     ...(e.MCP_SERVER_PUBLIC_URL ? { publicUrl: e.MCP_SERVER_PUBLIC_URL.replace(/\/+$/, '') } : {}),
   };
 }
