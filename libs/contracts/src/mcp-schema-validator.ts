@@ -1,7 +1,7 @@
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormatsImport from 'ajv-formats';
 import { RE2JS } from 're2js';
-import { canonicalJson } from '@switchyard/platform';
+import { canonicalJson, valueNestsDeeperThan } from '@switchyard/platform';
 
 type FormatsPlugin = (ajv: Ajv) => Ajv;
 const addFormats = ((addFormatsImport as unknown as { default?: FormatsPlugin }).default ??
@@ -74,7 +74,7 @@ export class SafeMcpSchemaValidator {
     let result: ValidateFunction | string;
     if (text.length > SafeMcpSchemaValidator.MAX_SCHEMA_CHARS)
       result = this.unusable(`${text.length} characters of JSON, over ${SafeMcpSchemaValidator.MAX_SCHEMA_CHARS}`);
-    else if (depthOf(schema, SafeMcpSchemaValidator.MAX_SCHEMA_DEPTH + 1) > SafeMcpSchemaValidator.MAX_SCHEMA_DEPTH)
+    else if (valueNestsDeeperThan(schema, SafeMcpSchemaValidator.MAX_SCHEMA_DEPTH))
       result = this.unusable(`nested deeper than ${SafeMcpSchemaValidator.MAX_SCHEMA_DEPTH}`);
     else {
       try {
@@ -143,15 +143,4 @@ function errorsText(validate: ValidateFunction): string {
   return (
     (validate.errors ?? []).map((e) => `data${e.instancePath} ${e.message ?? 'is invalid'}`).join(', ') || 'invalid'
   );
-}
-
-/** How deeply `v` nests objects and arrays, counted up to `limit` (a deeper value stops the walk). */
-function depthOf(v: unknown, limit: number, depth = 0): number {
-  if (depth >= limit || v === null || typeof v !== 'object') return depth;
-  let max = depth + 1;
-  for (const child of Array.isArray(v) ? v : Object.values(v as Record<string, unknown>)) {
-    max = Math.max(max, depthOf(child, limit, depth + 1));
-    if (max >= limit) break;
-  }
-  return max;
 }

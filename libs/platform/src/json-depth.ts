@@ -24,6 +24,23 @@ export function jsonNestsDeeperThan(text: string, maxDepth: number): boolean {
   return false;
 }
 
+/**
+ * Whether a value nests arrays and objects deeper than `maxDepth` (the value itself is level 1),
+ * walked without recursion and never past the limit: the parsed counterpart of
+ * jsonNestsDeeperThan, for a value that came whole (an SDK's parsed listing, a schema).
+ */
+export function valueNestsDeeperThan(value: unknown, maxDepth: number): boolean {
+  const stack: { readonly v: unknown; readonly depth: number }[] = [{ v: value, depth: 1 }];
+  for (let top = stack.pop(); top; top = stack.pop()) {
+    const { v, depth } = top;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth > maxDepth) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v as Record<string, unknown>))
+      if (child !== null && typeof child === 'object') stack.push({ v: child, depth: depth + 1 });
+  }
+  return false;
+}
+
 /** Most levels of nesting an answer from a peer (an agent, a server) may have. */
 export const PEER_JSON_MAX_DEPTH = 64;
 

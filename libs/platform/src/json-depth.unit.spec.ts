@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isAppError } from './errors.js';
-import { jsonNestsDeeperThan, parsePeerJson, readTextCapped } from './json-depth.js';
+import { jsonNestsDeeperThan, parsePeerJson, readTextCapped, valueNestsDeeperThan } from './json-depth.js';
 
 describe('jsonNestsDeeperThan / parsePeerJson', () => {
   it('counts arrays and objects, not brackets inside strings (escaped quotes included)', () => {
@@ -10,6 +10,16 @@ describe('jsonNestsDeeperThan / parsePeerJson', () => {
     assert.equal(jsonNestsDeeperThan(JSON.stringify({ s: '[[[[[[{{{{ \\" [[[[' }), 1), false);
     assert.equal(jsonNestsDeeperThan(`${'['.repeat(65)}${']'.repeat(65)}`, 64), true);
     assert.equal(jsonNestsDeeperThan(`${'['.repeat(64)}${']'.repeat(64)}`, 64), false);
+  });
+
+  it('counts a parsed value the way the text is counted, without recursion (5,000 levels)', () => {
+    for (const text of ['{"a":[{"b":[1]}]}', '[]', '1', `${'['.repeat(64)}${']'.repeat(64)}`])
+      for (const max of [1, 3, 4, 64])
+        assert.equal(valueNestsDeeperThan(JSON.parse(text), max), jsonNestsDeeperThan(text, max), `${text} ${max}`);
+    let deep: unknown = {};
+    for (let i = 0; i < 5_000; i++) deep = { d: deep };
+    assert.equal(valueNestsDeeperThan(deep, 64), true);
+    assert.equal(valueNestsDeeperThan({ a: 'x', b: null, c: [1, 2] }, 2), false);
   });
 
   it('refuses a deep answer as validation before parsing it; not-JSON is undefined', () => {

@@ -7,19 +7,6 @@
  */
 export const MAX_LISTED_ITEM_DEPTH = 64;
 
-/** Whether `value` nests arrays and objects deeper than `maxDepth`; walked without recursion, never past the limit. */
-export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
-  const stack: { readonly v: unknown; readonly depth: number }[] = [{ v: value, depth: 1 }];
-  for (let top = stack.pop(); top; top = stack.pop()) {
-    const { v, depth } = top;
-    if (v === null || typeof v !== 'object') continue;
-    if (depth > maxDepth) return true;
-    for (const child of Array.isArray(v) ? v : Object.values(v as Record<string, unknown>))
-      if (child !== null && typeof child === 'object') stack.push({ v: child, depth: depth + 1 });
-  }
-  return false;
-}
-
 /** What names a listed item in a log line: its name (or uri), short and without control characters. */
 export function listedItemName(item: unknown): string {
   const o = (item ?? {}) as { name?: unknown; uri?: unknown };

@@ -15,7 +15,15 @@ import {
   type Resource,
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
-import { AppError, backoffMs, logAtMostEvery, type Logger, sandboxed, type StdioSandbox } from '@switchyard/platform';
+import {
+  AppError,
+  backoffMs,
+  logAtMostEvery,
+  type Logger,
+  sandboxed,
+  type StdioSandbox,
+  valueNestsDeeperThan,
+} from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import { unconfiguredReason } from '../registry/load.js';
 import { mcpEvent, SafeMcpSchemaValidator, type McpEventSink, type McpHealth } from '@switchyard/contracts';
@@ -23,7 +31,7 @@ import { errorText, isConnectionLoss, isSessionExpired, toAppError } from '../er
 import { fetchWithOwnSignals } from './own-signal-fetch.js';
 import { fetchWithResponseCap } from './capped-fetch.js';
 import { UnaskedTraffic } from './unasked-traffic.js';
-import { listedItemName, MAX_LISTED_ITEM_DEPTH, nestsDeeperThan } from './listed-depth.js';
+import { listedItemName, MAX_LISTED_ITEM_DEPTH } from './listed-depth.js';
 
 /** Health of one server as the session sees it. */
 export interface McpSessionHealth {
@@ -778,7 +786,7 @@ async function listAll<K extends ListKind>(
     const items: ListItem<K>[] = [];
     const tooDeep: string[] = [];
     for (const item of (res as Record<string, unknown>)[kind] as ListItem<K>[]) {
-      if (nestsDeeperThan(item, MAX_LISTED_ITEM_DEPTH)) tooDeep.push(listedItemName(item));
+      if (valueNestsDeeperThan(item, MAX_LISTED_ITEM_DEPTH)) tooDeep.push(listedItemName(item));
       else items.push(item);
     }
     if (tooDeep.length > 0) bound.onTooDeep(kind, tooDeep);
