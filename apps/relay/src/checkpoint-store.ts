@@ -1,5 +1,12 @@
 import type pg from 'pg';
-import { createPgClient, createPgPool, isSchemaManaged, markSchemaManaged, type Logger } from '@switchyard/platform';
+import {
+  createPgPool,
+  isSchemaManaged,
+  markSchemaManaged,
+  trySessionLock,
+  type Logger,
+  type SessionLock,
+} from '@switchyard/platform';
 
 /** Where a relay keeps the position of the last event it knows JetStream has stored. */
 export interface RelayCheckpointStore {
@@ -19,7 +26,7 @@ export interface RelayCheckpointStore {
  */
 export class PgRelayCheckpointStore implements RelayCheckpointStore {
   private readonly pool: pg.Pool;
-  private lockClient: pg.Client | undefined;
+  private lock: SessionLock | undefined;
 
   /** `schemaManaged`: the login may not run DDL (the owner role made the table before), init() only checks nothing. */
   constructor(private readonly options: { connectionString: string; logger?: Logger; schemaManaged?: boolean }) {
@@ -71,42 +78,28 @@ export class PgRelayCheckpointStore implements RelayCheckpointStore {
    * lock (until close()). False when another process holds it.
    */
   async tryLock(name: string, onLost: () => void = () => undefined): Promise<boolean> {
-    if (this.lockClient) return true;
-    const client = createPgClient({ connectionString: this.options.connectionString }, { name: 'relay-lock' });
-    let held = false;
-    const lost = (err?: Error) => {
-      if (!held || this.lockClient !== client) return; // released on purpose, or never held
-      this.lockClient = undefined;
-      held = false;
+    if (this.lock) return true;
+    const lock = await trySessionLock(
+      { connectionString: this.options.connectionString },
+      { namespace: 'switchyard.relay', name },
+      { connectionName: 'relay-lock', logger: this.options.logger },
+    );
+    if (!lock) return false;
+    this.lock = lock;
+    void lock.lost.then((err) => {
+      if (this.lock !== lock) return; // released on purpose
+      this.lock = undefined;
       this.options.logger?.error({ err, name }, 'relay lock connection lost');
       onLost();
-    };
-    client.on('error', lost);
-    client.on('end', () => lost());
-    await client.connect();
-    try {
-      const r = await client.query<{ locked: boolean }>(
-        `select pg_try_advisory_lock(hashtext('switchyard.relay'), hashtext($1)) as locked`,
-        [name],
-      );
-      if (r.rows[0]?.locked) {
-        this.lockClient = client;
-        held = true;
-        return true;
-      }
-    } catch (err) {
-      await client.end().catch(() => undefined);
-      throw err;
-    }
-    await client.end();
-    return false;
+    });
+    return true;
   }
 
   /** Release the lock (by closing its connection) and the pool. */
   async close(): Promise<void> {
-    const client = this.lockClient;
-    this.lockClient = undefined;
-    await client?.end().catch(() => undefined);
+    const lock = this.lock;
+    this.lock = undefined;
+    await lock?.release();
     await this.pool.end();
   }
 }

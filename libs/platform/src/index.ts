@@ -14,6 +14,7 @@ export * from './egress/guard.js';
 export * from './egress/http.js';
 export * from './infra/roles.js';
 export * from './infra/pg.js';
+export * from './infra/session-lock.js';
 export * from './infra/byte-bounded.js';
 export * from './partition.js';
 export * from './redact.js';

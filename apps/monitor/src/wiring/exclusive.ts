@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { createPgClient } from '@switchyard/platform';
+import { trySessionLock, type SessionLock } from '@switchyard/platform';
 import { sleep } from './discovery.js';
 import { startMonitoring, type RunningMonitoring, type StartMonitoringOptions } from './start.js';
 
@@ -18,12 +18,6 @@ export interface MonitoringRunner {
   current(): RunningMonitoring | undefined;
   /** Stop the monitoring (when active) and give the lock back, or stop waiting. Idempotent. */
   stop(): Promise<void>;
-}
-
-interface HeldLock {
-  /** Resolves when the lock's connection is lost (the lock went with it). */
-  readonly lost: Promise<Error>;
-  release(): Promise<void>;
 }
 
 /**
@@ -45,48 +39,17 @@ export async function runMonitoringExclusively(opts: ExclusiveMonitoringOptions)
   let state: MonitoringState = 'standby';
   let running: RunningMonitoring | undefined;
 
-  const tryLock = async (): Promise<HeldLock | undefined> => {
-    // The pool's own settings (login, password, TLS), one connection that lives as long as the lock.
-    const { max: _m, idleTimeoutMillis: _i, ...config } = (opts.pool as pg.Pool & { options: pg.PoolConfig }).options;
-    let held = false;
-    let signalLost!: (err: Error) => void;
-    const lost = new Promise<Error>((r) => (signalLost = r));
-    const client = createPgClient(config, {
-      name: 'monitor-lock',
-      logger: opts.logger,
-      onError: (err) => {
-        if (held) signalLost(err);
-      },
-    });
-    client.on('end', () => {
-      if (held) signalLost(new Error('the monitor lock connection ended'));
-    });
-    await client.connect();
-    try {
-      const r = await client.query<{ locked: boolean }>(
-        `select pg_try_advisory_lock(hashtext('switchyard.monitor'), hashtext($1)) as locked`,
-        [name],
-      );
-      if (r.rows[0]?.locked) {
-        held = true;
-        return {
-          lost,
-          release: async () => {
-            held = false;
-            await client.end().catch(() => undefined);
-          },
-        };
-      }
-    } catch (err) {
-      await client.end().catch(() => undefined);
-      throw err;
-    }
-    await client.end().catch(() => undefined);
-    return undefined;
-  };
+  // The pool's own settings (login, password, TLS), one connection that lives as long as the lock.
+  const { max: _m, idleTimeoutMillis: _i, ...config } = (opts.pool as pg.Pool & { options: pg.PoolConfig }).options;
+  const tryLock = (): Promise<SessionLock | undefined> =>
+    trySessionLock(
+      config,
+      { namespace: 'switchyard.monitor', name },
+      { connectionName: 'monitor-lock', logger: opts.logger },
+    );
 
   /** 1. Take the lock; 2. start the monitoring; 3. run until stopped or the lock is lost. */
-  const activate = async (lock: HeldLock, onStarted?: () => void): Promise<void> => {
+  const activate = async (lock: SessionLock, onStarted?: () => void): Promise<void> => {
     try {
       running = await startMonitoring(opts);
     } catch (err) {
