@@ -57,6 +57,8 @@ export class ListingBounds {
  * their commas); `leftOut` counts the rest. One item larger than the budget ends the list there.
  */
 export function withinBytes<T>(items: readonly T[], budget: number): { items: T[]; leftOut: number } {
+  // No budget (a server's own health, its listing without a reply to fit): nothing to measure.
+  if (budget === Infinity) return { items: [...items], leftOut: 0 };
   let used = 2;
   let i = 0;
   for (; i < items.length; i++) {
