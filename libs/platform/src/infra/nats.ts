@@ -18,6 +18,7 @@ import path from 'node:path';
 import { createUser, encode as encodeSignature, fromSeed, Prefix } from '@nats-io/nkeys';
 import { Codec } from '@nats-io/nkeys/lib/codec.js';
 import type { Logger } from 'pino';
+import { signalIfAlive, stopAdoptedProcess } from './adopted-process.js';
 import { serverChildEnv } from './child-env.js';
 import { foreignListener } from './listener-owner.js';
 import { isListening, waitForPort } from './ports.js';
@@ -345,16 +346,6 @@ export function ownNatsServerPid(conf: string): number | undefined {
   return undefined;
 }
 
-/** Send a signal; false when the process is gone or not ours to signal. */
-function signalIfAlive(pid: number, signal: NodeJS.Signals | 0): boolean {
-  try {
-    process.kill(pid, signal);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Resolves (-1: the code of another's child is not ours to read) once the adopted server has gone. */
 function adoptedExit(pid: number): Promise<number> {
   return new Promise((resolve) => {
@@ -368,14 +359,8 @@ function adoptedExit(pid: number): Promise<number> {
 }
 
 /** Stop an adopted server of ours as a started one stops: SIGTERM, SIGKILL after the grace. */
-async function stopAdoptedServer(pid: number): Promise<void> {
-  if (!signalIfAlive(pid, 'SIGTERM')) return;
-  for (const end = Date.now() + NATS_STOP_GRACE_MS; Date.now() < end;) {
-    await new Promise((r) => setTimeout(r, 50));
-    if (!signalIfAlive(pid, 0)) return;
-  }
-  signalIfAlive(pid, 'SIGKILL');
-}
+const stopAdoptedServer = (pid: number): Promise<void> =>
+  stopAdoptedProcess(pid, { signal: 'SIGTERM', graceMs: NATS_STOP_GRACE_MS, pollMs: 50 });
 
 /** The longest line probeNatsAuth waits for (nats-server's INFO, with every cluster URL, is far shorter). */
 const PROBE_LINE_MAX = 64 * 1024;

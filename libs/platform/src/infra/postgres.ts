@@ -21,6 +21,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { configSchema } from '../config.js';
 import { allowPlainPasswordFromEnv, createPgClient } from './pg.js';
+import { signalIfAlive, stopAdoptedProcess } from './adopted-process.js';
 import { serverChildEnv } from './child-env.js';
 import { isListening, waitForPort } from './ports.js';
 
@@ -551,7 +552,8 @@ function ownPostmasterPid(dataDir: string, port: number): number | undefined {
       pid > 0 &&
       Number(lines[3]) === port &&
       samePath(lines[1] ?? '', dir) &&
-      signalable(pid)
+      // We may signal it: a process of another user we may not stop is not ours to adopt.
+      signalIfAlive(pid, 0)
     )
       return pid;
   }
@@ -571,27 +573,9 @@ function samePath(a: string, b: string): boolean {
   return real(a.trim()) === real(b);
 }
 
-/** The process exists and we may signal it (a process of another user we may not stop is not ours to adopt). */
-function signalable(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Fast shutdown (SIGINT) of a server we did not spawn, waited for; SIGKILL after 30 s. */
-async function stopServerPid(pid: number): Promise<void> {
-  const alive = () => signalable(pid);
-  if (!alive()) return;
-  process.kill(pid, 'SIGINT');
-  for (const end = Date.now() + 30_000; Date.now() < end;) {
-    if (!alive()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  if (alive()) process.kill(pid, 'SIGKILL');
-}
+const stopServerPid = (pid: number): Promise<void> =>
+  stopAdoptedProcess(pid, { signal: 'SIGINT', graceMs: 30_000, pollMs: 100 });
 
 /** A refusal to start on what the data dir holds: no other binaries may start in its place. */
 class DataDirRefusal extends Error {}
