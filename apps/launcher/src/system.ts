@@ -352,7 +352,7 @@ export async function startSystem(
       const automationEnv = { ...envFor('automation'), ...(smtpUrl ? { SMTP_URL: smtpUrl } : {}) };
       for (const kind of mcpServerKinds) {
         if (!runsMcpServer(selection, kind)) continue;
-        // MCP_<KIND>_PORT moves a server (pair it with MCP_<NAME>_URL for the connectors).
+        // MCP_<KIND>_PORT moves a server; the connectors' registry reads the same variable.
         const port = mcpServerPort(kind);
         await unit(`mcp-${kind}`, async () => {
           const server = await runMcpServer(kind, {

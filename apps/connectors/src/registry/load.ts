@@ -31,9 +31,29 @@ export const filesystemRoot = (env: Env, cwd: string): string =>
   path.resolve(cwd, nonEmpty(env.FILESYSTEM_ROOT) ?? path.join('.data', 'files'));
 
 /**
+ * Where one of the project's own HTTP servers listens: `MCP_<NAME>_PORT` when set (the launcher
+ * moves the server there), else its seed port. The connectors follow the move: left on the seed
+ * port, they would send MCP_AUTH_TOKEN to whatever listens there (another system's server, or any
+ * local process that took the free port).
+ */
+function ownServerPort(name: string, seed: number, env: Env): number {
+  const variable = `${envPrefix(name)}PORT`;
+  const value = nonEmpty(env[variable]);
+  if (value === undefined) return seed;
+  const port = Number(value);
+  if (!/^[0-9]+$/.test(value) || port < 1 || port > 65_535)
+    throw new AppError('validation', `${variable} must be a port number (1-65535), got "${value}"`, {
+      server: name,
+      variable,
+    });
+  return port;
+}
+
+/**
  * The six roles on a fresh machine:
  * - filesystem: official server-filesystem over stdio, sandboxed to FILESYSTEM_ROOT;
- * - database, fetch, automation, analytics: our own servers over Streamable HTTP on 127.0.0.1;
+ * - database, fetch, automation, analytics: our own servers over Streamable HTTP on 127.0.0.1
+ *   (their seed ports, or MCP_<NAME>_PORT);
  * - github: official server-github over stdio, `unconfigured` until GITHUB_PERSONAL_ACCESS_TOKEN is set.
  * Stdio servers run as `node <installed bin>`: no npx, nothing fetched at run time.
  */
@@ -52,7 +72,7 @@ export function defaultServerInputs(env: Env = process.env, cwd: string = proces
   const own = Object.entries(OWN_SERVER_PORTS).map(([name, port]): McpServerConfigInput => ({
     name,
     role: name as keyof typeof OWN_SERVER_PORTS,
-    transport: { kind: 'http', url: `http://${host}:${port}/mcp` },
+    transport: { kind: 'http', url: `http://${host}:${ownServerPort(name, port, env)}/mcp` },
   }));
   return [
     {
@@ -69,7 +89,10 @@ export function defaultServerInputs(env: Env = process.env, cwd: string = proces
     {
       name: 'database_writer',
       role: 'database',
-      transport: { kind: 'http', url: `http://${host}:${DATABASE_WRITER_PORT}/mcp` },
+      transport: {
+        kind: 'http',
+        url: `http://${host}:${ownServerPort('database_writer', DATABASE_WRITER_PORT, env)}/mcp`,
+      },
     },
     {
       name: 'github',

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseServerConfig } from './schema.js';
-import { describeServer, envPrefix, interpolate, mergeServer, unconfiguredReason } from './load.js';
+import { describeServer, envPrefix, interpolate, loadRegistry, mergeServer, unconfiguredReason } from './load.js';
 
 describe('MCP server config schema', () => {
   it('fills every policy block from defaults when only the essentials are given', () => {
@@ -83,6 +83,23 @@ describe('registry helpers', () => {
     const text = JSON.stringify(describeServer(c));
     assert.doesNotMatch(text, /s3cret|ghp_secret/);
     assert.match(text, /GITHUB_PERSONAL_ACCESS_TOKEN/); // the key is listed, the value is not
+  });
+
+  it("follows MCP_<NAME>_PORT to the project's own servers' new ports; MCP_<NAME>_URL still wins", () => {
+    const urlOf = (env: Record<string, string>, name: string) => {
+      const server = loadRegistry({ env, createDirs: false }).find((s) => s.name === name)!;
+      return server.transport.kind === 'http' ? server.transport.url : undefined;
+    };
+    assert.equal(urlOf({}, 'database'), 'http://127.0.0.1:5002/mcp');
+    assert.equal(urlOf({ MCP_DATABASE_PORT: '30112' }, 'database'), 'http://127.0.0.1:30112/mcp');
+    assert.equal(urlOf({ MCP_DATABASE_WRITER_PORT: '30117' }, 'database_writer'), 'http://127.0.0.1:30117/mcp');
+    assert.equal(urlOf({ MCP_DATABASE_PORT: '30112' }, 'database_writer'), 'http://127.0.0.1:5007/mcp');
+    assert.equal(
+      urlOf({ MCP_FETCH_PORT: '30114', MCP_FETCH_URL: 'http://10.0.0.5:5004/mcp' }, 'fetch'),
+      'http://10.0.0.5:5004/mcp',
+    );
+    for (const bad of ['0', '70000', '5002x', '-1'])
+      assert.throws(() => loadRegistry({ env: { MCP_ANALYTICS_PORT: bad }, createDirs: false }), /MCP_ANALYTICS_PORT/);
   });
 
   it('builds env override prefixes from names', () => {
