@@ -339,6 +339,7 @@ export class AutomationService {
     await this.schedules.pauseRevokedOwners(batch);
     await this.schedules.pauseMissingTargets(batch);
     await this.deliveries.giveUpRevoked();
+    await this.schedules.replanAfterClockStepBack(now);
     for (const id of await this.schedules.due(now, batch, this.failingSchedules(now.getTime()))) {
       let claimed: ClaimedFire | undefined;
       try {

@@ -130,6 +130,53 @@ export const DUE_SCHEDULES_SQL = `
    WHERE x.active AND NOT x.done AND NOT x.owner_revoked AND x.next_fire_at <= $1
    ORDER BY x.next_fire_at LIMIT $2`;
 
+/**
+ * What the clock-step check reads of a live schedule: SCHEDULE_SELECT's row with the definition's
+ * creation time and first planned fire (a one-shot's delay is their difference).
+ */
+const REPLAN_SELECT = `
+  SELECT x.*, d.created_at, d.next_fire_at AS planned_fire_at
+    FROM (${SCHEDULE_SELECT} WHERE s.enabled AND NOT s.finished) x JOIN automation.schedules d ON d.id = x.id`;
+
+/**
+ * A step back of the wall clock smaller than this is not looked for: a schedule planned by it
+ * fires at most this late.
+ */
+export const CLOCK_STEP_BACK_MS = 1_000;
+
+/**
+ * Where a schedule planned by a clock that was ahead of `now` should fire instead, or undefined
+ * when its plan holds. A cron schedule: its next occurrence after `now`, when that comes before
+ * its planned fire (the plan was made after an occurrence and from a time at or after it, so an
+ * occurrence between now and the plan means the clock read later when it planned). A one-shot
+ * (`after`) created at a time still to come: its delay from now, when that comes before its
+ * planned fire. A cron whose next occurrence cannot be computed is left to the claim.
+ */
+export function replannedFire(
+  s: {
+    readonly cron: string | null;
+    readonly run_once: boolean;
+    readonly timezone: string;
+    readonly next_fire_at: Date;
+    readonly planned_fire_at: Date;
+    readonly created_at: Date;
+  },
+  now: Date,
+): Date | undefined {
+  let to: Date;
+  if (s.run_once || s.cron === null) {
+    if (s.created_at <= now) return undefined;
+    to = new Date(now.getTime() + Math.max(0, s.planned_fire_at.getTime() - s.created_at.getTime()));
+  } else {
+    try {
+      to = nextFireAfter(s.cron, s.timezone, now);
+    } catch {
+      return undefined;
+    }
+  }
+  return to < s.next_fire_at ? to : undefined;
+}
+
 function toSchedule(r: Record<string, unknown>): Schedule {
   return {
     id: r['id'] as string,
@@ -266,6 +313,11 @@ interface Candidate {
 
 export class Schedules {
   constructor(private readonly deps: SchedulesDeps) {}
+
+  /** The wall and monotonic time of the last tick that looked for a clock step (none yet: look at the first). */
+  private lastStepCheck: { readonly wallMs: number; readonly monotonicMs: number } | undefined;
+  /** A look for plans made by a clock that was ahead is owed (the first tick, a step back seen, a look left unfinished). */
+  private replanOwed = true;
 
   private command(command: ScheduleCommand, scope: string | undefined) {
     return this.deps.events.run(
@@ -527,6 +579,87 @@ export class Schedules {
       );
     if (uuidLike.test(ref)) throw new AppError('not_found', `no schedule named or with id "${ref}"`, { schedule: ref });
     return { name: ref, scope: actor };
+  }
+
+  /**
+   * After the wall clock stepped back (an NTP correction of a clock that ran fast), a fire planned
+   * by the fast clock is an absolute time that far ahead, and `due` would wait for the clock to
+   * get there: an every-minute schedule would skip every occurrence for the length of the step.
+   * Each tick measures the wall clock against the monotonic one; on the first tick, and when the
+   * wall clock went back by CLOCK_STEP_BACK_MS or more since the last, every live schedule whose
+   * plan lies too far ahead (replannedFire) is re-planned, once, under its row lock as a claim
+   * takes it, with a warning naming it. The occurrences already fired stay recorded: one coming
+   * due again is not sent again (the triggers' and the owed deliveries' occurrence keys). Returns
+   * how many it re-planned.
+   */
+  async replanAfterClockStepBack(now: Date): Promise<number> {
+    const monotonicMs = performance.now();
+    const last = this.lastStepCheck;
+    const steppedBackMs =
+      last === undefined ? undefined : monotonicMs - last.monotonicMs - (now.getTime() - last.wallMs);
+    this.lastStepCheck = { wallMs: now.getTime(), monotonicMs };
+    if (steppedBackMs !== undefined && steppedBackMs >= CLOCK_STEP_BACK_MS) this.replanOwed = true;
+    if (!this.replanOwed) return 0;
+    // Live cron schedules planned for later than now (at most AUTOMATION_MAX_SCHEDULES), and
+    // one-shots created later than now; read on the first tick and after a step only.
+    const r = await this.deps.pool.query<{ id: string } & Parameters<typeof replannedFire>[0]>(
+      `${REPLAN_SELECT} WHERE x.active AND NOT x.done AND NOT x.owner_revoked AND x.next_fire_at > $1
+          AND (CASE WHEN x.run_once OR x.cron IS NULL THEN d.created_at > $1 ELSE true END)`,
+      [now],
+    );
+    let replanned = 0;
+    let unfinished = false;
+    for (const row of r.rows) {
+      if (!replannedFire(row, now)) continue;
+      try {
+        const moved = await this.replan(row.id, now);
+        if (moved === 'locked') unfinished = true;
+        else if (moved) {
+          replanned++;
+          this.deps.logger.warn(
+            {
+              scheduleId: row.id,
+              schedule: moved.name,
+              plannedFireAt: moved.from.toISOString(),
+              nextFireAt: moved.to.toISOString(),
+              earlierByMs: moved.from.getTime() - moved.to.getTime(),
+              ...(steppedBackMs !== undefined ? { clockSteppedBackMs: Math.round(steppedBackMs) } : {}),
+            },
+            'the clock went back: schedule re-planned from now, its planned fire lay further ahead than its next occurrence',
+          );
+        }
+      } catch (err) {
+        unfinished = true;
+        this.deps.logger.warn({ err, scheduleId: row.id }, 'could not re-plan a schedule after a clock step back');
+      }
+    }
+    // Taken by a claim meanwhile, or failed: the next tick looks again.
+    this.replanOwed = unfinished;
+    return replanned;
+  }
+
+  /**
+   * Re-plan schedule `id` under its row lock, as claim() takes it (SKIP LOCKED, then its state
+   * read again in a second statement): the fire it had planned, the one it has now and its name,
+   * undefined when its plan holds after all, `locked` when another scheduler holds it.
+   */
+  private async replan(id: string, now: Date): Promise<{ name: string; from: Date; to: Date } | 'locked' | undefined> {
+    return withTransaction(this.deps.pool, async (c) => {
+      const locked = await c.query(`SELECT 1 FROM automation.schedules WHERE id = $1 FOR UPDATE SKIP LOCKED`, [id]);
+      if (locked.rowCount === 0) return 'locked';
+      const r = await c.query(`${REPLAN_SELECT} WHERE x.id = $1`, [id]);
+      const row = r.rows[0] as (Parameters<typeof replannedFire>[0] & Record<string, unknown>) | undefined;
+      if (!row || row['active'] !== true || row['done'] === true || row['owner_revoked'] === true) return undefined;
+      const to = replannedFire(row, now);
+      if (!to) return undefined;
+      // Under the definition's plan, keeping what was fired (counts, last fire).
+      await c.query(
+        `INSERT INTO automation.schedule_runs (schedule_id, plan_revision, next_fire_at, done, last_fired_at, fire_count) VALUES ($1,$2,$3,false,NULL,0)
+         ON CONFLICT (schedule_id) DO UPDATE SET plan_revision = excluded.plan_revision, next_fire_at = excluded.next_fire_at, done = false`,
+        [id, row['plan_revision'], to],
+      );
+      return { name: row['name'] as string, from: row.next_fire_at, to };
+    });
   }
 
   /** Ids of the schedules due at `now`, oldest first (none whose owner's key was revoked). */
