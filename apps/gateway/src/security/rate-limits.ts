@@ -1,21 +1,16 @@
 import type { Pool } from 'pg';
-import {
-  RateLimiterMemory,
-  RateLimiterPostgres,
-  RateLimiterRes,
-  RLWrapperTimeouts,
-  type RateLimiterAbstract,
-} from 'rate-limiter-flexible';
+import { RateLimiterMemory, RateLimiterRes, RLWrapperTimeouts, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { createPgPool, logAtMostEvery, type Logger } from '@switchyard/platform';
 import type { Limit, ResolvedSecurityOptions } from './options.js';
+import { DatabaseClockRateLimiterPostgres } from './rate-limit-store.js';
 
 /** The limiter's table: one row per bucket (`ip:<addr>`, `key:<id>`, `authfail:<addr>|<id>`), as RateLimiterPostgres reads and writes it. */
 export const RATE_LIMIT_TABLE = { schema: 'gateway', table: 'rate_limits' } as const;
 
 /**
  * Made by the owner's migration phase (the gateway's own role may not run DDL), or by the
- * gateway at start on a pool that may. `expire` is epoch ms; the index serves the limiter's
- * periodic `DELETE ... WHERE expire < $1`.
+ * gateway at start on a pool that may. `expire` is epoch ms on PostgreSQL's clock; the index
+ * serves the limiter's periodic `DELETE ... WHERE expire < ...`.
  */
 export const RATE_LIMIT_SCHEMA_SQL = `
 create schema if not exists gateway;
@@ -75,7 +70,10 @@ type Limiter = RateLimiterAbstract | RLWrapperTimeouts | LocalThenShared;
  * a PostgreSQL crash costs nothing), and a stuck table cannot take the connections the
  * requests need. When the store does not answer within `storeTimeoutMs` (down, locked, pool
  * exhausted) the in-memory limiter with the same limits answers instead (rate-limiter-flexible's
- * `insuranceLimiter`): the gateway keeps limiting, per process, until the store is back.
+ * `insuranceLimiter`): the gateway keeps limiting, per process, until the store is back. The
+ * windows run on PostgreSQL's clock, and one whose expiry lies more than a window ahead (the
+ * clock stepped back) starts again (DatabaseClockRateLimiterPostgres): whatever a gateway's clock
+ * does, stepped or wrong, a refused key waits at most one window.
  *
  * `store: 'memory'`: per-process counters only (one gateway, or limits meant per instance).
  */
@@ -145,12 +143,11 @@ export class RateLimits {
       new LocalThenShared(memory(l, keyPrefix), storeWithInsurance(l, keyPrefix));
     const storeWithInsurance = (l: Limit, keyPrefix: string) =>
       new RLWrapperTimeouts({
-        limiter: new RateLimiterPostgres({
+        // The table is made by the migrations (the gateway's role may not run DDL).
+        limiter: new DatabaseClockRateLimiterPostgres({
           storeClient,
-          storeType: 'pool',
           schemaName: RATE_LIMIT_TABLE.schema,
           tableName: RATE_LIMIT_TABLE.table,
-          tableCreated: true, // made by the migrations (the gateway's role may not run DDL)
           keyPrefix,
           points: l.points,
           duration: l.durationSec,
@@ -177,12 +174,16 @@ export class RateLimits {
   }
 
   private static async take(limiter: Limiter, limit: Limit, key: string, points = 1): Promise<LimitOutcome> {
+    // The in-memory counters end on a timer (one window) but report their end from Date.now():
+    // after a step back of the clock they would name a reset that far away.
+    const windowMs = limit.durationSec * 1000;
     try {
       const res = await limiter.consume(key, points);
-      return { allowed: true, limit: limit.points, remaining: res.remainingPoints, msBeforeNext: res.msBeforeNext };
+      const msBeforeNext = Math.min(res.msBeforeNext, windowMs);
+      return { allowed: true, limit: limit.points, remaining: res.remainingPoints, msBeforeNext };
     } catch (e) {
       if (e instanceof RateLimiterRes)
-        return { allowed: false, limit: limit.points, remaining: 0, msBeforeNext: e.msBeforeNext };
+        return { allowed: false, limit: limit.points, remaining: 0, msBeforeNext: Math.min(e.msBeforeNext, windowMs) };
       throw e;
     }
   }
