@@ -34,9 +34,15 @@ import {
   evolveHealth,
   healthPolicySchema,
   initialServiceHealth,
+  type HealthEvent,
   type ServiceHealth,
 } from './domain/health.js';
-import { availabilityReport, type AvailabilityWindow, type WindowAvailability } from './domain/availability.js';
+import {
+  availabilityReport,
+  unprobedGap,
+  type AvailabilityWindow,
+  type WindowAvailability,
+} from './domain/availability.js';
 import { computeTrend, type Trend } from './domain/trends.js';
 import { matcherRegexProblem, trendWindows } from '@switchyard/contracts';
 import {
@@ -54,7 +60,7 @@ import { Sampler, type Sample, type SamplerOptions } from './sampler.js';
 import { MonitoringStore, defaultRetention, type AlertRow, type Resolution, type ServiceRow } from './store.js';
 import { runProbe, type Probe, type ProbeResult } from './probes.js';
 import { PrometheusExporter } from './prometheus.js';
-import { timerAt, type Timer } from './timers.js';
+import { systemClock, timerAfter, type Timer, type TimerClock } from './timers.js';
 import { MONITOR_ACTOR, actorOf, streamOf, type MonitorEvent, type MonitorEventRecord } from './events.js';
 import { MONITOR_PROJECTIONS_SCHEMA, monitorProjectionNames, monitorProjections } from './projections.js';
 
@@ -92,6 +98,13 @@ export const monitorSettingsSchema = z.object({
    * gone before the monitor restarted) is retired this long after the start: it leaves the report.
    */
   retireUnprobedAfterMs: z.number().int().positive().default(120_000),
+  /**
+   * A service whose last probe is older than this makes the health report degraded (the monitor's
+   * data is stale), and two probes of a service further apart than this leave the time between them
+   * unmonitored (a suspended host, a stalled monitor, a step of the clock: nobody looked). Default:
+   * three probe intervals plus the probe timeout, at least 30 s (see probeGapMsOf).
+   */
+  probeGapMs: z.number().int().positive().optional(),
   // Stored rules may predate the id grammar and the `for_ms` bound: they still run (input is checked at PUT).
   rules: z.array(storedAlertRuleSchema).default(() => defaultAlertRules.map((r) => ({ ...r }))),
 });
@@ -124,6 +137,25 @@ export interface MonitorOptions {
   readonly sampler?: Sampler | SamplerOptions;
   readonly settings?: z.input<typeof monitorSettingsSchema>;
   readonly correlationId?: string;
+  /**
+   * The wall clock (event times, windows) and the monotonic clock with its timers (every loop and
+   * deadline waits by it, so a step of the wall clock never holds them). Default: the system's.
+   */
+  readonly clock?: TimerClock;
+}
+
+/** How long a service may go without a probe before its data is stale (settings.probeGapMs). */
+export function probeGapMsOf(s: Pick<MonitorSettings, 'probeGapMs' | 'probeIntervalMs' | 'probeTimeoutMs'>): number {
+  return s.probeGapMs ?? Math.max(30_000, 3 * s.probeIntervalMs + s.probeTimeoutMs);
+}
+
+/** A probed service whose last probe is older than probeGapMs: the report about it is out of date. */
+export interface StaleProbe {
+  readonly service: string;
+  /** Its last probe of this run (epoch ms), null when none has finished since the monitor started. */
+  readonly lastProbeAt: number | null;
+  /** How long since that probe (or since the start), by the monotonic clock. */
+  readonly ageMs: number;
 }
 
 export interface HealthReport {
@@ -136,6 +168,8 @@ export interface HealthReport {
     readonly disks: readonly { mount: string; usedPercent: number }[];
   };
   readonly alerts: { readonly firing: number; readonly pending: number };
+  /** Services this run probes that have gone without a probe for longer than probeGapMs. */
+  readonly stale: readonly StaleProbe[];
 }
 
 export { trendWindows };
@@ -147,12 +181,18 @@ export interface SeriesTrend extends Trend {
   readonly labels: Labels;
 }
 
+/**
+ * A silence to add: from `startsAt` (default: when the monitor takes it) until `endsAt`, or for
+ * `durationMs` from its start. A duration is measured from the monitor's clock, so a silence made
+ * through a gateway whose clock is off still starts now.
+ */
 export interface NewSilence {
   readonly matchers: readonly Matcher[];
   readonly createdBy: string;
   readonly comment: string;
   readonly startsAt?: number;
-  readonly endsAt: number;
+  readonly endsAt?: number;
+  readonly durationMs?: number;
 }
 
 const matcherSchema = z
@@ -166,13 +206,19 @@ const matcherSchema = z
     const problem = m.isRegex ? matcherRegexProblem(m.value) : null;
     if (problem) ctx.addIssue({ code: 'custom', path: ['value'], message: problem });
   });
-const newSilenceSchema = z.object({
-  matchers: z.array(matcherSchema).min(1),
-  createdBy: z.string().min(1),
-  comment: z.string(),
-  startsAt: z.number().int().optional(),
-  endsAt: z.number().int(),
-});
+const newSilenceSchema = z
+  .object({
+    matchers: z.array(matcherSchema).min(1),
+    createdBy: z.string().min(1),
+    comment: z.string(),
+    startsAt: z.number().int().optional(),
+    endsAt: z.number().int().optional(),
+    durationMs: z.number().int().positive().optional(),
+  })
+  .refine((s) => (s.endsAt === undefined) !== (s.durationMs === undefined), {
+    message: 'give exactly one of endsAt or durationMs',
+    path: ['endsAt'],
+  });
 
 /** What a commit appended (in order), where, and the append failure that stopped it, if any. */
 interface Committed {
@@ -247,9 +293,15 @@ export class Monitor {
   private projectionsStopped = false;
   /** When start() began probing (epoch ms): what a gap of the previous run ends at. */
   private startedAt: number | null = null;
+  /** Each service's last probe outcome of this run, by both clocks (probe gaps and staleness). */
+  private readonly lastProbes = new Map<string, { wall: number; monotonic: number }>();
+  /** When this run began probing each service (monotonic): its age until a first probe finishes. */
+  private readonly probingSince = new Map<string, number>();
+  private readonly clock: TimerClock;
 
   constructor(private readonly opts: MonitorOptions) {
     this.settings = monitorSettingsSchema.parse(opts.settings ?? {});
+    this.clock = opts.clock ?? systemClock;
     if (!opts.pool && !opts.databaseUrl) throw new AppError('validation', 'Monitor needs databaseUrl or pool');
     this.ownsPool = !opts.pool;
     this.pool = opts.pool
@@ -316,7 +368,10 @@ export class Monitor {
   /** init(), then run sampling, probes and maintenance on their intervals until stop(). */
   async start(): Promise<void> {
     await this.init();
-    this.startedAt = Date.now();
+    this.startedAt = this.clock.now();
+    // A previous run's last probes are the restart's gap (markUnmonitored), not this run's.
+    this.lastProbes.clear();
+    this.probingSince.clear();
     await this.markUnmonitored(this.startedAt);
     this.running = true;
     const s = this.settings;
@@ -325,7 +380,7 @@ export class Monitor {
     this.loop('maintenance', s.maintenanceIntervalMs, () => this.maintain(), s.maintenanceIntervalMs);
     const retireAt = this.startedAt + s.retireUnprobedAfterMs;
     this.after(s.retireUnprobedAfterMs, () => {
-      void this.retireUnprobed(Math.max(Date.now(), retireAt)).catch((err: unknown) =>
+      void this.retireUnprobed(Math.max(this.clock.now(), retireAt)).catch((err: unknown) =>
         this.log.error({ err }, 'retiring unprobed services failed'),
       );
     });
@@ -389,8 +444,10 @@ export class Monitor {
    * availability history ends at its last probe), e.g. an agent instance no longer registered.
    * Its active alerts are resolved, since nothing would resolve them later.
    */
-  async removeProbe(service: string, reason: string, at = Date.now()): Promise<void> {
+  async removeProbe(service: string, reason: string, at = this.clock.now()): Promise<void> {
     for (let i = this.probes.length - 1; i >= 0; i--) if (this.probes[i]!.service === service) this.probes.splice(i, 1);
+    this.lastProbes.delete(service);
+    this.probingSince.delete(service);
     const row = (await this.store.listServices()).find((r) => r.service === service);
     if (row) await this.retire(row, reason, at);
   }
@@ -436,7 +493,7 @@ export class Monitor {
   }
 
   /** Retire every service of the read model that no probe of this run covers (see retireUnprobedAfterMs). */
-  async retireUnprobed(now = Date.now()): Promise<string[]> {
+  async retireUnprobed(now = this.clock.now()): Promise<string[]> {
     if (this.startedAt === null || now - this.startedAt < this.settings.retireUnprobedAfterMs) return [];
     const probed = new Set(this.probes.map((p) => p.service));
     const gone = (await this.store.listServices()).filter((r) => !probed.has(r.service));
@@ -493,12 +550,16 @@ export class Monitor {
     this.sampler.watchProcess(pid, name);
   }
 
-  /** Run `fn` in `ms` (any length: see timerAt); stop() cancels it. */
+  /** Run `fn` in `ms` by the monotonic clock (any length: see timerAfter); stop() cancels it. */
   private after(ms: number, fn: () => void): Timer {
-    const t = timerAt(Date.now() + Math.max(0, ms), () => {
-      this.timers.delete(t);
-      fn();
-    });
+    const t = timerAfter(
+      Math.max(0, ms),
+      () => {
+        this.timers.delete(t);
+        fn();
+      },
+      this.clock,
+    );
     this.timers.add(t);
     return t;
   }
@@ -529,9 +590,11 @@ export class Monitor {
    */
   private probeLoop(p: Probe): void {
     const every = this.settings.probeIntervalMs;
+    if (!this.probingSince.has(p.service)) this.probingSince.set(p.service, this.clock.monotonicNow());
     const tick = () => {
       if (!this.running || !this.probes.includes(p)) return;
-      const started = Date.now();
+      // By the monotonic clock: a step of the wall clock during the probe must not move the next one.
+      const started = this.clock.monotonicNow();
       const run = this.probeService(p)
         .catch((err) =>
           this.logFailure(`probe:${p.service}`, (held) =>
@@ -540,7 +603,7 @@ export class Monitor {
         )
         .finally(() => {
           this.inFlight.delete(run);
-          if (this.running) this.after(started + every - Date.now(), tick);
+          if (this.running) this.after(started + every - this.clock.monotonicNow(), tick);
         });
       this.inFlight.add(run);
     };
@@ -561,7 +624,7 @@ export class Monitor {
   // ---------- rounds ----------
 
   /** One sampler round: collect, store, evaluate the rules. Returns the samples. */
-  async sampleOnce(now = Date.now()): Promise<Sample[]> {
+  async sampleOnce(now = this.clock.now()): Promise<Sample[]> {
     const samples = await this.sampler.collect(now);
     await this.ingest(samples);
     return samples;
@@ -597,12 +660,13 @@ export class Monitor {
       )
       // +1: a `>` threshold is passed only once strictly more time has gone by.
       .map((r) => r.threshold + 1);
-    const sentAt = Date.now();
+    const sentAt = this.clock.now();
+    const sentMonotonic = this.clock.monotonicNow();
     const r = await runProbe(p, this.settings.probeTimeoutMs, {
       marks,
       onMark: (elapsedMs) => {
         // Evaluated, not stored: the latency series holds answers; this is a lower bound while waiting.
-        this.evaluate([{ metric: metricNames.probeResponseMs, labels, ts: Date.now(), value: elapsedMs }]).catch(
+        this.evaluate([{ metric: metricNames.probeResponseMs, labels, ts: this.clock.now(), value: elapsedMs }]).catch(
           (err: unknown) =>
             this.logFailure(`waiting:${p.service}`, (held) =>
               this.log.error({ err, service: p.service, heldBack: held }, 'evaluating a probe still waiting failed'),
@@ -610,7 +674,8 @@ export class Monitor {
         );
       },
     });
-    const at = Date.now();
+    const at = this.clock.now();
+    const atMonotonic = this.clock.monotonicNow();
     // A good answer shows the service up when it came; a failed probe failed from when it went out
     // (a timed-out one got no answer all along), so its `probe_up` 0, which the unavailability
     // rule counts its `for` from, dates from then.
@@ -626,9 +691,12 @@ export class Monitor {
         metadata: this.meta(at),
       } as const;
       if (!this.probes.includes(p)) return nothingCommitted;
-      const state = this.health.get(p.service) ?? initialServiceHealth;
+      const before = this.health.get(p.service) ?? initialServiceHealth;
+      const evs: HealthEvent[] = this.markProbeGap(p, { wall: sentAt, monotonic: sentMonotonic }, before);
+      const state = evs.reduce(evolveHealth, before);
+      this.lastProbes.set(p.service, { wall: at, monotonic: atMonotonic });
       firstVerdict = state.status === 'unknown';
-      const evs = decideHealth(cmd, state);
+      evs.push(...decideHealth(cmd, state));
       // The last probe's outcome is telemetry (it changes every probe), not an event.
       await this.store.recordProbe(p.service, p.kind, r, at);
       return this.commit(evs);
@@ -653,8 +721,55 @@ export class Monitor {
     return r;
   }
 
+  /**
+   * Nobody looked at the service between its previous probe of this run and this one when they are
+   * further apart than probeGapMs (the host was suspended, the monitor stalled, or the wall clock
+   * stepped forward): that time becomes unmonitored, as the time before a restart does, instead of
+   * an open `up` interval bridging it. It counts as unknown whatever the service: the monitor ran,
+   * so nothing says the service did not. Runs inside the queue; returns the events to commit.
+   */
+  private markProbeGap(p: Probe, sent: { wall: number; monotonic: number }, state: ServiceHealth): HealthEvent[] {
+    const previous = this.lastProbes.get(p.service);
+    const gap = previous ? unprobedGap(previous, sent, probeGapMsOf(this.settings)) : null;
+    if (!gap) return [];
+    const evs = decideHealth(
+      {
+        type: 'MarkUnmonitored',
+        data: { service: p.service, kind: p.kind, from: gap.from, to: gap.to, countsAs: 'unknown' },
+        metadata: this.meta(sent.wall),
+      },
+      state,
+    );
+    if (evs.length)
+      this.log.warn(
+        {
+          service: p.service,
+          from: new Date(gap.from).toISOString(),
+          wallGapMs: gap.to - gap.from,
+          monotonicGapMs: Math.round(sent.monotonic - previous!.monotonic),
+        },
+        'no probe of the service for longer than the probe gap (a suspend, a stall or a clock step): that time is unmonitored',
+      );
+    return evs;
+  }
+
+  /** Services this run probes whose last probe (or start of probing) is older than probeGapMs, by the monotonic clock. */
+  staleProbes(): StaleProbe[] {
+    if (!this.running) return [];
+    const limit = probeGapMsOf(this.settings);
+    const now = this.clock.monotonicNow();
+    const out: StaleProbe[] = [];
+    for (const service of new Set(this.probes.map((p) => p.service))) {
+      const last = this.lastProbes.get(service);
+      const since = last?.monotonic ?? this.probingSince.get(service);
+      if (since === undefined || now - since <= limit) continue;
+      out.push({ service, lastProbeAt: last?.wall ?? null, ageMs: Math.round(now - since) });
+    }
+    return out;
+  }
+
   /** Finalise rollup p95s, apply retention, expire due silences, retire services nothing probes. */
-  async maintain(now = Date.now()): Promise<void> {
+  async maintain(now = this.clock.now()): Promise<void> {
     const { retention } = this.settings;
     const p95 = await this.store.finalizeRollups(now, retention.rawMs);
     const deleted = await this.store.applyRetention(now, retention);
@@ -834,7 +949,7 @@ export class Monitor {
     }
     if (due === undefined || alert?.status !== 'pending') return;
     const pendingSince = alert.pendingSince;
-    const t = this.after(due - Date.now(), () => {
+    const t = this.after(due - this.clock.now(), () => {
       if (this.deadlines.get(fp) === t) this.deadlines.delete(fp);
       this.evaluateAtDeadline(fp, pendingSince);
     });
@@ -855,7 +970,7 @@ export class Monitor {
           {
             type: 'EvaluateSample',
             data: { rule, labels: last.labels, value: last.value, observedSince: this.startedAt ?? undefined },
-            metadata: this.meta(Date.now()),
+            metadata: this.meta(this.clock.now()),
           },
           this.alerting,
         ),
@@ -911,7 +1026,7 @@ export class Monitor {
    * and fire it again (same id) before the answer is read: the answer is then the instance this
    * resolve ended, not the new one.
    */
-  async resolveAlert(id: string, actor: string, reason: string, at = Date.now()): Promise<AlertRow> {
+  async resolveAlert(id: string, actor: string, reason: string, at = this.clock.now()): Promise<AlertRow> {
     const [before] = await this.store.listAlerts({ id });
     const events = await this.command({
       type: 'ResolveManually',
@@ -934,15 +1049,18 @@ export class Monitor {
   }
 
   /** Add a silence; alerts it matches stop notifying until it ends. */
-  async addSilence(input: NewSilence, at = Date.now()): Promise<Silence> {
+  async addSilence(input: NewSilence, at = this.clock.now()): Promise<Silence> {
     const parsed = newSilenceSchema.safeParse(input);
     if (!parsed.success) throw new AppError('validation', 'invalid silence', { issues: parsed.error.issues });
-    const silence: Silence = { id: newId(), ...parsed.data, startsAt: parsed.data.startsAt ?? at };
+    const { durationMs, startsAt: asked, endsAt, ...rest } = parsed.data;
+    // One clock for every silence: a duration starts by the monitor's, whatever clock the caller had.
+    const startsAt = asked ?? at;
+    const silence: Silence = { id: newId(), ...rest, startsAt, endsAt: endsAt ?? startsAt + durationMs! };
     await this.command({ type: 'AddSilence', data: { silence }, metadata: this.meta(at) });
     return silence;
   }
 
-  async expireSilence(id: string, actor: string, at = Date.now()): Promise<void> {
+  async expireSilence(id: string, actor: string, at = this.clock.now()): Promise<void> {
     await this.command({ type: 'ExpireSilence', data: { silenceId: id, actor }, metadata: this.meta(at) });
   }
 
@@ -958,13 +1076,16 @@ export class Monitor {
   }
 
   /** Overall status (worst service), each service, the latest system figures and alert counts. */
-  async getHealthReport(now = Date.now()): Promise<HealthReport> {
+  async getHealthReport(now = this.clock.now()): Promise<HealthReport> {
     const services = await this.store.listServices();
+    const stale = this.staleProbes();
     const rank = { unknown: 0, up: 1, degraded: 2, down: 3 } as const;
-    const status = services.reduce<ServiceHealth['status']>(
+    const worst = services.reduce<ServiceHealth['status']>(
       (w, s) => (rank[s.status] > rank[w] ? s.status : w),
       services.length ? 'up' : 'unknown',
     );
+    // Rows nobody has refreshed for a while say nothing about now: a frozen monitor must not look healthy.
+    const status = stale.length && rank[worst] < rank.degraded ? 'degraded' : worst;
     const latest = await this.store.latest(
       [metricNames.cpuPercent, metricNames.memoryPercent, metricNames.diskPercent],
       now,
@@ -988,6 +1109,7 @@ export class Monitor {
         firing: active.filter((a) => a.status === 'firing').length,
         pending: active.filter((a) => a.status === 'pending').length,
       },
+      stale,
     };
   }
 
@@ -1006,7 +1128,7 @@ export class Monitor {
         window,
         allowed: Object.keys(trendWindows),
       });
-    const now = opts.now ?? Date.now();
+    const now = opts.now ?? this.clock.now();
     const series = await this.store.rollups(metric, w.resolution, now - w.ms, opts.labels);
     const limit = opts.limit ?? (percentMetrics.has(metric) ? 100 : undefined);
     return series.map((s) => ({ labels: s.labels, ...computeTrend(s.buckets, limit === undefined ? {} : { limit }) }));
@@ -1017,7 +1139,7 @@ export class Monitor {
     service: string,
     opts: { now?: number; slaTargetPercent?: number } = {},
   ): Promise<{ service: string; windows: Record<AvailabilityWindow, WindowAvailability> }> {
-    const now = opts.now ?? Date.now();
+    const now = opts.now ?? this.clock.now();
     const intervals = await this.store.serviceIntervals(service, now - 2_592_000_000);
     if (intervals.length === 0 && !(await this.store.listServices()).some((s) => s.service === service)) {
       throw new AppError('not_found', `service ${service} is not monitored`, { service });

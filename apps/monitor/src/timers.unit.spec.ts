@@ -1,17 +1,24 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { MAX_TIMER_DELAY_MS, timerAt, type TimerClock } from './timers.js';
+import { MAX_TIMER_DELAY_MS, timerAfter, timerAt, type TimerClock } from './timers.js';
 
 const DAY = 86_400_000;
+const HOUR = 3_600_000;
 
-/** A clock whose time moves only when the spec says; records every delay asked for. */
+/**
+ * A clock whose time moves only when the spec says; records every delay asked for. `now` is the
+ * monotonic time (what timers run by); the wall clock is it plus an offset `stepWall` moves, as an
+ * NTP step or a resume moves the wall clock and not the monotonic one.
+ */
 function fakeClock(start = 0) {
   let now = start;
+  let wallOffset = 0;
   let seq = 0;
   const pending = new Map<number, { at: number; fn: () => void }>();
   const delays: number[] = [];
   const clock: TimerClock = {
-    now: () => now,
+    now: () => now + wallOffset,
+    monotonicNow: () => now,
     setTimeout(fn, ms) {
       delays.push(ms);
       const id = ++seq;
@@ -34,7 +41,10 @@ function fakeClock(start = 0) {
     }
     now = to;
   };
-  return { clock, advance, delays, pending, now: () => now };
+  const stepWall = (byMs: number) => {
+    wallOffset += byMs;
+  };
+  return { clock, advance, delays, pending, now: () => now, stepWall };
 }
 
 describe('timerAt', () => {
@@ -91,5 +101,38 @@ describe('timerAt', () => {
     c.advance(60 * DAY);
     assert.equal(ran, 0);
     assert.equal(c.pending.size, 0, 'no timer left armed');
+  });
+
+  it('a step back of the wall clock does not delay it: it runs when its delay has passed', () => {
+    const c = fakeClock(1_000);
+    const ran: number[] = [];
+    timerAt(c.clock.now() + 10_000, () => ran.push(c.now()), c.clock);
+    c.advance(4_000);
+    c.stepWall(-2 * HOUR);
+    c.advance(1_000 + 10_000 + 5);
+    assert.deepEqual(ran, [11_000], 'ran 10 s after it was armed, not 2 h later');
+    assert.equal(c.pending.size, 0);
+  });
+
+  it('a step back before the first chunk ends, on a delay longer than one timer, still costs nothing', () => {
+    const c = fakeClock();
+    const ran: number[] = [];
+    timerAfter(30 * DAY, () => ran.push(c.now()), c.clock);
+    c.stepWall(-7 * DAY);
+    c.advance(30 * DAY);
+    assert.deepEqual(ran, [30 * DAY]);
+    assert.ok(c.delays.every((d) => d >= 0 && d <= MAX_TIMER_DELAY_MS));
+  });
+
+  it('a step forward of the wall clock does not bring it forward (an alert `for` is not cut short)', () => {
+    const c = fakeClock();
+    const ran: number[] = [];
+    const t = timerAfter(60_000, () => ran.push(c.now()), c.clock);
+    c.stepWall(2 * HOUR);
+    c.advance(59_999);
+    assert.deepEqual(ran, []);
+    c.advance(60_000);
+    assert.deepEqual(ran, [60_000]);
+    assert.equal(t.due, 60_000, 'the wall time it was asked for, as it read when armed');
   });
 });

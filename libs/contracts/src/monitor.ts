@@ -165,13 +165,24 @@ export const silenceMatchersSchema = z
       if (problem) ctx.addIssue({ code: 'custom', path: [i, 'value'], message: problem });
     });
   });
-export const addSilenceRequest = z.object({
-  matchers: silenceMatchersSchema,
-  createdBy: z.string().min(1).max(200),
-  comment: z.string().max(2_000).default(''),
-  startsAt: z.number().int().optional(),
-  endsAt: z.number().int(),
-});
+/**
+ * Add a silence: from `startsAt` (default: when the monitor takes it) until `endsAt`, or for
+ * `durationMs` from that start. A duration lets the monitor start it by its own clock, so a caller
+ * whose clock is off (a gateway an hour ahead) does not make it start late.
+ */
+export const addSilenceRequest = z
+  .object({
+    matchers: silenceMatchersSchema,
+    createdBy: z.string().min(1).max(200),
+    comment: z.string().max(2_000).default(''),
+    startsAt: z.number().int().optional(),
+    endsAt: z.number().int().optional(),
+    durationMs: z.number().int().positive().optional(),
+  })
+  .refine((s) => (s.endsAt === undefined) !== (s.durationMs === undefined), {
+    message: 'give exactly one of endsAt or durationMs',
+    path: ['endsAt'],
+  });
 /** End a silence now (an ExpireSilence command); alerts it held are notified again unless another silence matches them. */
 export const removeSilenceRequest = z.object({ id: z.string().min(1).max(64), actor: z.string().min(1).max(200) });
 export const silencesRequest = empty;

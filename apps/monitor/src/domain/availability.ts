@@ -16,12 +16,16 @@ import type { HealthEvent, ServiceStatus } from './health.js';
  * outlived the monitor (only the monitor's unit restarted, for a few seconds) is counted down for
  * that time, never up for a time nobody looked. `unmonitoredMs` says how much of the window was
  * such a gap, whichever way it counted.
+ *
+ * The same holds while the monitor runs: two probes of a service much further apart than the probe
+ * interval (a suspended host, a stalled monitor, a step of the wall clock: see unprobedGap) leave
+ * the time between them unmonitored, counted `unknown`, instead of up.
  */
 export interface StatusInterval {
   readonly status: ServiceStatus;
   readonly start: number; // epoch ms
   readonly end: number | null; // null = still open (ends at `now`)
-  /** The monitor was not running (a gap of ServiceUnmonitored): `down` or `unknown` by its verdict. */
+  /** Nobody probed (the monitor was not running, or its probes were too far apart: ServiceUnmonitored): `down` or `unknown` by its verdict. */
   readonly unmonitored?: boolean;
 }
 
@@ -38,7 +42,7 @@ export interface WindowAvailability {
   readonly downMs: number;
   /** Time in the window nothing knew the service's status (a gap counted unknown): not in `observedMs`. */
   readonly unknownMs: number;
-  /** Time in the window the monitor was not running, counted as down or unknown (see the header). */
+  /** Time in the window nobody probed (the monitor not running, or a probe gap), counted as down or unknown (see the header). */
   readonly unmonitoredMs: number;
   /** Percentage 0..100, or null when nothing was observed in the window. */
   readonly uptimePercent: number | null;
@@ -190,4 +194,29 @@ export function availabilityReport(
     out[name] = availabilityOver(intervals, name, ms, opts);
   }
   return out;
+}
+
+/** A moment by the wall clock (epoch ms) and by the monotonic clock (ms, any origin). */
+export interface ProbeInstant {
+  readonly wall: number;
+  readonly monotonic: number;
+}
+
+/**
+ * The time nobody looked at a service between its previous probe outcome and its next probe, when
+ * they are more than `maxGapMs` apart on either clock: the wall clock alone sees a suspend or a step
+ * forward (the monotonic clock stands still through both), the monotonic clock alone a stalled
+ * monitor whose wall clock was also set back. Null when they are close enough, or when the wall
+ * clock went back (no wall time lies between them to mark).
+ */
+export function unprobedGap(
+  previous: ProbeInstant,
+  next: ProbeInstant,
+  maxGapMs: number,
+): { from: number; to: number } | null {
+  const wallGap = next.wall - previous.wall;
+  const monotonicGap = next.monotonic - previous.monotonic;
+  if (wallGap <= maxGapMs && monotonicGap <= maxGapMs) return null;
+  if (wallGap <= 0) return null;
+  return { from: previous.wall, to: next.wall };
 }

@@ -1,6 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { availabilityOver, availabilityReport, statusIntervals, type StatusInterval } from './availability.js';
+import {
+  availabilityOver,
+  availabilityReport,
+  statusIntervals,
+  unprobedGap,
+  type StatusInterval,
+} from './availability.js';
 import type { HealthEvent } from './health.js';
 
 const H = 3_600_000;
@@ -122,5 +128,53 @@ describe('availability across a time the monitor was not running', () => {
     const a = availabilityOver(ivs, '1h', H, { now: 1_000 * S });
     assert.equal(a.observedMs, 100 * S);
     assert.equal(a.downMs, 0);
+  });
+});
+
+describe('a gap between two probes of a running monitor', () => {
+  const S = 1_000;
+  const limit = 30 * S;
+  const at = (wall: number, monotonic: number) => ({ wall, monotonic });
+  it('probes a few intervals apart on both clocks: no gap', () => {
+    assert.equal(unprobedGap(at(1_000 * S, 50 * S), at(1_005 * S, 55 * S), limit), null);
+    assert.equal(unprobedGap(at(1_000 * S, 50 * S), at(1_030 * S, 80 * S), limit), null);
+  });
+  it('the wall clock jumped two hours (a suspend, a step forward): those two hours nobody looked', () => {
+    assert.deepEqual(unprobedGap(at(1_000 * S, 50 * S), at(1_000 * S + 2 * H, 55 * S), limit), {
+      from: 1_000 * S,
+      to: 1_000 * S + 2 * H,
+    });
+  });
+  it('the monitor stalled seven minutes (both clocks agree): those seven minutes', () => {
+    assert.deepEqual(unprobedGap(at(1_000 * S, 50 * S), at(1_420 * S, 470 * S), limit), {
+      from: 1_000 * S,
+      to: 1_420 * S,
+    });
+  });
+  it('a step back: no wall time between them to mark', () => {
+    assert.equal(unprobedGap(at(1_000 * S, 50 * S), at(1_000 * S - 2 * H, 55 * S), limit), null);
+    assert.equal(unprobedGap(at(1_000 * S, 50 * S), at(1_000 * S - 2 * H, 600 * S), limit), null);
+  });
+  it('such a gap, recorded as ServiceUnmonitored (unknown), is not up time', () => {
+    const meta = (t: number) => ({ at: t });
+    const base = { service: 's', responseMs: 3, error: null };
+    const gap = unprobedGap(at(100 * S, 100 * S), at(100 * S + 2 * H, 105 * S), limit)!;
+    const events: HealthEvent[] = [
+      { type: 'ServiceRecovered', data: { ...base, previous: 'unknown' }, metadata: meta(0) },
+      {
+        type: 'ServiceUnmonitored',
+        data: { service: 's', previous: 'up', ...gap, countsAs: 'unknown' },
+        metadata: meta(gap.to),
+      },
+      { type: 'ServiceRecovered', data: { ...base, previous: 'unknown' }, metadata: meta(gap.to + 10) },
+    ];
+    const now = gap.to + 60 * S;
+    const a = availabilityOver(statusIntervals(events), '1h', H, { now });
+    assert.equal(a.observedMs, 60 * S - 10, 'only the time since the first probe after the gap');
+    assert.equal(a.unknownMs, H - 60 * S + 10);
+    assert.equal(a.unmonitoredMs, H - 60 * S + 10);
+    assert.equal(a.uptimePercent, 100);
+    const day = availabilityOver(statusIntervals(events), '24h', 24 * H, { now });
+    assert.equal(day.observedMs, 100 * S + 60 * S - 10, 'the two hours are not observed');
   });
 });

@@ -1,4 +1,4 @@
-import type { HealthReport } from '../monitor.js';
+import type { HealthReport, StaleProbe } from '../monitor.js';
 import type { AlertRow } from '../store.js';
 import type { HealthReportReply } from '@switchyard/contracts';
 
@@ -8,7 +8,8 @@ export const ESSENTIAL_SERVICES: ReadonlySet<string> = new Set(['postgres', 'nat
 /**
  * The overall verdict (pure):
  * - unhealthy: an essential service is down,
- * - degraded: any other service down, any service degraded, or an unsilenced alert firing,
+ * - degraded: any other service down, any service degraded, an unsilenced alert firing, or a
+ *   service the monitor probes gone without a probe for too long (`stale`: its row is old news),
  * - healthy otherwise. Services never probed yet (`unknown`) do not count, nor services not
  *   probed for `staleAfterMs` before `now` (no longer probed by anyone: e.g. a previous run's).
  * `reasons` says why, one line each, worst first.
@@ -16,7 +17,12 @@ export const ESSENTIAL_SERVICES: ReadonlySet<string> = new Set(['postgres', 'nat
 export function overallHealth(
   services: HealthReport['services'],
   firing: readonly Pick<AlertRow, 'name' | 'severity' | 'labels' | 'suppressedBy'>[],
-  opts: { essential?: ReadonlySet<string>; now?: number; staleAfterMs?: number } = {},
+  opts: {
+    essential?: ReadonlySet<string>;
+    now?: number;
+    staleAfterMs?: number;
+    stale?: readonly Pick<StaleProbe, 'service' | 'ageMs'>[];
+  } = {},
 ): { status: HealthReportReply['status']; reasons: string[] } {
   const essential = opts.essential ?? ESSENTIAL_SERVICES;
   const critical: string[] = [];
@@ -34,6 +40,8 @@ export function overallHealth(
     else if (s.status === 'degraded')
       minor.push(`${s.service} is degraded: ${s.reason === 'slow' ? 'slow responses' : `failing${why}`}`);
   }
+  for (const s of opts.stale ?? [])
+    minor.push(`monitor data is stale: ${s.service} not probed for ${Math.round(s.ageMs / 1000)} s`);
   for (const a of firing) {
     if (a.suppressedBy) continue;
     const on = a.labels['service'] ?? a.labels['mount'] ?? a.labels['cpu'];

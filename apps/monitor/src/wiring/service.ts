@@ -27,13 +27,15 @@ import type { RuleManager } from './rule-manager.js';
 export async function healthReport(monitor: Monitor): Promise<HealthReportReply> {
   const [report, firing] = await Promise.all([monitor.getHealthReport(), monitor.listAlerts({ state: 'firing' })]);
   const { probeIntervalMs, probeTimeoutMs } = monitor.settings;
+  const { stale, ...rest } = report;
   const { status, reasons } = overallHealth(report.services, firing, {
     now: report.at,
     staleAfterMs: Math.max(60_000, 10 * probeIntervalMs + probeTimeoutMs),
+    stale,
   });
   // Dates become ISO strings on the wire; do it here so in-process callers see the same shape.
   return JSON.parse(
-    JSON.stringify({ ...report, status, reasons, at: new Date(report.at).toISOString() }),
+    JSON.stringify({ ...rest, status, reasons, at: new Date(report.at).toISOString() }),
   ) as HealthReportReply;
 }
 

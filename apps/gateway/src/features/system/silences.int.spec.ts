@@ -9,9 +9,9 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { MonitoringStore, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
-import { type AlertRule } from '@switchyard/contracts';
+import { monitorSubject, type AlertRule } from '@switchyard/contracts';
 import { newId, type Logger } from '@switchyard/platform';
-import { longestEventLoopBlock } from '@switchyard/testing';
+import { longestEventLoopBlock, until } from '@switchyard/testing';
 import { bearer, startSecuredGateway, type SecuredGateway } from '../../security/test-support.js';
 import { SystemFeatureModule } from './system.module.js';
 
@@ -210,6 +210,36 @@ describe('alert silences: regular expressions cannot stall the monitor', () => {
       ends_at: new Date(now + 3_600_000).toISOString(),
     });
     assert.equal(ok.status, 201, JSON.stringify(ok.body));
+  });
+
+  it("a duration reaches the monitor as a duration (its clock starts the silence, not the gateway's); given times are kept", async () => {
+    const sent: Record<string, unknown>[] = [];
+    const sub = g.nats.subscribe(monitorSubject('add_silence', serviceName), {
+      callback: (_err, msg) => void sent.push(msg.json<Record<string, unknown>>()),
+    });
+    await g.nats.flush();
+    try {
+      const matchers = [{ name: 'alertname', value: `clock-${tag}` }];
+      const byDuration = await send('POST', '/api/v1/system/alerts/silences', { matchers, duration_ms: 600_000 });
+      assert.equal(byDuration.status, 201, JSON.stringify(byDuration.body));
+      await until('the request seen', () => sent.length >= 1);
+      assert.equal(sent[0]!.durationMs, 600_000);
+      assert.deepEqual([sent[0]!.startsAt, sent[0]!.endsAt], [undefined, undefined], 'no time of the gateway');
+      assert.equal(byDuration.body.silence.endsAt - byDuration.body.silence.startsAt, 600_000);
+
+      const startsAt = Date.now() + 60_000;
+      const given = await send('POST', '/api/v1/system/alerts/silences', {
+        matchers,
+        starts_at: new Date(startsAt).toISOString(),
+        ends_at: new Date(startsAt + 3_600_000).toISOString(),
+      });
+      assert.equal(given.status, 201, JSON.stringify(given.body));
+      assert.deepEqual([given.body.silence.startsAt, given.body.silence.endsAt], [startsAt, startsAt + 3_600_000]);
+      await until('the second request seen', () => sent.length >= 2);
+      assert.equal(sent[1]!.durationMs, undefined);
+    } finally {
+      sub.unsubscribe();
+    }
   });
 
   it('a silence ended by hand: the alert it held notifies again, who ended it is recorded, a second end is 404', async () => {

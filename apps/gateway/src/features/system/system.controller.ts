@@ -130,9 +130,13 @@ export class SystemController {
     @Actor() actor: string,
     @CorrelationId() correlationId: string,
   ) {
-    const startsAt = b.starts_at ? Date.parse(b.starts_at) : Date.now();
-    const endsAt = b.ends_at ? Date.parse(b.ends_at) : startsAt + b.duration_ms!;
-    return this.commands.execute(new AddAlertSilence(b.matchers, b.comment, actor, startsAt, endsAt, correlationId));
+    // Times given are kept; a start not given, and a duration, are the monitor's to fix by its own
+    // clock, so a gateway whose clock is off does not move the silence.
+    const window = {
+      ...(b.starts_at ? { startsAt: Date.parse(b.starts_at) } : {}),
+      ...(b.ends_at ? { endsAt: Date.parse(b.ends_at) } : { durationMs: b.duration_ms! }),
+    };
+    return this.commands.execute(new AddAlertSilence(b.matchers, b.comment, actor, window, correlationId));
   }
 
   @Delete('alerts/silences/:silence_id')
