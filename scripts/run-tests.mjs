@@ -56,7 +56,7 @@ if (files.length === 0) {
 const recorded = new Map();
 try {
   for (const line of readFileSync(path.join(root, 'scripts', 'test-durations.txt'), 'utf8').split('\n')) {
-    const m = /^\s*([0-9.]+) s {2}(\S+)$/.exec(line);
+    const m = /^\s*([0-9.]+) s {2}(\S+)(?: {2}\(tests [0-9.]+ s\))?$/.exec(line);
     if (m) recorded.set(m[2], Number(m[1]));
   }
 } catch {
