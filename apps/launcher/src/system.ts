@@ -63,6 +63,7 @@ import {
   type Role,
   type RoleSelection,
 } from './roles.js';
+import { warnOnClockSkew } from './clock-skew.js';
 import { startInfrastructure } from './infra.js';
 import { provisionAndMigrate } from './migrations.js';
 import { RELAY_DUPLICATE_WINDOW_MS } from './nats-streams.js';
@@ -158,6 +159,9 @@ export async function startSystem(
       (dbRoles && { ...dbRoles.urls.components, mcp_reader: dbRoles.urls.reader, mcp_writer: dbRoles.urls.writer });
     // Every login is a least-privilege role whose schemas the owner (or the setup) migrated.
     const schemaManaged = Boolean(logins);
+    // In the background: a host whose clock is off from PostgreSQL's is told at start.
+    const clockCheckUrl = logins?.sink ?? infra.databaseUrl;
+    if (clockCheckUrl) void warnOnClockSkew(clockCheckUrl, logger);
     const urlOf = (c: DatabaseLogin): string => {
       const url = logins?.[c] ?? infra.databaseUrl;
       // givenDatabaseLogins checked that the roles' logins are all there.
