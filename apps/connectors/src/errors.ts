@@ -26,7 +26,8 @@ const CONNECTION_CODES = new Set([
   'ERR_STREAM_DESTROYED',
 ]);
 
-function causeCode(err: unknown): string | undefined {
+/** The first error code along `err`'s causes (undici's `fetch failed` carries the socket's: EMFILE, ECONNREFUSED, ...). */
+export function causeCode(err: unknown): string | undefined {
   for (let e: unknown = err, i = 0; e && typeof e === 'object' && i < 5; e = (e as { cause?: unknown }).cause, i++) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string') return code;

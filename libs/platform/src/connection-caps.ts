@@ -20,15 +20,29 @@ export const DEFAULT_CONNECTION_CAPS: ConnectionCaps = { max: 2_048, perAddress:
  * the total; a count per remote address for the share). `onRefused` is called at most once a
  * second per address, for a log line.
  */
+/** Why a connection was closed at once: the listener's total, one address's share, or the budget it shares with others. */
+export interface ConnectionRefusal {
+  readonly address: string;
+  readonly open: number;
+  readonly limit: 'max' | 'perAddress' | 'budget';
+}
+
+/** Connections several listeners of the process keep open together at most (counted by capConnections). */
+export class ConnectionBudget {
+  open = 0;
+  constructor(readonly limit: number) {}
+}
+
 export function capConnections(
   server: Server | HttpServer,
   caps: ConnectionCaps,
-  onRefused?: (why: { address: string; open: number; limit: 'max' | 'perAddress' }) => void,
+  onRefused?: (why: ConnectionRefusal) => void,
+  budget?: ConnectionBudget,
 ): void {
   server.maxConnections = caps.max;
   const perAddress = new Map<string, number>();
   const lastReported = new Map<string, number>();
-  const report = (address: string, open: number, limit: 'max' | 'perAddress') => {
+  const report = (address: string, open: number, limit: ConnectionRefusal['limit']) => {
     const now = Date.now();
     if ((lastReported.get(address) ?? 0) > now - 1_000) return;
     lastReported.set(address, now);
@@ -44,8 +58,15 @@ export function capConnections(
       socket.destroy();
       return;
     }
+    if (budget && budget.open >= budget.limit) {
+      report(address, budget.open, 'budget');
+      socket.destroy();
+      return;
+    }
     perAddress.set(address, open);
+    if (budget) budget.open++;
     socket.once('close', () => {
+      if (budget) budget.open--;
       const left = (perAddress.get(address) ?? 1) - 1;
       if (left <= 0) perAddress.delete(address);
       else perAddress.set(address, left);
@@ -56,17 +77,40 @@ export function capConnections(
 /**
  * The project's own MCP servers and agents: callers are the connectors and the dispatcher (a few
  * pooled connections each), so a smaller share of the process's descriptors than the gateway's.
+ * One address may hold them all: every caller is the system's own, from one loopback address.
  */
 export const INTERNAL_LISTENER_CAPS: ConnectionCaps = { max: 512, perAddress: 512 };
 
-/** The process's soft limit of open files (RLIMIT_NOFILE, from /proc/self/limits), or undefined where it cannot be read. */
-export function openFilesLimit(): number | undefined {
+/**
+ * The process's limit of open files (RLIMIT_NOFILE, from /proc/self/limits): the soft one, or the
+ * hard one (how far the soft may be raised); undefined where it cannot be read or is unlimited.
+ */
+export function openFilesLimit(which: 'soft' | 'hard' = 'soft'): number | undefined {
   try {
-    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-    return m && m[1] !== 'unlimited' ? Number(m[1]) : undefined;
+    const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    const value = m?.[which === 'soft' ? 1 : 2];
+    return value && value !== 'unlimited' ? Number(value) : undefined;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The internal listeners' caps within the process's open-files limit: each at most a sixteenth of
+ * it (not under 32, room for a caller's bulkhead and side stream), all of them together a quarter
+ * (the budget). At 512 each whatever the limit, under `ulimit -n 1024` 450 half-sent requests to
+ * one MCP server's port took the launcher to 1,023 descriptors for a minute: the connectors'
+ * sessions to the other servers failed with EMFILE. The rest are the gateway's (half) and the
+ * pools', NATS's and files'. `limit` undefined: not known, the caps as configured.
+ */
+export function internalListenerCaps(limit: number | undefined): {
+  caps: ConnectionCaps;
+  budget: number;
+} {
+  if (limit === undefined) return { caps: INTERNAL_LISTENER_CAPS, budget: Number.POSITIVE_INFINITY };
+  const max = Math.min(INTERNAL_LISTENER_CAPS.max, Math.max(32, Math.floor(limit / 16)));
+  const budget = Math.max(max, Math.floor(limit / 4));
+  return { caps: { max, perAddress: Math.min(INTERNAL_LISTENER_CAPS.perAddress, max) }, budget };
 }
 
 /**
@@ -106,12 +150,43 @@ export function receiveTimeoutOptions(receiveTimeoutMs: number = LISTENER_RECEIV
   };
 }
 
-/** An internal HTTP listener's connection caps (made with receiveTimeoutOptions()). */
+/** What the internal listeners of this process hold together, made at the first one's start. */
+let internalBudget: ConnectionBudget | undefined;
+
+/** The caps of the process's internal listeners, when lowered to fit its open-files limit. */
+export interface LoweredInternalCaps {
+  readonly configured: ConnectionCaps;
+  readonly applied: ConnectionCaps;
+  /** All internal listeners of the process together. */
+  readonly budget: number;
+  readonly openFilesLimit: number | undefined;
+  readonly openFilesHardLimit: number | undefined;
+}
+
+/**
+ * An internal HTTP listener's connection caps (made with receiveTimeoutOptions()), fitted to the
+ * open-files limit (internalListenerCaps) and sharing the process's budget with the other internal
+ * listeners. `onLowered` is called for the first listener of the process whose caps were lowered,
+ * for one warning.
+ */
 export function boundInternalListener(
   server: HttpServer,
-  onRefused?: (why: { address: string; open: number; limit: 'max' | 'perAddress' }) => void,
+  onRefused?: (why: ConnectionRefusal) => void,
+  onLowered?: (lowered: LoweredInternalCaps) => void,
 ): void {
-  capConnections(server, INTERNAL_LISTENER_CAPS, onRefused);
+  const limit = openFilesLimit();
+  const { caps, budget } = internalListenerCaps(limit);
+  const first = internalBudget === undefined;
+  internalBudget ??= new ConnectionBudget(budget);
+  if (first && caps.max < INTERNAL_LISTENER_CAPS.max)
+    onLowered?.({
+      configured: INTERNAL_LISTENER_CAPS,
+      applied: caps,
+      budget: internalBudget.limit,
+      openFilesLimit: limit,
+      openFilesHardLimit: openFilesLimit('hard'),
+    });
+  capConnections(server, caps, onRefused, internalBudget);
 }
 
 /**

@@ -203,7 +203,12 @@ export async function startAgentHttp(opts: StartAgentHttpOptions): Promise<Agent
       }
     })();
   });
-  boundInternalListener(server, (why) => log.warn(why, 'agent connection refused: too many open'));
+  boundInternalListener(
+    server,
+    (why) => log.warn(why, 'agent connection refused: too many open'),
+    (lowered) =>
+      log.warn(lowered, "internal listeners' connection caps lowered to fit the open-files limit (ulimit -n)"),
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, host, () => resolve());

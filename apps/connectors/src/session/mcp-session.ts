@@ -27,7 +27,7 @@ import {
 import type { McpServerConfig } from '../registry/schema.js';
 import { unconfiguredReason } from '../registry/load.js';
 import { mcpEvent, SafeMcpSchemaValidator, type McpEventSink, type McpHealth } from '@switchyard/contracts';
-import { errorText, isConnectionLoss, isSessionExpired, toAppError } from '../errors.js';
+import { causeCode, errorText, isConnectionLoss, isSessionExpired, toAppError } from '../errors.js';
 import { fetchWithOwnSignals } from './own-signal-fetch.js';
 import { fetchWithResponseCap } from './capped-fetch.js';
 import { UnaskedTraffic } from './unasked-traffic.js';
@@ -451,7 +451,8 @@ export class McpSession {
       const why = unasked.tripped !== undefined ? new Error(unasked.tripped) : err;
       const e = toAppError(why, this.name, 'connect');
       this.lastError = errorText(why);
-      this.log.warn({ err: e.message, attempt: this.attempt }, 'MCP connect failed');
+      // The cause's code too: `fetch failed` alone does not tell a refused port from a process out of descriptors (EMFILE).
+      this.log.warn({ err: e.message, code: causeCode(why), attempt: this.attempt }, 'MCP connect failed');
       this.enterDown();
       throw e;
     }
@@ -541,7 +542,7 @@ export class McpSession {
     clearInterval(this.pingTimer);
     if (live) void closeQuietly(live, true);
     this.lastError = errorText(err);
-    if (!quiet) this.log.warn({ err: this.lastError }, 'MCP server connection lost');
+    if (!quiet) this.log.warn({ err: this.lastError, code: causeCode(err) }, 'MCP server connection lost');
     this.enterDown();
   }
 

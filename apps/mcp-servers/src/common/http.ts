@@ -243,7 +243,12 @@ export async function startMcpHttpServer(opts: McpHttpServerOptions): Promise<Mc
     });
   });
 
-  boundInternalListener(http, (why) => log.warn(why, 'mcp connection refused: too many open'));
+  boundInternalListener(
+    http,
+    (why) => log.warn(why, 'mcp connection refused: too many open'),
+    (lowered) =>
+      log.warn(lowered, "internal listeners' connection caps lowered to fit the open-files limit (ulimit -n)"),
+  );
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
     http.listen(opts.port, host, () => {
