@@ -207,7 +207,7 @@ export class Dispatcher {
       agentToken: opts.agentToken,
       externalAgentToken: opts.externalAgentToken,
       stopped,
-      unrecorded: (taskId) => this.recovery.retryUnrecorded(taskId),
+      unrecorded: (taskId, timedOut) => this.recovery.retryUnrecorded(taskId, timedOut),
     });
     this.recovery = new Recovery({
       store: opts.store,

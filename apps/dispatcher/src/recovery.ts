@@ -106,16 +106,16 @@ export class Recovery {
    * deadline timer is gone: left alone it would wait for a restart. Look again (2 s after the end,
    * doubling up to a minute with each `attempt` that fails), as
    * a restart's recovery would: once its partition is still ours and nothing runs it, its attempt
-   * is abandoned and the task queued again (timed out once its deadline passed); while recording
-   * still fails, look again later.
+   * is abandoned and the task queued again (timed out when the attempt ended by its deadline,
+   * `timedOut`); while recording still fails, look again later.
    */
-  retryUnrecorded(taskId: string, attempt = 0): void {
+  retryUnrecorded(taskId: string, timedOut: boolean, attempt = 0): void {
     if (this.stopped || this.unrecorded.has(taskId)) return;
     const timer = setTimeout(
       () => {
         this.unrecorded.delete(taskId);
         this.opts.background(
-          this.reattempt(taskId).catch((err: unknown) => {
+          this.reattempt(taskId, timedOut).catch((err: unknown) => {
             this.log.warn(
               {
                 err,
@@ -125,7 +125,7 @@ export class Recovery {
               },
               'recovering a task whose attempt went unrecorded failed; trying again',
             );
-            this.retryUnrecorded(taskId, attempt + 1);
+            this.retryUnrecorded(taskId, timedOut, attempt + 1);
           }),
         );
       },
@@ -135,13 +135,18 @@ export class Recovery {
     this.unrecorded.set(taskId, timer);
   }
 
-  private async reattempt(taskId: string): Promise<void> {
+  private async reattempt(taskId: string, timedOut: boolean): Promise<void> {
     if (this.stopped || !this.ownership.accepting(taskId) || this.pump.hasRun(taskId)) return;
     const state = await this.tasks.load(taskId);
     if (!state || isTerminal(state) || (state.status !== 'assigned' && state.status !== 'working')) return;
     if (this.pump.hasRun(taskId)) return;
     this.tasks.hold(taskId, state);
-    const expired = Date.parse(state.deadline) <= Date.now();
+    // Whether the attempt ran out of time is what its own timer said (monotonic, in the process
+    // that ran it), not the recorded deadline against this clock: a wall clock ahead of the one that
+    // assigned the task, or a step forward since, read every such deadline as past and timed out
+    // tasks that had answered in time, or had never started. Queued again, it gets its whole
+    // timeout on its next assignment.
+    const expired = timedOut;
     await this.tasks.exec(
       taskId,
       expired
@@ -320,6 +325,8 @@ export class Recovery {
         // An external agent's instance no longer registered is still known by its name.
         const external = inst ? inst.kind === 'http' : state.instance === httpInstanceId(state.assigned_agent);
         if (inst && alive) await cancelOnInstance(this.opts.nats, inst, task_id, 'dispatcher restarted');
+        // Its recorded deadline is not looked at: it is the assigning dispatcher's wall clock, which
+        // this one's may be ahead of. Queued again, the task gets its whole timeout when next assigned.
         await this.tasks.exec(task_id, {
           type: 'FailTask',
           data: {

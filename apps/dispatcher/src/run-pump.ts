@@ -44,8 +44,10 @@ export interface RunPumpOptions {
    * An attempt ended here (result, failure, deadline, lost instance) and recording that failed for
    * good: the log still has the task assigned, with no run here and its deadline timer gone. The
    * dispatcher looks at it again later (Recovery.retryUnrecorded) instead of leaving it to a restart.
+   * `timedOut`: the attempt ended by its deadline (this process's timer, or the agent's own stop),
+   * which only this process measured; the log's deadline is a wall-clock instant of whoever assigned it.
    */
-  readonly unrecorded?: (taskId: string) => void;
+  readonly unrecorded?: (taskId: string, timedOut: boolean) => void;
 }
 
 interface Run {
@@ -81,6 +83,13 @@ const LOST_DISPATCH_CHECK_MS = 5_000;
 /** Most characters of an attempt's error message, and of its details as JSON, kept in the task's events. */
 const ERROR_MESSAGE_CHARS = 2_000;
 const ERROR_DETAILS_CHARS = 4_096;
+
+/**
+ * Milliseconds an attempt has left at its launch, `elapsedMs` (monotonic) after its assignment was
+ * decided: never more than its timeout, never less than 0.
+ */
+export const attemptTimeLeft = (timeoutMs: number, elapsedMs: number): number =>
+  Math.min(timeoutMs, Math.max(0, timeoutMs - elapsedMs));
 
 /**
  * An attempt's error as the task's events keep it: without a credential an agent echoed in it,
@@ -277,11 +286,14 @@ export class RunPump {
     reservation: Promise<string>,
   ): Promise<void> {
     let r: CommandResult<TaskEvent, TaskState>;
+    let decidedAt: number;
     try {
       if ((await reservation) !== 'ok') {
         this.registry.release(inst);
         return;
       }
+      // The attempt's timeout counts from here on the monotonic clock (launch).
+      decidedAt = performance.now();
       try {
         r = await this.tasks.exec(s.task_id, {
           type: 'AssignTask',
@@ -302,7 +314,7 @@ export class RunPump {
       void this.ownership.releaseSlot(s.task_id, s.assignment + 1);
       return;
     }
-    this.launch(r.state, inst);
+    this.launch(r.state, inst, decidedAt);
   }
 
   /** Capability (or the asked-for agent), health, breaker, concurrency; then least loaded, avoiding instances that failed this task. */
@@ -315,7 +327,18 @@ export class RunPump {
 
   // ---- one attempt -----------------------------------------------------------
 
-  launch(s: Extract<TaskState, { status: 'assigned' }>, inst: AgentInstance): void {
+  /**
+   * Send the attempt and arm its deadline timer. `decidedAt` is performance.now() from just before
+   * the AssignTask was decided: the timer runs the task's timeout from there on the monotonic
+   * clock. The recorded deadline is a wall-clock instant (the decision's time + timeout), and
+   * measured against the wall clock at launch a step forward between the two (an NTP correction,
+   * a VM resumed) timed the attempt out at once, before it was even sent, using up an attempt.
+   */
+  launch(
+    s: Extract<TaskState, { status: 'assigned' }>,
+    inst: AgentInstance,
+    decidedAt: number = performance.now(),
+  ): void {
     const run: Run = {
       taskId: s.task_id,
       assignment: s.assignment,
@@ -325,8 +348,14 @@ export class RunPump {
       done: false,
     };
     this.runs.set(s.task_id, run);
-    const remaining = Math.max(0, Date.parse(s.deadline) - Date.now());
+    const remaining = attemptTimeLeft(s.timeout_ms, performance.now() - decidedAt);
     run.timer = setTimeout(() => void this.onDeadline(run), remaining);
+    // The agent stops itself at the deadline it is sent, by its own wall clock: send the one this
+    // launch gives it by this clock now, not the recorded one from before a possible step.
+    const sent: Extract<TaskState, { status: 'assigned' }> = {
+      ...s,
+      deadline: new Date(Date.now() + remaining).toISOString(),
+    };
     const log = this.log.child({
       correlationId: this.tasks.cid(s.task_id),
       taskId: s.task_id,
@@ -340,13 +369,13 @@ export class RunPump {
       try {
         const result =
           inst.kind === 'nats'
-            ? await callNats(this.opts.nats, s, inst, remaining, {
+            ? await callNats(this.opts.nats, sent, inst, remaining, {
                 notifySubject: this.notifySubject,
                 correlationId: this.tasks.cid(s.task_id),
               })
             : inst.a2aCardUrl
-              ? await callA2a(this.opts.egress, s, inst, run.controller.signal)
-              : await callHttp(this.opts.egress, s, inst, run.controller.signal, {
+              ? await callA2a(this.opts.egress, sent, inst, run.controller.signal)
+              : await callHttp(this.opts.egress, sent, inst, run.controller.signal, {
                   correlationId: this.tasks.cid(s.task_id),
                   agentToken: this.opts.agentToken,
                   externalAgentToken: this.opts.externalAgentToken,
@@ -379,7 +408,7 @@ export class RunPump {
           // retry budget: the task is recovered from the log; a conflict: it ended otherwise.
           if (this.opts.stopped() || !(isAppError(err) && err.code === 'validation')) {
             log.warn({ err: String(err) }, "recording the agent's result failed; the task is left to recovery");
-            this.opts.unrecorded?.(s.task_id);
+            this.opts.unrecorded?.(s.task_id, false);
             return;
           }
           // Left as it was, the task stayed assigned for good, its deadline timer gone with the run.
@@ -396,7 +425,7 @@ export class RunPump {
               data: { assignment: s.assignment, error: toTaskError(refused), retryable: false },
               metadata: this.tasks.meta(s.task_id),
             }),
-          ).catch((e: unknown) => this.endUnrecorded(s.task_id, log, 'recording a failed attempt failed', e));
+          ).catch((e: unknown) => this.endUnrecorded(s.task_id, log, 'recording a failed attempt failed', e, false));
           return;
         }
         log.debug({}, 'task completed');
@@ -407,9 +436,12 @@ export class RunPump {
             .exec(s.task_id, this.startCommand(run))
             .catch((e) => log.warn({ err: e }, 'recording a start failed'));
         this.finishRun(run);
+        const failure = asAppError(err);
         await untilRecorded(s.task_id, 'recording a failed attempt', log, this.opts.stopped, () =>
-          this.attemptFailed(s, inst, asAppError(err), log),
-        ).catch((e: unknown) => this.endUnrecorded(s.task_id, log, 'recording a failed attempt failed', e));
+          this.attemptFailed(s, inst, failure, log),
+        ).catch((e: unknown) =>
+          this.endUnrecorded(s.task_id, log, 'recording a failed attempt failed', e, failure.code === 'timeout'),
+        );
       }
     })();
   }
@@ -473,7 +505,7 @@ export class RunPump {
         data: { assignment: run.assignment },
         metadata: this.tasks.meta(run.taskId),
       })
-      .catch((err: unknown) => this.endUnrecorded(run.taskId, this.log, 'recording a timeout failed', err));
+      .catch((err: unknown) => this.endUnrecorded(run.taskId, this.log, 'recording a timeout failed', err, true));
     void cancelOnInstance(this.opts.nats, run.inst, run.taskId, 'deadline');
   }
 
@@ -559,7 +591,9 @@ export class RunPump {
           },
           metadata: this.tasks.meta(run.taskId),
         })
-        .catch((err: unknown) => this.endUnrecorded(run.taskId, this.log, 'requeueing an unstarted task failed', err));
+        .catch((err: unknown) =>
+          this.endUnrecorded(run.taskId, this.log, 'requeueing an unstarted task failed', err, false),
+        );
     }
   }
 
@@ -582,14 +616,16 @@ export class RunPump {
           },
           metadata: this.tasks.meta(run.taskId),
         })
-        .catch((err: unknown) => this.endUnrecorded(run.taskId, this.log, 'recording a lost instance failed', err));
+        .catch((err: unknown) =>
+          this.endUnrecorded(run.taskId, this.log, 'recording a lost instance failed', err, false),
+        );
     }
   }
 
   /** Recording how an attempt ended failed: log it, and have the task looked at again (RunPumpOptions.unrecorded). */
-  private endUnrecorded(taskId: string, log: Logger, what: string, err: unknown): void {
+  private endUnrecorded(taskId: string, log: Logger, what: string, err: unknown, timedOut: boolean): void {
     log.error({ err, taskId }, `${what}; the task is looked at again shortly`);
-    if (!this.stopped) this.opts.unrecorded?.(taskId);
+    if (!this.stopped) this.opts.unrecorded?.(taskId, timedOut);
   }
 
   private finishRun(run: Run): void {
