@@ -164,7 +164,7 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
       await run(
         [
           `update ${A} set status = 'succeeded', output = $7, ended_at = $8,
-             duration_ms = (extract(epoch from ($8::timestamptz - coalesce(dispatched_at, scheduled_at))) * 1000)::int
+             duration_ms = greatest(0, (extract(epoch from ($8::timestamptz - coalesce(dispatched_at, scheduled_at))) * 1000)::int)
            where ${unit}`,
           ...(e.data.itemIndex === undefined
             ? [
@@ -180,7 +180,7 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
       await run(
         [
           `update ${A} set status = case when status = 'timed_out' then status else 'failed' end, error = $7, ended_at = coalesce(ended_at, $8),
-             duration_ms = (extract(epoch from ($8::timestamptz - coalesce(dispatched_at, scheduled_at))) * 1000)::int
+             duration_ms = greatest(0, (extract(epoch from ($8::timestamptz - coalesce(dispatched_at, scheduled_at))) * 1000)::int)
            where ${unit}`,
           ...(e.data.itemIndex === undefined && e.data.final
             ? [`update ${S} set status = 'failed', error = $7, ended_at = $8 where execution_id = $1 and step_id = $4`]
@@ -204,7 +204,7 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
       // (a plain step's, or those a failure or a cancel abandoned without an event of their own).
       const error = j({ code: 'canceled', message: `stopped: ${e.data.reason}`, retryable: false });
       const ended = `status = 'canceled', error = $ERR, ended_at = $AT,
-             duration_ms = (extract(epoch from ($AT::timestamptz - coalesce(dispatched_at, scheduled_at))) * 1000)::int`;
+             duration_ms = greatest(0, (extract(epoch from ($AT::timestamptz - coalesce(dispatched_at, scheduled_at))) * 1000)::int)`;
       if (e.data.itemIndex === undefined) {
         await run(
           [
@@ -271,7 +271,7 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
         [
           `update ${S} set status = $5, output = $6, error = $7, ended_at = $8 where execution_id = $1 and step_id = $4`,
           `update ${A} set status = $5, output = $6, error = $7, ended_at = $8,
-             duration_ms = (extract(epoch from ($8::timestamptz - dispatched_at)) * 1000)::int
+             duration_ms = greatest(0, (extract(epoch from ($8::timestamptz - dispatched_at)) * 1000)::int)
            where execution_id = $1 and step_id = $4 and item_index = -1 and attempt = 1`,
         ],
         TOUCH,
@@ -473,7 +473,14 @@ interface Folded {
 /** Thrown when an execution is outside what the fold reproduces exactly; it then goes statement by statement. */
 class NotFoldable extends Error {}
 
-/** `(extract(epoch from (end - start)) * 1000)::int` for millisecond timestamps (null when start is). */
+/**
+ * Event times are the engine's wall clock: a step of it back between an attempt's start and end
+ * made their difference negative (-54 s for a 7 s call). A duration is never below 0, here as in the
+ * statements (`greatest(0, ...)`).
+ */
+const elapsedMs = (start: Date, end: Date): number => Math.max(0, end.getTime() - start.getTime());
+
+/** `greatest(0, (extract(epoch from (end - start)) * 1000)::int)` for millisecond timestamps (null when start is). */
 function durationMs(end: unknown, start: unknown): number | null {
   if (start === null || start === undefined) return null;
   if (typeof end !== 'string' || typeof start !== 'string' || !MS_TIME.test(end) || !MS_TIME.test(start))
@@ -481,7 +488,7 @@ function durationMs(end: unknown, start: unknown): number | null {
   const ms = Date.parse(end) - Date.parse(start);
   // Past int4 PostgreSQL raises an error (the batch stalls); the statement path keeps that.
   if (!Number.isSafeInteger(ms) || ms > 2_147_483_647 || ms < -2_147_483_648) throw new NotFoldable();
-  return ms;
+  return Math.max(0, ms);
 }
 
 /**
@@ -889,7 +896,7 @@ function summary(r: Record<string, unknown>): ExecutionSummary {
     parent_execution_id: (r.parent_execution_id as string | null) ?? null,
     started_at: started.toISOString(),
     ended_at: iso(ended),
-    duration_ms: ended ? ended.getTime() - started.getTime() : null,
+    duration_ms: ended ? elapsedMs(started, ended) : null,
   };
 }
 
@@ -1038,7 +1045,8 @@ export async function getExecutionView(
       dispatched_at: iso(a.dispatched_at),
       timeout_at: iso(a.timeout_at),
       ended_at: iso(a.ended_at),
-      duration_ms: a.duration_ms,
+      // A row written before durations were kept at 0 or more may hold a negative one.
+      duration_ms: a.duration_ms === null ? null : Math.max(0, a.duration_ms as number),
     });
     byStep.set(a.step_id, list);
   }

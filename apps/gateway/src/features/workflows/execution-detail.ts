@@ -161,7 +161,8 @@ export function detailFromState(executionId: string, s: StartedState, l: Links):
     parent_execution_id: s.lineage?.parentExecutionId ?? null,
     started_at: s.startedAt,
     ended_at: ended,
-    duration_ms: ended !== null ? Date.parse(ended) - Date.parse(s.startedAt) : null,
+    // Wall-clock instants: a step of the clock back between them is no negative duration.
+    duration_ms: ended !== null ? Math.max(0, Date.parse(ended) - Date.parse(s.startedAt)) : null,
     steps: s.definition.steps.map((d) => {
       const st = s.steps[d.id];
       const comp = s.compensations[d.id];
