@@ -34,6 +34,7 @@ import {
 } from '@switchyard/contracts';
 import { CALLERS_DEADLINE, errorText, toAppError } from '../errors.js';
 import { ServerPolicy, type McpQueueStats } from './policy.js';
+import { hostShortageError } from './host-shortage.js';
 
 export interface McpConnectorOptions {
   readonly config: McpServerConfig;
@@ -131,7 +132,9 @@ interface RememberedCall {
  * record every call and every breaker / health transition.
  *
  * A result with `isError: true` is returned (not thrown), never retried, and does not
- * count against the breaker: the server worked, the tool said no.
+ * count against the breaker: the server worked, the tool said no. Except a filesystem server's
+ * error that its host is short of a resource (`ENOSPC`...: see host-shortage.ts): thrown as
+ * `unavailable`, retryable, still outside the breaker.
  */
 export class McpConnector {
   readonly name: string;
@@ -236,7 +239,8 @@ export class McpConnector {
    * Call a tool under the policies. Emits McpToolCalled, then McpToolSucceeded or McpToolFailed.
    * Throws AppError: not_found (unknown tool; details.valid_tools), unavailable (down,
    * unconfigured, circuit open: details.breaker = 'open'), timeout, rate_limited (bulkhead full),
-   * validation (the server rejected the params). An isError result is returned, not thrown.
+   * validation (the server rejected the params), unavailable (retryable) for a filesystem server
+   * short of disk space, memory or descriptors. Any other isError result is returned, not thrown.
    */
   async callTool(req: CallToolRequest): Promise<CallToolResult> {
     const key = req.idempotency_key ? `${req.tool}\u0000${req.idempotency_key}` : undefined;
@@ -365,7 +369,18 @@ export class McpConnector {
             )
           : raw;
       const duration = Math.round(performance.now() - t0);
-      this.log.warn({ ...logged, code: err.code, attempts, duration }, 'MCP tool call failed');
+      // What the server's host ran out of (ENOSPC...), so the log says why, not only `unavailable`.
+      const ranOutOf = err.details.host_shortage;
+      this.log.warn(
+        {
+          ...logged,
+          code: err.code,
+          ...(typeof ranOutOf === 'string' && { hostShortage: ranOutOf }),
+          attempts,
+          duration,
+        },
+        'MCP tool call failed',
+      );
       this.emit(
         mcpEvent('McpToolFailed', {
           server: this.name,
@@ -475,6 +490,20 @@ export class McpConnector {
     // A tool's error result is an error text too (server-filesystem answers its refusals so):
     // absolute paths outside the sandbox are hidden as in thrown errors.
     if (result.isError && this.roots.length) result = hideHostPathsInError(result, this.roots);
+    // The filesystem server answers a call its host has no room for (a full disk, no descriptor
+    // left) with an error result, as it answers a refusal; but the same call works once the host
+    // has the resource again. So it is `unavailable`, retryable, for the caller (a step's retry
+    // policy, a REST client's Retry-After) and not kept for the call's key; not retried here (a
+    // disk is not freed within the retry's few hundred ms), and not counted against the breaker:
+    // the server works, and its reads go on working. Only this role's: its tools may be repeated
+    // after such a failure (write_file rewrites the whole file, edit_file renames a full copy into
+    // place, create_directory is idempotent), and the text is its own host's; another server's
+    // tool may have done part of its effect, or relay a machine nobody here knows recovers.
+    const shortage =
+      result.isError && cfg.role === 'filesystem'
+        ? hostShortageError(this.name, req.tool, firstText(result))
+        : undefined;
+    if (shortage) throw failed(shortage, attempts, 'error');
     const duration = Math.round(performance.now() - t0);
     const sized = sizePayload(result, cfg.payload_log.max_chars);
     this.resultChars.set(result, sized.size);
