@@ -33,8 +33,13 @@ export class EngineRuntime {
     readonly partitions: number,
   ) {}
 
+  /** The engine's wall clock (ms since the epoch): what its commands are stamped with and its timers are due by. */
+  now(): number {
+    return this.o.wallClock ? this.o.wallClock() : Date.now();
+  }
+
   meta(correlationId: string): CommandMetadata {
-    return { timestamp: new Date().toISOString(), actor: ACTOR, correlationId };
+    return { timestamp: new Date(this.now()).toISOString(), actor: ACTOR, correlationId };
   }
 
   track<T>(p: Promise<T>): void {

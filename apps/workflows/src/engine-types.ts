@@ -33,6 +33,11 @@ export interface WorkflowEngineOptions {
   readonly memberId?: string;
   readonly leaseTickMs?: number;
   readonly memberTtlMs?: number;
+  /**
+   * The engine's wall clock, ms since the epoch (default Date.now): command timestamps, due times,
+   * and what is due. Tests move it to stand for a step of the host's clock or a skewed host.
+   */
+  readonly wallClock?: () => number;
   /** Timer poll interval (default 200 ms). */
   readonly timerPollMs?: number;
   /** Re-check every owned execution this often (default 15 000 ms). */
@@ -98,5 +103,6 @@ export interface CachedState {
 export interface PendingTimeout {
   readonly partition: number;
   readonly timer: TimerAction;
+  /** performance.now() when it was kept (-Infinity: write at the next flush). */
   readonly since: number;
 }

@@ -151,7 +151,7 @@ export class Recovery {
       await this.saga.onTerminal(executionId, state);
       return;
     }
-    const a = nextActions(state, new Date().toISOString());
+    const a = nextActions(state, new Date(this.rt.now()).toISOString());
     const inFlight = state.definition.steps.some((def) =>
       (state.steps[def.id]?.units ?? []).some((u) => u?.phase === 'dispatched'),
     );

@@ -19,7 +19,7 @@ import { childOutcomeCommand } from './sub-workflows.js';
 import type { CachedState, ParentRef, WorkflowEngineOptions } from './engine-types.js';
 import { sleep, unitIn, type EngineRuntime } from './engine-runtime.js';
 import type { TimerRunner } from './timer-runner.js';
-import { TIMEOUT_WRITE_AHEAD_MS, timerKey } from './timers.js';
+import { timerKey } from './timers.js';
 
 export const EXECUTION_STREAM_PREFIX = workflowExecutionStream('');
 const TERMINAL_EVENTS = new Set(['WorkflowCompleted', 'WorkflowFailed', 'WorkflowCanceled']);
@@ -296,17 +296,7 @@ export class Saga {
     }
     // 2. Durable before the checkpoint moves past the events. A step timeout may wait: if this process
     //    dies first, the partition's next owner re-arms every timer from the events (recovery).
-    const now = Date.now();
-    const write: TimerAction[] = [];
-    for (const t of timers.values()) {
-      if (t.kind === 'timeout' && Date.parse(t.dueAt) - now > TIMEOUT_WRITE_AHEAD_MS)
-        this.timers.defer(executionId, partition, t, now);
-      else write.push(t);
-    }
-    if (write.length > 0) {
-      await this.timers.armTimers(executionId, partition, write);
-      entry.timersInTable = true;
-    }
+    if (await this.timers.armDecided(executionId, partition, [...timers.values()])) entry.timersInTable = true;
     if (due) setImmediate(() => void this.timers.pollTimers());
     // 3. A unit the same append already recorded as dispatched goes out at once; a scheduled one is recorded first.
     for (const d of dispatches) {

@@ -20,19 +20,24 @@ export function timerKey(t: TimerAction): string {
   return `${t.kind}:${unitKey(d)}:${d.attempt ?? 1}`;
 }
 
-/** Write (or move) timers of one execution. */
+/**
+ * Write (or move) timers of one execution. `dueOf` gives a row's `due_at` (default the timer's
+ * `dueAt`; the engine moves a timer it armed itself by a step of its wall clock).
+ */
 export async function armTimerRows(
   pool: pg.Pool,
   executionId: string,
   partition: number,
   timers: readonly TimerAction[],
+  dueOf: (t: TimerAction) => string = (t) => t.dueAt,
 ): Promise<void> {
   const keys: string[] = [];
   const dues: string[] = [];
   const commands: string[] = [];
   for (const t of timers) {
     keys.push(timerKey(t));
-    dues.push(storableInstant(t.dueAt) ?? t.dueAt);
+    const due = dueOf(t);
+    dues.push(storableInstant(due) ?? due);
     commands.push(JSON.stringify(t.command));
   }
   await pool.query(
@@ -43,10 +48,10 @@ export async function armTimerRows(
   );
 }
 
-/** Write (or move) timers of many executions in one statement. */
+/** Write (or move) timers of many executions in one statement (`dueAt`: the row's `due_at`, default the timer's). */
 export async function writeTimerRows(
   pool: pg.Pool,
-  rows: readonly { id: string; partition: number; t: TimerAction }[],
+  rows: readonly { id: string; partition: number; t: TimerAction; dueAt?: string }[],
 ): Promise<void> {
   await pool.query(
     `insert into ${WORKFLOW_SCHEMA}.timers (execution_id, timer_key, partition, due_at, command)
@@ -56,7 +61,10 @@ export async function writeTimerRows(
       rows.map((r) => r.id),
       rows.map((r) => timerKey(r.t)),
       rows.map((r) => r.partition),
-      rows.map((r) => storableInstant(r.t.dueAt) ?? r.t.dueAt),
+      rows.map((r) => {
+        const due = r.dueAt ?? r.t.dueAt;
+        return storableInstant(due) ?? due;
+      }),
       rows.map((r) => JSON.stringify(r.t.command)),
     ],
   );
@@ -70,22 +78,43 @@ export interface ClaimedTimer {
   readonly lease: Date;
 }
 
+/** A timer row by its key. */
+export interface TimerRef {
+  readonly execution_id: string;
+  readonly timer_key: string;
+}
+
 /**
  * Claim up to `limit` due timers of these partitions: one statement moves their `due_at`
  * TIMER_LEASE_MS ahead (FOR UPDATE SKIP LOCKED, so two engines never claim the same row) and commits.
+ * Due means by `now`, the engine's own clock (the clock every `due_at` was computed with), never
+ * PostgreSQL's `now()`: a database whose clock is ahead of the engine's host would fire every timer
+ * early by the difference, one behind late. `alsoDue` are rows due whatever their `due_at` says
+ * (timers this process armed whose monotonic deadline has passed, the wall clock having gone back).
  */
 export async function claimDueTimers(
   pool: pg.Pool,
   partitions: readonly number[],
   limit: number,
+  now: number,
+  alsoDue: readonly TimerRef[] = [],
 ): Promise<ClaimedTimer[]> {
   const due = await pool.query<ClaimedTimer>(
-    `update ${WORKFLOW_SCHEMA}.timers t set due_at = date_trunc('milliseconds', now() + make_interval(secs => $2))
+    `update ${WORKFLOW_SCHEMA}.timers t set due_at = date_trunc('milliseconds', $3::timestamptz + make_interval(secs => $2))
      from (select execution_id, timer_key from ${WORKFLOW_SCHEMA}.timers
-           where due_at <= now() and partition = any($1::int[]) order by due_at limit ${limit} for update skip locked) d
+           where partition = any($1::int[])
+             and (due_at <= $3::timestamptz
+                  or (execution_id, timer_key) in (select * from unnest($4::text[], $5::text[])))
+           order by due_at limit ${limit} for update skip locked) d
      where t.execution_id = d.execution_id and t.timer_key = d.timer_key
      returning t.execution_id, t.timer_key, t.command, t.due_at as lease`,
-    [partitions, TIMER_LEASE_MS / 1000],
+    [
+      partitions,
+      TIMER_LEASE_MS / 1000,
+      new Date(now).toISOString(),
+      alsoDue.map((r) => r.execution_id),
+      alsoDue.map((r) => r.timer_key),
+    ],
   );
   return due.rows;
 }
@@ -105,11 +134,19 @@ export async function deleteFiredTimers(pool: pg.Pool, fired: readonly Omit<Clai
   );
 }
 
-/** Claimed timers whose command may work later: due again now rather than after the lease. */
-export async function makeTimersDueNow(pool: pg.Pool, again: readonly Omit<ClaimedTimer, 'command'>[]): Promise<void> {
+/**
+ * Give claimed timers a new `due_at` (by the engine's clock), unless re-armed meanwhile (`due_at`
+ * no longer their lease): a command that may work later is due again now rather than after the
+ * lease; a timer claimed before its monotonic deadline goes back until then.
+ */
+export async function moveClaimedTimers(
+  pool: pg.Pool,
+  moves: readonly { readonly timer: Omit<ClaimedTimer, 'command'>; readonly dueAt: number }[],
+): Promise<void> {
   await pool.query(
-    `update ${WORKFLOW_SCHEMA}.timers t set due_at = now() from unnest($1::text[], $2::text[], $3::timestamptz[]) as f(e, k, l)
+    `update ${WORKFLOW_SCHEMA}.timers t set due_at = f.d
+     from unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) as f(e, k, l, d)
      where t.execution_id = f.e and t.timer_key = f.k and t.due_at = f.l`,
-    leaseRows(again),
+    [...leaseRows(moves.map((m) => m.timer)), moves.map((m) => new Date(m.dueAt).toISOString())],
   );
 }
