@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { AppError, type Logger } from '@switchyard/platform';
+import { AppError, processMemoryBudget, type Logger } from '@switchyard/platform';
 import { ProjectionRunner, workflowExecutionsProjection } from '@switchyard/read-models';
 import { RevokedStarterSweep, revokedStartersProjection } from './revoked-starters.js';
 import {
@@ -126,6 +126,9 @@ export class WorkflowEngine {
 
   /** Create tables, seed definitions, start the projection, lease partitions, run the saga loop and the timer poller. */
   async start(): Promise<void> {
+    // Entering and leaving high memory use (where starts are refused) is logged by the first role that asks.
+    const memory = processMemoryBudget().logTo(this.log);
+    this.log.info({ memoryCeiling: memory.ceiling }, 'memory ceiling of this process');
     await ensureWorkflowSchema(this.o.pool);
     // The definitions read model runs here too: it seeds the built-ins and answers the engine's reads.
     await this.definitions.start();
@@ -170,10 +173,10 @@ export class WorkflowEngine {
     });
     every(Math.min(STATE_IDLE_MS, 10_000), () => {
       const { dropped, why } = this.rt.cache.sweep();
-      if (why === 'heap' && dropped > 0)
+      if (why === 'memory' && dropped > 0)
         this.log.warn(
-          { dropped },
-          'heap past half its limit: cached execution states dropped (read again when needed)',
+          { dropped, memory: processMemoryBudget().read() },
+          "memory past half the process's ceiling: cached execution states dropped (read again when needed)",
         );
     });
     this.batchWorker?.start();

@@ -1,10 +1,14 @@
-import { getHeapStatistics } from 'node:v8';
+import { processMemoryBudget } from '@switchyard/platform';
 import type { CachedState } from './engine-types.js';
 
 /** A state not used for this long is dropped (an execution waiting for a signal or a timer for days holds nothing). */
 export const STATE_IDLE_MS = 60_000;
-/** Share of the heap limit past which the cache is dropped (but for the states used in the last RECENT_MS). */
-export const HEAP_PRESSURE_SHARE = 0.5;
+/**
+ * Share of the process's memory ceiling past which the cache is dropped (but for the states used
+ * in the last RECENT_MS): the ceiling is the smallest of V8's heap limit and the container's
+ * (MemoryBudget), since V8 sizes its heap from the host's memory, past what a container allows.
+ */
+export const MEMORY_PRESSURE_SHARE = 0.5;
 /**
  * States used this recently stay under heap pressure: a command's state is remembered before its
  * events come back through the subscription, which skips them by it; without the state those
@@ -20,8 +24,8 @@ export const RECENT_MS = 10_000;
  * - a state not used for STATE_IDLE_MS is dropped (`sweep`): one execution may hold tens of MB
  *   (its input, outputs and signals as parsed objects, many times their JSON's size when made of
  *   small values), and operators can leave any number of them waiting;
- * - when the heap passes HEAP_PRESSURE_SHARE of its limit, every state not used in the last
- *   RECENT_MS is dropped (`sweep`).
+ * - when the process's memory passes MEMORY_PRESSURE_SHARE of its ceiling, every state not used
+ *   in the last RECENT_MS is dropped (`sweep`).
  */
 export class StateCache extends Map<string, CachedState> {
   private readonly usedAt = new Map<string, number>();
@@ -29,10 +33,7 @@ export class StateCache extends Map<string, CachedState> {
   constructor(
     private readonly bound = 20_000,
     private readonly idleMs = STATE_IDLE_MS,
-    private readonly heapUsedShare: () => number = () => {
-      const h = getHeapStatistics();
-      return h.used_heap_size / h.heap_size_limit;
-    },
+    private readonly memoryShare: () => number = () => processMemoryBudget().read().share,
   ) {
     super();
   }
@@ -53,10 +54,10 @@ export class StateCache extends Map<string, CachedState> {
     super.clear();
   }
 
-  /** Drop what was not used for `idleMs`, or under heap pressure for RECENT_MS. Returns what it dropped, and why. */
-  sweep(now = Date.now()): { dropped: number; why: 'idle' | 'heap' } {
-    const why = this.heapUsedShare() > HEAP_PRESSURE_SHARE ? 'heap' : 'idle';
-    const keep = why === 'heap' ? Math.min(RECENT_MS, this.idleMs) : this.idleMs;
+  /** Drop what was not used for `idleMs`, or under memory pressure for RECENT_MS. Returns what it dropped, and why. */
+  sweep(now = Date.now()): { dropped: number; why: 'idle' | 'memory' } {
+    const why = this.memoryShare() > MEMORY_PRESSURE_SHARE ? 'memory' : 'idle';
+    const keep = why === 'memory' ? Math.min(RECENT_MS, this.idleMs) : this.idleMs;
     let dropped = 0;
     for (const [id, at] of this.usedAt) {
       if (now - at < keep) continue;

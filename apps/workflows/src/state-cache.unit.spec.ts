@@ -20,14 +20,14 @@ describe('StateCache', () => {
     assert.equal(cache.size, 0);
   });
 
-  it('once the heap is past half its limit, drops all but the states used in the last ten seconds', () => {
+  it('once the memory is past half the process ceiling, drops all but the states used in the last ten seconds', () => {
     let share = 0.2;
     const cache = new StateCache(100, 60_000, () => share);
     for (let i = 0; i < 10; i++) cache.remember(`e${i}`, entry(i), 0);
     cache.remember('just-now', entry(1), 25_000);
     assert.deepEqual(cache.sweep(30_000), { dropped: 0, why: 'idle' });
     share = 0.7;
-    assert.deepEqual(cache.sweep(30_000), { dropped: 10, why: 'heap' });
+    assert.deepEqual(cache.sweep(30_000), { dropped: 10, why: 'memory' });
     assert.deepEqual([...cache.keys()], ['just-now'], "a command's state whose events may not have come back yet");
   });
 

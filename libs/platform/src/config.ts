@@ -136,6 +136,12 @@ export const configSchema = z.object({
    * only for an external DATABASE_URL server that asks for one (see allowPlainPasswordSchema).
    */
   DATABASE_ALLOW_PLAIN_PASSWORD: allowPlainPasswordSchema,
+  /**
+   * The most memory (MiB) this process may use, for a limit the process cannot see itself (not a
+   * container's or cgroup's, which it reads): taken when smaller than those and V8's heap limit.
+   * Past 75 % of the smallest, new workflow starts are refused (503); see memory-budget.ts.
+   */
+  MEMORY_LIMIT_MB: z.coerce.number().int().min(64).max(16_777_216).optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -24,3 +24,4 @@ export * from './json-stream.js';
 export * from './canonical-json.js';
 export * from './connection-caps.js';
 export * from './thread-jobs.js';
+export * from './memory-budget.js';
