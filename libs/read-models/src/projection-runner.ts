@@ -290,7 +290,7 @@ export class ProjectionRunner {
       const pump = (async () => {
         try {
           for await (const e of sub) {
-            if (buffer.push(e) === 1) bufferSince = Date.now();
+            if (buffer.push(e) === 1) bufferSince = performance.now();
             if (buffer.length === 1 || buffer.length >= this.batchSize) wake?.();
             if (buffer.length >= this.batchSize * 4) await new Promise<void>((r) => (space = r));
           }
@@ -303,7 +303,7 @@ export class ProjectionRunner {
       })();
       let resync = false;
       let failures = 0;
-      let lastFlush = Date.now();
+      let lastFlush = performance.now();
       while (!resync) {
         if (buffer.length === 0) {
           if (scanned > lane.position) {
@@ -315,20 +315,20 @@ export class ProjectionRunner {
             if (lane.stored < lane.position) await this.commitBatch(lane, [], handled).catch(() => undefined);
             break;
           }
-          if (lane.stored < lane.position && Date.now() - lastFlush >= 1_000) {
+          if (lane.stored < lane.position && performance.now() - lastFlush >= 1_000) {
             resync = !(await this.commitBatch(lane, [], handled).catch(() => true));
-            lastFlush = Date.now();
+            lastFlush = performance.now();
             continue;
           }
           const idleFlush = lane.stored < lane.position;
           await new Promise<void>((r) => {
             wake = r;
-            if (idleFlush) setTimeout(r, Math.max(0, 1_000 - (Date.now() - lastFlush)));
+            if (idleFlush) setTimeout(r, Math.max(0, 1_000 - (performance.now() - lastFlush)));
           });
           wake = undefined;
           continue;
         }
-        const wait = this.gatherMs - (Date.now() - bufferSince);
+        const wait = this.gatherMs - (performance.now() - bufferSince);
         if (wait > 0 && buffer.length < this.batchSize && !ended && !lane.stopRequested) {
           await new Promise<void>((r) => {
             wake = r;
@@ -339,11 +339,11 @@ export class ProjectionRunner {
         const batch = buffer.splice(0, this.batchSize);
         // With nothing left behind it, the batch also covers the skipped events up to `scanned`.
         const to = Math.max(batch[batch.length - 1]!.position, buffer.length === 0 ? scanned : -1);
-        if (buffer.length > 0) bufferSince = Date.now();
+        if (buffer.length > 0) bufferSince = performance.now();
         space?.();
         space = undefined;
         const relevant = batch.some(handled);
-        if (!relevant && Date.now() - lastFlush < 1_000 && !lane.stopRequested) {
+        if (!relevant && performance.now() - lastFlush < 1_000 && !lane.stopRequested) {
           lane.position = to;
           this.notifyWaiters();
           continue;
@@ -351,7 +351,7 @@ export class ProjectionRunner {
         for (;;) {
           try {
             const ok = await this.commitBatch(lane, batch, handled, to);
-            lastFlush = Date.now();
+            lastFlush = performance.now();
             failures = 0;
             lane.lastError = undefined;
             if (!ok) resync = true;
