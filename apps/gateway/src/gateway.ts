@@ -15,6 +15,7 @@ import {
   mergeEdgePolicies,
   migrateUnderLock,
   newId,
+  processMemoryBudget,
 } from '@switchyard/platform';
 import { byteLimit, deferInvalidMediaType, leaveBodyUnread, registerBodyParsers } from './http/body.js';
 import { connectionHolderOf, correlate, runInRequestContext, type GatewayRequest } from './http/context.js';
@@ -87,6 +88,8 @@ const STREAMING_PATHS = /^\/(?:api\/v1\/events\/stream|mcp(?:\/v\/[^/]+)?(?:\/ss
 export async function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): Promise<Gateway> {
   const resolved = resolveOptions(options);
   const logger = deps.logger.child({ component: 'gateway' });
+  // Entering and leaving high memory use (where starts are refused) is logged by the first role that asks.
+  processMemoryBudget().logTo(deps.logger.child({ component: 'memory' }));
   const bodyLimit = byteLimit(resolved.bodyLimit);
   const adapter = new FastifyAdapter({
     logger: false, // ours, per request (see requestLog)

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { ACTOR_PATTERN, AUTOMATION_TRIGGER_ACTOR, triggerExecutionId } from '@switchyard/contracts';
 import type { EventStore } from '@switchyard/event-store';
-import { isAppError, logAtMostEvery, withTransaction, type Logger } from '@switchyard/platform';
+import { isAppError, logAtMostEvery, processMemoryBudget, withTransaction, type Logger } from '@switchyard/platform';
 import { startExecution, DefinitionStore, OpenExecutionsBound } from '@switchyard/workflow-executions';
 
 /** The automation server's table of workflow triggers (created by its migration). */
@@ -106,6 +106,8 @@ export class TriggerStarter {
   /** Claim and handle batches until no pending row is left (or one is deferred). */
   async runPending(): Promise<TriggerPass> {
     const total = { started: 0, failed: 0, deferred: 0 };
+    // While this process's memory is high, triggers stay pending (as the API's starts are refused).
+    if (processMemoryBudget().isHigh()) return total;
     for (;;) {
       const r = await this.runBatch();
       total.started += r.started;

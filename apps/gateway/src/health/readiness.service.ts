@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Pool } from 'pg';
 import type { EventStore } from '@switchyard/event-store';
+import { processMemoryBudget } from '@switchyard/platform';
 import {
   EVENT_STORE,
   GATEWAY_OPTIONS,
@@ -75,6 +76,16 @@ export class ReadinessService {
       // It answers reads but refuses writes (out of disk): ready, but not as if nothing were wrong.
       const refusal = store.recentRefusal?.();
       return refusal ? { degraded: refusal } : undefined;
+    });
+    // Past the high mark of the process's memory ceiling workflow starts are refused (503): ready, but say so.
+    this.register('memory', () => {
+      const budget = processMemoryBudget();
+      if (!budget.isHigh()) return Promise.resolve(undefined);
+      const r = budget.read();
+      const ceilingMb = Math.round(r.ceilingBytes / 1048576);
+      return Promise.resolve({
+        degraded: `${Math.round(r.share * 100)} % of the memory ceiling (${ceilingMb} MiB, from ${r.ceilingSource}) in use: workflow starts refused`,
+      });
     });
     for (const [name, probe] of Object.entries(extra)) this.register(name, probe);
   }

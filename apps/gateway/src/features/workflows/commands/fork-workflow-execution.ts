@@ -1,3 +1,4 @@
+import { processMemoryBudget } from '@switchyard/platform';
 import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import type { Pool } from 'pg';
@@ -41,7 +42,8 @@ export class ForkWorkflowExecutionHandler implements ICommandHandler<ForkWorkflo
     this.definitions = new DefinitionStore(pool);
   }
   async execute(c: ForkWorkflowExecution) {
-    // A fork is a new execution of the forker's: it counts against their open executions.
+    // A fork is a new execution of the forker's: it counts against their open executions and the memory.
+    processMemoryBudget().admit('workflow fork');
     await this.open.admit(
       c.actor,
       c.executionId !== undefined ? { store: this.folds.store, executionId: c.executionId } : undefined,

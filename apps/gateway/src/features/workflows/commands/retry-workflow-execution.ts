@@ -1,3 +1,4 @@
+import { processMemoryBudget } from '@switchyard/platform';
 import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import type { WorkflowStatus } from '@switchyard/domain';
@@ -33,6 +34,7 @@ export class RetryWorkflowExecutionHandler implements ICommandHandler<RetryWorkf
   }
   async execute(c: RetryWorkflowExecution) {
     // A retry opens an ended execution again: the one who asks for it must have room for one more.
+    processMemoryBudget().admit('workflow retry');
     await this.open.admit(c.actor);
     return retryExecution(this.folds.store, c.executionId, {
       ...(c.reason !== undefined ? { reason: c.reason } : {}),

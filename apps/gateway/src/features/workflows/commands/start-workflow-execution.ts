@@ -1,3 +1,4 @@
+import { processMemoryBudget } from '@switchyard/platform';
 import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import type { EventStore } from '@switchyard/event-store';
@@ -29,6 +30,8 @@ export class StartWorkflowExecutionHandler implements ICommandHandler<StartWorkf
     @Inject(OpenExecutionsBound) private readonly open: OpenExecutionsBound,
   ) {}
   async execute(c: StartWorkflowExecution) {
+    // Refused before anything is recorded (503, Retry-After) while this process's memory is high.
+    processMemoryBudget().admit('workflow start');
     await this.open.admit(
       c.actor,
       c.executionId !== undefined ? { store: this.store, executionId: c.executionId } : undefined,
