@@ -684,11 +684,29 @@ async function startCluster(
     args.push('-c', `${name}=${value}`);
   }
   const child: ChildProcess = spawn(bins.postgres, args, { ...spawnOpts, stdio: ['ignore', 'pipe', 'pipe'] });
-  const relay = (b: Buffer) => log?.debug({ pg: b.toString().trim() }, 'postgres');
+  // The server's own lines stay at debug (a client's failed logins would otherwise reach the log at
+  // will), but a PANIC is the server's and is always said, and when the server exits on its own the
+  // last lines it wrote (why it stopped, why a restart failed: a full disk, a damaged file) go with
+  // the exit at error level.
+  const lastLines: string[] = [];
+  const relay = (b: Buffer) => {
+    const text = b.toString().trim();
+    log?.debug({ pg: text }, 'postgres');
+    for (const line of text.split('\n')) {
+      if (!line) continue;
+      lastLines.push(line.slice(0, 500));
+      if (lastLines.length > 20) lastLines.shift();
+      if (/\bPANIC:/.test(line)) log?.error({ pg: line.slice(0, 2000) }, 'postgres PANIC');
+    }
+  };
   child.stdout?.on('data', relay);
   child.stderr?.on('data', relay);
   const exited = new Promise<number>((resolve) => {
-    child.once('exit', (code) => resolve(code ?? -1));
+    child.once('exit', (code, signal) => {
+      if (code !== 0 && signal !== 'SIGINT' && signal !== 'SIGTERM')
+        log?.error({ code, signal, lastLines: [...lastLines] }, 'postgres exited; its last lines say why');
+      resolve(code ?? -1);
+    });
     // A spawn that fails (binary missing, not executable) emits 'error', maybe with no 'exit'.
     child.on('error', (err) => {
       log?.error({ err }, 'postgres process error');
