@@ -154,6 +154,13 @@ describe('EventSink over the PostgreSQL store', () => {
       // The store says so for /readyz (degraded while it answers reads), in its own words, for 30 s.
       assert.match(store.recentRefusal() ?? '', /short of disk space \(SQLSTATE 53100\), \d+ s ago/);
       assert.equal(store.recentRefusal(Date.now() + 31_000), undefined);
+      // Another store of the process on the same log (the monitor's probe asks its own) says it too.
+      const neighbour = new PostgresEventStore({ connectionString: url, schema: 'es_sink' });
+      try {
+        assert.match(neighbour.recentRefusal() ?? '', /short of disk space \(SQLSTATE 53100\)/);
+      } finally {
+        await neighbour.close();
+      }
       await admin.query(`DELETE FROM es_sink.full_streams`);
       await sink.flush();
       assert.deepEqual(await numbers('sink_disk-1'), [0, 1, 2]);

@@ -110,7 +110,12 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
   const probes: Probe[] = [
     pgProbe,
     natsProbe('nats', opts.nats),
-    functionProbe('event-store', 'event-store', () => opts.eventStore.ping()),
+    // Reads answering is not enough: a log that refuses appends (out of disk) takes no work.
+    functionProbe('event-store', 'event-store', async () => {
+      await opts.eventStore.ping();
+      const refusal = opts.eventStore.recentRefusal?.();
+      if (refusal) throw new Error(refusal);
+    }),
     ...wiring.httpAgents.map((a) => ({ ...httpProbe(`agent:${a.name}`, a.url), kind: 'agent' })),
     ...(opts.extraProbes ?? []),
   ];

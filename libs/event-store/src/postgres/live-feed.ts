@@ -48,6 +48,12 @@ export class LiveFeed {
   private listenerStarting: Promise<void> | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /**
+   * The last append of any member refused for want of a resource (PostgreSQL class 53: out of
+   * disk, memory, connections), so every store of the process, the monitor's probe among them,
+   * can say the log refuses writes, not only the store whose append met it.
+   */
+  refusal: { at: number; why: string } | undefined;
   /** Append statements of the members in flight. */
   private appendsInFlight = 0;
   /** The highest head a NOTIFY announced while appends were in flight (-1: none pending). */

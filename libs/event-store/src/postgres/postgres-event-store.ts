@@ -313,7 +313,7 @@ export class PostgresEventStore implements EventStore {
       const code = String((err as { code?: unknown } | null)?.code ?? '');
       const shortage = isResourceShortage(err);
       if (shortage)
-        this.refusal = {
+        this.feed.refusal = {
           at: Date.now(),
           why: `appends refused: PostgreSQL is short of ${RESOURCE_OF[code] ?? 'a resource'} (SQLSTATE ${code})`,
         };
@@ -526,12 +526,11 @@ export class PostgresEventStore implements EventStore {
     await this.query('select 1');
   }
 
-  /** The last append refused for want of a resource (class 53), while it is recent. */
-  private refusal: { at: number; why: string } | undefined;
-
+  /** The last append refused for want of a resource (class 53), this store's or another's of the process on the same log, while it is recent. */
   recentRefusal(now = Date.now()): string | undefined {
-    if (!this.refusal || now - this.refusal.at > RECENT_REFUSAL_MS) return undefined;
-    return `${this.refusal.why}, ${Math.round((now - this.refusal.at) / 1000)} s ago`;
+    const refusal = this.feed.refusal;
+    if (!refusal || now - refusal.at > RECENT_REFUSAL_MS || now < refusal.at) return undefined;
+    return `${refusal.why}, ${Math.round((now - refusal.at) / 1000)} s ago`;
   }
 
   /** Stops subscriptions, lets accepted appends finish, then releases connections. */
