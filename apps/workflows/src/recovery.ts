@@ -1,4 +1,4 @@
-import { backoffMs, type Logger } from '@switchyard/platform';
+import { backoffMs, processMemoryBudget, type Logger } from '@switchyard/platform';
 import { nextActions, stepDispatchOf, workflowExecutionStream } from '@switchyard/domain';
 import { isTerminal, loadExecution, WORKFLOW_SCHEMA } from '@switchyard/workflow-executions';
 import { partitionOf } from './partitions.js';
@@ -10,6 +10,14 @@ import type { TimerRunner } from './timer-runner.js';
 
 /** A quiet execution is looked at once every this many periodic passes (see `quiet`). */
 const QUIET_PASSES = 8;
+/**
+ * Executions folded at once by all of the engine's recoveries together: at start every partition
+ * is taken up at the same moment, and each execution's state (its outputs, tens of MB for a large
+ * one) is held while it is recovered.
+ */
+export const RECOVERY_TURN = 8;
+/** Longest a turn waits for the memory to fall under the high mark before it goes ahead (slowly, not never). */
+export const RECOVERY_MEMORY_WAIT_MS = 30_000;
 
 /**
  * Taking up and letting go of partitions (the lease's onAcquire / onRelease), and driving every
@@ -32,6 +40,9 @@ export class Recovery {
    * saga handles their events as they come either way; this pass is the net under it.
    */
   private readonly quiet = new Map<string, { revision: number; passes: number }>();
+  /** Recoveries in progress and those waiting for a place (see RECOVERY_TURN). */
+  private recovering = 0;
+  private readonly waitingTurn: (() => void)[] = [];
 
   constructor(
     private readonly rt: EngineRuntime,
@@ -120,10 +131,11 @@ export class Recovery {
       for (const id of this.quiet.keys())
         if (partitionOf(id, this.rt.partitions) === p && !active.has(id)) this.quiet.delete(id);
     }
-    for (let i = 0; i < ids.length && this.rt.owned.has(p) && !this.rt.stopped; i += 8) {
+    for (let i = 0; i < ids.length && this.rt.owned.has(p) && !this.rt.stopped; i += RECOVERY_TURN) {
+      await this.roomInMemory(p);
       await Promise.all(
-        ids.slice(i, i + 8).map((id) =>
-          this.recoverExecution(id, p, acquired).catch((err: unknown) => {
+        ids.slice(i, i + RECOVERY_TURN).map((id) =>
+          this.inTurn(() => this.recoverExecution(id, p, acquired)).catch((err: unknown) => {
             // One bad execution must not hold up the rest (nor the partition's timers); the periodic pass tries again.
             this.log.warn({ err, executionId: id, partition: p }, 'recovering an execution failed');
           }),
@@ -131,6 +143,34 @@ export class Recovery {
       );
     }
     this.rt.counts.recoveries++;
+  }
+
+  /** Run `work` once fewer than RECOVERY_TURN recoveries of any partition run. */
+  private async inTurn<T>(work: () => Promise<T>): Promise<T> {
+    if (this.recovering >= RECOVERY_TURN) await new Promise<void>((r) => this.waitingTurn.push(r));
+    else this.recovering++;
+    try {
+      return await work();
+    } finally {
+      const next = this.waitingTurn.shift();
+      if (next) next();
+      else this.recovering--;
+    }
+  }
+
+  /**
+   * Before a turn: while the process's memory is past its high mark, drop the cached states and
+   * wait (up to RECOVERY_MEMORY_WAIT_MS) for it to fall, so a restart after a kill for memory does
+   * not fold every running execution into the same kill.
+   */
+  private async roomInMemory(p: number): Promise<void> {
+    const budget = processMemoryBudget();
+    if (!budget.isHigh()) return;
+    const started = Date.now();
+    this.rt.cache.sweep();
+    this.log.warn({ partition: p, memory: budget.read() }, 'memory high: recovery waits for it to fall');
+    while (budget.isHigh() && Date.now() - started < RECOVERY_MEMORY_WAIT_MS && !this.rt.stopped)
+      await new Promise((r) => setTimeout(r, 500));
   }
 
   private async recoverExecution(executionId: string, partition: number, acquired: boolean): Promise<void> {
