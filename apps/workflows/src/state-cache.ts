@@ -38,7 +38,7 @@ export class StateCache extends Map<string, CachedState> {
     super();
   }
 
-  remember(executionId: string, entry: CachedState, now = Date.now()): void {
+  remember(executionId: string, entry: CachedState, now = performance.now()): void {
     if (this.size > this.bound && !this.has(executionId)) this.clear();
     this.set(executionId, entry);
     this.usedAt.set(executionId, now);
@@ -55,7 +55,7 @@ export class StateCache extends Map<string, CachedState> {
   }
 
   /** Drop what was not used for `idleMs`, or under memory pressure for RECENT_MS. Returns what it dropped, and why. */
-  sweep(now = Date.now()): { dropped: number; why: 'idle' | 'memory' } {
+  sweep(now = performance.now()): { dropped: number; why: 'idle' | 'memory' } {
     const why = this.memoryShare() > MEMORY_PRESSURE_SHARE ? 'memory' : 'idle';
     const keep = why === 'memory' ? Math.min(RECENT_MS, this.idleMs) : this.idleMs;
     let dropped = 0;

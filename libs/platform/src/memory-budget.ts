@@ -170,6 +170,7 @@ export interface MemoryBudgetOptions {
   readonly configuredMb?: number;
   readonly highShare?: number;
   readonly clearShare?: number;
+  /** The monotonic clock a reading is aged by (a step of the wall clock must not freeze it). */
   readonly now?: () => number;
 }
 
@@ -186,7 +187,7 @@ export class MemoryBudget {
 
   constructor(o: MemoryBudgetOptions = {}) {
     this.sources = o.sources ?? processMemorySources;
-    this.now = o.now ?? Date.now;
+    this.now = o.now ?? (() => performance.now());
     this.highShare = o.highShare ?? MEMORY_HIGH_SHARE;
     this.clearShare = Math.min(o.clearShare ?? MEMORY_CLEAR_SHARE, this.highShare);
     const configuredMb =
