@@ -1,5 +1,5 @@
 import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
-import { DATABASE_WRITER_PORT } from '@switchyard/connectors';
+import { DATABASE_WRITER_PORT, ownServerPort } from '@switchyard/connectors';
 import { defaultPorts, mcpServerKinds } from '@switchyard/mcp-servers';
 import { parseConfig } from '@switchyard/platform';
 import { DATABASE_WRITER, runsMcpServer, selectedAgents, type McpServerName, type RoleSelection } from './roles.js';
@@ -23,9 +23,8 @@ const envName = (name: string) => name.toUpperCase().replace(/[^A-Z0-9]/g, '_');
 
 /** Port of one of the project's MCP servers: MCP_<KIND>_PORT, else its seed port. */
 export function mcpServerPort(server: McpServerName, env: Env = process.env): number {
-  const variable = `MCP_${envName(server)}_PORT`;
-  const fallback = server === DATABASE_WRITER ? DATABASE_WRITER_PORT : defaultPorts[server];
-  return Number(env[variable] || fallback);
+  // The connectors read the same variable with the same function: one answer, or a start stopped naming it.
+  return ownServerPort(server, server === DATABASE_WRITER ? DATABASE_WRITER_PORT : defaultPorts[server], env);
 }
 
 /** AGENT_<NAME>_PORT moves one built-in agent's HTTP contract off its seed port (6001-6006). */

@@ -32,11 +32,11 @@ export const filesystemRoot = (env: Env, cwd: string): string =>
 
 /**
  * Where one of the project's own HTTP servers listens: `MCP_<NAME>_PORT` when set (the launcher
- * moves the server there), else its seed port. The connectors follow the move: left on the seed
+ * moves the server there, reading it with this same function), else its seed port. The connectors follow the move: left on the seed
  * port, they would send MCP_AUTH_TOKEN to whatever listens there (another system's server, or any
  * local process that took the free port).
  */
-function ownServerPort(name: string, seed: number, env: Env): number {
+export function ownServerPort(name: string, seed: number, env: Env = process.env): number {
   const variable = `${envPrefix(name)}PORT`;
   const value = nonEmpty(env[variable]);
   if (value === undefined) return seed;
