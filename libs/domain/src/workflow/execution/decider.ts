@@ -1636,20 +1636,10 @@ function decideSendSignal(s: StartedState, c: SendSignal['data'], meta: CommandM
   const waiting = waits.find(
     (d) => s.steps[d.id]?.status === 'running' && s.steps[d.id]?.wait && !s.steps[d.id]?.wait?.ended,
   );
-  const waitState = waiting ? s.steps[waiting.id]?.wait : undefined;
-  if (waiting && waitState && notBefore(now, waitState.timeoutAt)) {
-    // Its deadline passed before the signal came, and the timer is only late (a busy engine, a
-    // restart): the wait times out as the timer would have, and the signal is one after it.
-    const timedOut = decideWaitTimedOut(s, waiting.id, meta);
-    assertSignalRoom(evolveAll(s, timedOut) as StartedState, c);
-    return [
-      ...timedOut,
-      received({
-        disposition: 'ignored',
-        reason: `wait step "${waiting.id}" timed out at ${waitState.timeoutAt}: the signal is recorded but changes nothing`,
-      }),
-    ];
-  }
+  // Only the wait's timer ends a wait: a signal that comes while the wait is open is taken, even
+  // when its time is past `timeoutAt`. That time is the sender's clock (a gateway, maybe on another
+  // host or just after a step of its clock); the engine arms the timer and fires it on its own
+  // monotonic deadline, so a late timer only means the wait is still open.
   if (waiting) {
     return [
       received({ disposition: 'consumed', stepId: waiting.id }),
