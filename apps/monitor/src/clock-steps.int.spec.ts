@@ -6,7 +6,9 @@
  * - a step back of two hours: probes keep their interval, the report stays healthy, no gap;
  * - a step forward of two hours: the two hours are unmonitored (unknown), not two hours of uptime;
  * - loops held (a frozen monitor): the health report turns degraded, saying its data is stale;
- * - a silence given as a duration starts by the monitor's clock, not the caller's.
+ * - a silence given as a duration starts by the monitor's clock, not the caller's;
+ * - a pending `for` alert fires after its `for` of elapsed time across a step back, and so does one
+ *   on a monitor that started while the wall clock was ahead.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,12 +20,26 @@ import { freshDatabase, until } from '@switchyard/testing';
 import { addSilenceRequest } from '@switchyard/contracts';
 import { Monitor, type MonitorEvent } from './monitor.js';
 import { functionProbe } from './probes.js';
+import type { AlertRule } from './domain/rules.js';
 import type { TimerClock } from './timers.js';
 import { healthReport } from './wiring/service.js';
 
 const logger = createLogger('monitor-clock-steps-test', process.env.LOG_LEVEL ?? 'silent');
 const H = 3_600_000;
 const INTERVAL = 50;
+const FOR_MS = 1_500;
+/** Like the seed `service_unavailable`, with a short `for`. */
+const unavailable: AlertRule = {
+  id: 'unavailable_briefly',
+  name: 'Service unavailable',
+  metric: 'probe_up',
+  match: {},
+  comparator: '<',
+  threshold: 1,
+  for_ms: FOR_MS,
+  severity: 'critical',
+  labels: {},
+};
 
 /** The system's clocks, with a wall offset the spec moves and timers it can hold (a frozen monitor). */
 function steppedClock() {
@@ -69,6 +85,7 @@ describe('the monitor under steps of the wall clock', () => {
     published: MonitorEvent[],
     probes: Parameters<typeof functionProbe>[],
     probeGapMs?: number,
+    rules: AlertRule[] = [],
   ) => {
     const m = new Monitor({
       pool,
@@ -85,7 +102,7 @@ describe('the monitor under steps of the wall clock', () => {
         probeIntervalMs: INTERVAL,
         probeTimeoutMs: 1_000,
         ...(probeGapMs ? { probeGapMs } : {}),
-        rules: [],
+        rules,
       },
       sampler: { diskIntervalMs: 3_600_000, networkIntervalMs: 3_600_000 },
     });
@@ -239,6 +256,73 @@ describe('the monitor under steps of the wall clock', () => {
         JSON.stringify(bad),
       );
     }
+    await stop(monitor);
+  });
+
+  /** Elapsed time from the alert going pending to it firing, by the monotonic clock. */
+  const pendingThenFiring = async (published: MonitorEvent[], service: string, beforeFiring: () => void) => {
+    const forService = (type: MonitorEvent['type']) =>
+      published.find((e) => e.type === type && 'labels' in e.data && e.data.labels['service'] === service);
+    await until('the alert pending', () => forService('AlertPending'));
+    const pendingAt = performance.now();
+    beforeFiring();
+    const firing = await until('the alert firing', () => forService('AlertFiring'), 10_000);
+    return { firing, afterMs: performance.now() - pendingAt };
+  };
+
+  it('a pending `for` alert across a step back of two hours fires after its `for`, not two hours later', async () => {
+    const c = steppedClock();
+    const published: MonitorEvent[] = [];
+    const monitor = makeMonitor(
+      c.clock,
+      published,
+      [
+        [
+          'falls',
+          'test',
+          async () => {
+            throw new Error('refused');
+          },
+        ],
+      ],
+      undefined,
+      [unavailable],
+    );
+    await monitor.start();
+    const { firing, afterMs } = await pendingThenFiring(published, 'falls', () => c.step(-2 * H));
+    assert.ok(afterMs < FOR_MS + 5_000, `fired ${Math.round(afterMs)} ms after going pending`);
+    assert.ok(firing.metadata.at <= c.clock.now(), 'dated by the stepped-back clock');
+    await stop(monitor);
+  });
+
+  it('a monitor started while the wall clock was two hours ahead, then stepped back: `for` alerts fire after their `for`', async () => {
+    const c = steppedClock();
+    c.step(2 * H);
+    const published: MonitorEvent[] = [];
+    let failing = false;
+    let probes = 0;
+    const monitor = makeMonitor(
+      c.clock,
+      published,
+      [
+        [
+          'later',
+          'test',
+          async () => {
+            probes++;
+            if (failing) throw new Error('refused');
+          },
+        ],
+      ],
+      undefined,
+      [unavailable],
+    );
+    await monitor.start();
+    await until('probed a few times', () => probes >= 3);
+    c.step(-2 * H);
+    failing = true;
+    const { afterMs } = await pendingThenFiring(published, 'later', () => undefined);
+    assert.ok(afterMs < FOR_MS + 5_000, `fired ${Math.round(afterMs)} ms after going pending`);
     await stop(monitor);
   });
 });

@@ -22,7 +22,7 @@ import {
   evolveAlerting,
   initialAlertingState,
   invalidMatchers,
-  pendingDeadline,
+  type AlertInstance,
   type AlertingCommand,
   type AlertingEvent,
   type AlertingState,
@@ -278,8 +278,14 @@ export class Monitor {
   private readonly timers = new Set<Timer>();
   /** The last sample each alert was evaluated with: what a `for` deadline re-evaluates. */
   private readonly lastEvaluated = new Map<string, { rule: AlertRule; labels: Labels; value: number }>();
-  /** The `for` deadline armed for each pending alert (by fingerprint); none for any other. */
-  private readonly deadlines = new Map<string, Timer>();
+  /** The `for` deadline armed for each pending alert (by fingerprint), with when it is due on the monotonic clock; none for any other. */
+  private readonly deadlines = new Map<string, { timer: Timer; dueMonotonic: number }>();
+  /**
+   * When each alert went pending in this run, on the monotonic clock, with its `pendingSince` (which
+   * names that pending episode): its `for` is measured from there, so a step of the wall clock
+   * neither holds it back nor brings it forward.
+   */
+  private readonly pendingMonotonic = new Map<string, { pendingSince: number; monotonic: number }>();
   private running = false;
   private inFlight = new Set<Promise<unknown>>();
   private loaded = false;
@@ -293,6 +299,8 @@ export class Monitor {
   private projectionsStopped = false;
   /** When start() began probing (epoch ms): what a gap of the previous run ends at. */
   private startedAt: number | null = null;
+  /** The same on the monotonic clock: what the `for` of an alert pending from before this run counts from. */
+  private startedMonotonic: number | null = null;
   /** Each service's last probe outcome of this run, by both clocks (probe gaps and staleness). */
   private readonly lastProbes = new Map<string, { wall: number; monotonic: number }>();
   /** When this run began probing each service (monotonic): its age until a first probe finishes. */
@@ -369,6 +377,8 @@ export class Monitor {
   async start(): Promise<void> {
     await this.init();
     this.startedAt = this.clock.now();
+    this.startedMonotonic = this.clock.monotonicNow();
+    this.pendingMonotonic.clear();
     // A previous run's last probes are the restart's gap (markUnmonitored), not this run's.
     this.lastProbes.clear();
     this.probingSince.clear();
@@ -631,7 +641,7 @@ export class Monitor {
   }
 
   /** Store samples from anywhere (e.g. request latencies) and evaluate the rules against them. */
-  async ingest(samples: readonly Sample[]): Promise<AlertingEvent[]> {
+  async ingest(samples: readonly (Sample & { readonly monotonicTs?: number })[]): Promise<AlertingEvent[]> {
     await this.store.insertSamples(samples);
     this.prometheus.observeSamples(samples);
     return this.evaluate(samples);
@@ -711,12 +721,26 @@ export class Monitor {
     }
     await this.settle(done);
     const status = this.health.get(p.service)?.status;
-    const samples: Sample[] = [
-      { metric: metricNames.probeUp, labels, ts: outcomeAt, value: r.ok ? 1 : 0 },
-      { metric: metricNames.serviceUp, labels, ts: at, value: status === 'down' ? 0 : 1 },
+    // With their monotonic times: an alert's `for` is measured on that clock from its first sample.
+    const samples: (Sample & { monotonicTs: number })[] = [
+      {
+        metric: metricNames.probeUp,
+        labels,
+        ts: outcomeAt,
+        monotonicTs: r.ok ? atMonotonic : sentMonotonic,
+        value: r.ok ? 1 : 0,
+      },
+      { metric: metricNames.serviceUp, labels, ts: at, monotonicTs: atMonotonic, value: status === 'down' ? 0 : 1 },
     ];
     // A failed probe's duration is the time to fail, not a response time: keep it out of the latency series.
-    if (r.ok) samples.push({ metric: metricNames.probeResponseMs, labels, ts: at, value: r.responseMs });
+    if (r.ok)
+      samples.push({
+        metric: metricNames.probeResponseMs,
+        labels,
+        ts: at,
+        monotonicTs: atMonotonic,
+        value: r.responseMs,
+      });
     await this.ingest(samples);
     return r;
   }
@@ -781,7 +805,8 @@ export class Monitor {
 
   // ---------- alerting ----------
 
-  private async evaluate(samples: readonly Sample[]): Promise<AlertingEvent[]> {
+  /** Evaluate the rules on samples; `monotonicTs` is when the monitor took one itself, on its monotonic clock. */
+  private async evaluate(samples: readonly (Sample & { readonly monotonicTs?: number })[]): Promise<AlertingEvent[]> {
     const rules = this.settings.rules;
     const done = await this.serial(async () => {
       // Decided on a working copy, so each sample sees the previous ones' effect; the Monitor's
@@ -792,14 +817,20 @@ export class Monitor {
       for (const s of samples) {
         for (const rule of rules) {
           if (!ruleMatches(rule, s.metric, s.labels)) continue;
-          touched.add(fingerprint(rule.id, { ...s.labels, ...rule.labels }));
+          const fp = fingerprint(rule.id, { ...s.labels, ...rule.labels });
+          touched.add(fp);
+          // A sample the monitor did not time itself (the sampler's, one ingested) is placed on the
+          // monotonic clock by its distance from the wall clock's now, so a step between two samples
+          // cancels out, while a sample's own time still counts.
+          const atMonotonic = s.monotonicTs ?? this.clock.monotonicNow() + (s.ts - this.clock.now());
           const evs = this.decideSample(
             {
               type: 'EvaluateSample',
-              data: { rule, labels: s.labels, value: s.value, observedSince: this.startedAt ?? undefined },
+              data: { rule, labels: s.labels, value: s.value, pendingForMs: this.pendingForMs(fp, state, atMonotonic) },
               metadata: this.meta(s.ts),
             },
             state,
+            atMonotonic,
           );
           state = evs.reduce(evolveAlerting, state);
           out.push(...evs);
@@ -814,13 +845,39 @@ export class Monitor {
     return done.events as AlertingEvent[];
   }
 
-  // The alerting decider on a sample, remembering the sample for the alert's `for` deadline.
-  private decideSample(cmd: AlertingCommand & { type: 'EvaluateSample' }, state: AlertingState): AlertingEvent[] {
+  // The alerting decider on a sample taken at `atMonotonic`, remembering the sample for the alert's
+  // `for` deadline and, for an alert it makes pending, when that was on the monotonic clock.
+  private decideSample(
+    cmd: AlertingCommand & { type: 'EvaluateSample' },
+    state: AlertingState,
+    atMonotonic: number,
+  ): AlertingEvent[] {
     const evs = decideAlerting(cmd, state);
     const { rule, labels, value } = cmd.data;
-    if (Number.isFinite(value))
-      this.lastEvaluated.set(fingerprint(rule.id, { ...labels, ...rule.labels }), { rule, labels, value });
+    const fp = fingerprint(rule.id, { ...labels, ...rule.labels });
+    if (Number.isFinite(value)) this.lastEvaluated.set(fp, { rule, labels, value });
+    for (const e of evs)
+      if (e.type === 'AlertPending')
+        this.pendingMonotonic.set(fp, { pendingSince: e.metadata.at, monotonic: atMonotonic });
     return evs;
+  }
+
+  /**
+   * When a pending alert's `for` began on the monotonic clock: when it went pending in this run, or
+   * this run's start for one pending from before it. Undefined when it is not pending, or before
+   * start() for one this run did not make pending (the decider then goes by the wall clock).
+   */
+  private pendingStartMonotonic(fp: string, alert: AlertInstance | undefined): number | undefined {
+    if (alert?.status !== 'pending') return undefined;
+    const mine = this.pendingMonotonic.get(fp);
+    if (mine?.pendingSince === alert.pendingSince) return mine.monotonic;
+    return this.startedMonotonic ?? undefined;
+  }
+
+  /** How long the alert `fp` has been pending in `state` at `atMonotonic`, by the monotonic clock. */
+  private pendingForMs(fp: string, state: AlertingState, atMonotonic: number): number | undefined {
+    const start = this.pendingStartMonotonic(fp, state.alerts[fp]);
+    return start === undefined ? undefined : atMonotonic - start;
   }
 
   /**
@@ -928,32 +985,33 @@ export class Monitor {
    * the next sample after it (which may come a whole interval later). Then the alert is evaluated
    * again with the last value it saw; a sample that cleared it meanwhile left nothing pending.
    * Called whenever the alert or the rules change: an alert no longer pending, or whose rule is
-   * gone, keeps no timer; a rule whose `for` changed moves the deadline.
+   * gone, keeps no timer; a rule whose `for` changed moves the deadline. The deadline is on the
+   * monotonic clock (see pendingStartMonotonic), as the decider's `pendingForMs` is.
    */
   private syncDeadline(fp: string): void {
     const alert = this.alerting.alerts[fp];
+    if (alert?.status !== 'pending') this.pendingMonotonic.delete(fp);
     const rule =
       alert?.status === 'pending' && this.lastEvaluated.has(fp)
         ? this.settings.rules.find((r) => r.id === alert.ruleId)
         : undefined;
-    const due =
-      this.running && alert?.status === 'pending' && rule && rule.for_ms > 0
-        ? pendingDeadline(alert.pendingSince, rule.for_ms, this.startedAt ?? undefined)
-        : undefined;
+    const start = this.pendingStartMonotonic(fp, alert);
+    const dueMonotonic =
+      this.running && rule && rule.for_ms > 0 && start !== undefined ? start + rule.for_ms : undefined;
     const armed = this.deadlines.get(fp);
-    if (armed && armed.due === due) return;
+    if (armed && armed.dueMonotonic === dueMonotonic) return;
     if (armed) {
-      armed.cancel();
-      this.timers.delete(armed);
+      armed.timer.cancel();
+      this.timers.delete(armed.timer);
       this.deadlines.delete(fp);
     }
-    if (due === undefined || alert?.status !== 'pending') return;
+    if (dueMonotonic === undefined || alert?.status !== 'pending') return;
     const pendingSince = alert.pendingSince;
-    const t = this.after(due - this.clock.now(), () => {
-      if (this.deadlines.get(fp) === t) this.deadlines.delete(fp);
+    const timer = this.after(dueMonotonic - this.clock.monotonicNow(), () => {
+      if (this.deadlines.get(fp)?.timer === timer) this.deadlines.delete(fp);
       this.evaluateAtDeadline(fp, pendingSince);
     });
-    this.deadlines.set(fp, t);
+    this.deadlines.set(fp, { timer, dueMonotonic });
   }
 
   private evaluateAtDeadline(fp: string, pendingSince: number): void {
@@ -965,14 +1023,21 @@ export class Monitor {
       // The rule in force now (it may have been changed through the API meanwhile).
       const rule = this.settings.rules.find((r) => r.id === last.rule.id);
       if (!rule) return nothingCommitted;
+      const atMonotonic = this.clock.monotonicNow();
       return this.commit(
         this.decideSample(
           {
             type: 'EvaluateSample',
-            data: { rule, labels: last.labels, value: last.value, observedSince: this.startedAt ?? undefined },
+            data: {
+              rule,
+              labels: last.labels,
+              value: last.value,
+              pendingForMs: this.pendingForMs(fp, this.alerting, atMonotonic),
+            },
             metadata: this.meta(this.clock.now()),
           },
           this.alerting,
+          atMonotonic,
         ),
       );
     })

@@ -90,10 +90,6 @@ type Cmd<T extends string, D> = {
   readonly metadata: { readonly at: number; readonly correlationId?: string };
 };
 
-/** When a pending alert may fire: its `for` after it began pending, or after `observedSince` when that is later. */
-export const pendingDeadline = (pendingSince: number, forMs: number, observedSince?: number): number =>
-  Math.max(pendingSince, observedSince ?? -Infinity) + forMs;
-
 export type EvaluateSample = Cmd<
   'EvaluateSample',
   {
@@ -101,12 +97,13 @@ export type EvaluateSample = Cmd<
     labels: Labels;
     value: number;
     /**
-     * When the monitor began this run. A pending alert's `for` counts from then at the earliest:
-     * while the monitor was not running nothing was observed, so a breach pending before a restart
-     * must hold for its whole `for` again (it fired 15 s after a restart, its `for` spent on the
-     * downtime).
+     * How long the alert has been pending as the monitor observed it, on its monotonic clock: a
+     * pending alert fires once this reaches the rule's `for`. The wall clock does not judge it
+     * (after a step back of an hour `at - pendingSince` falls short for an hour). The monitor counts
+     * an alert pending from before its start from that start: nothing was observed while it was not
+     * running, so the breach must hold for its whole `for` again. Without it: `at - pendingSince`.
      */
-    observedSince?: number | undefined;
+    pendingForMs?: number | undefined;
   }
 >;
 export type ResolveManually = Cmd<'ResolveManually', { fingerprint: string; actor: string; reason: string }>;
@@ -225,7 +222,7 @@ export function decideAlerting(command: AlertingCommand, state: AlertingState): 
       }
       if (current.status === 'pending') {
         if (!breach) return [{ type: 'AlertPendingCleared', data: { ...base(current), value }, metadata: meta }];
-        if (at < pendingDeadline(current.pendingSince, rule.for_ms, command.data.observedSince)) return [];
+        if ((command.data.pendingForMs ?? at - current.pendingSince) < rule.for_ms) return [];
         const suppressedBy = activeSilenceFor(state, current.labels, at);
         const events: AlertingEvent[] = [];
         if (suppressedBy && suppressedBy !== current.suppressedBy) {

@@ -76,24 +76,37 @@ const run = (cmds: AlertingCommand[], start: AlertingState = initialAlertingStat
 };
 const fp = fingerprint('cpu_high', { host: 'a', team: 'ops' });
 
-describe('a pending alert across a restart of the monitor', () => {
-  it('counts its `for` from when this run began observing, not across the time the monitor was down', () => {
-    const restarted = (value: number, at: number): AlertingCommand => ({
-      type: 'EvaluateSample',
-      data: { rule, labels: series, value, observedSince: 100_000 },
-      metadata: { at },
-    });
-    const { events: before } = run([evalAt(95, 0)]);
+describe('a pending alert judged by the time the monitor measured (`pendingForMs`), not by the wall clock', () => {
+  const measured = (value: number, at: number, pendingForMs: number): AlertingCommand => ({
+    type: 'EvaluateSample',
+    data: { rule, labels: series, value, pendingForMs },
+    metadata: { at },
+  });
+  const { events: before } = run([evalAt(95, 0)]);
+  it('across a restart: pending since 0, down until 100 s, so at 120 s only 20 s were observed', () => {
     assert.deepEqual(
       before.map((e) => e.type),
       ['AlertPending'],
     );
-    // Pending since 0, down until 100 s: 120 s after it began, only 20 s of it were observed.
-    given(before).when(restarted(95, 120_000)).thenNothingHappened();
-    given(before).when(restarted(95, 160_000)).then(['AlertFiring']);
-    // Without a restart the same sample at 120 s fires.
+    given(before)
+      .when(measured(95, 120_000, 20_000))
+      .thenNothingHappened();
+    given(before)
+      .when(measured(95, 160_000, 60_000))
+      .then(['AlertFiring']);
+    // Without a measure the wall clock decides: the same sample at 120 s fires.
     given(before).when(evalAt(95, 120_000)).then(['AlertFiring']);
   });
+  it('after a step back of an hour: fires once its `for` has elapsed, though the wall clock shows it pending for less', () => {
+    const [firing] = given(before)
+      .when(measured(95, 60_000 - 3_600_000, 60_000))
+      .then(['AlertFiring']);
+    assert.equal(firing?.type === 'AlertFiring' && firing.data.pendingSince, 0);
+  });
+  it('after a step forward of an hour: holds until its `for` has elapsed, though the wall clock shows an hour', () =>
+    given(before)
+      .when(measured(95, 3_600_000 + 10_000, 10_000))
+      .thenNothingHappened());
 });
 
 describe('alert fingerprint', () => {
