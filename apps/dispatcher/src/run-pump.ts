@@ -350,8 +350,9 @@ export class RunPump {
     this.runs.set(s.task_id, run);
     const remaining = attemptTimeLeft(s.timeout_ms, performance.now() - decidedAt);
     run.timer = setTimeout(() => void this.onDeadline(run), remaining);
-    // The agent stops itself at the deadline it is sent, by its own wall clock: send the one this
-    // launch gives it by this clock now, not the recorded one from before a possible step.
+    // The agent stops itself `remaining_ms` after it receives the attempt (transport.ts); the
+    // deadline, by this clock now rather than the recorded one from before a possible step, is
+    // for an agent from before that field, which reads it by its own wall clock.
     const sent: Extract<TaskState, { status: 'assigned' }> = {
       ...s,
       deadline: new Date(Date.now() + remaining).toISOString(),
@@ -377,6 +378,7 @@ export class RunPump {
               ? await callA2a(this.opts.egress, sent, inst, run.controller.signal)
               : await callHttp(this.opts.egress, sent, inst, run.controller.signal, {
                   correlationId: this.tasks.cid(s.task_id),
+                  remainingMs: remaining,
                   agentToken: this.opts.agentToken,
                   externalAgentToken: this.opts.externalAgentToken,
                 });

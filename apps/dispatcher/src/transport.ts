@@ -42,6 +42,13 @@ function onLoopback(url: string | undefined): boolean {
   }
 }
 
+/**
+ * The attempt's time left as an agent is sent it (whole ms, rounded up): the agent runs it from
+ * receipt on its own monotonic clock, as its host's wall clock may disagree with this one's by
+ * any amount; `deadline` stays in the request for an agent from before this field.
+ */
+const sentTimeLeft = (remainingMs: number): number => Math.ceil(Math.max(0, remainingMs));
+
 /** One attempt on one of our agents over NATS; the reply's result. */
 export async function callNats(
   nats: NatsConnection,
@@ -59,6 +66,7 @@ export async function callNats(
       context: s.context,
       attempt: s.assignment,
       deadline: s.deadline,
+      remaining_ms: sentTimeLeft(remainingMs),
       notify_subject: o.notifySubject,
     },
     // A little longer than the deadline: the deadline timer decides, not the request timeout.
@@ -94,7 +102,12 @@ export async function callHttp(
   s: AssignedTask,
   inst: AgentInstance,
   signal: AbortSignal,
-  o: { correlationId: string; agentToken?: string | undefined; externalAgentToken?: string | undefined },
+  o: {
+    correlationId: string;
+    remainingMs: number;
+    agentToken?: string | undefined;
+    externalAgentToken?: string | undefined;
+  },
 ): Promise<unknown> {
   let res: Response;
   try {
@@ -108,7 +121,13 @@ export async function callHttp(
         'x-correlation-id': o.correlationId,
         ...bearerOf(inst.token ?? (onLoopback(inst.url) ? o.agentToken : o.externalAgentToken)),
       },
-      body: JSON.stringify({ task_id: s.task_id, task_type: s.task_type, context: s.context, deadline: s.deadline }),
+      body: JSON.stringify({
+        task_id: s.task_id,
+        task_type: s.task_type,
+        context: s.context,
+        deadline: s.deadline,
+        remaining_ms: sentTimeLeft(o.remainingMs),
+      }),
     });
   } catch (err) {
     // A refused address is not the agent being down: say so, and do not retry elsewhere for it;

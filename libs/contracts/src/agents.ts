@@ -25,13 +25,22 @@ export const agentInstanceSubject = (
   endpoint: 'execute' | 'cancel' | 'load',
 ): string => `${serviceSubject('agent', agent)}.${subjectToken(instance)}.${endpoint}`;
 
+/** Most a sender may give an attempt (a day); a task's `timeout_ms` is at most an hour. */
+const REMAINING_MS_MAX = 24 * 3_600_000;
+
 export const agentExecuteInput = z.object({
   task_id: z.string().min(1).max(200),
   task_type: z.string().min(1).max(100),
   context: z.record(z.string(), z.unknown()).default({}),
   attempt: z.number().int().min(1).default(1),
-  /** ISO instant: the handler's AbortSignal fires then. */
+  /** ISO instant by the sender's clock: the handler's AbortSignal fires then, unless `remaining_ms` is given. */
   deadline: z.string().datetime({ offset: true }).optional(),
+  /**
+   * The attempt's time left when it was sent, in ms: the agent stops the handler that long after
+   * receipt, on its own monotonic clock, so a host whose wall clock disagrees with the sender's
+   * still stops it on time. Absent from an older sender (then `deadline` is used).
+   */
+  remaining_ms: z.number().int().min(0).max(REMAINING_MS_MAX).optional(),
   /**
    * Where to publish `{ task_id, attempt, instance }` once the task is admitted and its
    * handler runs (the dispatcher's "started" notice). Optional.
@@ -118,6 +127,8 @@ export const httpExecuteBody = z.object({
   context: z.record(z.string(), z.unknown()).default({}),
   task_id: z.string().min(1).max(200).optional(),
   deadline: z.string().datetime({ offset: true }).optional(),
+  /** As in the NATS request: the time left in ms, run from receipt; preferred over `deadline`. */
+  remaining_ms: z.number().int().min(0).max(REMAINING_MS_MAX).optional(),
 });
 export type HttpExecuteBody = z.input<typeof httpExecuteBody>;
 export const httpExecuteReply = z.object({

@@ -224,6 +224,42 @@ describe('agents as NATS services', () => {
     );
   });
 
+  // A deadline is an instant by the sender's clock: on a host an hour ahead of it, one an hour past.
+  it("the time left as sent decides, not the sender's deadline by this host's clock (NATS and HTTP)", async () => {
+    const anHourAgo = new Date(Date.now() - 3_600_000).toISOString();
+    const inAnHour = new Date(Date.now() + 3_600_000).toISOString();
+    const subject = agentInstanceSubject('data_analyst', 'da-1', 'execute');
+    const done = await exec(subject, {
+      task_type: 'noop',
+      context: { sleep_ms: 200, echo: 'ahead' },
+      deadline: anHourAgo,
+      remaining_ms: 5_000,
+    });
+    assert.deepEqual(done.result, { echo: 'ahead', slept_ms: 200 });
+    // An hour behind: the agent stops itself when the time left runs out, not in an hour.
+    await assert.rejects(
+      exec(subject, { task_type: 'noop', context: { sleep_ms: 20_000 }, deadline: inAnHour, remaining_ms: 200 }),
+      (e) => isAppError(e) && e.code === 'timeout',
+    );
+    const http = await startAgentHttp({ runtime: a1.runtime, port: 0, host: '127.0.0.1', token: 'tok', logger });
+    try {
+      const res = await fetch(`${http.url}/execute`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer tok' },
+        body: JSON.stringify({
+          task_type: 'noop',
+          context: { sleep_ms: 200, echo: 'http' },
+          deadline: anHourAgo,
+          remaining_ms: 5_000,
+        }),
+      });
+      assert.equal(res.status, 200, await res.clone().text());
+      assert.deepEqual(((await res.json()) as { result: unknown }).result, { echo: 'http', slept_ms: 200 });
+    } finally {
+      await http.close();
+    }
+  });
+
   it('the HTTP agent contract: /health, bearer token on /execute, same handlers', async () => {
     const http = await startAgentHttp({ runtime: a1.runtime, port: 0, host: '127.0.0.1', token: 'tok', logger });
     try {

@@ -100,7 +100,7 @@ async function readJson(req: http.IncomingMessage, limit: number): Promise<unkno
 /**
  * The seed's HTTP agent contract over the same handlers as the NATS service:
  * - `GET /health` -> 200 `{ status, agent, instance, in_flight, max_concurrency, task_types }`
- * - `POST /execute` `{ task_type, context, task_id?, deadline? }` -> 200 `{ task_id, agent, status: 'completed', result, duration_ms }`;
+ * - `POST /execute` `{ task_type, context, task_id?, deadline?, remaining_ms? }` -> 200 `{ task_id, agent, status: 'completed', result, duration_ms }`;
  *   401 without the bearer token when one is configured; errors as `{ error: { code, message, details } }`
  *   with the code's status (400 bad context naming the field, 503 busy, 504 deadline).
  */
@@ -180,6 +180,7 @@ export async function startAgentHttp(opts: StartAgentHttpOptions): Promise<Agent
               context: body.context,
               attempt: 1,
               ...(body.deadline ? { deadline: body.deadline } : {}),
+              ...(body.remaining_ms !== undefined ? { remaining_ms: body.remaining_ms } : {}),
               correlationId,
             });
           } catch (err) {

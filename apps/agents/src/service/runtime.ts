@@ -28,8 +28,24 @@ export interface RunRequest {
   readonly task_type: string;
   readonly context: unknown;
   readonly attempt: number;
+  /** By the sender's clock: used only when `remaining_ms` is absent (an older sender). */
   readonly deadline?: string;
+  /** The attempt's time left as sent, run from receipt on this process's monotonic clock. */
+  readonly remaining_ms?: number;
   readonly correlationId: string;
+}
+
+/** setTimeout's longest delay: a longer one fires at once (Node clamps it to 1 ms). */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * How long the handler may run from receipt. The time left as sent, when given: a deadline is an
+ * instant by the sender's clock, so on a host an hour ahead of the sender every task stopped at
+ * once, and on one an hour behind none stopped itself.
+ */
+export function runTimeLeft(req: Pick<RunRequest, 'deadline' | 'remaining_ms'>): number | undefined {
+  const left = req.remaining_ms ?? (req.deadline !== undefined ? Date.parse(req.deadline) - Date.now() : undefined);
+  return left === undefined ? undefined : Math.min(MAX_TIMER_MS, Math.max(0, left));
 }
 
 interface Running {
@@ -159,11 +175,8 @@ export class AgentRuntime {
     this.seenAttempts.delete(req.task_id);
     this.seenAttempts.set(req.task_id, req.attempt);
     if (this.seenAttempts.size > SEEN_ATTEMPTS) this.seenAttempts.delete(this.seenAttempts.keys().next().value!);
-    let deadlineTimer: NodeJS.Timeout | undefined;
-    if (req.deadline) {
-      const left = Date.parse(req.deadline) - Date.now();
-      deadlineTimer = setTimeout(() => controller.abort('deadline'), Math.max(0, left));
-    }
+    const timeLeft = runTimeLeft(req);
+    const deadlineTimer = timeLeft === undefined ? undefined : setTimeout(() => controller.abort('deadline'), timeLeft);
     try {
       onAdmitted?.();
       const result = await def.handle(parsed.data, {
