@@ -89,11 +89,21 @@ export function isListening(port: number, host = '127.0.0.1', timeoutMs = 500): 
   });
 }
 
-export async function waitForPort(port: number, timeoutMs: number, host = '127.0.0.1'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+/** Wait until something listens on host:port; `gaveUp` ends the wait early (the server meant to listen is gone). */
+export async function waitForPort(
+  port: number,
+  timeoutMs: number,
+  host = '127.0.0.1',
+  gaveUp: () => boolean = () => false,
+): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline && !gaveUp()) {
     if (await isListening(port, host)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`);
+  throw new Error(
+    gaveUp()
+      ? `nothing listens on ${host}:${port}: gave up`
+      : `nothing listens on ${host}:${port} after ${timeoutMs} ms`,
+  );
 }

@@ -714,11 +714,15 @@ async function startCluster(
     });
   });
   let legacyAnswered = false;
+  // A server that exits before it is ready ends the wait for it: the port and login polls would
+  // otherwise go on for up to a minute after the start had already failed.
+  let gaveUp = false;
+  void exited.then(() => (gaveUp = true));
   const ready = (async () => {
-    await waitForPort(o.port, 60_000);
+    await waitForPort(o.port, 60_000, '127.0.0.1', () => gaveUp);
     // The port opens before crash recovery ends: wait for a real login (with the legacy password
     // too while the cluster may still have it).
-    for (let i = 0; i < 300; i++) {
+    for (let i = 0; i < 300 && !gaveUp; i++) {
       const refused = await loginRefusal(url);
       if (refused === undefined) return;
       const legacyRefused = legacyUrl ? await loginRefusal(legacyUrl) : refused;
@@ -730,7 +734,11 @@ async function startCluster(
       if (passwordRefused(refused) && passwordRefused(legacyRefused)) throw refused;
       await new Promise((r) => setTimeout(r, 100));
     }
-    throw new Error(`PostgreSQL did not accept a login within 30 s (data dir ${dataDir})`);
+    throw new Error(
+      gaveUp
+        ? `PostgreSQL exited before accepting a login (data dir ${dataDir})`
+        : `PostgreSQL did not accept a login within 30 s (data dir ${dataDir})`,
+    );
   })();
   let outcome: 'ready' | number;
   try {
