@@ -11,6 +11,7 @@ import {
   executionEvents,
   startExecution,
   waitForExecution,
+  WORKFLOW_SCHEMA,
 } from '@switchyard/workflow-executions';
 import { WorkflowEngine } from './engine.js';
 import { Responders, TEST_ENGINE_TIMINGS } from './test-responders.js';
@@ -329,5 +330,46 @@ describe('a step of the wall clock of the host the engine and PostgreSQL run on'
     assert.ok(timedOut, 'the step timed out');
     const w = await waitForExecution(store, wait.executionId, 8_000);
     assert.equal(w.status, 'failed');
+  });
+
+  it('forward then back: a step timeout and a wait timeout armed before both steps fire on time', async () => {
+    await step(0);
+    const { responders, server, store } = e;
+    responders.behaviours.set(`${server}/stuck`, () => sleep(20_000).then(() => ({ late: true })));
+    const started = Date.now();
+    const run = await startExecution(store, {
+      definition: {
+        id: 'clock_fwd_back',
+        version: 1,
+        name: 'fwd-back',
+        steps: [{ id: 'stuck', uses: `mcp:${server}/stuck`, timeout_ms: 3_500 }],
+      },
+      input: {},
+      correlationId: newId(),
+    });
+    const wait = await startExecution(store, { definition: waitStep(4_000), input: {}, correlationId: newId() });
+    await until('the step call', () => responders.calls.some((c) => c.tool === `${server}/stuck`));
+    // Armed before the step (its row written): a timer decided before a step but armed after it takes
+    // its deadline from the stepped clock.
+    await until(
+      'the wait timer',
+      async () =>
+        (await e.pool.query(`select 1 from ${WORKFLOW_SCHEMA}.timers where execution_id = $1`, [wait.executionId]))
+          .rowCount === 1,
+    );
+    await step(HOUR);
+    // Long enough for the poller to claim both rows (due by the wall clock) before their deadline
+    // and for the step timeout to be written while the clock is ahead.
+    await sleep(1_500);
+    await step(0); // the correction of the wrong step
+    const r = await waitForExecution(store, run.executionId, 10_000);
+    assert.equal(r.status, 'failed');
+    assert.ok(
+      (await executionEvents(store, run.executionId)).some((x) => x.type === 'StepTimedOut'),
+      'the step timed out',
+    );
+    const w = await waitForExecution(store, wait.executionId, 10_000);
+    assert.equal(w.status, 'failed');
+    assert.ok(Date.now() - started >= 3_900, `the 4 s wait timed out after ${Date.now() - started} ms`);
   });
 });

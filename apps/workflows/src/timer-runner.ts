@@ -8,6 +8,7 @@ import { unitIn, type EngineRuntime } from './engine-runtime.js';
 import {
   armTimerRows,
   claimDueTimers,
+  claimTimersByKey,
   deleteFiredTimers,
   moveClaimedTimers,
   TIMEOUT_DEFER_MS,
@@ -15,7 +16,6 @@ import {
   timerKey,
   writeTimerRows,
   type ClaimedTimer,
-  type TimerRef,
 } from './timers.js';
 
 /** Between two polls the wall clock moved this much more (or less) than the monotonic one: a step of the clock, logged. */
@@ -29,9 +29,66 @@ const MONOTONIC_DUE_MAX = 1_000;
  * (an NTP step, a resumed VM) does not move.
  */
 interface ArmedHere {
+  readonly executionId: string;
+  readonly key: string;
   readonly dueAt: string;
   readonly deadline: number;
 }
+
+/** Armed timers by monotonic deadline, earliest first (a binary heap): a poll touches only those whose deadline passed. */
+class DeadlineHeap {
+  private items: ArmedHere[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  push(a: ArmedHere): void {
+    const xs = this.items;
+    xs.push(a);
+    for (let i = xs.length - 1; i > 0;) {
+      const up = (i - 1) >> 1;
+      if (xs[up]!.deadline <= xs[i]!.deadline) break;
+      [xs[up], xs[i]] = [xs[i]!, xs[up]!];
+      i = up;
+    }
+  }
+
+  /** The earliest entry, if its deadline is at or before `mono`, taken out. */
+  popPassed(mono: number): ArmedHere | undefined {
+    const xs = this.items;
+    const top = xs[0];
+    if (!top || top.deadline > mono) return undefined;
+    const last = xs.pop()!;
+    if (xs.length > 0) {
+      xs[0] = last;
+      this.down(0);
+    }
+    return top;
+  }
+
+  /** Keep only the entries `keep` says (rebuilt in linear time). */
+  retain(keep: (a: ArmedHere) => boolean): void {
+    this.items = this.items.filter(keep);
+    for (let i = (this.items.length >> 1) - 1; i >= 0; i--) this.down(i);
+  }
+
+  private down(i: number): void {
+    const xs = this.items;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let min = i;
+      if (l < xs.length && xs[l]!.deadline < xs[min]!.deadline) min = l;
+      if (r < xs.length && xs[r]!.deadline < xs[min]!.deadline) min = r;
+      if (min === i) return;
+      [xs[min], xs[i]] = [xs[i]!, xs[min]!];
+      i = min;
+    }
+  }
+}
+
+const refOf = (id: string, key: string) => `${id}\n${key}`;
 
 /**
  * The engine's timers: arming rows for an execution, the step timeouts kept in memory until they
@@ -53,8 +110,18 @@ export class TimerRunner {
   private readonly cache: StateCache;
   /** Step timeouts by execution and timer key, written in batches by `flushTimeouts` (most never are: the step ends first). */
   private readonly pendingTimeouts = new Map<string, Map<string, PendingTimeout>>();
-  /** Timers armed by this process's decisions, by execution and timer key (see ArmedHere). */
+  /**
+   * Timers armed by this process's decisions, by execution and timer key (see ArmedHere). An entry
+   * stays until its timer fires, its row is gone, its execution ends or its partition is released:
+   * its deadline holds whatever steps the wall clock makes meanwhile (a row moved ahead by a
+   * forward step is still claimed at the deadline after the clock came back).
+   */
   private readonly armedHere = new Map<string, Map<string, ArmedHere>>();
+  private armedCount = 0;
+  /** The same entries by deadline; entries no longer in `armedHere` are skipped when they come up. */
+  private readonly byDeadline = new DeadlineHeap();
+  /** Entries whose deadline has passed, by execution and key, until their timer fires or they are dropped. */
+  private readonly passed = new Map<string, ArmedHere>();
   /** Both clocks at the last poll, to see a step of the wall clock. */
   private lastTick: { wall: number; mono: number } | undefined;
   private timerPolling = false;
@@ -78,8 +145,13 @@ export class TimerRunner {
     for (const t of timers) {
       const k = timerKey(t);
       // The same timer armed again (an event handled twice): its deadline stands.
-      if (armed.get(k)?.dueAt !== t.dueAt)
-        armed.set(k, { dueAt: t.dueAt, deadline: mono + Date.parse(t.dueAt) - wall });
+      const before = armed.get(k);
+      if (before?.dueAt !== t.dueAt) {
+        const a = { executionId, key: k, dueAt: t.dueAt, deadline: mono + Date.parse(t.dueAt) - wall };
+        armed.set(k, a);
+        this.byDeadline.push(a);
+        if (!before) this.armedCount++;
+      }
       if (t.kind === 'timeout' && Date.parse(t.dueAt) - wall > TIMEOUT_WRITE_AHEAD_MS) {
         const m = this.pendingTimeouts.get(executionId) ?? new Map<string, PendingTimeout>();
         m.set(k, { partition, timer: t, since: mono });
@@ -87,6 +159,7 @@ export class TimerRunner {
       } else write.push(t);
     }
     if (armed.size > 0) this.armedHere.set(executionId, armed);
+    this.compactDeadlines();
     if (write.length === 0) return false;
     await this.armTimers(executionId, partition, write);
     return true;
@@ -95,13 +168,42 @@ export class TimerRunner {
   /** The execution ended: none of its deferred timeouts is needed. */
   forget(executionId: string): void {
     this.pendingTimeouts.delete(executionId);
+    this.armedCount -= this.armedHere.get(executionId)?.size ?? 0;
     this.armedHere.delete(executionId);
   }
 
   /** The partition's new owner re-arms its timers from the events (recovery). */
   release(p: number): void {
-    for (const m of [this.pendingTimeouts, this.armedHere])
-      for (const id of m.keys()) if (partitionOf(id, this.rt.partitions) === p) m.delete(id);
+    for (const id of this.pendingTimeouts.keys())
+      if (partitionOf(id, this.rt.partitions) === p) this.pendingTimeouts.delete(id);
+    for (const [id, m] of this.armedHere)
+      if (partitionOf(id, this.rt.partitions) === p) {
+        this.armedCount -= m.size;
+        this.armedHere.delete(id);
+      }
+    this.compactDeadlines();
+  }
+
+  private isArmed(a: ArmedHere): boolean {
+    return this.armedHere.get(a.executionId)?.get(a.key) === a;
+  }
+
+  /** Drop the entry of a timer armed here with this due time (fired, or its row gone). */
+  private dropArmed(executionId: string, key: string, dueAt: string): void {
+    const m = this.armedHere.get(executionId);
+    const a = m?.get(key);
+    if (!m || !a || Date.parse(a.dueAt) !== Date.parse(dueAt)) return;
+    m.delete(key);
+    this.armedCount--;
+    if (m.size === 0) this.armedHere.delete(executionId);
+    this.passed.delete(refOf(executionId, key));
+  }
+
+  /** Entries of ended executions wait in the heap until their deadline: rebuilt once they outnumber the live ones. */
+  private compactDeadlines(): void {
+    if (this.byDeadline.size <= 2 * this.armedCount + 1_024) return;
+    this.byDeadline.retain((a) => this.isArmed(a));
+    for (const [r, a] of this.passed) if (!this.isArmed(a)) this.passed.delete(r);
   }
 
   /** Write (or move) timer rows of an execution (a decision's, or recovery's from the events). */
@@ -143,20 +245,17 @@ export class TimerRunner {
   }
 
   /**
-   * Timers armed here whose monotonic deadline has passed while the wall clock says they are not
-   * due yet (it stepped back): claimed all the same. Those whose deadline and due time have both
-   * passed are no longer needed here (the row is due by the wall clock), and are dropped.
+   * Timers armed here, of these partitions, whose monotonic deadline has passed and that have not
+   * fired yet: claimed by key if the claim by `due_at` did not take them (the wall clock stepped
+   * back, or a forward step had moved the row ahead).
    */
-  private dueByDeadlineOnly(parts: ReadonlySet<number>, wall: number, mono: number): TimerRef[] {
-    const out: TimerRef[] = [];
-    for (const [id, m] of this.armedHere) {
-      for (const [k, a] of m) {
-        if (a.deadline > mono) continue;
-        if (Date.parse(a.dueAt) <= wall) m.delete(k);
-        else if (out.length < MONOTONIC_DUE_MAX && parts.has(partitionOf(id, this.rt.partitions)))
-          out.push({ execution_id: id, timer_key: k });
-      }
-      if (m.size === 0) this.armedHere.delete(id);
+  private deadlinePassed(parts: ReadonlySet<number>, mono: number): ArmedHere[] {
+    for (let a = this.byDeadline.popPassed(mono); a; a = this.byDeadline.popPassed(mono))
+      if (this.isArmed(a)) this.passed.set(refOf(a.executionId, a.key), a);
+    const out: ArmedHere[] = [];
+    for (const [r, a] of this.passed) {
+      if (!this.isArmed(a)) this.passed.delete(r);
+      else if (out.length < MONOTONIC_DUE_MAX && parts.has(partitionOf(a.executionId, this.rt.partitions))) out.push(a);
     }
     return out;
   }
@@ -177,9 +276,34 @@ export class TimerRunner {
     this.timerPolling = true;
     const parts = [...this.rt.ready];
     try {
+      const partSet = new Set(parts);
       for (let more = true; more && !this.rt.stopped;) {
-        const extra = this.dueByDeadlineOnly(new Set(parts), this.rt.now(), performance.now());
-        const rows = await claimDueTimers(this.o.pool, parts, 100, this.rt.now(), extra);
+        const passed = this.deadlinePassed(partSet, performance.now());
+        const rows = await claimDueTimers(this.o.pool, parts, 100, this.rt.now());
+        more = rows.length === 100;
+        // Deadline passed but not due by `due_at`: by key (only then, so the usual poll is one range scan).
+        const byDue = new Set(rows.map((r) => refOf(r.execution_id, r.timer_key)));
+        const byKey = passed.filter((a) => !byDue.has(refOf(a.executionId, a.key)));
+        const back: { timer: ClaimedTimer; dueAt: number }[] = [];
+        if (byKey.length > 0) {
+          const refs = byKey.map((a) => ({ execution_id: a.executionId, timer_key: a.key }));
+          const { claimed, absent } = await claimTimersByKey(this.o.pool, parts, refs, this.rt.now());
+          for (const c of claimed) {
+            // Re-armed with another due time than the one armed here: not due, back where it was.
+            if (this.armedDeadline(c.execution_id, c.timer_key, c.command.metadata.timestamp) === undefined) {
+              back.push({ timer: c, dueAt: c.previous.getTime() });
+              const a = this.armedHere.get(c.execution_id)?.get(c.timer_key);
+              if (a) this.dropArmed(c.execution_id, c.timer_key, a.dueAt);
+            } else rows.push(c);
+          }
+          // No row (fired, dropped with its execution) and none waiting in memory: not needed. A row
+          // locked by another claim is not absent: asked for again at the next poll.
+          for (const r of absent) {
+            const a = this.armedHere.get(r.execution_id)?.get(r.timer_key);
+            if (a && !this.pendingTimeouts.get(r.execution_id)?.has(r.timer_key))
+              this.dropArmed(r.execution_id, r.timer_key, a.dueAt);
+          }
+        }
         // Claimed before their monotonic deadline (the wall clock stepped forward): back until then.
         const early: { timer: ClaimedTimer; dueAt: number }[] = [];
         const due: ClaimedTimer[] = [];
@@ -191,16 +315,7 @@ export class TimerRunner {
             early.push({ timer: row, dueAt: Math.ceil(this.rt.now() + deadline - mono) });
           else due.push(row);
         }
-        if (early.length > 0) await moveClaimedTimers(this.o.pool, early);
-        // Asked for by their deadline but gone (fired, dropped with their execution) and not waiting
-        // in memory: not needed. Unless the claim was cut at its limit (it may have left them out).
-        const claimed = new Set(rows.map((r) => `${r.execution_id}\n${r.timer_key}`));
-        for (const r of rows.length < 100 ? extra : [])
-          if (
-            !claimed.has(`${r.execution_id}\n${r.timer_key}`) &&
-            !this.pendingTimeouts.get(r.execution_id)?.has(r.timer_key)
-          )
-            this.armedHere.get(r.execution_id)?.delete(r.timer_key);
+        if (early.length + back.length > 0) await moveClaimedTimers(this.o.pool, [...early, ...back]);
         const fired: ClaimedTimer[] = [];
         const again: ClaimedTimer[] = [];
         await Promise.all(
@@ -216,7 +331,7 @@ export class TimerRunner {
             }
           }),
         );
-        for (const f of fired) this.armedHere.get(f.execution_id)?.delete(f.timer_key);
+        for (const f of fired) this.dropArmed(f.execution_id, f.timer_key, f.command.metadata.timestamp);
         if (fired.length > 0) await deleteFiredTimers(this.o.pool, fired);
         // A command that may work later: due again now rather than after the lease.
         if (again.length > 0) {
@@ -226,7 +341,6 @@ export class TimerRunner {
             again.map((timer) => ({ timer, dueAt: now })),
           );
         }
-        more = rows.length === 100;
       }
     } catch (err) {
       this.pollFailureLog((held) => this.log.warn({ err, heldBack: held }, 'timer poll failed'));

@@ -89,34 +89,87 @@ export interface TimerRef {
  * TIMER_LEASE_MS ahead (FOR UPDATE SKIP LOCKED, so two engines never claim the same row) and commits.
  * Due means by `now`, the engine's own clock (the clock every `due_at` was computed with), never
  * PostgreSQL's `now()`: a database whose clock is ahead of the engine's host would fire every timer
- * early by the difference, one behind late. `alsoDue` are rows due whatever their `due_at` says
- * (timers this process armed whose monotonic deadline has passed, the wall clock having gone back).
+ * early by the difference, one behind late. A range on `due_at` only, so the `timers_due` index
+ * bounds the work by the rows due, not by the rows waiting.
  */
 export async function claimDueTimers(
   pool: pg.Pool,
   partitions: readonly number[],
   limit: number,
   now: number,
-  alsoDue: readonly TimerRef[] = [],
 ): Promise<ClaimedTimer[]> {
   const due = await pool.query<ClaimedTimer>(
     `update ${WORKFLOW_SCHEMA}.timers t set due_at = date_trunc('milliseconds', $3::timestamptz + make_interval(secs => $2))
      from (select execution_id, timer_key from ${WORKFLOW_SCHEMA}.timers
-           where partition = any($1::int[])
-             and (due_at <= $3::timestamptz
-                  or (execution_id, timer_key) in (select * from unnest($4::text[], $5::text[])))
+           where partition = any($1::int[]) and due_at <= $3::timestamptz
            order by due_at limit ${limit} for update skip locked) d
      where t.execution_id = d.execution_id and t.timer_key = d.timer_key
      returning t.execution_id, t.timer_key, t.command, t.due_at as lease`,
+    [partitions, TIMER_LEASE_MS / 1000, new Date(now).toISOString()],
+  );
+  return due.rows;
+}
+
+/** A timer claimed by its key: `previous` is the `due_at` it had before the claim. */
+export interface ClaimedByKey extends ClaimedTimer {
+  readonly previous: Date;
+}
+
+/**
+ * Claim these timers by key whatever their `due_at` (timers this process armed whose monotonic
+ * deadline has passed while the wall clock says they are not due), with the same lease as
+ * `claimDueTimers`. `absent`: those with no row at all (fired, dropped with their execution); a
+ * row there but locked by another claim is neither claimed nor absent.
+ */
+export async function claimTimersByKey(
+  pool: pg.Pool,
+  partitions: readonly number[],
+  refs: readonly TimerRef[],
+  now: number,
+): Promise<{ claimed: ClaimedByKey[]; absent: TimerRef[] }> {
+  // The data-modifying CTE's changes are not seen by the rest of the statement: `exists` looks at
+  // the rows as they were, so a row claimed here still counts as there.
+  const r = await pool.query<{
+    execution_id: string;
+    timer_key: string;
+    present: boolean;
+    command: WorkflowCommand | null;
+    lease: Date | null;
+    previous: Date | null;
+  }>(
+    `with want as (select * from unnest($3::text[], $4::text[]) as w(e, k)),
+     claimed as (
+       update ${WORKFLOW_SCHEMA}.timers t set due_at = date_trunc('milliseconds', $5::timestamptz + make_interval(secs => $2))
+       from (select x.execution_id, x.timer_key, x.due_at from ${WORKFLOW_SCHEMA}.timers x join want w
+               on x.execution_id = w.e and x.timer_key = w.k
+             where x.partition = any($1::int[]) for update of x skip locked) d
+       where t.execution_id = d.execution_id and t.timer_key = d.timer_key
+       returning t.execution_id, t.timer_key, t.command, t.due_at as lease, d.due_at as previous)
+     select w.e as execution_id, w.k as timer_key, c.command, c.lease, c.previous,
+            exists (select 1 from ${WORKFLOW_SCHEMA}.timers p where p.execution_id = w.e and p.timer_key = w.k) as present
+     from want w left join claimed c on c.execution_id = w.e and c.timer_key = w.k`,
     [
       partitions,
       TIMER_LEASE_MS / 1000,
+      refs.map((x) => x.execution_id),
+      refs.map((x) => x.timer_key),
       new Date(now).toISOString(),
-      alsoDue.map((r) => r.execution_id),
-      alsoDue.map((r) => r.timer_key),
     ],
   );
-  return due.rows;
+  const claimed: ClaimedByKey[] = [];
+  const absent: TimerRef[] = [];
+  for (const row of r.rows) {
+    if (row.command && row.lease && row.previous)
+      claimed.push({
+        execution_id: row.execution_id,
+        timer_key: row.timer_key,
+        command: row.command,
+        lease: row.lease,
+        previous: row.previous,
+      });
+    else if (!row.present) absent.push({ execution_id: row.execution_id, timer_key: row.timer_key });
+  }
+  return { claimed, absent };
 }
 
 const leaseRows = (xs: readonly Omit<ClaimedTimer, 'command'>[]) => [
