@@ -547,7 +547,8 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
             d3!.dispatcher.registerAgent({ name, url: agentUrl, task_types: ['ext_many'], token: `tok-${name}` }),
           ),
         ),
-        new Promise<never>((_, reject) => setTimeout(() => reject(new Error('registrations hung')), 20_000)),
+        // unref: the guard must not hold the file's process for 20 s once the registrations are done.
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error('registrations hung')), 20_000).unref()),
       ]);
       assert.deepEqual(
         views.map((v) => v.agent),
