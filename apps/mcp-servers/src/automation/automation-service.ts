@@ -335,11 +335,12 @@ export class AutomationService {
    */
   async fireDue(batch = 50, waitForDeliveries = true): Promise<number> {
     const now = this.clock.now();
+    const monotonicMs = performance.now();
     let fired = 0;
     await this.schedules.pauseRevokedOwners(batch);
     await this.schedules.pauseMissingTargets(batch);
     await this.deliveries.giveUpRevoked();
-    await this.schedules.replanAfterClockStepBack(now);
+    await this.schedules.replanAfterClockStepBack(now, monotonicMs);
     for (const id of await this.schedules.due(now, batch, this.failingSchedules(now.getTime()))) {
       let claimed: ClaimedFire | undefined;
       try {

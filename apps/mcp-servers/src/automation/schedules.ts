@@ -592,8 +592,9 @@ export class Schedules {
    * due again is not sent again (the triggers' and the owed deliveries' occurrence keys). Returns
    * how many it re-planned.
    */
-  async replanAfterClockStepBack(now: Date): Promise<number> {
-    const monotonicMs = performance.now();
+  async replanAfterClockStepBack(now: Date, monotonicMs = performance.now()): Promise<number> {
+    // `monotonicMs` is read with `now` (the tick's start): read later, the time the tick's other
+    // statements took would count as a step back.
     const last = this.lastStepCheck;
     const steppedBackMs =
       last === undefined ? undefined : monotonicMs - last.monotonicMs - (now.getTime() - last.wallMs);
