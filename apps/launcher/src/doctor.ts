@@ -41,7 +41,7 @@ async function postgresCheck(url: string): Promise<string> {
   const client = createPgClient({ connectionString: url, connectionTimeoutMillis: 3000 }, { name: 'doctor' });
   await client.connect();
   try {
-    const r = await client.query<{ v: string }>('show server_version');
+    const r = await client.query<{ v: string }>("select current_setting('server_version') as v");
     return `PostgreSQL ${r.rows[0]!.v}`;
   } finally {
     await client.end();
