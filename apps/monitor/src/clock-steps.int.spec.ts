@@ -5,6 +5,8 @@
  * on a host whose wall clock is stepped).
  * - a step back of two hours: probes keep their interval, the report stays healthy, no gap;
  * - a step forward of two hours: the two hours are unmonitored (unknown), not two hours of uptime;
+ *   stepped back again, the probes from then on are observed time again (the verdict stamped ahead is
+ *   restated at the first probe back);
  * - loops held (a frozen monitor): the health report turns degraded, saying its data is stale;
  * - a silence given as a duration starts by the monitor's clock, not the caller's;
  * - a pending `for` alert fires after its `for` of elapsed time across a step back, and so does one
@@ -177,6 +179,48 @@ describe('the monitor under steps of the wall clock', () => {
     assert.ok(w['1h'].unknownMs > H - 60_000);
     assert.equal(w['1h'].downMs, 0);
     assert.ok(w['24h'].observedMs < 120_000, `observed ${w['24h'].observedMs} ms of the last day`);
+    await stop(monitor);
+  });
+
+  it('a step forward of two hours and back: probes after the step back are observed time again', async () => {
+    const c = steppedClock();
+    const published: MonitorEvent[] = [];
+    let probes = 0;
+    const monitor = makeMonitor(c.clock, published, [['there-and-back', 'test', async () => void probes++]]);
+    await monitor.start();
+    await until(
+      'up',
+      async () => (await monitor.store.listServices()).find((s) => s.service === 'there-and-back')?.status === 'up',
+    );
+    c.step(2 * H);
+    const gap = await until('a gap recorded', () =>
+      published.find((e) => e.type === 'ServiceUnmonitored' && e.data.service === 'there-and-back'),
+    );
+    if (gap.type !== 'ServiceUnmonitored') return;
+    await until('up again, stamped ahead', () =>
+      published.find((e) => e.type === 'ServiceRecovered' && e.metadata.at >= gap.data.to),
+    );
+    c.step(-2 * H);
+    const back = probes;
+    // A service's probes run one after the other: the second one started after the first one back had settled.
+    await until('a probe after the step back', () => probes >= back + 2);
+    const firstAt = c.clock.now();
+    const first = (await monitor.getAvailability('there-and-back', { now: firstAt })).windows['1h'];
+    await until('probed on for a while', () => probes >= back + 12, 10_000);
+    const laterAt = c.clock.now();
+    const later = (await monitor.getAvailability('there-and-back', { now: laterAt })).windows['1h'];
+    assert.equal(
+      later.observedMs - first.observedMs,
+      laterAt - firstAt,
+      `observed ${first.observedMs} -> ${later.observedMs} ms, unmonitored ${first.unmonitoredMs} -> ${later.unmonitoredMs} ms`,
+    );
+    assert.equal(later.unmonitoredMs, first.unmonitoredMs, 'no more unmonitored time after the step back');
+    assert.ok(later.unmonitoredMs < H, `unmonitored ${later.unmonitoredMs} ms, not the step`);
+    assert.equal(later.uptimePercent, 100);
+    const restated = published.filter(
+      (e) => e.type === 'ServiceRecovered' && e.data.service === 'there-and-back' && e.data.previous === 'up',
+    );
+    assert.equal(restated.length, 1, 'the verdict stamped ahead is restated once, at the first probe back');
     await stop(monitor);
   });
 

@@ -34,6 +34,7 @@ import {
   evolveHealth,
   healthPolicySchema,
   initialServiceHealth,
+  verdictStart,
   type HealthEvent,
   type ServiceHealth,
 } from './domain/health.js';
@@ -694,6 +695,7 @@ export class Monitor {
     if (!this.probes.includes(p)) return r;
     this.prometheus.observeProbe(p.service, p.kind, r.ok, r.responseMs);
     let firstVerdict = false;
+    let verdictAheadSince: number | null = null;
     const done = await this.serial(async () => {
       const cmd = {
         type: 'RecordProbeResult',
@@ -706,12 +708,18 @@ export class Monitor {
       const state = evs.reduce(evolveHealth, before);
       this.lastProbes.set(p.service, { wall: at, monotonic: atMonotonic });
       firstVerdict = state.status === 'unknown';
+      if (verdictStart(state) > at) verdictAheadSince = verdictStart(state);
       evs.push(...decideHealth(cmd, state));
       // The last probe's outcome is telemetry (it changes every probe), not an event.
       await this.store.recordProbe(p.service, p.kind, r, at);
       return this.commit(evs);
     });
-    if (done.events.length) {
+    if (done.events.length && verdictAheadSince !== null)
+      this.log.warn(
+        { service: p.service, verdictSince: new Date(verdictAheadSince).toISOString(), at: new Date(at).toISOString() },
+        'the wall clock stepped back behind the service verdict (decided while it was ahead): the verdict is restated at this probe',
+      );
+    else if (done.events.length) {
       // A service's first verdict after start (unknown -> up) is routine: debug, not one info line per service.
       const level = firstVerdict && r.ok ? 'debug' : 'info';
       this.log[level](

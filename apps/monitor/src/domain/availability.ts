@@ -20,6 +20,12 @@ import type { HealthEvent, ServiceStatus } from './health.js';
  * The same holds while the monitor runs: two probes of a service much further apart than the probe
  * interval (a suspended host, a stalled monitor, a step of the wall clock: see unprobedGap) leave
  * the time between them unmonitored, counted `unknown`, instead of up.
+ *
+ * A step back of the wall clock leaves what was stamped while it was ahead in the future of every
+ * later reading, where it counts for nothing (clip): an open `up` interval starting there would
+ * never grow. So the first probe after the step restates the service's verdict at its own time
+ * (decideHealth), and that event, starting before them, takes the intervals stamped ahead away
+ * and ends the one it falls in (statusIntervals): observed time grows with the probes again.
  */
 export interface StatusInterval {
   readonly status: ServiceStatus;

@@ -5,9 +5,18 @@ import {
   availabilityReport,
   statusIntervals,
   unprobedGap,
+  type ProbeInstant,
   type StatusInterval,
 } from './availability.js';
-import type { HealthEvent } from './health.js';
+import {
+  decideHealth,
+  defaultHealthPolicy,
+  evolveHealth,
+  initialServiceHealth,
+  type HealthCommand,
+  type HealthEvent,
+  type ServiceHealth,
+} from './health.js';
 
 const H = 3_600_000;
 const M = 60_000;
@@ -176,5 +185,93 @@ describe('a gap between two probes of a running monitor', () => {
     assert.equal(a.uptimePercent, 100);
     const day = availabilityOver(statusIntervals(events), '24h', 24 * H, { now });
     assert.equal(day.observedMs, 100 * S + 60 * S - 10, 'the two hours are not observed');
+  });
+});
+
+describe('after the wall clock stepped forward two hours and back', () => {
+  const S = 1_000;
+  const T0 = 10 * H;
+  /**
+   * A monitor's probes of one service as monitor.ts decides them (a gap first, then the verdict),
+   * each at a real time (its monotonic clock) with the wall clock `ahead` of it.
+   */
+  function probing() {
+    let state: ServiceHealth = initialServiceHealth;
+    let last: ProbeInstant | null = null;
+    const events: HealthEvent[] = [];
+    const decide = (cmd: HealthCommand) => {
+      const evs = decideHealth(cmd, state);
+      state = evs.reduce(evolveHealth, state);
+      events.push(...evs);
+    };
+    const probe = (real: number, ahead: number, ok: boolean) => {
+      const now = { wall: real + ahead, monotonic: real };
+      const gap = last ? unprobedGap(last, now, 30 * S) : null;
+      if (gap)
+        decide({
+          type: 'MarkUnmonitored',
+          data: { service: 's', ...gap, countsAs: 'unknown' },
+          metadata: { at: now.wall },
+        });
+      decide({
+        type: 'RecordProbeResult',
+        data: {
+          service: 's',
+          result: ok ? { ok, responseMs: 3 } : { ok, responseMs: 2, error: 'refused' },
+          policy: defaultHealthPolicy,
+          sentAt: now.wall,
+        },
+        metadata: { at: now.wall },
+      });
+      last = now;
+    };
+    return {
+      events,
+      /** Probes every 5 s from `from` (real) up to, not including, `to`. */
+      every5s(from: number, to: number, ahead: number, ok = true) {
+        for (let t = from; t < to; t += 5 * S) probe(t, ahead, ok);
+      },
+      availabilityAt: (now: number) => availabilityOver(statusIntervals(events), '1h', H, { now }),
+    };
+  }
+  // Up from T0; at T0 + 600 s the wall clock goes two hours ahead, at T0 + 630 s back to real time.
+  const forwardAndBack = (okAhead: (t: number) => boolean, okAfter: boolean) => {
+    const p = probing();
+    p.every5s(T0, T0 + 600 * S, 0);
+    for (let t = T0 + 600 * S; t < T0 + 630 * S; t += 5 * S) p.every5s(t, t + 1, 2 * H, okAhead(t));
+    p.every5s(T0 + 630 * S, T0 + 1_530 * S, 0, okAfter);
+    return p;
+  };
+
+  it('probed time after the step back is observed again, growing with the probes', () => {
+    const p = forwardAndBack(() => true, true);
+    const early = p.availabilityAt(T0 + 1_000 * S);
+    const late = p.availabilityAt(T0 + 1_530 * S);
+    // From the last probe before the step forward to the first one back: unmonitored; the rest up.
+    assert.equal(late.unmonitoredMs, 35 * S);
+    assert.equal(late.observedMs, 595 * S + 900 * S);
+    assert.equal(late.observedMs - early.observedMs, 530 * S, 'observed time grows with the probes');
+    assert.equal(late.unmonitoredMs, early.unmonitoredMs, 'unmonitored time stops at the step back');
+    assert.equal(late.uptimePercent, 100);
+    const restated = p.events.find((e) => e.type === 'ServiceRecovered' && e.data.previous === 'up');
+    assert.equal(restated?.metadata.at, T0 + 630 * S, 'the verdict stamped ahead is restated at the first probe back');
+  });
+
+  it('a service that went down while the clock was ahead counts as down from the step back', () => {
+    const p = forwardAndBack((t) => t < T0 + 605 * S, false);
+    const a = p.availabilityAt(T0 + 930 * S);
+    assert.equal(a.downMs, 300 * S);
+    assert.equal(a.observedMs, 595 * S + 300 * S);
+    assert.deepEqual(a.incidents, [{ start: T0 + 630 * S, end: null, durationMs: 300 * S }]);
+  });
+
+  it('a failing run that began while the clock was ahead goes down its downAfterMs after the step back', () => {
+    const p = forwardAndBack((t) => t < T0 + 625 * S, false);
+    const down = p.events.filter((e) => e.type === 'ServiceWentDown');
+    assert.deepEqual(
+      down.map((e) => [e.metadata.at, e.type === 'ServiceWentDown' && e.data.failingSince]),
+      [[T0 + 640 * S, T0 + 630 * S]],
+    );
+    assert.equal(p.availabilityAt(T0 + 930 * S).downMs, 300 * S);
   });
 });

@@ -84,7 +84,10 @@ export type ServiceDegraded = {
   readonly data: Base & { reason: DegradedReason; failingSince: number | null };
   readonly metadata: Meta;
 };
-/** The service is up: after being degraded or down, or for the first time (`previous: 'unknown'`). */
+/**
+ * The service is up: after being degraded or down, for the first time (`previous: 'unknown'`), or
+ * restated after the wall clock stepped back behind its `up since` (`previous: 'up'`, see decideHealth).
+ */
 export type ServiceRecovered = { readonly type: 'ServiceRecovered'; readonly data: Base; readonly metadata: Meta };
 /**
  * The schemas of the two events that are not a probe's verdict. A replay parses their data, so a
@@ -134,9 +137,14 @@ export function decideHealth(command: HealthCommand, state: ServiceHealth): Heal
         responseMs: result.responseMs,
         error: result.error ?? null,
       };
+      // The wall clock stepped back behind the current verdict (decided while it was ahead): its
+      // interval starts after this probe, so no probe from now on would count towards it. The
+      // verdict is restated at this probe (an event with `previous` equal to its status): the
+      // interval stamped ahead gives way to one from now, and a failing run counts from this probe.
+      const stale = verdictStart(state) > at;
       if (result.ok) {
         if (result.responseMs >= policy.degradedResponseMs) {
-          if (state.status === 'degraded' && state.reason === 'slow') return [];
+          if (!stale && state.status === 'degraded' && state.reason === 'slow') return [];
           return [
             {
               type: 'ServiceDegraded',
@@ -145,17 +153,21 @@ export function decideHealth(command: HealthCommand, state: ServiceHealth): Heal
             },
           ];
         }
-        if (state.status === 'up') return [];
+        if (!stale && state.status === 'up') return [];
         return [{ type: 'ServiceRecovered', data: base, metadata: command.metadata }];
       }
       // failed probe
-      if (state.status === 'down') return [];
       const sentAt = Math.min(command.data.sentAt ?? at, at);
-      const failingSince = state.status === 'degraded' && state.failingSince !== null ? state.failingSince : sentAt;
+      if (state.status === 'down')
+        return stale
+          ? [{ type: 'ServiceWentDown', data: { ...base, failingSince: sentAt }, metadata: command.metadata }]
+          : [];
+      const failingSince =
+        !stale && state.status === 'degraded' && state.failingSince !== null ? state.failingSince : sentAt;
       if (at - failingSince >= policy.downAfterMs) {
         return [{ type: 'ServiceWentDown', data: { ...base, failingSince }, metadata: command.metadata }];
       }
-      if (state.status === 'degraded' && state.reason === 'failing') return [];
+      if (!stale && state.status === 'degraded' && state.reason === 'failing') return [];
       return [
         { type: 'ServiceDegraded', data: { ...base, reason: 'failing', failingSince }, metadata: command.metadata },
       ];
@@ -187,6 +199,16 @@ export function decideHealth(command: HealthCommand, state: ServiceHealth): Heal
       throw new Error(`unknown command ${String((never as { type: string }).type)}`);
     }
   }
+}
+
+/**
+ * Where the interval of the current verdict starts (as intervalStart places it: a failing run's at
+ * its first failed probe); -Infinity without a verdict.
+ */
+export function verdictStart(state: ServiceHealth): number {
+  if (state.status === 'unknown') return -Infinity;
+  if (state.status === 'up' || state.failingSince === null) return state.since;
+  return Math.min(state.failingSince, state.since);
 }
 
 export function evolveHealth(state: ServiceHealth, event: HealthEvent): ServiceHealth {
