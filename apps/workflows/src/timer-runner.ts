@@ -1,4 +1,4 @@
-import { isAppError, logAtMostEvery, type Logger } from '@switchyard/platform';
+import { isAppError, logAtMostEvery, WallClockWatch, type Logger } from '@switchyard/platform';
 import type { TimerAction } from '@switchyard/domain';
 import { runWorkflowCommand } from '@switchyard/workflow-executions';
 import type { PendingTimeout, WorkflowEngineOptions } from './engine-types.js';
@@ -122,8 +122,8 @@ export class TimerRunner {
   private readonly byDeadline = new DeadlineHeap();
   /** Entries whose deadline has passed, by execution and key, until their timer fires or they are dropped. */
   private readonly passed = new Map<string, ArmedHere>();
-  /** Both clocks at the last poll, to see a step of the wall clock. */
-  private lastTick: { wall: number; mono: number } | undefined;
+  /** The wall clock against the monotonic one from poll to poll, to see a step of the wall clock. */
+  private readonly clockWatch = new WallClockWatch();
   private timerPolling = false;
 
   constructor(private readonly rt: EngineRuntime) {
@@ -232,12 +232,8 @@ export class TimerRunner {
 
   /** Log a step of the wall clock against the monotonic one since the last poll (once per step). */
   private watchClock(): void {
-    const tick = { wall: this.rt.now(), mono: performance.now() };
-    const last = this.lastTick;
-    this.lastTick = tick;
-    if (!last) return;
-    const jumpMs = tick.wall - last.wall - (tick.mono - last.mono);
-    if (Math.abs(jumpMs) > CLOCK_JUMP_WARN_MS)
+    const jumpMs = this.clockWatch.step(this.rt.now());
+    if (jumpMs !== undefined && Math.abs(jumpMs) > CLOCK_JUMP_WARN_MS)
       this.log.warn(
         { jumpMs: Math.round(jumpMs) },
         'the wall clock jumped against the monotonic clock: timers this engine armed keep their monotonic deadlines, the others follow the wall clock',

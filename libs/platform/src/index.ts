@@ -20,6 +20,7 @@ export * from './partition.js';
 export * from './redact.js';
 export * from './backoff.js';
 export * from './json-depth.js';
+export * from './clock-step.js';
 export * from './json-stream.js';
 export * from './canonical-json.js';
 export * from './connection-caps.js';

@@ -12,6 +12,7 @@ import {
   canonicalJson,
   isAppError,
   newId,
+  WallClockWatch,
   withTransaction,
   type Logger,
 } from '@switchyard/platform';
@@ -314,8 +315,8 @@ interface Candidate {
 export class Schedules {
   constructor(private readonly deps: SchedulesDeps) {}
 
-  /** The wall and monotonic time of the last tick that looked for a clock step (none yet: look at the first). */
-  private lastStepCheck: { readonly wallMs: number; readonly monotonicMs: number } | undefined;
+  /** The wall clock against the monotonic one from tick to tick (no reading yet: look at the first). */
+  private readonly clockWatch = new WallClockWatch();
   /** A look for plans made by a clock that was ahead is owed (the first tick, a step back seen, a look left unfinished). */
   private replanOwed = true;
 
@@ -595,11 +596,8 @@ export class Schedules {
   async replanAfterClockStepBack(now: Date, monotonicMs = performance.now()): Promise<number> {
     // `monotonicMs` is read with `now` (the tick's start): read later, the time the tick's other
     // statements took would count as a step back.
-    const last = this.lastStepCheck;
-    const steppedBackMs =
-      last === undefined ? undefined : monotonicMs - last.monotonicMs - (now.getTime() - last.wallMs);
-    this.lastStepCheck = { wallMs: now.getTime(), monotonicMs };
-    if (steppedBackMs !== undefined && steppedBackMs >= CLOCK_STEP_BACK_MS) this.replanOwed = true;
+    const stepMs = this.clockWatch.step(now.getTime(), monotonicMs);
+    if (stepMs !== undefined && -stepMs >= CLOCK_STEP_BACK_MS) this.replanOwed = true;
     if (!this.replanOwed) return 0;
     // Live cron schedules planned for later than now (at most AUTOMATION_MAX_SCHEDULES), and
     // one-shots created later than now; read on the first tick and after a step only.
@@ -624,7 +622,7 @@ export class Schedules {
               plannedFireAt: moved.from.toISOString(),
               nextFireAt: moved.to.toISOString(),
               earlierByMs: moved.from.getTime() - moved.to.getTime(),
-              ...(steppedBackMs !== undefined ? { clockSteppedBackMs: Math.round(steppedBackMs) } : {}),
+              ...(stepMs !== undefined ? { clockSteppedBackMs: Math.round(-stepMs) } : {}),
             },
             'the clock went back: schedule re-planned from now, its planned fire lay further ahead than its next occurrence',
           );
