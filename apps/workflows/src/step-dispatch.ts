@@ -4,6 +4,7 @@ import { isAppError, type Logger } from '@switchyard/platform';
 import { newInbox, noticeBody } from '@switchyard/messaging';
 import { toDomainEvent } from '@switchyard/event-store';
 import {
+  compensationKey,
   unitKey,
   workflowExecutionDecider,
   workflowExecutionStream,
@@ -299,7 +300,7 @@ export class StepDispatch {
       const delay = COMPENSATION_RETRY_DELAYS_MS[retry];
       if (delay === undefined || this.rt.stopped) break;
       const cached = this.cache.get(a.executionId)?.state;
-      const c = cached && 'compensations' in cached ? cached.compensations[a.stepId] : undefined;
+      const c = cached && 'compensations' in cached ? cached.compensations[compensationKey(ref)] : undefined;
       // Ended meanwhile (its timeout recorded it failed; a retry of the execution), or another run of it: not ours to send.
       if (c && (c.status !== 'running' || c.idempotencyKey !== a.idempotencyKey)) return;
       const deadline = c ? Date.parse(c.startedAt) + c.timeoutMs : sentAt + a.timeoutMs;
@@ -377,8 +378,8 @@ export class StepDispatch {
     const command: WorkflowCommand =
       a.kind === 'compensation'
         ? outcome.ok
-          ? { type: 'RecordCompensationSucceeded', data: { stepId: a.stepId, output: outcome.output }, metadata }
-          : { type: 'RecordCompensationFailed', data: { stepId: a.stepId, error: outcome.error }, metadata }
+          ? { type: 'RecordCompensationSucceeded', data: { ...ref, output: outcome.output }, metadata }
+          : { type: 'RecordCompensationFailed', data: { ...ref, error: outcome.error }, metadata }
         : outcome.ok
           ? { type: 'RecordStepSucceeded', data: { ...ref, attempt: a.attempt, output: outcome.output }, metadata }
           : { type: 'RecordStepFailed', data: { ...ref, attempt: a.attempt, error: outcome.error }, metadata };

@@ -21,7 +21,9 @@
  *    interpolated (each value stringified, objects as JSON); anything else is a literal.
  *    Objects and arrays are walked recursively.
  *  - Variables: `input` (the validated workflow input), `steps.<id>` with `{ status, output, error }`
- *    for steps listed (transitively) in `needs`, and `item` / `index` inside a `for_each` step.
+ *    for steps listed (transitively) in `needs`, and `item` / `index` inside a `for_each` step;
+ *    a for_each step's item compensation (`for_each.compensate`) sees its item's `item`, `index`
+ *    and `output`.
  *    Missing keys are errors in CEL: use `has(input.x)` or input defaults for optional fields.
  *  - Numbers: JSON integers are CEL `int`, others `double`; mixed int/double arithmetic is allowed
  *    (registered below) so `steps.a.output.total * 1.2` works. Results come back as JSON numbers.
@@ -75,6 +77,8 @@ export interface ExpressionContext {
   readonly execution?: ExecutionView;
   readonly item?: unknown;
   readonly index?: number;
+  /** One for_each item's output, for the compensation of that item (with its `item` and `index`). */
+  readonly output?: unknown;
 }
 
 /** What expressions see of the execution itself (fixed for its whole life, so replays agree). */
@@ -242,12 +246,16 @@ function useRe2(node: unknown): void {
   useRe2(n.args);
 }
 
-function buildEnv(withItem: boolean): Environment {
+/** What an expression may name besides input, steps and execution: nothing, an item, or an item and its output. */
+type Scope = 'plain' | 'item' | 'item_output';
+
+function buildEnv(scope: Scope): Environment {
   const env = new Environment({ homogeneousAggregateLiterals: false, enableOptionalTypes: true, limits })
     .registerVariable('input', 'map')
     .registerVariable('steps', 'map')
     .registerVariable('execution', 'map');
-  if (withItem) env.registerVariable('item', 'dyn').registerVariable('index', 'int');
+  if (scope !== 'plain') env.registerVariable('item', 'dyn').registerVariable('index', 'int');
+  if (scope === 'item_output') env.registerVariable('output', 'dyn');
   // CEL has no implicit int/double promotion; workflow authors write JSON numbers and would
   // otherwise trip over `total * 1.2` when total happens to be whole.
   const ops: Record<string, (a: number, b: number) => number> = {
@@ -275,8 +283,11 @@ function buildEnv(withItem: boolean): Environment {
   return env;
 }
 
-const envPlain = buildEnv(false);
-const envItem = buildEnv(true);
+const envs: Record<Scope, Environment> = {
+  plain: buildEnv('plain'),
+  item: buildEnv('item'),
+  item_output: buildEnv('item_output'),
+};
 
 /** The result of looking at an expression without evaluating it. */
 export interface ExpressionCheck {
@@ -298,11 +309,17 @@ function firstLine(e: unknown): string {
   return msg.split('\n')[0]!.trim();
 }
 
-/** Parse and type-check one CEL expression; `allowItem` admits `item`/`index` (for_each steps). */
-export function checkExpression(source: string, options: { allowItem?: boolean } = {}): ExpressionCheck {
+/**
+ * Parse and type-check one CEL expression; `allowItem` admits `item`/`index` (for_each steps),
+ * `allowItemOutput` those and `output` (the compensation of a for_each item).
+ */
+export function checkExpression(
+  source: string,
+  options: { allowItem?: boolean; allowItemOutput?: boolean } = {},
+): ExpressionCheck {
   const expr = unwrapExpression(source);
   if (expr.length === 0) return { ok: false, message: 'empty expression', stepRefs: [] };
-  const env = options.allowItem ? envItem : envPlain;
+  const env = envs[options.allowItemOutput ? 'item_output' : options.allowItem ? 'item' : 'plain'];
   let parsed: ReturnType<Environment['parse']>;
   try {
     parsed = env.parse(expr);
@@ -374,11 +391,11 @@ let cachedChars = 0;
 export function cachedExpressions(): { entries: number; chars: number } {
   return { entries: cache.size, chars: cachedChars };
 }
-function compiled(expr: string, withItem: boolean): Compiled {
-  const key = `${withItem ? 'i' : 'p'}:${expr}`;
+function compiled(expr: string, scope: Scope): Compiled {
+  const key = `${scope === 'plain' ? 'p' : scope === 'item' ? 'i' : 'o'}:${expr}`;
   let c = cache.get(key);
   if (!c) {
-    const env = withItem ? envItem : envPlain;
+    const env = envs[scope];
     const parsed = env.parse(expr);
     const usage = { refs: new Set<string>(), dynamic: false };
     stepsUsage(parsed.ast, usage);
@@ -586,6 +603,7 @@ function celContext(ctx: ExpressionContext, stepRefs: readonly string[] | null):
   };
   if ('item' in ctx) c['item'] = toCel(ctx.item ?? null);
   if ('index' in ctx) c['index'] = BigInt(ctx.index ?? 0);
+  if ('output' in ctx) c['output'] = toCel(ctx.output ?? null);
   return c;
 }
 
@@ -597,7 +615,7 @@ export function evaluateExpression(source: string, ctx: ExpressionContext): unkn
     if (budget.tripped) throw limitError(expr);
     let value: unknown;
     try {
-      const c = compiled(expr, 'item' in ctx);
+      const c = compiled(expr, 'output' in ctx ? 'item_output' : 'item' in ctx ? 'item' : 'plain');
       value = c.run(celContext(ctx, c.stepRefs));
     } catch (e) {
       if (budget.tripped) throw limitError(expr);

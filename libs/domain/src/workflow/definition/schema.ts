@@ -77,6 +77,12 @@ export const forEachSchema = z.strictObject({
   items: z.string().min(1),
   /** How many items may be in flight at once. */
   concurrency: z.number().int().min(1).max(100).default(1),
+  /**
+   * The undo of one item: a compensation step run, when the execution is canceled, once for each
+   * item that succeeded (one still running then, once it has), resolved against that item
+   * (`item`, `index` and the item's `output`). An item that failed or was never sent is not undone.
+   */
+  compensate: stepIdSchema.optional(),
 });
 
 /** Default per-attempt timeout when a step names none: keeps "canceling" and "running" finite. */

@@ -35,10 +35,13 @@ export type DefinitionValidation =
   | { readonly ok: true; readonly definition: WorkflowDefinition; readonly problems: readonly [] }
   | { readonly ok: false; readonly problems: readonly DefinitionProblem[] };
 
-/** Step ids that only run as compensations (named by some `on_error.compensate`). */
+/** Step ids that only run as compensations (named by some `on_error.compensate` or `for_each.compensate`). */
 export function compensationStepIds(def: Pick<WorkflowDefinition, 'steps'>): Set<string> {
   const out = new Set<string>();
-  for (const s of def.steps) if (typeof s.on_error === 'object') out.add(s.on_error.compensate);
+  for (const s of def.steps) {
+    if (typeof s.on_error === 'object') out.add(s.on_error.compensate);
+    if (s.for_each?.compensate !== undefined) out.add(s.for_each.compensate);
+  }
   return out;
 }
 
@@ -240,6 +243,35 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
       add(path, 'bad_compensation', `compensation step "${target}" cannot be a wait step`);
   });
 
+  // 5b. The compensation of for_each items exists, is a plain step, and undoes that step's items
+  //     only: its expressions read one step's `item`, `index` and `output`, and its runs are keyed
+  //     by the item's index.
+  const itemCompensations = new Set<string>();
+  d.steps.forEach((s, i) => {
+    const target = s.for_each?.compensate;
+    if (target === undefined) return;
+    const path = `steps[${i}].for_each.compensate`;
+    const others = d.steps.filter(
+      (x) =>
+        x !== s &&
+        ((typeof x.on_error === 'object' && x.on_error.compensate === target) || x.for_each?.compensate === target),
+    );
+    if (!ids.has(target))
+      add(path, 'unknown_ref', `step "${s.id}" compensates its items with unknown step "${target}"`);
+    else if (target === s.id) add(path, 'bad_compensation', `step "${s.id}" cannot compensate its items with itself`);
+    else if (d.steps.find((x) => x.id === target)?.for_each)
+      add(path, 'bad_compensation', `compensation step "${target}" cannot use for_each`);
+    else if (d.steps.find((x) => x.id === target)?.wait)
+      add(path, 'bad_compensation', `compensation step "${target}" cannot be a wait step`);
+    else if (others.length > 0)
+      add(
+        path,
+        'bad_compensation',
+        `compensation step "${target}" undoes the items of "${s.id}" and cannot also compensate "${others[0]!.id}"`,
+      );
+    else itemCompensations.add(target);
+  });
+
   // 6. Expressions parse, type-check and only read upstream steps.
   // Each step's upstream set once, not once per expression (a long chain made that quadratic).
   const upstreams = new Map<string, Set<string>>();
@@ -248,8 +280,14 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
     if (!u) upstreams.set(stepId, (u = upstreamOf(d, stepId)));
     return u;
   };
-  const checkOne = (path: string, expression: string, stepId: string | null, allowItem: boolean) => {
-    const r = checkExpression(expression, { allowItem });
+  const checkOne = (
+    path: string,
+    expression: string,
+    stepId: string | null,
+    allowItem: boolean,
+    allowItemOutput = false,
+  ) => {
+    const r = checkExpression(expression, { allowItem, allowItemOutput });
     if (!r.ok) add(path, 'bad_expression', `bad expression "${expression}": ${r.message}`);
     const upstream = stepId === null ? ids : upstreamFor(stepId);
     for (const ref of r.stepRefs) {
@@ -271,7 +309,13 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
         checkOne(`steps[${i}].wait.timeout_ms`, expression, s.id, false);
     }
     for (const { path, expression } of mappingExpressions(s.with)) {
-      checkOne(`steps[${i}].with${path.startsWith('[') ? '' : '.'}${path}`, expression, s.id, s.for_each !== undefined);
+      checkOne(
+        `steps[${i}].with${path.startsWith('[') ? '' : '.'}${path}`,
+        expression,
+        s.id,
+        s.for_each !== undefined,
+        itemCompensations.has(s.id),
+      );
     }
   });
   for (const { path, expression } of mappingExpressions(d.outputs)) {

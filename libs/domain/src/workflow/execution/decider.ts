@@ -15,6 +15,8 @@
  *  - All ready steps are scheduled at once (parallel); for_each items up to `concurrency`.
  *  - `on_error: { compensate: X }`: X is the undo of this step. It runs when the step fails for good
  *    (then the workflow fails once X settles) and, on cancel, when the step has succeeded.
+ *  - `for_each: { compensate: Y }`: Y is the undo of one item. On cancel it runs once for each item
+ *    that has succeeded (or succeeds later, having been in flight), resolved against that item.
  *  - While failing or canceling nothing new is scheduled and nothing is retried; canceling waits for
  *    dispatched units (bounded by their timeouts) and compensations, then ends canceled.
  *  - Nothing is left under way once what it was for has settled (StepStopped): when a for_each step
@@ -78,6 +80,12 @@ export function idempotencyKey(executionId: string, ref: UnitRef, attempt: numbe
 export function unitKey(ref: UnitRef): string {
   return ref.itemIndex === undefined ? ref.stepId : `${ref.stepId}[${ref.itemIndex}]`;
 }
+
+/**
+ * Where a compensation run is kept (ExecutionData.compensations): its step id, or `step[3]` for
+ * the compensation of item 3 of a for_each step (`itemIndex` of its events and commands).
+ */
+export const compensationKey = (c: { readonly stepId: string; readonly itemIndex?: number }): string => unitKey(c);
 
 export const initialWorkflowState: WorkflowExecutionState = { status: 'not_started' };
 
@@ -338,9 +346,14 @@ function decideRecordStepSucceeded(
       metadata: meta,
     },
   ];
-  // Something finished while canceling: it had an effect, so undo it too.
-  if (s.status === 'canceling')
-    primary.push(...startCompensation(evolveAll(s, primary), command.data.stepId, 'canceled', meta));
+  // Something finished while canceling: it had an effect, so undo it too (an item by its own compensation).
+  if (s.status === 'canceling') {
+    const after = evolveAll(s, primary);
+    const more = startCompensation(after, command.data.stepId, 'canceled', meta);
+    primary.push(...more);
+    if (command.data.itemIndex !== undefined)
+      primary.push(...startItemCompensation(evolveAll(after, more), command.data.stepId, command.data.itemIndex, meta));
+  }
   return primary;
 }
 
@@ -494,6 +507,16 @@ function decideRequestCancel(
       primary.push(...more);
       after = evolveAll(after, more);
     }
+    // Each item that succeeded is undone by its own compensation (one still in flight is undone
+    // once it succeeds, see decideRecordStepSucceeded; one that failed or was never sent is not).
+    if (st && !st.copiedFrom && step.for_each?.compensate !== undefined) {
+      for (const u of st.units) {
+        if (u?.phase !== 'succeeded' || u.itemIndex === undefined) continue;
+        const more = startItemCompensation(after, step.id, u.itemIndex, meta);
+        primary.push(...more);
+        after = evolveAll(after, more);
+      }
+    }
   }
   return primary;
 }
@@ -506,17 +529,24 @@ function decideCompensationEnded(
   const now = meta.timestamp;
   const s = requireStarted(state);
   requireStep(s, command.data.stepId);
-  const c = s.compensations[command.data.stepId];
+  const c = s.compensations[compensationKey(command.data)];
   if (!isActive(s) || !c || c.status !== 'running') return undefined;
+  const item = c.itemIndex === undefined ? {} : { itemIndex: c.itemIndex };
   return command.type === 'RecordCompensationSucceeded'
     ? [
         {
           type: 'CompensationSucceeded',
-          data: { stepId: c.stepId, output: command.data.output ?? null, at: now },
+          data: { stepId: c.stepId, ...item, output: command.data.output ?? null, at: now },
           metadata: meta,
         },
       ]
-    : [{ type: 'CompensationFailed', data: { stepId: c.stepId, error: command.data.error, at: now }, metadata: meta }];
+    : [
+        {
+          type: 'CompensationFailed',
+          data: { stepId: c.stepId, ...item, error: command.data.error, at: now },
+          metadata: meta,
+        },
+      ];
 }
 
 // Operations on executions (fork, retry): see the section below.
@@ -728,12 +758,62 @@ function startCompensation(
   if (!def || typeof def.on_error !== 'object') return [];
   const comp = stepDef(state.definition, def.on_error.compensate)!;
   if (state.compensations[comp.id]) return [];
+  return compensationStarted(
+    state,
+    comp,
+    forStepId,
+    cause,
+    expressionContext(state),
+    undefined,
+    `${state.executionId}:compensate:${comp.id}:1`,
+    meta,
+  );
+}
+
+/**
+ * Start the compensation of item `itemIndex` of the for_each step `forStepId` (its
+ * `for_each.compensate`), once per item and only for an item that succeeded: its mapping sees
+ * that item's `item`, `index` and `output`. The key names the item's attempt that succeeded, so a
+ * re-run of the item (a retried execution) is undone under a key of its own.
+ */
+function startItemCompensation(
+  state: WorkflowExecutionState,
+  forStepId: string,
+  itemIndex: number,
+  meta: CommandMetadata,
+): WorkflowEvent[] {
+  if (!isActive(state)) return [];
+  const compId = stepDef(state.definition, forStepId)?.for_each?.compensate;
+  const st = state.steps[forStepId];
+  const u = st?.units[itemIndex];
+  if (compId === undefined || !st || u?.phase !== 'succeeded') return [];
+  const comp = stepDef(state.definition, compId)!;
+  if (state.compensations[compensationKey({ stepId: comp.id, itemIndex })]) return [];
+  const ctx = {
+    ...expressionContext(state, { item: st.items?.[itemIndex] ?? null, index: itemIndex }),
+    output: u.output ?? null,
+  };
+  const key = `${state.executionId}:compensate:${unitKey({ stepId: comp.id, itemIndex })}:${u.attempt}`;
+  return compensationStarted(state, comp, forStepId, 'canceled', ctx, itemIndex, key, meta);
+}
+
+/** A CompensationStarted with its input resolved, followed by CompensationFailed when that input cannot be. */
+function compensationStarted(
+  state: ActiveExecution,
+  comp: StepDefinition,
+  forStepId: string,
+  cause: 'step_failed' | 'canceled',
+  ctx: ExpressionContext,
+  itemIndex: number | undefined,
+  idempotencyKey: string,
+  meta: CommandMetadata,
+): WorkflowEvent[] {
   const now = meta.timestamp;
   let input: unknown;
   let inputChars: number;
   let inputError: StepError | undefined;
   try {
-    input = resolveMapping(comp.with, expressionContext(state));
+    input = resolveMapping(comp.with, ctx);
     inputChars = jsonChars(input);
     checkStoredInput(state, inputChars);
   } catch (e) {
@@ -741,16 +821,18 @@ function startCompensation(
     inputChars = jsonChars(null);
     inputError = expressionFailure(e);
   }
+  const item = itemIndex === undefined ? {} : { itemIndex };
   const started: WorkflowEvent = {
     type: 'CompensationStarted',
     data: {
       stepId: comp.id,
+      ...item,
       forStepId,
       cause,
       uses: comp.uses!, // the validator refuses a wait step as a compensation
       input,
       inputChars,
-      idempotencyKey: `${state.executionId}:compensate:${comp.id}:1`,
+      idempotencyKey,
       timeoutMs: timeoutOf(comp),
       startedAt: now,
     },
@@ -759,7 +841,7 @@ function startCompensation(
   if (!inputError) return [started];
   return [
     started,
-    { type: 'CompensationFailed', data: { stepId: comp.id, error: inputError, at: now }, metadata: meta },
+    { type: 'CompensationFailed', data: { stepId: comp.id, ...item, error: inputError, at: now }, metadata: meta },
   ];
 }
 
@@ -1405,8 +1487,9 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
       const d = event.data;
       const compensations = {
         ...s.compensations,
-        [d.stepId]: {
+        [compensationKey(d)]: {
           stepId: d.stepId,
+          ...(d.itemIndex === undefined ? {} : { itemIndex: d.itemIndex }),
           forStepId: d.forStepId,
           status: 'running' as const,
           uses: d.uses,
@@ -1432,13 +1515,14 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
     }
     case 'CompensationSucceeded':
     case 'CompensationFailed': {
-      const c = s.compensations[event.data.stepId];
+      const key = compensationKey(event.data);
+      const c = s.compensations[key];
       if (!c) return s;
       const done =
         event.type === 'CompensationSucceeded'
           ? { ...c, status: 'succeeded' as const, output: event.data.output }
           : { ...c, status: 'failed' as const, error: event.data.error };
-      return { ...s, compensations: { ...s.compensations, [c.stepId]: done } };
+      return { ...s, compensations: { ...s.compensations, [key]: done } };
     }
     case 'WaitStarted':
     case 'SignalReceived':

@@ -8,7 +8,14 @@ import { DomainError, type CommandMetadata } from '../../decider.js';
 import type { StepDefinition, WorkflowDefinition } from '../definition/schema.js';
 import { evaluateCondition, evaluateItems, resolveMapping, withExpressionBudget } from '../definition/expressions.js';
 import { compensationStepIds } from '../definition/validate.js';
-import { decideWorkflow, downstreamOf, evolveWorkflow, expressionContext, initialWorkflowState } from './decider.js';
+import {
+  compensationKey,
+  decideWorkflow,
+  downstreamOf,
+  evolveWorkflow,
+  expressionContext,
+  initialWorkflowState,
+} from './decider.js';
 import type {
   CopiedStep,
   StartedExecution,
@@ -306,16 +313,26 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
       }
       for (const c of Object.values(s.compensations)) {
         if (c.status !== 'running') continue;
-        const rec = source.compensations[c.stepId];
+        const rec = source.compensations[compensationKey(c)];
+        const item = c.itemIndex === undefined ? {} : { itemIndex: c.itemIndex };
         if (rec?.status === 'failed')
           apply(
             cmd({
               type: 'RecordCompensationFailed',
-              data: { stepId: c.stepId, error: rec.error ?? { code: 'failed', message: 'failed', retryable: false } },
+              data: {
+                stepId: c.stepId,
+                ...item,
+                error: rec.error ?? { code: 'failed', message: 'failed', retryable: false },
+              },
             }),
           );
         else
-          apply(cmd({ type: 'RecordCompensationSucceeded', data: { stepId: c.stepId, output: rec?.output ?? null } }));
+          apply(
+            cmd({
+              type: 'RecordCompensationSucceeded',
+              data: { stepId: c.stepId, ...item, output: rec?.output ?? null },
+            }),
+          );
         fed = true;
       }
       if (!fed) break;

@@ -174,13 +174,15 @@ export function nextActions(state: WorkflowExecutionState, now: string): SagaAct
     }
   }
 
-  // 2. Running compensations are (re-)sent; their deadline counts from their start.
+  // 2. Running compensations (a step's, or one for_each item's) are (re-)sent; their deadline counts from their start.
   for (const c of Object.values(state.compensations)) {
     if (c.status !== 'running') continue;
+    const item = c.itemIndex === undefined ? {} : { itemIndex: c.itemIndex };
     dispatch.push({
       kind: 'compensation',
       executionId: state.executionId,
       stepId: c.stepId,
+      ...item,
       attempt: 1,
       idempotencyKey: c.idempotencyKey,
       uses: c.uses,
@@ -201,7 +203,7 @@ export function nextActions(state: WorkflowExecutionState, now: string): SagaAct
       dueAt,
       command: {
         type: 'RecordCompensationFailed',
-        data: { stepId: c.stepId, error },
+        data: { stepId: c.stepId, ...item, error },
         metadata: timerMeta(state.correlationId, dueAt),
       },
     });
@@ -277,11 +279,13 @@ export function decideAfter(event: WorkflowEvent, state: WorkflowExecutionState)
     }
     case 'CompensationStarted': {
       const all = nextActions(state, event.metadata.timestamp);
+      const mine = (c: { stepId: string; itemIndex?: number }) =>
+        c.stepId === event.data.stepId && c.itemIndex === event.data.itemIndex;
       return {
         ...none,
-        dispatch: all.dispatch.filter((d) => d.kind === 'compensation' && d.stepId === event.data.stepId),
+        dispatch: all.dispatch.filter((d) => d.kind === 'compensation' && mine(d)),
         timers: all.timers.filter(
-          (t) => t.kind === 'compensation_timeout' && t.command.data.stepId === event.data.stepId,
+          (t) => t.kind === 'compensation_timeout' && mine(t.command.data as { stepId: string; itemIndex?: number }),
         ),
       };
     }

@@ -79,13 +79,14 @@ export type RecordStepStarted = Command<'RecordStepStarted', UnitRef & { readonl
 /** The backoff timer of a retry fired: schedule that attempt. */
 export type RetryStep = Command<'RetryStep', UnitRef & { readonly attempt: number }>;
 export type RequestCancel = Command<'RequestCancel', { readonly reason: string }>;
+/** `itemIndex`: the compensation of that item of a for_each step (see CompensationStarted). */
 export type RecordCompensationSucceeded = Command<
   'RecordCompensationSucceeded',
-  { readonly stepId: string; readonly output: unknown }
+  { readonly stepId: string; readonly itemIndex?: number; readonly output: unknown }
 >;
 export type RecordCompensationFailed = Command<
   'RecordCompensationFailed',
-  { readonly stepId: string; readonly error: StepError }
+  { readonly stepId: string; readonly itemIndex?: number; readonly error: StepError }
 >;
 
 // ---- operations on executions (fork, retry) ---------------------------------
@@ -269,11 +270,16 @@ export type ExecutionCancelRequested = Event<
   'ExecutionCancelRequested',
   { readonly reason: string; readonly actor: string | null; readonly requestedAt: string }
 >;
-/** A compensation step was started, for a failed step (`forStepId`) or for a cancel. */
+/**
+ * A compensation step was started, for a failed step (`forStepId`) or for a cancel. With
+ * `itemIndex`: the compensation of that item of the for_each step `forStepId` (its
+ * `for_each.compensate`), one per item that succeeded, each with its own key.
+ */
 export type CompensationStarted = Event<
   'CompensationStarted',
   {
     readonly stepId: string;
+    readonly itemIndex?: number;
     readonly forStepId: string;
     readonly cause: 'step_failed' | 'canceled';
     readonly uses: string;
@@ -287,11 +293,11 @@ export type CompensationStarted = Event<
 >;
 export type CompensationSucceeded = Event<
   'CompensationSucceeded',
-  { readonly stepId: string; readonly output: unknown; readonly at: string }
+  { readonly stepId: string; readonly itemIndex?: number; readonly output: unknown; readonly at: string }
 >;
 export type CompensationFailed = Event<
   'CompensationFailed',
-  { readonly stepId: string; readonly error: StepError; readonly at: string }
+  { readonly stepId: string; readonly itemIndex?: number; readonly error: StepError; readonly at: string }
 >;
 export type WorkflowCompleted = Event<
   'WorkflowCompleted',
@@ -485,8 +491,11 @@ export interface StepState {
   readonly copiedFrom?: { readonly executionId: string; readonly revision: number };
 }
 
+/** One compensation run, under `compensations[compensationKey(...)]` (`step`, or `step[i]` for an item's). */
 export interface CompensationState {
   readonly stepId: string;
+  /** The for_each item it undoes (absent: a step's compensation). */
+  readonly itemIndex?: number;
   readonly forStepId: string;
   readonly status: 'running' | 'succeeded' | 'failed';
   readonly uses: string;

@@ -1,0 +1,283 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DeciderSpecification } from '@switchyard/testing';
+import type { WorkflowDefinitionInput } from '../definition/schema.js';
+import { validateDefinition } from '../definition/validate.js';
+import { workflowExecutionDecider } from './decider.js';
+import { decideAfter, nextActions } from './saga.js';
+import { at, cmd, fold, history, invalid, meta, types } from './spec-helpers.js';
+import type { StepError, WorkflowCommand, WorkflowEvent } from './types.js';
+
+const spec = DeciderSpecification.for(workflowExecutionDecider);
+
+/**
+ * `make` creates one schedule per delay (two in flight at once); `unmake`, the compensation of one
+ * item, deletes the schedule that item made. `slow` keeps the execution running after `make`.
+ */
+const def: WorkflowDefinitionInput = {
+  id: 'fan',
+  version: 1,
+  name: 'fan',
+  input: {
+    type: 'object',
+    properties: { delays: { type: 'array', items: { type: 'string' } } },
+    required: ['delays'],
+  },
+  steps: [
+    {
+      id: 'make',
+      uses: 'mcp:automation/create_schedule',
+      for_each: { items: 'input.delays', concurrency: 2, compensate: 'unmake' },
+      with: { name: 'f-${{ item }}', after: '${{ item }}' },
+      on_error: 'continue',
+    },
+    { id: 'slow', uses: 'agent:revenue_analysis', timeout_ms: 60_000 },
+    {
+      id: 'unmake',
+      uses: 'mcp:automation/delete_schedule',
+      timeout_ms: 30_000,
+      with: { schedule: '${{ output.schedule.id }}', made_for: '${{ item }}', n: '${{ index + 1 }}' },
+    },
+  ],
+};
+const input = { delays: ['1d', '7d', '30d'] };
+const item = (i: number) => ({ stepId: 'make', itemIndex: i });
+const made = (i: number) => ({ schedule: { id: `s-${i}` } });
+const compensated = (itemIndex: number, output: unknown = { deleted: true }, t = at(0)): WorkflowCommand => ({
+  type: 'RecordCompensationSucceeded',
+  data: { stepId: 'unmake', itemIndex, output },
+  metadata: meta(t),
+});
+const compensationFailed = (itemIndex: number, error: StepError, t = at(0)): WorkflowCommand => ({
+  type: 'RecordCompensationFailed',
+  data: { stepId: 'unmake', itemIndex, error },
+  metadata: meta(t),
+});
+const started = (events: readonly WorkflowEvent[]) =>
+  events.filter((e) => e.type === 'CompensationStarted').map((e) => e.data);
+
+describe('WorkflowExecution: compensation of for_each items', () => {
+  const allMade = history(
+    cmd.start(def, input),
+    cmd.dispatched({ stepId: 'slow' }),
+    cmd.succeeded(item(0), made(0)),
+    cmd.succeeded(item(1), made(1)),
+    cmd.succeeded(item(2), made(2)),
+  );
+
+  it('the item compensation never runs in the normal flow', () => {
+    assert.ok(!types(allMade).some((t) => t.includes('unmake')), types(allMade).join(','));
+    assert.ok(types(allMade).includes('StepSucceeded:make'));
+  });
+
+  it('on cancel, each item that succeeded is undone by its own compensation, against that item, under a key of its own', () => {
+    spec
+      .given(allMade)
+      .when(cmd.cancel('customer withdrew', at(10)))
+      .then((events, after) => {
+        assert.deepEqual(types(events), [
+          'ExecutionCancelRequested',
+          'CompensationStarted:unmake[0]',
+          'CompensationStarted:unmake[1]',
+          'CompensationStarted:unmake[2]',
+        ]);
+        assert.deepEqual(events[2]!.data, {
+          stepId: 'unmake',
+          itemIndex: 1,
+          forStepId: 'make',
+          cause: 'canceled',
+          uses: 'mcp:automation/delete_schedule',
+          input: { schedule: 's-1', made_for: '7d', n: 2 },
+          inputChars: JSON.stringify({ schedule: 's-1', made_for: '7d', n: 2 }).length,
+          idempotencyKey: 'ex1:compensate:unmake[1]:1',
+          timeoutMs: 30_000,
+          startedAt: at(10),
+        });
+        assert.equal(after.status, 'canceling');
+        // The saga sends each one with its item and arms a deadline per item.
+        const actions = decideAfter(events[2]!, after);
+        assert.deepEqual(
+          actions.dispatch.map((d) => [d.kind, d.stepId, d.itemIndex, d.idempotencyKey, d.input]),
+          [['compensation', 'unmake', 1, 'ex1:compensate:unmake[1]:1', { schedule: 's-1', made_for: '7d', n: 2 }]],
+        );
+        assert.deepEqual(
+          actions.timers.map((t) => [t.kind, t.dueAt, t.command.type, t.command.data]),
+          [
+            [
+              'compensation_timeout',
+              at(30_010),
+              'RecordCompensationFailed',
+              {
+                stepId: 'unmake',
+                itemIndex: 1,
+                error: { code: 'timeout', message: 'compensation timed out after 30000 ms', retryable: false },
+              },
+            ],
+          ],
+        );
+        // Recovery (after a crash) sends all three again, with the same keys.
+        assert.deepEqual(
+          nextActions(after, at(20))
+            .dispatch.filter((d) => d.kind === 'compensation')
+            .map((d) => d.idempotencyKey),
+          ['ex1:compensate:unmake[0]:1', 'ex1:compensate:unmake[1]:1', 'ex1:compensate:unmake[2]:1'],
+        );
+      });
+  });
+
+  it('the execution ends canceled once every item compensation and the running step have ended; results are per item, duplicates ignored', () => {
+    const two = then(
+      allMade,
+      cmd.cancel(),
+      cmd.failed({ stepId: 'slow' }, invalid),
+      compensated(2),
+      compensationFailed(0, invalid),
+    );
+    spec.given(two).when(compensated(2)).thenNothingHappened();
+    spec
+      .given(two)
+      .when(compensated(1, { deleted: 's-1' }, at(99)))
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['CompensationSucceeded:unmake[1]', 'WorkflowCanceled']);
+        assert.equal(after.status, 'canceled');
+        assert.ok(after.status === 'canceled');
+        assert.deepEqual(
+          Object.fromEntries(Object.entries(after.compensations).map(([k, c]) => [k, [c.itemIndex, c.status]])),
+          { 'unmake[0]': [0, 'failed'], 'unmake[1]': [1, 'succeeded'], 'unmake[2]': [2, 'succeeded'] },
+        );
+      });
+  });
+
+  it('an item in flight at the cancel is undone once it succeeds; one that fails, or was never sent, is not', () => {
+    // Items 0 and 1 are sent; item 0 succeeds (item 2 is scheduled), item 1 is still with its server.
+    const midway = history(
+      cmd.start(def, input),
+      cmd.dispatched({ stepId: 'slow' }),
+      cmd.dispatched(item(0)),
+      cmd.dispatched(item(1)),
+      cmd.succeeded(item(0), made(0)),
+    );
+    assert.deepEqual(types(midway).slice(-2), ['StepSucceeded:make[0]', 'StepScheduled:make[2]']);
+    const canceled = then(midway, cmd.cancel('stop', at(5)));
+    assert.deepEqual(types(canceled).slice(-2), ['ExecutionCancelRequested', 'CompensationStarted:unmake[0]']);
+    // Item 2 was never sent: it is abandoned, never compensated.
+    const st = fold(canceled);
+    assert.ok(st.status === 'canceling');
+    assert.equal(st.steps['make']!.units[2]!.phase, 'canceled');
+
+    spec
+      .given(canceled)
+      .when(cmd.succeeded(item(1), made(1), 1, at(8)))
+      .then((events) => {
+        assert.deepEqual(types(events), ['StepSucceeded:make[1]', 'CompensationStarted:unmake[1]']);
+        assert.deepEqual((events[1]!.data as { input: unknown }).input, {
+          schedule: 's-1',
+          made_for: '7d',
+          n: 2,
+        });
+      });
+    spec
+      .given(canceled)
+      .when(cmd.failed(item(1), invalid, 1, at(8)))
+      .then((events) => assert.ok(!types(events).some((t) => t.startsWith('Compensation')), types(events).join(',')));
+    // A late duplicate of item 0's success starts nothing again.
+    spec
+      .given(canceled)
+      .when(cmd.succeeded(item(0), made(0), 1, at(9)))
+      .thenNothingHappened();
+  });
+
+  it('an item that failed for good is not undone; the items that succeeded are', () => {
+    const partly = history(
+      cmd.start(def, input),
+      cmd.dispatched({ stepId: 'slow' }),
+      cmd.succeeded(item(0), made(0)),
+      cmd.failed(item(1), invalid),
+    );
+    // on_error continue: the step failed, item 2 (in flight) was given up with it.
+    assert.ok(types(partly).includes('StepFailed:make'));
+    spec
+      .given(partly)
+      .when(cmd.cancel())
+      .then((events) => assert.deepEqual(types(events), ['ExecutionCancelRequested', 'CompensationStarted:unmake[0]']));
+  });
+
+  it('an item compensation whose input cannot be resolved fails alone, recorded; the others run', () => {
+    const odd = history(
+      cmd.start(def, input),
+      cmd.dispatched({ stepId: 'slow' }),
+      cmd.succeeded(item(0), made(0)),
+      cmd.succeeded(item(1), { nothing: true }),
+      cmd.succeeded(item(2), made(2)),
+    );
+    spec
+      .given(odd)
+      .when(cmd.cancel())
+      .then((events, after) => {
+        assert.deepEqual(types(events), [
+          'ExecutionCancelRequested',
+          'CompensationStarted:unmake[0]',
+          'CompensationStarted:unmake[1]',
+          'CompensationFailed:unmake[1]',
+          'CompensationStarted:unmake[2]',
+        ]);
+        assert.equal((events[3]!.data as { error: StepError }).error.code, 'expression_error');
+        assert.deepEqual(
+          started(events).map((d) => (d as { input: unknown }).input),
+          [{ schedule: 's-0', made_for: '1d', n: 1 }, null, { schedule: 's-2', made_for: '30d', n: 3 }],
+        );
+        assert.ok(after.status === 'canceling');
+      });
+  });
+});
+
+describe('workflow definitions: for_each.compensate', () => {
+  const steps = def.steps;
+  const withSteps = (s: WorkflowDefinitionInput['steps']) => validateDefinition({ ...def, steps: s });
+  const problems = (s: WorkflowDefinitionInput['steps']) => {
+    const v = withSteps(s);
+    return v.ok ? [] : v.problems.map((p) => `${p.code} ${p.path}: ${p.message}`);
+  };
+
+  it('names a plain step, whose mapping may read item, index and output', () => {
+    assert.deepEqual(problems(steps), []);
+  });
+
+  it('refuses an unknown step, itself, a for_each or wait step, and a compensation another step names too', () => {
+    const make = steps[0]!;
+    const fe = (compensate: string) => ({ ...make, for_each: { ...make.for_each!, compensate } });
+    assert.match(problems([fe('nope'), ...steps.slice(1)]).join('\n'), /unknown_ref .*for_each\.compensate/);
+    assert.match(problems([fe('make'), ...steps.slice(1)]).join('\n'), /cannot compensate its items with itself/);
+    assert.match(
+      problems([fe('unmake'), steps[1]!, { ...steps[2]!, for_each: { items: 'input.delays' } }]).join('\n'),
+      /compensation step "unmake" cannot use for_each/,
+    );
+    assert.match(
+      problems([steps[0]!, { ...steps[1]!, on_error: { compensate: 'unmake' } }, steps[2]!]).join('\n'),
+      /undoes the items of "make" and cannot also compensate "slow"/,
+    );
+  });
+
+  it('output is only in scope in an item compensation; item and index only there and in for_each steps', () => {
+    const plainUndo = [
+      { ...steps[0]!, for_each: { items: 'input.delays' } },
+      { ...steps[1]!, on_error: { compensate: 'unmake' } },
+      steps[2]!,
+    ];
+    const found = problems(plainUndo).join('\n');
+    assert.match(found, /bad_expression steps\[2\]\.with\.schedule/);
+    assert.match(found, /bad_expression steps\[2\]\.with\.made_for/);
+    assert.match(
+      problems([{ ...steps[0]!, with: { name: '${{ output.x }}' } }, steps[1]!, steps[2]!]).join('\n'),
+      /bad_expression steps\[0\]\.with\.name/,
+    );
+  });
+});
+
+/** `given` and the events each command adds to it in turn. */
+function then(given: readonly WorkflowEvent[], ...commands: WorkflowCommand[]): WorkflowEvent[] {
+  return commands.reduce<WorkflowEvent[]>(
+    (events, c) => [...events, ...workflowExecutionDecider.decide(c, fold(events))],
+    [...given],
+  );
+}
