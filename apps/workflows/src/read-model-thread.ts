@@ -1,5 +1,6 @@
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, MessagePort, Worker } from 'node:worker_threads';
 import { z } from 'zod';
+import { forwardLiveFeed } from '@switchyard/event-store';
 import { AppError, type Logger } from '@switchyard/platform';
 
 /** What the thread is given (checked on both sides: it crosses a thread boundary). */
@@ -15,6 +16,11 @@ export const readModelThreadConfigSchema = z.object({
   poolMax: z.number().int().min(2).max(20).default(3),
 });
 export type ReadModelThreadConfig = z.input<typeof readModelThreadConfigSchema>;
+
+/** The thread's end of its process's live feed (see forwardLiveFeed), when the process has one for the log. */
+export const readModelThreadFeedSchema = z
+  .object({ port: z.instanceof(MessagePort), consumed: z.instanceof(SharedArrayBuffer) })
+  .optional();
 
 /** Messages from the thread. */
 export const readModelThreadMessageSchema = z.discriminatedUnion('type', [
@@ -42,10 +48,19 @@ export async function startReadModelThread(
   logger: Logger,
   startTimeoutMs = 60_000,
 ): Promise<ReadModelThread> {
-  const workerData = readModelThreadConfigSchema.parse(config);
+  const threadConfig = readModelThreadConfigSchema.parse(config);
   const log = logger.child({ component: 'read-model-thread' });
+  // The engine beside it (same process, same log) just committed most of what the read model
+  // applies: its feed hands the commits over, so the thread reads no page for them.
+  const channel = new MessageChannel();
+  const consumed = new SharedArrayBuffer(4);
+  const fed =
+    !threadConfig.eventstoreUrl &&
+    forwardLiveFeed({ connectionString: threadConfig.databaseUrl }, channel.port1, consumed);
+  if (!fed) channel.port1.close();
   const worker = new Worker(new URL('./read-model-thread.worker.js', import.meta.url), {
-    workerData,
+    workerData: { config: threadConfig, fedBy: fed ? { port: channel.port2, consumed } : undefined },
+    transferList: fed ? [channel.port2] : [],
     name: 'read-models',
   });
   let stopping = false;

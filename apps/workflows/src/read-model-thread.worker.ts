@@ -4,11 +4,12 @@ import { z } from 'zod';
 import { createLogger, createPgPool, markSchemaManaged } from '@switchyard/platform';
 import { createEventStore } from '@switchyard/event-store';
 import { ProjectionRunner, workflowExecutionsProjection } from '@switchyard/read-models';
-import { readModelThreadConfigSchema } from './read-model-thread.js';
+import { readModelThreadConfigSchema, readModelThreadFeedSchema } from './read-model-thread.js';
 
 const port = parentPort;
 if (!port) throw new Error('read-model-thread.worker runs only as a worker thread');
-const config = readModelThreadConfigSchema.parse(workerData);
+const given = z.object({ config: z.unknown(), fedBy: readModelThreadFeedSchema }).parse(workerData);
+const config = readModelThreadConfigSchema.parse(given.config);
 const logger = createLogger('read-models', config.logLevel);
 try {
   const pool = createPgPool(
@@ -19,6 +20,7 @@ try {
   const store = createEventStore({
     pool,
     ...(config.eventstoreUrl ? { eventstoreUrl: config.eventstoreUrl } : {}),
+    ...(given.fedBy ? { fedBy: given.fedBy } : {}),
     logger,
   });
   await store.init();

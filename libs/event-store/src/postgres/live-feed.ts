@@ -1,4 +1,6 @@
+import type { MessagePort } from 'node:worker_threads';
 import type pg from 'pg';
+import { z } from 'zod';
 import { createPgClient, pgTarget, type Logger } from '@switchyard/platform';
 import type { CatchUpSubscription } from '../internal/catch-up.js';
 import type { RecordedEvent } from '../port.js';
@@ -42,6 +44,10 @@ export class LiveFeed {
   private readonly members = new Map<object, pg.ClientConfig>();
   /** Every subscription of the process, with the member it belongs to. */
   private readonly subscriptions = new Map<CatchUpSubscription, object>();
+  /** Feeds of worker threads this one hands its commits and wake-ups to (see forwardToThread). */
+  private readonly forwards = new Set<ThreadForward>();
+  /** Set when this feed is a worker thread's, fed by its process's feed instead of a LISTEN of its own (until detached). */
+  private fedBy: FedByPort | undefined;
   private listener: pg.Client | undefined;
   /** The member whose login the LISTEN connection uses. */
   private listenerMember: object | undefined;
@@ -64,7 +70,27 @@ export class LiveFeed {
   private constructor(
     private readonly key: string | undefined,
     private readonly o: LiveFeedOptions,
-  ) {}
+  ) {
+    if (o.fedBy) this.listenTo(o.fedBy);
+  }
+
+  /**
+   * Hand what this process's feed for `key` sees (its stores' commits, and the wake-ups of the
+   * LISTEN connection) to a worker thread's store, whose feed then needs no LISTEN of its own and
+   * reads no page for what arrived this way. Why: a read model on its own thread read back every
+   * commit the engine beside it had just made, one page read per commit (four per three-step
+   * execution), on a core the engine needs. Undefined when the process has no feed for that log
+   * (the thread then keeps a feed of its own). Closing either end detaches.
+   */
+  static forwardToThread(key: string | undefined, port: MessagePort, consumed: SharedArrayBuffer): boolean {
+    const feed = key === undefined ? undefined : LiveFeed.shared.get(key);
+    if (!feed || feed.closed) return false;
+    const forward = new ThreadForward(port, new Int32Array(consumed));
+    feed.forwards.add(forward);
+    port.once('close', () => feed.forwards.delete(forward));
+    void feed.ensureListener();
+    return true;
+  }
 
   /**
    * A store of the process is done with the feed (its subscriptions closed); the last one closes
@@ -74,6 +100,9 @@ export class LiveFeed {
     if (!this.members.delete(member)) return;
     if (this.members.size > 0) return this.moveListenerFrom(member);
     this.closed = true;
+    for (const f of this.forwards) f.detach();
+    this.forwards.clear();
+    this.fedBy?.port.close();
     if (this.key !== undefined && LiveFeed.shared.get(this.key) === this) LiveFeed.shared.delete(this.key);
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.notifiedTimer);
@@ -90,7 +119,12 @@ export class LiveFeed {
     if (this.listenerMember !== member || this.closed) return;
     // Dropped even when nobody else subscribes now: a later subscriber makes its own.
     await this.dropListener();
-    if (this.subscriptions.size > 0) void this.ensureListener();
+    if (this.listens) void this.ensureListener();
+  }
+
+  /** Whether a LISTEN connection is wanted: subscriptions here, or a thread this feed hands over to. */
+  private get listens(): boolean {
+    return this.subscriptions.size > 0 || this.forwards.size > 0;
   }
 
   /** End the LISTEN connection (one being made included); the subscriptions catch up when the next one is up. */
@@ -126,9 +160,9 @@ export class LiveFeed {
     return false;
   }
 
-  /** Whether any store of the process has a subscription to hand events to. */
+  /** Whether any store of the process has a subscription (here or on a thread fed by this feed) to hand events to. */
   get hasSubscriptions(): boolean {
-    return this.subscriptions.size > 0;
+    return this.listens;
   }
 
   /** A member's append statement is on its way. */
@@ -172,20 +206,53 @@ export class LiveFeed {
   offer(committed: readonly (readonly RecordedEvent[])[]): number {
     let taken = 0;
     for (const events of committed) for (const sub of this.subscriptions.keys()) if (sub.offer(events)) taken++;
+    for (const f of this.forwards) f.offer(committed);
     return taken;
   }
 
   /** Wake every subscription (those that already account for `head` stay asleep). */
   wake(head?: number): void {
     for (const s of this.subscriptions.keys()) s.wake(head);
+    for (const f of this.forwards) f.wake(head);
+  }
+
+  /** A thread's feed: take the commits and wake-ups its process's feed hands over, until that one detaches. */
+  private listenTo(fedBy: FedByPort): void {
+    this.fedBy = fedBy;
+    const consumed = new Int32Array(fedBy.consumed);
+    fedBy.port.on('message', (raw: unknown) => {
+      const m = forwardMessageSchema.safeParse(raw);
+      if (!m.success) {
+        this.o.logger?.warn({ issues: m.error.issues }, 'unexpected message from the process feed; reading instead');
+        return this.wake();
+      }
+      const msg = m.data;
+      if (msg.type === 'offer') {
+        Atomics.add(consumed, 0, msg.events);
+        this.offer(msg.committed as RecordedEvent[][]);
+      } else if (msg.type === 'wake') this.wake(msg.head);
+      else this.detachFromProcess();
+    });
+    fedBy.port.once('close', () => this.detachFromProcess());
+  }
+
+  /** The process's feed is gone: LISTEN on this thread's own connection again, and catch up. */
+  private detachFromProcess(): void {
+    if (!this.fedBy) return;
+    this.fedBy = undefined;
+    if (this.closed) return;
+    if (this.listens) void this.ensureListener();
+    this.wake();
   }
 
   /** Start (or restart) the LISTEN connection; every (re)connect wakes the subscriptions to catch up. */
   private ensureListener(): Promise<void> {
-    if (this.listener || this.closed) return Promise.resolve();
+    // A thread's feed fed by its process's feed hears every wake-up from there.
+    if (this.listener || this.closed || this.fedBy) return Promise.resolve();
     this.listenerStarting ??= (async () => {
-      // A member that subscribes: the login of a component that follows the log.
-      const member = this.subscriptions.values().next().value;
+      // A member that subscribes: the login of a component that follows the log (for a feed that
+      // only hands over to threads, any member: the process's stores all follow it).
+      const member: object | undefined = this.subscriptions.values().next().value ?? this.members.keys().next().value;
       const connection = member === undefined ? undefined : this.members.get(member);
       if (member === undefined || !connection) return;
       const client = createPgClient(connection, { name: 'event-store-listen' });
@@ -212,10 +279,10 @@ export class LiveFeed {
         client.end().catch(() => undefined);
         throw err;
       }
-      if (this.closed || !this.subscribes(member)) {
+      if (this.closed || !(this.subscribes(member) || (this.forwards.size > 0 && this.members.has(member)))) {
         // Closed, or its member stopped subscribing while it connected: end it, and make the next one.
         await client.end().catch(() => undefined);
-        if (!this.closed && this.subscriptions.size > 0) setImmediate(() => void this.ensureListener());
+        if (!this.closed && this.listens) setImmediate(() => void this.ensureListener());
         return;
       }
       this.listener = client;
@@ -236,7 +303,7 @@ export class LiveFeed {
     if (this.closed || this.reconnectTimer) return;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      if (this.subscriptions.size > 0) void this.ensureListener();
+      if (this.listens) void this.ensureListener();
     }, 1_000);
   }
 }
@@ -247,6 +314,78 @@ const NOTIFY_HOLD_MS = 25;
 export interface LiveFeedOptions {
   readonly schema: string;
   readonly logger?: Logger;
+  /** A worker thread's feed: fed by its process's feed through this port (see LiveFeed.forwardToThread). */
+  readonly fedBy?: FedByPort;
+}
+
+/** The thread's end of LiveFeed.forwardToThread: the port, and the count of handed-over events it has taken. */
+export interface FedByPort {
+  readonly port: MessagePort;
+  readonly consumed: SharedArrayBuffer;
+}
+
+/** Events handed to a thread and not yet taken there, past which commits go as a wake-up instead (the thread reads them). */
+const FORWARD_BACKLOG_EVENTS = 5_000;
+
+/** What a process's feed sends a thread's (it crosses a thread boundary: checked on arrival). */
+const forwardMessageSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('offer'),
+    /** Each list one append's events, in position order (RecordedEvent; structured-cloned, so `recordedAt` is a Date). */
+    committed: z.array(
+      z.array(
+        z.object({
+          id: z.string(),
+          streamId: z.string(),
+          type: z.string(),
+          data: z.unknown(),
+          metadata: z.unknown(),
+          revision: z.number().int(),
+          position: z.number().int(),
+          recordedAt: z.date(),
+        }),
+      ),
+    ),
+    /** How many events `committed` holds (added to the taken count). */
+    events: z.number().int().nonnegative(),
+  }),
+  z.object({ type: z.literal('wake'), head: z.number().int().optional() }),
+  z.object({ type: z.literal('detached') }),
+]);
+
+/**
+ * The process side of a thread's feed. Commits go over while the thread keeps up; past
+ * FORWARD_BACKLOG_EVENTS not yet taken, a commit goes as a wake-up, and the thread reads it from
+ * the log at its own pace (a busy thread must not make the port's queue grow without bound).
+ */
+class ThreadForward {
+  private sent = 0;
+  constructor(
+    readonly port: MessagePort,
+    private readonly taken: Int32Array,
+  ) {}
+
+  offer(committed: readonly (readonly RecordedEvent[])[]): void {
+    let events = 0;
+    for (const list of committed) events += list.length;
+    if (events === 0) return;
+    const head = committed[committed.length - 1]!;
+    // Differences of 32-bit counters: exact while the backlog is far below 2^31.
+    if (((this.sent - Atomics.load(this.taken, 0)) | 0) + events > FORWARD_BACKLOG_EVENTS)
+      return this.wake(head[head.length - 1]!.position);
+    this.sent = (this.sent + events) | 0;
+    this.port.postMessage({ type: 'offer', committed, events });
+  }
+
+  wake(head?: number): void {
+    this.port.postMessage(head === undefined ? { type: 'wake' } : { type: 'wake', head });
+  }
+
+  /** The process's feed closes: the thread listens on its own again. */
+  detach(): void {
+    this.port.postMessage({ type: 'detached' });
+    this.port.close();
+  }
 }
 
 /**

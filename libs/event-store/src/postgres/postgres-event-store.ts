@@ -32,7 +32,8 @@ import { validateAppend } from '../internal/validate.js';
 import { storableJson } from '../internal/storable-text.js';
 import { matchesFilter, type EventFilter } from '../internal/filter.js';
 import { quoteIdent, schemaSql } from './schema.js';
-import { LiveFeed, liveFeedKey } from './live-feed.js';
+import type { MessagePort } from 'node:worker_threads';
+import { LiveFeed, liveFeedKey, type FedByPort } from './live-feed.js';
 
 export type PostgresEventStoreOptions = ({ connectionString: string } | { pool: pg.Pool }) & {
   readonly logger?: Logger;
@@ -59,9 +60,10 @@ export type PostgresEventStoreOptions = ({ connectionString: string } | { pool: 
   /**
    * `process` (default): share the process's LiveFeed with every store on the same database and
    * schema. `own`: a feed of its own, as a store in another process would have (for tests that
-   * play two processes in one).
+   * play two processes in one). `{ fedBy }`: a store on a worker thread whose process's feed
+   * hands it commits and wake-ups (see forwardLiveFeed); it LISTENs on its own only if that ends.
    */
-  readonly liveFeed?: 'process' | 'own';
+  readonly liveFeed?: 'process' | 'own' | { readonly fedBy: FedByPort };
 };
 
 interface PendingAppend {
@@ -176,10 +178,12 @@ export class PostgresEventStore implements EventStore {
     }
     const connection: pg.ClientConfig =
       'pool' in options ? options.pool.options : { connectionString: options.connectionString };
-    const key = options.liveFeed === 'own' ? undefined : liveFeedKey(connection, this.schema);
+    const fedBy = typeof options.liveFeed === 'object' ? options.liveFeed.fedBy : undefined;
+    const key = options.liveFeed === 'own' || fedBy ? undefined : liveFeedKey(connection, this.schema);
     this.feed = LiveFeed.join(key, this, connection, {
       schema: this.schema,
       ...(this.log ? { logger: this.log } : {}),
+      ...(fedBy ? { fedBy } : {}),
     });
   }
 
@@ -646,4 +650,19 @@ function toAppError(err: unknown): unknown {
     return new AppError('unavailable', `event store unavailable: ${(err as Error).message}`, { pgCode: code });
   }
   return err;
+}
+
+/**
+ * Hand this process's live feed of the log `connection` reaches (commits of its stores, wake-ups
+ * of its LISTEN connection) to a worker thread through `port`; the thread's store takes the other
+ * end as `liveFeed: { fedBy: { port, consumed } }`. False (nothing attached) when the process has
+ * no store on that log: the thread's store then keeps a feed of its own.
+ */
+export function forwardLiveFeed(
+  connection: pg.ClientConfig,
+  port: MessagePort,
+  consumed: SharedArrayBuffer,
+  schema = 'eventstore',
+): boolean {
+  return LiveFeed.forwardToThread(liveFeedKey(connection, schema), port, consumed);
 }

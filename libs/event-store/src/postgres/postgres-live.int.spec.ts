@@ -6,7 +6,8 @@ import { createLogger } from '@switchyard/platform';
 import { freshDatabase, until } from '@switchyard/testing';
 import { ev, take } from '../contract/event-store.contract.js';
 import { createEventStore } from '../factory.js';
-import { PostgresEventStore } from './postgres-event-store.js';
+import { MessageChannel } from 'node:worker_threads';
+import { forwardLiveFeed, PostgresEventStore } from './postgres-event-store.js';
 import { liveFeedKey } from './live-feed.js';
 import { UnstorableEventError, type RecordedEvent } from '../port.js';
 
@@ -526,6 +527,100 @@ describe('PostgresEventStore live delivery', () => {
       );
     } finally {
       await store.close();
+    }
+  });
+
+  it("a worker thread's store fed by its process's feed: the process's commits arrive without a read, another process's through the forwarded wake-up, and it LISTENs itself once the process's stores are gone", async () => {
+    const listening = `from pg_stat_activity
+       where datname = current_database() and query ilike 'listen "es_thread_appended"%'`;
+    const listeners = async () => (await pool.query(`select 1 ${listening}`)).rowCount;
+    const engine = new PostgresEventStore({ connectionString: url, safetyIntervalMs: 60_000, schema: 'es_thread' });
+    const foreign = new PostgresEventStore({ connectionString: url, schema: 'es_thread', liveFeed: 'own' });
+    const channel = new MessageChannel();
+    const consumed = new SharedArrayBuffer(4);
+    const onThread = new PostgresEventStore({
+      connectionString: url,
+      safetyIntervalMs: 60_000,
+      schema: 'es_thread',
+      liveFeed: { fedBy: { port: channel.port2, consumed } },
+    });
+    try {
+      await Promise.all([engine.init(), foreign.init(), onThread.init()]);
+      assert.equal(forwardLiveFeed({ connectionString: url }, channel.port1, consumed, 'es_thread'), true);
+      const noFeed = new MessageChannel();
+      assert.equal(
+        forwardLiveFeed({ connectionString: url }, noFeed.port1, new SharedArrayBuffer(4), 'es_nobody_here'),
+        false,
+        'no store of the process on that log: nothing to hand over',
+      );
+      noFeed.port1.close();
+      const from = await engine.headPosition();
+      const seen: RecordedEvent[] = [];
+      const sub = onThread.subscribeToAll({ from });
+      const consumer = (async () => {
+        for await (const e of sub) seen.push(e);
+      })();
+      const evens = take(onThread.subscribeToAll({ from, types: ['Even'] }), 20, 60_000);
+      await engine.append('thread-warm', [ev('Warm')]);
+      await until('the thread store live', () => seen.length === 1);
+      await until('one LISTEN connection, the process feed', async () => (await listeners()) === 1);
+      const before = onThread.readStats();
+      for (let i = 0; i < 40; i++) await engine.append(`thread-${i % 4}`, [ev(i % 2 === 0 ? 'Even' : 'Odd', { i })]);
+      await until("the process's 40 commits on the thread", () => seen.length === 41);
+      assert.equal(onThread.readStats().pageRequests, before.pageRequests, 'no page read for them');
+      assert.deepEqual(
+        (await evens).map((e) => (e.data as { i: number }).i),
+        Array.from({ length: 20 }, (_, k) => 2 * k),
+        'a filtered subscription takes its events from the handover',
+      );
+      // Another process's append: the process feed's NOTIFY wakes the thread store, which reads it.
+      await foreign.append('thread-foreign', [ev('Foreign')]);
+      await until('the foreign event on the thread', () => seen.at(-1)?.type === 'Foreign');
+      // Both at once, group commits in flight: every event once, in order, as stored.
+      await Promise.all([
+        ...Array.from({ length: 200 }, (_, i) => engine.append(`thread-${i % 7}`, [ev('Own', { i })])),
+        ...Array.from({ length: 50 }, (_, i) => foreign.append(`thread-f-${i % 3}`, [ev('Foreign', { i })])),
+      ]);
+      await until('all 292 on the thread', () => seen.length === 292);
+      let stored = await engine.readAll({ after: from, maxCount: 10_000 });
+      assert.deepEqual(seen, stored, 'exactly what a read gives, once each, in order');
+      // The process's stores go: the thread store LISTENs on its own connection and still follows the log.
+      await engine.close();
+      await until('the thread store LISTENs itself', async () => (await listeners()) === 1);
+      await foreign.append('thread-after', [ev('After')]);
+      await until('the event after the detach', () => seen.at(-1)?.type === 'After');
+      stored = await foreign.readAll({ after: from, maxCount: 10_000 });
+      assert.deepEqual(seen, stored);
+      await sub.close();
+      await consumer;
+    } finally {
+      await Promise.all([engine.close(), foreign.close(), onThread.close()]);
+    }
+  });
+
+  it('a thread that does not take what it is handed gets wake-ups instead of more events, past a bounded backlog', async () => {
+    const engine = new PostgresEventStore({ connectionString: url, safetyIntervalMs: 60_000, schema: 'es_backlog' });
+    const channel = new MessageChannel();
+    try {
+      await engine.init();
+      // The thread's end never counts anything as taken (a thread too busy to run its handlers).
+      assert.equal(
+        forwardLiveFeed({ connectionString: url }, channel.port1, new SharedArrayBuffer(4), 'es_backlog'),
+        true,
+      );
+      const got = { offered: 0, wakes: 0 };
+      channel.port2.on('message', (m: { type: string; events?: number }) => {
+        if (m.type === 'offer') got.offered += m.events ?? 0;
+        if (m.type === 'wake') got.wakes++;
+      });
+      const batch = Array.from({ length: 100 }, (_, i) => ev('Bulk', { i }));
+      for (let k = 0; k < 80; k++) await engine.append(`backlog-${k}`, batch);
+      await until('every commit told', () => got.offered + got.wakes * 100 >= 8_000);
+      assert.equal(got.offered, 5_000, 'at most the backlog bound handed over');
+      assert.ok(got.wakes >= 30, `the rest as wake-ups (${got.wakes})`);
+    } finally {
+      channel.port2.close();
+      await engine.close();
     }
   });
 
