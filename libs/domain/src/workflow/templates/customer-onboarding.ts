@@ -27,7 +27,8 @@ const MADE = `(steps.create_records.status == 'succeeded' && size(steps.create_r
  * that ran at the same time and made it first answers `already_customer` and sends nothing.
  * Sending and scheduling run in parallel. Neither a failed send nor a failed schedule undoes the
  * onboarding (`continue`; the outputs carry `welcome_error` / `follow_up_error`); cancelling after the
- * records exist runs `remove_customer`.
+ * records exist runs `remove_customer`, and `delete_follow_up` for each follow-up schedule made
+ * (one still being made when the cancel came, once it is).
  */
 export const customerOnboardingTemplate = {
   id: 'customer_onboarding',
@@ -42,7 +43,9 @@ export const customerOnboardingTemplate = {
   // v8: the welcome is the content agent's `welcome` kind (subject and body of its own, the
   // customer's plan and seats), not its segment newsletter, whose subject line and revenue figures
   // landed in the body.
-  version: 8,
+  // v9: a canceled onboarding deletes the follow-up schedules it made (`delete_follow_up`, the
+  // compensation of each schedule_follow_ups item): they mailed a customer that no longer existed.
+  version: 9,
   name: 'Customer onboarding',
   description:
     'Validate customer data, create the customer and subscription records, generate and send a welcome e-mail, schedule follow-ups.',
@@ -174,7 +177,8 @@ export const customerOnboardingTemplate = {
       uses: 'mcp:automation/create_schedule',
       needs: ['create_records'],
       if: MADE,
-      for_each: { items: 'input.follow_up_after', concurrency: 2 },
+      // A cancel deletes each schedule an item made (delete_follow_up, with that item's output).
+      for_each: { items: 'input.follow_up_after', concurrency: 2, compensate: 'delete_follow_up' },
       with: {
         // One schedule per entry: a delay given again is named by its place too (`-after-2s-2`), or
         // create_schedule would answer the first one's schedule and the two would be one e-mail.
@@ -223,6 +227,15 @@ export const customerOnboardingTemplate = {
         params: ['${{ execution.id }}'],
       },
       // The compensation's whole budget: its engine sends it again while its server restarts.
+      timeout_ms: 90_000,
+    },
+    {
+      id: 'delete_follow_up',
+      name: 'Compensation: delete the follow-up schedule one item made',
+      uses: 'mcp:automation/delete_schedule',
+      // Only ever runs as the compensation of one schedule_follow_ups item: `output` is the
+      // schedule that item made. By its id: a name may be another owner's too.
+      with: { schedule: '${{ output.schedule.id }}' },
       timeout_ms: 90_000,
     },
   ],

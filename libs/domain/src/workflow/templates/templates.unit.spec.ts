@@ -720,4 +720,118 @@ describe('customer_onboarding: what its compensation removes', () => {
   it('after create_records failed without an answer: what it made before its answer was lost', () => {
     assert.deepEqual(compensationParams(upTo('RecordStepFailed').outcome), ['sim']);
   });
+
+  it('canceled after follow-ups were scheduled: each schedule made is deleted by its id, the one in flight once it is made; then canceled', () => {
+    let state: WorkflowExecutionState = initialWorkflowState;
+    const send = (c: WorkflowCommand) => {
+      const out = decideWorkflow(c, state);
+      state = out.reduce(evolveWorkflow, state);
+      return out;
+    };
+    const m = (ms: number) => meta(at(ms));
+    const item = (i: number) => ({ stepId: 'schedule_follow_ups', itemIndex: i });
+    const made = (i: number) => ({
+      schedule: { id: `sched-${i}`, name: `onboarding-101-after-${['1d', '7d', '30d'][i]}` },
+    });
+    send({
+      type: 'StartWorkflow',
+      data: { executionId: 'sim', definition: customerOnboardingTemplate, input: ann, seed: 7 },
+      metadata: m(0),
+    });
+    send({
+      type: 'RecordStepSucceeded',
+      data: { stepId: 'check_existing', attempt: 1, output: { rows: [] } },
+      metadata: m(1),
+    });
+    send({
+      type: 'RecordStepSucceeded',
+      data: {
+        stepId: 'create_records',
+        attempt: 1,
+        output: { rows: [{ customer_id: 101, subscription_id: 401, created: true }] },
+      },
+      metadata: m(2),
+    });
+    // The welcome is being written; follow-ups 0 and 1 are with the server, 0 is made (2 is then sent too).
+    send({ type: 'RecordStepDispatched', data: { stepId: 'welcome_content', attempt: 1 }, metadata: m(3) });
+    send({ type: 'RecordStepDispatched', data: { ...item(0), attempt: 1 }, metadata: m(3) });
+    send({ type: 'RecordStepDispatched', data: { ...item(1), attempt: 1 }, metadata: m(3) });
+    send({ type: 'RecordStepSucceeded', data: { ...item(0), attempt: 1, output: made(0) }, metadata: m(4) });
+    send({ type: 'RecordStepDispatched', data: { ...item(2), attempt: 1 }, metadata: m(4) });
+    send({ type: 'RecordStepSucceeded', data: { ...item(2), attempt: 1, output: made(2) }, metadata: m(5) });
+
+    const canceled = send({ type: 'RequestCancel', data: { reason: 'changed my mind' }, metadata: m(6) });
+    const undo = (events: readonly WorkflowEvent[]) =>
+      events.flatMap((e) =>
+        e.type === 'CompensationStarted'
+          ? [[e.data.stepId, e.data.itemIndex ?? null, e.data.uses, e.data.input, e.data.idempotencyKey]]
+          : [],
+      );
+    assert.deepEqual(undo(canceled), [
+      [
+        'remove_customer',
+        null,
+        'mcp:database_writer/query',
+        { sql: customerOnboardingTemplate.steps.find((x) => x.id === 'remove_customer')!.with.sql, params: ['sim'] },
+        'sim:compensate:remove_customer:1',
+      ],
+      [
+        'delete_follow_up',
+        0,
+        'mcp:automation/delete_schedule',
+        { schedule: 'sched-0' },
+        'sim:compensate:delete_follow_up[0]:1',
+      ],
+      [
+        'delete_follow_up',
+        2,
+        'mcp:automation/delete_schedule',
+        { schedule: 'sched-2' },
+        'sim:compensate:delete_follow_up[2]:1',
+      ],
+    ]);
+    // Item 1 was with the server when the cancel came: let finish, its schedule is deleted too.
+    assert.deepEqual(
+      undo(send({ type: 'RecordStepSucceeded', data: { ...item(1), attempt: 1, output: made(1) }, metadata: m(7) })),
+      [
+        [
+          'delete_follow_up',
+          1,
+          'mcp:automation/delete_schedule',
+          { schedule: 'sched-1' },
+          'sim:compensate:delete_follow_up[1]:1',
+        ],
+      ],
+    );
+    send({
+      type: 'RecordStepFailed',
+      data: {
+        stepId: 'welcome_content',
+        attempt: 1,
+        error: { code: 'canceled', message: 'canceled', retryable: false },
+      },
+      metadata: m(8),
+    });
+    send({
+      type: 'RecordCompensationSucceeded',
+      data: { stepId: 'remove_customer', output: { rows: [{ id: 101 }] } },
+      metadata: m(9),
+    });
+    for (const i of [2, 0])
+      send({
+        type: 'RecordCompensationSucceeded',
+        data: { stepId: 'delete_follow_up', itemIndex: i, output: { deleted: 'x' } },
+        metadata: m(9),
+      });
+    assert.equal(state.status, 'canceling');
+    const end = send({
+      type: 'RecordCompensationSucceeded',
+      data: { stepId: 'delete_follow_up', itemIndex: 1, output: { deleted: 'x' } },
+      metadata: m(10),
+    });
+    assert.deepEqual(
+      end.map((e) => e.type),
+      ['CompensationSucceeded', 'StepStopped', 'WorkflowCanceled'], // the step its items ran under ends with the execution,
+    );
+  });
 });
