@@ -17,13 +17,13 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, realpathSync, rmSync } from 'node:fs';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
 import { embeddedDatabaseUrl } from './launcher.js';
 import { gatewayRequest } from './support.js';
-import { scratchDataDir } from '@switchyard/testing';
+import { scratchDataDir, until } from '@switchyard/testing';
 
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
 const launcher = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
@@ -73,6 +73,48 @@ async function startSink(): Promise<{ server: Server; url: string; received: Rec
   const port = await freePort();
   await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
   return { server, url: `http://127.0.0.1:${port}`, received };
+}
+
+/**
+ * An OpenAI-compatible endpoint standing in for the agents' optional LLM (LLM_BASE_URL): it answers
+ * every request 503 at once, so the agents keep their own wording (their fallback), except one
+ * whose text names `hold`: that one waits until `release()` (or its caller gives up), so the step
+ * that asked (the onboarding's welcome_content) stays running for as long as a test needs.
+ */
+async function startHeldLlm(): Promise<{
+  server: Server;
+  url: string;
+  hold: (marker: string) => void;
+  held: () => number;
+  release: () => void;
+}> {
+  let marker: string | undefined;
+  const waiting = new Set<ServerResponse>();
+  const refuse = (res: ServerResponse) => {
+    waiting.delete(res);
+    if (!res.writableEnded) res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"unavailable"}');
+  };
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString('utf8')));
+    req.on('end', () => {
+      if (marker === undefined || !body.includes(marker)) return refuse(res);
+      waiting.add(res);
+      res.on('close', () => waiting.delete(res));
+    });
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  return {
+    server,
+    url: `http://127.0.0.1:${port}/v1`,
+    hold: (m) => (marker = m),
+    held: () => waiting.size,
+    release: () => {
+      marker = undefined;
+      for (const res of [...waiting]) refuse(res);
+    },
+  };
 }
 
 const round2 = (x: number): number => Math.round(x * 100) / 100;
@@ -181,6 +223,7 @@ describe('built-in workflow templates, end to end', () => {
   let base: string;
   let db: pg.Client;
   let sink: Awaited<ReturnType<typeof startSink>>;
+  let llm: Awaited<ReturnType<typeof startHeldLlm>>;
   const secrets = { escalation: randomBytes(24).toString('hex') };
 
   const http = (method: string, url: string, body?: unknown) => request(base, method, url, body);
@@ -227,7 +270,9 @@ describe('built-in workflow templates, end to end', () => {
 
   before(async () => {
     sink = await startSink();
-    system = await startLauncher({ WEBHOOK_ALLOW_LOOPBACK: 'true' });
+    // The agents' LLM answers 503 (they keep their own wording) but for a text a test holds.
+    llm = await startHeldLlm();
+    system = await startLauncher({ WEBHOOK_ALLOW_LOOPBACK: 'true', LLM_BASE_URL: llm.url, LLM_MODEL: 'held' });
     ({ base, filesRoot } = system);
     db = new pg.Client({ connectionString: system.databaseUrl });
     await db.connect();
@@ -249,6 +294,8 @@ describe('built-in workflow templates, end to end', () => {
     await db?.end().catch(() => undefined);
     await system?.stop();
     await new Promise((r) => sink?.server.close(r));
+    llm?.release();
+    await new Promise((r) => llm?.server.close(r));
   });
 
   it('revenue_analysis with the seed body (30d, forecasts): totals equal the SQL sum, report on disk, forecast ran, metrics stored', async () => {
@@ -496,6 +543,74 @@ describe('built-in workflow templates, end to end', () => {
     assert.equal((await db.query(`select 1 from business.customers where lower(email) = $1`, [email])).rowCount, 1);
     const inboxAfter = await http('GET', `/api/v1/integration/mcp/automation/mailbox?to=${encodeURIComponent(email)}`);
     assert.equal(inboxAfter.body.messages.length, 1, 'nothing mailed again');
+  });
+
+  it('customer_onboarding canceled after its follow-ups were scheduled: no schedule of it is left, nor its customer', async () => {
+    const name = `Withdrawn ${randomBytes(4).toString('hex')}`;
+    const email = `withdrawn.${randomBytes(4).toString('hex')}@example.com`;
+    // The welcome is held while it is written (its text names the customer): the onboarding runs on.
+    llm.hold(`Hi ${name},`);
+    try {
+      const start = await http('POST', '/api/v1/workflows/start/customer_onboarding', {
+        customer: { name, email, plan: 'starter', seats: 2 },
+        follow_up_after: ['1d', '7d', '7d'],
+      });
+      assert.equal(start.status, 202, JSON.stringify(start.body));
+      const id = start.body.execution_id as string;
+      const customerId = await until(
+        'the customer row',
+        async () =>
+          (await db.query<{ id: number }>(`select id from business.customers where email = $1`, [email])).rows[0]?.id,
+        60_000,
+        100,
+      );
+      const schedules = async () =>
+        (
+          await db.query<{ name: string }>(`select name from automation.schedules where name like $1 order by name`, [
+            `onboarding-${customerId}-after-%`,
+          ])
+        ).rows.map((r) => r.name);
+      // The follow-ups are scheduled (the step succeeded), while the welcome is still being written.
+      await until(
+        'schedule_follow_ups to succeed',
+        async () => {
+          const e = await http('GET', `/api/v1/workflows/executions/${id}`);
+          const step = (e.body?.steps ?? []).find((x: { step_id: string }) => x.step_id === 'schedule_follow_ups');
+          return step?.status === 'succeeded' ? true : undefined;
+        },
+        60_000,
+        100,
+      );
+      assert.equal(llm.held(), 1, 'the welcome is being written');
+      assert.deepEqual(await schedules(), [
+        `onboarding-${customerId}-after-1d`,
+        `onboarding-${customerId}-after-7d`,
+        `onboarding-${customerId}-after-7d-3`,
+      ]);
+
+      const cancel = await http('POST', `/api/v1/workflows/executions/${id}/cancel`, { reason: 'customer withdrew' });
+      assert.equal(cancel.status, 202, JSON.stringify(cancel.body));
+      llm.release();
+      const done = await until(
+        'the onboarding to end',
+        async () => {
+          const e = await http('GET', `/api/v1/workflows/executions/${id}`);
+          return ['completed', 'failed', 'canceled'].includes(e.body?.status) ? e.body : undefined;
+        },
+        90_000,
+        250,
+      );
+      assert.equal(done.status, 'canceled', JSON.stringify(done));
+      // Nothing of it is left: no follow-up will mail a customer that is gone, and the customer is gone.
+      assert.deepEqual(await schedules(), []);
+      assert.equal((await db.query(`select 1 from business.customers where email = $1`, [email])).rowCount, 0);
+      assert.equal(
+        (await db.query(`select 1 from business.subscriptions where customer_id = $1`, [customerId])).rowCount,
+        0,
+      );
+    } finally {
+      llm.release();
+    }
   });
 
   it('customer_onboarding: a dozen at once all onboard, each with ids of its own (ids taken as max + 1 collided)', async () => {
