@@ -13,7 +13,11 @@ import {
 } from '@switchyard/event-store';
 import { ProjectionRunner } from './projection-runner.js';
 import type { Projection } from './projection.js';
-import { countingProjection, countingStatementProjection } from './kill-test/counting-projection.js';
+import {
+  countingProjection,
+  countingStatementProjection,
+  countingTextProjection,
+} from './kill-test/counting-projection.js';
 
 const meta = { correlationId: 'kill-test', timestamp: '2026-01-01T00:00:00.000Z' };
 const counted = (n: number): NewEvent[] =>
@@ -356,6 +360,13 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
       'dupst_applied',
       'dupst',
     ],
+    // The start with the checkpoint's move, the statements and the commit in one query.
+    [
+      'a projection giving its batch as SQL text (one query)',
+      { ...countingTextProjection('duptx_applied', 'dup-text'), streamPrefixes: ['duptx-'] },
+      'duptx_applied',
+      'duptx',
+    ],
   ] as const) {
     it(`two runners of ${what} never apply an event twice`, async () => {
       const a = new ProjectionRunner({
@@ -385,36 +396,48 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
     });
   }
 
-  it('a one-statement batch that fails rolls back with its checkpoint, and its connection serves on', async () => {
-    const projection = { ...countingStatementProjection('poison_applied', 'poison'), streamPrefixes: ['poison-'] };
-    // One connection: every retry of the failing batch, and the query after, use the same client.
-    const one = new pg.Pool({ connectionString: url, max: 1 });
-    const runner = new ProjectionRunner({ store, db: { pool: one }, projections: [projection], batchSize: 10 });
-    await runner.start();
-    try {
-      const good = (await store.append('poison-1', counted(5))).position;
-      await runner.waitFor(good);
-      const bad = await store.append('poison-2', [
-        { id: randomUUID(), type: 'Counted', data: { poison: true }, metadata: meta },
-      ]);
-      let status = (await runner.status()).find((p) => p.name === 'poison');
-      const deadline = Date.now() + 10_000;
-      while (!status?.lastError && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 50));
-        status = (await runner.status()).find((p) => p.name === 'poison');
+  const textPoison = countingTextProjection('poisontx_applied', 'poison-text');
+  for (const [what, made, table, stream] of [
+    ['a one-statement batch', countingStatementProjection('poison_applied', 'poison'), 'poison_applied', 'poison'],
+    ['a batch given as SQL text (its poison after two inserts)', textPoison, 'poisontx_applied', 'poisontx'],
+  ] as const)
+    it(`${what} that fails rolls back with its checkpoint, and its connection serves on`, async () => {
+      const projection = { ...made, streamPrefixes: [`${stream}-`] };
+      // One connection: every retry of the failing batch, and the query after, use the same client.
+      const one = new pg.Pool({ connectionString: url, max: 1 });
+      const runner = new ProjectionRunner({ store, db: { pool: one }, projections: [projection], batchSize: 10 });
+      await runner.start();
+      try {
+        const good = (await store.append(`${stream}-1`, counted(5))).position;
+        await runner.waitFor(good);
+        const bad = await store.append(`${stream}-2`, [
+          ...counted(2),
+          { id: randomUUID(), type: 'Counted', data: { poison: true }, metadata: meta },
+        ]);
+        let status = (await runner.status()).find((p) => p.name === projection.name);
+        const deadline = Date.now() + 10_000;
+        while (!status?.lastError && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 50));
+          status = (await runner.status()).find((p) => p.name === projection.name);
+        }
+        assert.match(status?.lastError ?? '', /division by zero/);
+        assert.ok(status!.position < bad.position, 'the checkpoint stayed before the failing batch');
+        assert.equal(await checkpoint(pool, projection.name), good);
+        assert.deepEqual(
+          await appliedCounts(pool, table),
+          { rows: 5, total: 5, max: 1 },
+          'the two events before the poison were rolled back too',
+        );
+        if (made === textPoison)
+          assert.deepEqual([...new Set(textPoison.settled)], [true, false], 'told of the commit, then of each failure');
+        // The client went back to the pool out of its pipeline, outside any transaction.
+        const after = await one.query<{ tx: string }>(`select 'in tx: ' || (now() <> statement_timestamp()) as tx`);
+        assert.equal(after.rows[0]?.tx, 'in tx: false');
+      } finally {
+        await runner.stop();
+        await one.end();
       }
-      assert.match(status?.lastError ?? '', /division by zero/);
-      assert.ok(status!.position < bad.position, 'the checkpoint stayed before the failing batch');
-      assert.equal(await checkpoint(pool, 'poison'), good);
-      assert.deepEqual(await appliedCounts(pool, 'poison_applied'), { rows: 5, total: 5, max: 1 });
-      // The client went back to the pool out of its pipeline, outside any transaction.
-      const after = await one.query<{ tx: string }>(`select 'in tx: ' || (now() <> statement_timestamp()) as tx`);
-      assert.equal(after.rows[0]?.tx, 'in tx: false');
-    } finally {
-      await runner.stop();
-      await one.end();
-    }
-  });
+    });
 
   it('a runner SIGKILLed mid-stream and restarted applies every event exactly once (kill test)', async () => {
     const childScript = fileURLToPath(new URL('./kill-test/child.js', import.meta.url));

@@ -415,7 +415,8 @@ export class ProjectionRunner {
           const events = batch.filter(handled);
           return events.length > 0 ? batchStatement.call(lane.projection, events) : undefined;
         })
-      : await this.commitInTurns(lane, batch, handled, to, durable);
+      : ((lane.projection.batchText ? await this.commitInOne(lane, batch, handled, to, durable) : undefined) ??
+        (await this.commitInTurns(lane, batch, handled, to, durable)));
     if (ok) {
       lane.stored = to;
       lane.position = to;
@@ -484,6 +485,45 @@ export class ProjectionRunner {
       c.release();
     }
     return ok;
+  }
+
+  /**
+   * A batch in one round trip, for a projection that gives it as SQL text (batchText): the start
+   * with the checkpoint's move, the text and the commit in one simple-protocol query. A statement
+   * that fails (a moved checkpoint raises in advance_checkpoint) makes PostgreSQL skip the rest of
+   * the query, the commit with it, and the transaction is rolled back here. Undefined when the
+   * projection gives no text for this batch (the caller applies it in turns).
+   */
+  private async commitInOne(
+    lane: Lane,
+    batch: readonly RecordedEvent[],
+    handled: (e: RecordedEvent) => boolean,
+    to: number,
+    durable: boolean,
+  ): Promise<boolean | undefined> {
+    const events = batch.filter(handled);
+    const c = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      const body = events.length > 0 ? await lane.projection.batchText!.call(lane.projection, c, events) : undefined;
+      if (events.length > 0 && !body) return undefined;
+      try {
+        await c.query(`${this.startBatch(c, lane, to, durable, true)};\n${body?.text ? `${body.text};\n` : ''}commit`);
+      } catch (err) {
+        body?.settled(false);
+        if (isConnectionError(err)) {
+          broken = err as Error;
+          throw err;
+        }
+        await c.query('rollback').catch(() => undefined);
+        if ((err as { code?: unknown }).code === CHECKPOINT_MOVED) return false;
+        throw err;
+      }
+      body?.settled(true);
+      return true;
+    } finally {
+      c.release(broken);
+    }
   }
 
   /**

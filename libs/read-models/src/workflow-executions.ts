@@ -9,7 +9,7 @@ const pgUtils = {
   escapeLiteral: pgLib.escapeLiteral,
 };
 import { AppError, JsonText } from '@switchyard/platform';
-import type { Projection } from './projection.js';
+import type { BatchText, Projection } from './projection.js';
 import { toDomainEvent, type RecordedEvent } from '@switchyard/event-store';
 import {
   stepUsesLabel,
@@ -349,6 +349,29 @@ async function applyBatch(c: pg.PoolClient, events: readonly RecordedEvent[]): P
 }
 
 async function applyStatements(c: pg.PoolClient, events: readonly RecordedEvent[]): Promise<void> {
+  const body = await statementsText(c, events);
+  if (!body) return;
+  try {
+    await c.query(body.text);
+  } catch (err) {
+    body.settled(false);
+    throw err;
+  }
+  body.settled(true);
+}
+
+/**
+ * A live batch (fewer events than a fold takes) as one SQL text for the runner's one-query
+ * commit; a larger one goes through applyBatch (its new executions are folded and inserted with
+ * parameters).
+ */
+async function batchText(c: pg.PoolClient, events: readonly RecordedEvent[]): Promise<BatchText | undefined> {
+  if (events.length >= FOLD_MIN_EVENTS) return undefined;
+  return (await statementsText(c, events)) ?? { text: '', settled: () => undefined };
+}
+
+/** The batch's statements as one text: each prepared once per connection, then executed with literal values. */
+async function statementsText(c: pg.PoolClient, events: readonly RecordedEvent[]): Promise<BatchText | undefined> {
   const calls: { text: string; params: unknown[] }[] = [];
   const collect = {
     query(text: string, params: unknown[] = []) {
@@ -361,7 +384,7 @@ async function applyStatements(c: pg.PoolClient, events: readonly RecordedEvent[
   const last = new Map<string, number>();
   events.forEach((e, i) => last.set(e.streamId, i));
   for (const [i, e] of events.entries()) await applyEvent(collect, e, last.get(e.streamId) === i);
-  if (calls.length === 0) return;
+  if (calls.length === 0) return undefined;
   let known = preparedOn.get(c);
   if (!known) {
     // A connection of a shared pool may have prepared them for an earlier batch (or another runner).
@@ -383,14 +406,15 @@ async function applyStatements(c: pg.PoolClient, events: readonly RecordedEvent[
         : `execute ${name}`,
     );
   }
-  try {
-    await c.query(sql.join(';\n'));
-  } catch (err) {
-    // Which of this batch's statements got prepared is unknown: ask the connection next time.
-    preparedOn.delete(c);
-    throw err;
-  }
-  for (const n of fresh) known.add(n);
+  const preparedHere = known;
+  return {
+    text: sql.join(';\n'),
+    settled(committed) {
+      // Which of the statements got prepared is unknown after a failure: ask the connection next time.
+      if (!committed) preparedOn.delete(c);
+      else for (const n of fresh) preparedHere.add(n);
+    },
+  };
 }
 
 // ---- executions that start in the batch ------------------------------------------------------
@@ -845,6 +869,7 @@ export const workflowExecutionsProjection: Projection = {
   setup: (c) => setupWorkflowReadModel(c),
   apply: applyEvent,
   applyBatch,
+  batchText,
   async reset(c) {
     await c.query(`truncate ${X}, ${S}, ${A}`);
   },

@@ -46,3 +46,33 @@ export function countingStatementProjection(table = 'kt_applied', name = 'counti
     },
   };
 }
+
+/**
+ * The same counts through `batchText`: one insert per event in one SQL text, which the runner
+ * sends with its transaction's start and commit as one query. A poisoned event (as above) puts a
+ * division by zero after the inserts before it, so a failure comes mid-text. `settled` keeps what
+ * the runner told it, in order.
+ */
+export function countingTextProjection(
+  table = 'kt_applied',
+  name = 'counting',
+): Projection & { readonly settled: boolean[] } {
+  const base = countingProjection(table, name);
+  const settled: boolean[] = [];
+  const literal = (v: string | number) => `'${String(v).replace(/'/g, "''")}'`;
+  return {
+    ...base,
+    settled,
+    batchText(_client, events) {
+      const text = events
+        .map((e) =>
+          (e.data as { poison?: unknown } | null)?.poison === true
+            ? 'select 1 / 0'
+            : `insert into ${table} (event_id, position, applied) values (${literal(e.id)}, ${e.position}, 1)
+               on conflict (event_id) do update set applied = ${table}.applied + 1`,
+        )
+        .join(';\n');
+      return Promise.resolve({ text, settled: (committed: boolean) => void settled.push(committed) });
+    },
+  };
+}
