@@ -885,6 +885,8 @@ describe("a walk over the specification's API endpoints, in its order, against t
       schedule_follow_ups: 'succeeded',
       // The undo of create_records: only a failure or a cancel runs it.
       remove_customer: 'pending',
+      // The undo of each follow-up schedule: only a cancel runs it.
+      delete_follow_up: 'pending',
     });
   });
 
