@@ -51,6 +51,14 @@ export async function setupWorkflowReadModel(c: pg.PoolClient | pg.Pool): Promis
 }
 
 const j = (v: unknown): string => JSON.stringify(v ?? null);
+/** Steps that undo others: a step's on_error compensation, a for_each step's per-item one. */
+const compensationStepIds = (def: WorkflowDefinition): Set<string> =>
+  new Set(
+    def.steps.flatMap((s) => [
+      ...(typeof s.on_error === 'object' ? [s.on_error.compensate] : []),
+      ...(s.for_each?.compensate ? [s.for_each.compensate] : []),
+    ]),
+  );
 const item = (d: { itemIndex?: number }): number => d.itemIndex ?? -1;
 
 /**
@@ -84,7 +92,7 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
     case 'WorkflowStarted': {
       const def: WorkflowDefinition = e.data.definition;
       const parent = (r.metadata as { parent?: { executionId?: string } }).parent?.executionId ?? null;
-      const comp = new Set(def.steps.flatMap((s) => (typeof s.on_error === 'object' ? [s.on_error.compensate] : [])));
+      const comp = compensationStepIds(def);
       // On a replay the row exists: the insert does nothing and the touch updates it (the touch
       // does not see a row inserted by the same statement, whose values are the same anyway).
       await run(
@@ -254,25 +262,41 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
       );
       return;
     case 'CompensationStarted':
+      // A for_each step's compensation runs once per item undone (itemIndex): an attempt row each,
+      // and the step row running until the last of them ends.
       await run(
         [
-          `update ${S} set status = 'running', compensation_for = $5, attempts = 1, started_at = $6 where execution_id = $1 and step_id = $4`,
+          `update ${S} set status = 'running', compensation_for = $5, attempts = 1, started_at = coalesce(started_at, $6), ended_at = null
+           where execution_id = $1 and step_id = $4`,
           `insert into ${A} (execution_id, step_id, item_index, attempt, status, idempotency_key, input, scheduled_at, dispatched_at)
-           values ($1, $4, -1, 1, 'dispatched', $7, $8, $6, $6) on conflict do nothing`,
+           values ($1, $4, $9, 1, 'dispatched', $7, $8, $6, $6) on conflict do nothing`,
         ],
         TOUCH,
-        [e.data.stepId, e.data.forStepId, e.data.startedAt, e.data.idempotencyKey, j(e.data.input)],
+        [e.data.stepId, e.data.forStepId, e.data.startedAt, e.data.idempotencyKey, j(e.data.input), item(e.data)],
       );
       return;
     case 'CompensationSucceeded':
     case 'CompensationFailed': {
       const ok = e.type === 'CompensationSucceeded';
+      // The step row: failed when any run failed, running while another item's is under way
+      // (the attempt row of this event is read as it ends: a statement does not see its own
+      // CTE's update); its output and error are the run's own for a plain compensation.
       await run(
         [
-          `update ${S} set status = $5, output = $6, error = $7, ended_at = $8 where execution_id = $1 and step_id = $4`,
+          `update ${S} set
+             status = (select case
+                 when $5 = 'failed' or coalesce(bool_or(a.item_index <> $9 and a.status = 'failed'), false) then 'failed'
+                 when coalesce(bool_or(a.item_index <> $9 and a.status = 'dispatched'), false) then 'running'
+                 else 'succeeded' end
+               from ${A} a where a.execution_id = $1 and a.step_id = $4),
+             output = case when $9 = -1 then $6::jsonb else output end,
+             error = case when $9 = -1 then $7::jsonb else coalesce(error, $7::jsonb) end,
+             ended_at = case when $9 = -1 or not exists (select 1 from ${A} a where a.execution_id = $1 and a.step_id = $4
+                                                         and a.item_index <> $9 and a.status = 'dispatched') then $8::timestamptz end
+           where execution_id = $1 and step_id = $4`,
           `update ${A} set status = $5, output = $6, error = $7, ended_at = $8,
              duration_ms = greatest(0, (extract(epoch from ($8::timestamptz - dispatched_at)) * 1000)::int)
-           where execution_id = $1 and step_id = $4 and item_index = -1 and attempt = 1`,
+           where execution_id = $1 and step_id = $4 and item_index = $9 and attempt = 1`,
         ],
         TOUCH,
         [
@@ -281,6 +305,7 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
           ok ? j(e.data.output) : null,
           ok ? null : j(e.data.error),
           e.data.at,
+          item(e.data),
         ],
       );
       return;
@@ -531,9 +556,7 @@ function foldExecution(id: string, events: readonly RecordedEvent[]): Folded {
     switch (e.type) {
       case 'WorkflowStarted': {
         const def: WorkflowDefinition = e.data.definition;
-        const comp = new Set(
-          def.steps.flatMap((st) => (typeof st.on_error === 'object' ? [st.on_error.compensate] : [])),
-        );
+        const comp = compensationStepIds(def);
         x = {
           definition_id: def.id,
           definition_version: def.version,
