@@ -230,8 +230,10 @@ export class LiveFeed {
       if (msg.type === 'offer') {
         Atomics.add(consumed, 0, msg.events);
         this.offer(msg.committed as RecordedEvent[][]);
-      } else if (msg.type === 'wake') this.wake(msg.head);
-      else this.detachFromProcess();
+      } else if (msg.type === 'wake') {
+        Atomics.add(consumed, 0, 1);
+        this.wake(msg.head);
+      } else this.detachFromProcess();
     });
     fedBy.port.once('close', () => this.detachFromProcess());
   }
@@ -359,25 +361,35 @@ const forwardMessageSchema = z.discriminatedUnion('type', [
  * the log at its own pace (a busy thread must not make the port's queue grow without bound).
  */
 class ThreadForward {
+  /** Events offered plus wake-ups sent (each counts one), as the thread's `taken` counts them. */
   private sent = 0;
   constructor(
     readonly port: MessagePort,
     private readonly taken: Int32Array,
   ) {}
 
+  /** What was sent and not yet taken (differences of 32-bit counters: exact while far below 2^31). */
+  private backlog(): number {
+    return (this.sent - Atomics.load(this.taken, 0)) | 0;
+  }
+
   offer(committed: readonly (readonly RecordedEvent[])[]): void {
     let events = 0;
     for (const list of committed) events += list.length;
     if (events === 0) return;
     const head = committed[committed.length - 1]!;
-    // Differences of 32-bit counters: exact while the backlog is far below 2^31.
-    if (((this.sent - Atomics.load(this.taken, 0)) | 0) + events > FORWARD_BACKLOG_EVENTS)
-      return this.wake(head[head.length - 1]!.position);
+    if (this.backlog() + events > FORWARD_BACKLOG_EVENTS) return this.wake(head[head.length - 1]!.position);
     this.sent = (this.sent + events) | 0;
     this.port.postMessage({ type: 'offer', committed, events });
   }
 
+  /**
+   * Past the bound, a wake-up is not sent either: the thread still has messages to take, and the
+   * read the first of them leads to sees every commit made before it, this one included.
+   */
   wake(head?: number): void {
+    if (this.backlog() >= FORWARD_BACKLOG_EVENTS) return;
+    this.sent = (this.sent + 1) | 0;
     this.port.postMessage(head === undefined ? { type: 'wake' } : { type: 'wake', head });
   }
 
