@@ -14,6 +14,7 @@
  *
  *   node bench/agents/dist/main.js
  *   BENCH_TASKS=500 BENCH_CONCURRENCY=32 node bench/agents/dist/main.js
+ *   BENCH_PROJECTIONS=0 node bench/agents/dist/main.js    (the delegation read models stopped once set up)
  */
 import os from 'node:os';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -153,6 +154,8 @@ const counted = overriding<EventStore>(store, {
   },
 });
 const dispatcher = await startDispatcher({ store: counted, nats: nc, pool, logger, discoveryWaitMs: 200 });
+// BENCH_PROJECTIONS=0: the delegation read models stop once set up (what they cost the task's path).
+if (process.env.BENCH_PROJECTIONS === '0') await dispatcher.projections?.stop();
 let printAdmin: (key: string) => void = () => undefined;
 const adminKeyPrinted = new Promise<string>((resolve) => (printAdmin = resolve));
 const gw = await createGateway(
