@@ -312,6 +312,42 @@ describe('validateDefinition', () => {
     );
   });
 
+  it("refuses a for_each compensation that an on_error names too, the same step's included (its step-level run has no output)", () => {
+    const make = {
+      id: 'make',
+      uses: 'mcp:database/query',
+      with: { n: '${{ item }}' },
+      for_each: { items: '[1, 2]', compensate: 'undo' },
+    };
+    const undo = { id: 'undo', uses: 'mcp:database/query', with: { id: '${{ output.id }}' } };
+    assert.deepEqual(problems(base([{ ...make, on_error: { compensate: 'undo' } }, undo])), [
+      'steps[0].for_each.compensate bad_compensation: compensation step "undo" undoes the items of "make" and cannot also be its on_error compensation (a step-level run has no item output)',
+      'steps[1].with.id bad_expression: bad expression "output.id": Unknown variable: output',
+    ]);
+    assert.deepEqual(
+      problems(base([make, undo, { id: 'other', uses: 'mcp:database/query', on_error: { compensate: 'undo' } }])),
+      [
+        'steps[0].for_each.compensate bad_compensation: compensation step "undo" undoes the items of "make" and cannot also compensate "other"',
+        'steps[1].with.id bad_expression: bad expression "output.id": Unknown variable: output',
+      ],
+    );
+    assert.deepEqual(problems(base([make, undo])), []);
+  });
+
+  it('refuses a sub-workflow as a compensation, of a step or of for_each items (the engine never runs one as an undo)', () => {
+    const child = { id: 'undo', uses: 'workflow:child_flow' };
+    assert.deepEqual(
+      problems(base([{ id: 'a', uses: 'mcp:database/query', on_error: { compensate: 'undo' } }, child])),
+      ['steps[0].on_error.compensate bad_compensation: compensation step "undo" cannot be a sub-workflow'],
+    );
+    assert.deepEqual(
+      problems(
+        base([{ id: 'make', uses: 'mcp:database/query', for_each: { items: '[1, 2]', compensate: 'undo' } }, child]),
+      ),
+      ['steps[0].for_each.compensate bad_compensation: compensation step "undo" cannot be a sub-workflow'],
+    );
+  });
+
   it('returns schema problems with paths when the shape is wrong', () => {
     const r = validateDefinition({ id: 'Bad Id', version: 0, name: 'x', steps: [{ id: 'a', uses: 'ftp:x' }] }, catalog);
     assert.equal(r.ok, false);

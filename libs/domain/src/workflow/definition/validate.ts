@@ -224,7 +224,12 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
   // 5. Compensation targets exist, are not the failing step itself, and do not fan out. A
   //    compensation names none of its own: it only runs as one, so its on_error would never be
   //    read, and two steps compensating each other left no main step (the run did nothing and
-  //    "completed").
+  //    "completed"). Nor is it a sub-workflow: the engine does not run one as a compensation, so
+  //    every undo would fail.
+  const isSubWorkflow = (id: string): boolean => {
+    const uses = d.steps.find((x) => x.id === id)?.uses;
+    return uses !== undefined && parseUses(uses).kind === 'workflow';
+  };
   d.steps.forEach((s, i) => {
     if (typeof s.on_error !== 'object') return;
     const target = s.on_error.compensate;
@@ -241,11 +246,14 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
       add(path, 'bad_compensation', `compensation step "${target}" cannot use for_each`);
     else if (d.steps.find((x) => x.id === target)?.wait)
       add(path, 'bad_compensation', `compensation step "${target}" cannot be a wait step`);
+    else if (isSubWorkflow(target))
+      add(path, 'bad_compensation', `compensation step "${target}" cannot be a sub-workflow`);
   });
 
   // 5b. The compensation of for_each items exists, is a plain step, and undoes that step's items
   //     only: its expressions read one step's `item`, `index` and `output`, and its runs are keyed
-  //     by the item's index.
+  //     by the item's index. Named by any on_error too (this step's own included), it would also
+  //     run as a step-level compensation, where `output` is unknown: that run could never work.
   const itemCompensations = new Set<string>();
   d.steps.forEach((s, i) => {
     const target = s.for_each?.compensate;
@@ -253,8 +261,8 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
     const path = `steps[${i}].for_each.compensate`;
     const others = d.steps.filter(
       (x) =>
-        x !== s &&
-        ((typeof x.on_error === 'object' && x.on_error.compensate === target) || x.for_each?.compensate === target),
+        (typeof x.on_error === 'object' && x.on_error.compensate === target) ||
+        (x !== s && x.for_each?.compensate === target),
     );
     if (!ids.has(target))
       add(path, 'unknown_ref', `step "${s.id}" compensates its items with unknown step "${target}"`);
@@ -263,11 +271,15 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
       add(path, 'bad_compensation', `compensation step "${target}" cannot use for_each`);
     else if (d.steps.find((x) => x.id === target)?.wait)
       add(path, 'bad_compensation', `compensation step "${target}" cannot be a wait step`);
+    else if (isSubWorkflow(target))
+      add(path, 'bad_compensation', `compensation step "${target}" cannot be a sub-workflow`);
     else if (others.length > 0)
       add(
         path,
         'bad_compensation',
-        `compensation step "${target}" undoes the items of "${s.id}" and cannot also compensate "${others[0]!.id}"`,
+        others[0] === s
+          ? `compensation step "${target}" undoes the items of "${s.id}" and cannot also be its on_error compensation (a step-level run has no item output)`
+          : `compensation step "${target}" undoes the items of "${s.id}" and cannot also compensate "${others[0]!.id}"`,
       );
     else itemCompensations.add(target);
   });
