@@ -17,6 +17,7 @@ import {
   SCHEDULES_PROJECTION,
   type ClaimedFire,
   type Schedule,
+  type ScheduleDeletion,
   type ScheduleTarget,
 } from './schedules.js';
 import { REVOKED_ACTORS_PROJECTION, revokedActorsProjection } from './revoked-actors.js';
@@ -301,8 +302,8 @@ export class AutomationService {
   resumeSchedule(ref: string, correlationId?: string, actor?: string): Promise<Schedule> {
     return this.asCaller(actor, (caller) => this.schedules.resume(ref, correlationId, actor, caller));
   }
-  deleteSchedule(ref: string, correlationId?: string, actor?: string): Promise<{ deleted: string }> {
-    return this.asCaller(actor, (caller) => this.schedules.delete(ref, correlationId, actor, caller));
+  deleteSchedule(ref: string, correlationId?: string, actor?: string, missingOk = false): Promise<ScheduleDeletion> {
+    return this.asCaller(actor, (caller) => this.schedules.delete(ref, correlationId, actor, caller, missingOk));
   }
   listSchedules(
     q: ListingQuery & { owner?: string | undefined } = {},

@@ -205,6 +205,44 @@ describe('automation: names per creator, changes by the owner or an admin (real 
     await okAs(ADMIN, 'delete_schedule', { schedule: b['schedule'].id });
   });
 
+  it('delete_schedule missing_ok: one not there answers deleted: false, missing: true; another owner’s is refused all the same; without it, not_found', async () => {
+    const mine = (await okAs(OPERATOR, 'create_schedule', { name: 'op-follow-up', ...followUp('a@example.com') }))[
+      'schedule'
+    ];
+    const theirs = (await okAs(OPERATOR2, 'create_schedule', { name: 'op2-follow-up', ...followUp('b@example.com') }))[
+      'schedule'
+    ];
+    // Deleted once (an undo whose answer was lost), then sent again: the second send is done too.
+    assert.deepEqual(await okAs(OPERATOR, 'delete_schedule', { schedule: mine.id, missing_ok: true }), {
+      deleted: 'op-follow-up',
+    });
+    assert.deepEqual(await okAs(OPERATOR, 'delete_schedule', { schedule: mine.id, missing_ok: true }), {
+      deleted: false,
+      missing: true,
+      schedule: mine.id,
+    });
+    assert.deepEqual(await okAs(OPERATOR, 'delete_schedule', { schedule: 'op-follow-up', missing_ok: true }), {
+      deleted: false,
+      missing: true,
+      schedule: 'op-follow-up',
+    });
+    // Without missing_ok the answer is as it was.
+    for (const ref of [mine.id, 'op-follow-up'])
+      assert.equal((await refusedAs(OPERATOR, 'delete_schedule', { schedule: ref })).code, 'not_found', ref);
+    // Another owner's schedule exists: missing_ok does not turn the refusal into "not there".
+    for (const ref of [theirs.id, 'op2-follow-up'])
+      assert.equal(
+        (await refusedAs(OPERATOR, 'delete_schedule', { schedule: ref, missing_ok: true })).code,
+        'forbidden',
+        ref,
+      );
+    const left = (await okAs(ADMIN, 'list_schedules', { owner: OPERATOR2 }))['schedules'].map(
+      (x: { id: string }) => x.id,
+    );
+    assert.ok(left.includes(theirs.id), 'still there');
+    await okAs(OPERATOR2, 'delete_schedule', { schedule: theirs.id });
+  });
+
   it("list_webhooks: a URL's credential-named query values are an admin's to read", async () => {
     await okAs(OPERATOR, 'register_webhook', {
       name: 'tokenhook',

@@ -266,6 +266,8 @@ export type ScheduleCommand =
       readonly data: Ref & {
         readonly caller?: CommandCaller | undefined;
         readonly reason?: typeof SCHEDULE_EXPIRED | undefined;
+        /** A schedule that is not there is already deleted: nothing to record, instead of not_found. */
+        readonly missingOk?: boolean | undefined;
       };
       readonly metadata: AutomationMetadata;
     };
@@ -286,8 +288,13 @@ export type ScheduleState =
   | ({ readonly status: 'paused' } & Defined)
   | { readonly status: 'deleted'; readonly id: string; readonly name: string };
 
+/** The schedule `ref` names is the one in `state` and has not been deleted. */
+function exists(state: ScheduleState, ref: Ref): state is Extract<ScheduleState, { status: 'active' | 'paused' }> {
+  return (state.status === 'active' || state.status === 'paused') && (ref.id === undefined || ref.id === state.id);
+}
+
 function existing(state: ScheduleState, ref: Ref): Extract<ScheduleState, { status: 'active' | 'paused' }> {
-  if ((state.status !== 'active' && state.status !== 'paused') || (ref.id !== undefined && ref.id !== state.id)) {
+  if (!exists(state, ref)) {
     throw new AppError('not_found', `no schedule named or with id "${ref.id ?? ref.name}"`, {
       schedule: ref.id ?? ref.name,
     });
@@ -366,6 +373,10 @@ export const scheduleDecider = {
         ];
       }
       case 'DeleteSchedule': {
+        // Deleting what is not there (never was, already deleted, or the id meant was replaced under
+        // its name) leaves what was asked for: an undo sent twice, or after a manual delete, is done.
+        // One that is there is still its owner's, an admin's or the system's to delete.
+        if (command.data.missingOk === true && !exists(state, command.data)) return [];
         const s = existing(state, command.data);
         assertMayChange(`schedule "${s.name}"`, s.owner, command.data.caller);
         const reason = command.data.reason;

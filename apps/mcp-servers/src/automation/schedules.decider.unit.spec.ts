@@ -262,6 +262,36 @@ describe('Schedule: paused', () => {
       .then([gone]);
     spec.given([created(), gone]).when(create()).then([created()]);
   });
+  it('DeleteSchedule with missingOk: a schedule not there (never, deleted, the id meant replaced) records nothing; one there is deleted, by its owner only', () => {
+    const del = (data: Partial<Extract<ScheduleCommand, { type: 'DeleteSchedule' }>['data']>): ScheduleCommand => ({
+      type: 'DeleteSchedule',
+      data: { name: 'report', missingOk: true, ...data },
+      metadata: meta(),
+    });
+    const gone: ScheduleEvent = {
+      type: 'ScheduleDeleted',
+      data: { id: ID, name: 'report', deleted_at: T0 },
+      metadata: meta(),
+    };
+    spec.given([]).when(del({})).thenNothingHappened();
+    spec
+      .given([created(), gone])
+      .when(del({ id: ID }))
+      .thenNothingHappened();
+    spec
+      .given([created(), gone, created('0190a000-0000-7000-8000-000000000012')])
+      .when(del({ id: ID }))
+      .thenNothingHappened();
+    spec
+      .given([created()])
+      .when(del({ id: ID }))
+      .then([gone]);
+    const owned: ScheduleEvent = { ...oneShot, data: { ...oneShot.data, owner: 'apikey:a' } };
+    spec
+      .given([owned])
+      .when(del({ id: ID, caller: { actor: 'apikey:b', admin: false } }))
+      .thenThrows(isCode('forbidden'));
+  });
   it("DeleteSchedule by the system's retention records why, also for another person's one-shot", () => {
     const owned: ScheduleEvent = { ...oneShot, data: { ...oneShot.data, owner: 'apikey:a' } };
     const retention: AutomationMetadata = { ...meta('2026-04-02T00:00:00.000Z'), actor: 'mcp:automation:retention' };

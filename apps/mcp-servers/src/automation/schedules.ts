@@ -297,6 +297,10 @@ export interface ClaimedFire {
   readonly scope: string | null;
 }
 
+/** What delete_schedule answers: the name deleted, or (asked with missing_ok) that there was none. */
+export type ScheduleDeletion =
+  { readonly deleted: string } | { readonly deleted: false; readonly missing: true; readonly schedule: string };
+
 /** Which schedule a command is for: its stream (name and scope), and the id the caller meant. */
 interface Target {
   readonly name: string;
@@ -466,23 +470,37 @@ export class Schedules {
     return this.byId(r.state, ref);
   }
 
-  /** DeleteSchedule: its owner, an admin or the system (`caller`) only. */
+  /**
+   * DeleteSchedule: its owner, an admin or the system (`caller`) only. With `missingOk`, a
+   * schedule that is not there answers `{ deleted: false, missing: true }` instead of not_found
+   * (one that is there but another's is refused all the same).
+   */
   async delete(
     ref: string,
     correlationId?: string,
     actor?: string,
     caller?: CommandCaller,
-  ): Promise<{ deleted: string }> {
-    const { scope, ...target } = await this.resolve(ref, actor);
+    missingOk = false,
+  ): Promise<ScheduleDeletion> {
+    const missing: ScheduleDeletion = { deleted: false, missing: true, schedule: ref };
+    let resolved: Target;
+    try {
+      resolved = await this.resolve(ref, actor);
+    } catch (e) {
+      if (missingOk && isAppError(e) && e.code === 'not_found') return missing;
+      throw e;
+    }
+    const { scope, ...target } = resolved;
     const r = await this.command(
       {
         type: 'DeleteSchedule',
-        data: { ...target, caller },
+        data: { ...target, caller, ...(missingOk ? { missingOk } : {}) },
         metadata: this.deps.events.metadata(correlationId, actor),
       },
       scope,
     );
-    return { deleted: (r.events[0] as Extract<ScheduleEvent, { type: 'ScheduleDeleted' }>).data.name };
+    const deleted = r.events[0] as Extract<ScheduleEvent, { type: 'ScheduleDeleted' }> | undefined;
+    return deleted ? { deleted: deleted.data.name } : missing;
   }
 
   /**

@@ -241,14 +241,22 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
   server.registerTool(
     'delete_schedule',
     {
-      description: 'Delete a schedule by name or id.',
-      inputSchema: { schedule: z.string().min(1) },
+      description:
+        'Delete a schedule by name or id. With missing_ok, one that is not there (never was, or already deleted) answers { deleted: false, missing: true } instead of not_found, ' +
+        "so an undo sent twice or after a manual delete succeeds; one that is there but another's is refused all the same.",
+      inputSchema: {
+        schedule: z.string().min(1),
+        missing_ok: z
+          .boolean()
+          .default(false)
+          .describe('a schedule that does not exist counts as deleted (default false: not_found)'),
+      },
       annotations: { destructiveHint: true },
     },
     tool(
       'delete_schedule',
       logger,
-      async (a, ctx) => service.deleteSchedule(a.schedule, ctx.correlationId, ctx.actor),
+      async (a, ctx) => service.deleteSchedule(a.schedule, ctx.correlationId, ctx.actor, a.missing_ok),
       mapPgError,
     ),
   );

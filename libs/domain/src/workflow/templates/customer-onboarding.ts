@@ -28,7 +28,7 @@ const MADE = `(steps.create_records.status == 'succeeded' && size(steps.create_r
  * Sending and scheduling run in parallel. Neither a failed send nor a failed schedule undoes the
  * onboarding (`continue`; the outputs carry `welcome_error` / `follow_up_error`); cancelling after the
  * records exist runs `remove_customer`, and `delete_follow_up` for each follow-up schedule made
- * (one still being made when the cancel came, once it is).
+ * (one still being made when the cancel came, once it is; one already gone counts as deleted).
  */
 export const customerOnboardingTemplate = {
   id: 'customer_onboarding',
@@ -44,7 +44,8 @@ export const customerOnboardingTemplate = {
   // customer's plan and seats), not its segment newsletter, whose subject line and revenue figures
   // landed in the body.
   // v9: a canceled onboarding deletes the follow-up schedules it made (`delete_follow_up`, the
-  // compensation of each schedule_follow_ups item): they mailed a customer that no longer existed.
+  // compensation of each schedule_follow_ups item): they mailed a customer that no longer existed;
+  // one already gone counts as deleted.
   version: 9,
   name: 'Customer onboarding',
   description:
@@ -234,8 +235,10 @@ export const customerOnboardingTemplate = {
       name: 'Compensation: delete the follow-up schedule one item made',
       uses: 'mcp:automation/delete_schedule',
       // Only ever runs as the compensation of one schedule_follow_ups item: `output` is the
-      // schedule that item made. By its id: a name may be another owner's too.
-      with: { schedule: '${{ output.schedule.id }}' },
+      // schedule that item made. By its id: a name may be another owner's too. A schedule already
+      // gone (deleted by hand, or by an earlier send of this undo whose answer was lost: undos are
+      // at least once) is what the undo is for, so missing_ok answers it as done, not not_found.
+      with: { schedule: '${{ output.schedule.id }}', missing_ok: true },
       timeout_ms: 90_000,
     },
   ],

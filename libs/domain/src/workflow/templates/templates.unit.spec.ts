@@ -721,7 +721,7 @@ describe('customer_onboarding: what its compensation removes', () => {
     assert.deepEqual(compensationParams(upTo('RecordStepFailed').outcome), ['sim']);
   });
 
-  it('canceled after follow-ups were scheduled: each schedule made is deleted by its id, the one in flight once it is made; then canceled', () => {
+  it('canceled after follow-ups were scheduled: each schedule made is deleted by its id (one already gone counts as deleted), the one in flight once it is made; then canceled', () => {
     let state: WorkflowExecutionState = initialWorkflowState;
     const send = (c: WorkflowCommand) => {
       const out = decideWorkflow(c, state);
@@ -779,14 +779,14 @@ describe('customer_onboarding: what its compensation removes', () => {
         'delete_follow_up',
         0,
         'mcp:automation/delete_schedule',
-        { schedule: 'sched-0' },
+        { schedule: 'sched-0', missing_ok: true },
         'sim:compensate:delete_follow_up[0]:1',
       ],
       [
         'delete_follow_up',
         2,
         'mcp:automation/delete_schedule',
-        { schedule: 'sched-2' },
+        { schedule: 'sched-2', missing_ok: true },
         'sim:compensate:delete_follow_up[2]:1',
       ],
     ]);
@@ -798,7 +798,7 @@ describe('customer_onboarding: what its compensation removes', () => {
           'delete_follow_up',
           1,
           'mcp:automation/delete_schedule',
-          { schedule: 'sched-1' },
+          { schedule: 'sched-1', missing_ok: true },
           'sim:compensate:delete_follow_up[1]:1',
         ],
       ],
@@ -826,7 +826,12 @@ describe('customer_onboarding: what its compensation removes', () => {
     assert.equal(state.status, 'canceling');
     const end = send({
       type: 'RecordCompensationSucceeded',
-      data: { stepId: 'delete_follow_up', itemIndex: 1, output: { deleted: 'x' } },
+      // Deleted by hand meanwhile: the server answers that it was not there, and that is an undo done.
+      data: {
+        stepId: 'delete_follow_up',
+        itemIndex: 1,
+        output: { deleted: false, missing: true, schedule: 'sched-1' },
+      },
       metadata: m(10),
     });
     assert.deepEqual(
