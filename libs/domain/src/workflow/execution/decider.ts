@@ -1053,8 +1053,47 @@ function startStep(
       ),
     );
   }
-  return [{ type: 'StepExpanded', data: { stepId: def.id, items }, metadata: meta }];
+  const keptItems = itemsToKeep(state, def, items);
+  return [
+    {
+      type: 'StepExpanded',
+      data: { stepId: def.id, items, ...(keptItems.length > 0 ? { keptItems } : {}) },
+      metadata: meta,
+    },
+  ];
 }
+
+/**
+ * The items of a for_each step that succeeded in a run before the execution's retry (the units the
+ * retry left it) and would run the same now: the same item at the same index, the same resolved
+ * input. They are not run again: a second run would repeat their effect, and a cancel would undo
+ * only the second. An item whose item or input changed (what it reads ran again and answered
+ * differently) runs again.
+ */
+function itemsToKeep(state: ExecutionData, def: StepDefinition, items: readonly unknown[]): number[] {
+  const st = state.steps[def.id];
+  const kept: number[] = [];
+  if (!st) return kept;
+  st.units.forEach((u, i) => {
+    if (u?.phase !== 'succeeded' || i >= items.length) return;
+    if (stableJson(items[i]) !== stableJson(st.items?.[i])) return;
+    try {
+      const input = resolveMapping(def.with, expressionContext(state, { item: items[i], index: i }));
+      if (stableJson(input) === stableJson(u.input)) kept.push(i);
+    } catch {
+      // It fails again when scheduled, as an item of this run.
+    }
+  });
+  return kept;
+}
+
+/** JSON with object keys sorted: equal for equal values whatever the order of their keys. */
+export const stableJson = (v: unknown): string =>
+  JSON.stringify(v, (_k, x: unknown) =>
+    x && typeof x === 'object' && !Array.isArray(x)
+      ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => a.localeCompare(b)))
+      : x,
+  );
 
 /**
  * Keep `concurrency` items in flight, within the execution's `room` for more units; when all
@@ -1068,8 +1107,10 @@ function continueForEach(
   meta: CommandMetadata,
 ): WorkflowEvent[] {
   const items = st.items!;
-  const started = st.units.filter((u) => u !== undefined).length;
-  if (started === items.length && st.units.every((u) => u?.phase === 'succeeded')) {
+  // Items not started yet, in order (after a retry, the ones that had succeeded are kept: see itemsToKeep).
+  const unstarted: number[] = [];
+  for (let i = 0; i < items.length; i++) if (st.units[i] === undefined) unstarted.push(i);
+  if (unstarted.length === 0 && st.units.every((u) => u?.phase === 'succeeded')) {
     return [
       {
         type: 'StepSucceeded',
@@ -1079,10 +1120,10 @@ function continueForEach(
     ];
   }
   const running = st.units.filter(inFlight).length;
-  const next = Math.min(def.for_each!.concurrency - running, items.length - started, room);
+  const next = Math.min(def.for_each!.concurrency - running, unstarted.length, room);
   const events: WorkflowEvent[] = [];
   let pendingChars = 0;
-  for (let i = started; i < started + next; i++) {
+  for (const i of unstarted.slice(0, Math.max(0, next))) {
     const unit = { stepId: def.id, itemIndex: i };
     try {
       const input = resolveMapping(def.with, expressionContext(state, { item: items[i], index: i }));
@@ -1239,7 +1280,12 @@ function decideRetry(s: StartedExecution, command: RetryExecution): WorkflowEven
   ];
 }
 
-/** Running again: the named steps go back to pending with their attempt count kept as a base; their compensations are forgotten. */
+/**
+ * Running again: the named steps go back to pending with their attempt count kept as a base; their
+ * compensations are forgotten. A for_each step keeps the items that succeeded (with its items, to
+ * compare), unless its own compensation ran when it failed (that undid them): when it is expanded
+ * again, those that would run the same are not run again (itemsToKeep).
+ */
 function evolveRetried(s: StartedExecution, ids: readonly string[]): WorkflowExecutionState {
   const reset = new Set(ids);
   const steps: Record<string, StepState> = { ...s.steps };
@@ -1247,12 +1293,17 @@ function evolveRetried(s: StartedExecution, ids: readonly string[]): WorkflowExe
     const st = s.steps[id];
     if (!st) continue;
     const used = Math.max(st.attemptBase ?? 0, ...st.units.map((u) => u?.attempt ?? 0));
+    const undone = Object.values(s.compensations).some((c) => c.forStepId === id);
+    const keep = stepDef(s.definition, id)?.for_each !== undefined && !undone && st.items !== undefined;
+    const succeeded = keep ? st.units.map((u) => (u?.phase === 'succeeded' ? u : undefined)) : [];
+    const kept = succeeded.some((u) => u !== undefined);
     steps[id] = {
       id,
       status: 'pending',
       output: null,
       error: null,
-      units: [],
+      units: kept ? succeeded : [],
+      ...(kept ? { items: st.items } : {}),
       ...(used > 0 ? { attemptBase: used } : {}),
     };
   }
@@ -1313,11 +1364,18 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
   const s = state;
   const isForEachStep = (id: string) => stepDef(s.definition, id)?.for_each !== undefined;
   switch (event.type) {
-    case 'StepExpanded':
+    case 'StepExpanded': {
+      // Only the kept items of an earlier run stay (none on a first run, nor in older streams).
+      const d = event.data;
       return {
         ...s,
-        steps: withStep(s, event.data.stepId, (st) => ({ ...st, status: 'running', items: event.data.items })),
+        steps: withStep(s, d.stepId, (st) => {
+          const units: (UnitState | undefined)[] = [];
+          for (const i of d.keptItems ?? []) units[i] = st.units[i];
+          return { ...st, status: 'running', items: d.items, units };
+        }),
       };
+    }
     case 'StepScheduled': {
       const d = event.data;
       const unit: UnitState = {

@@ -231,6 +231,153 @@ describe('WorkflowExecution: compensation of for_each items', () => {
   });
 });
 
+describe('WorkflowExecution: a retry of a for_each step whose items are undone on cancel', () => {
+  /** As `fan`, but an item failing for good fails the execution (on_error fail). */
+  const failing: WorkflowDefinitionInput = {
+    ...def,
+    id: 'fan_fail',
+    steps: def.steps.map((s) => (s.id === 'make' ? { ...s, on_error: 'fail' as const } : s)),
+  };
+  const retry: WorkflowCommand = { type: 'RetryExecution', data: {}, metadata: meta(at(20)) };
+  // Items 0 and 1 made their schedules, item 2 failed: the execution failed (`slow` stopped).
+  const failedRun = history(
+    cmd.start(failing, input),
+    cmd.dispatched({ stepId: 'slow' }),
+    cmd.succeeded(item(0), made(0)),
+    cmd.succeeded(item(1), made(1)),
+    cmd.failed(item(2), invalid),
+  );
+
+  it('the retry runs again only the item that did not succeed; the others keep their outputs', () => {
+    assert.equal(fold(failedRun).status, 'failed');
+    spec
+      .given(failedRun)
+      .when(retry)
+      .then((events, after) => {
+        assert.deepEqual(types(events), [
+          'ExecutionRetried',
+          'StepExpanded:make',
+          'StepScheduled:make[2]',
+          'StepScheduled:slow',
+        ]);
+        assert.equal((events[2]!.data as { idempotencyKey: string }).idempotencyKey, 'ex1:make[2]:2');
+        assert.ok(after.status === 'running');
+        assert.deepEqual(
+          after.steps['make']!.units.map((u) => [u?.phase, u?.attempt, u?.output]),
+          [
+            ['succeeded', 1, made(0)],
+            ['succeeded', 1, made(1)],
+            ['scheduled', 2, undefined],
+          ],
+        );
+      });
+    // Item 2 succeeding now completes the step with every item's output, in order.
+    spec
+      .given(then(failedRun, retry))
+      .when(cmd.succeeded(item(2), { schedule: { id: 's-2b' } }, 2))
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['StepSucceeded:make[2]', 'StepSucceeded:make']);
+        assert.ok(after.status === 'running');
+        assert.deepEqual(after.steps['make']!.output, [made(0), made(1), { schedule: { id: 's-2b' } }]);
+      });
+  });
+
+  it('a cancel after the retry undoes the items of both runs, each once, under its own key', () => {
+    const retried = then(failedRun, retry, cmd.succeeded(item(2), { schedule: { id: 's-2b' } }, 2));
+    spec
+      .given(retried)
+      .when(cmd.cancel('customer withdrew', at(30)))
+      .then((events) => {
+        assert.deepEqual(types(events), [
+          'ExecutionCancelRequested',
+          'CompensationStarted:unmake[0]',
+          'CompensationStarted:unmake[1]',
+          'CompensationStarted:unmake[2]',
+        ]);
+        assert.deepEqual(
+          started(events).map((d) => [d.idempotencyKey, (d.input as { schedule: string }).schedule]),
+          [
+            ['ex1:compensate:unmake[0]:1', 's-0'],
+            ['ex1:compensate:unmake[1]:1', 's-1'],
+            ['ex1:compensate:unmake[2]:2', 's-2b'],
+          ],
+        );
+      });
+  });
+
+  it('an item whose input resolves differently after the retry runs again', () => {
+    // `make` runs (its `if` alone decides) even when `check` failed; its items name check's status.
+    const guarded: WorkflowDefinitionInput = {
+      ...def,
+      id: 'fan_guarded',
+      steps: [
+        { id: 'check', uses: 'mcp:database/query', with: {}, on_error: 'continue' },
+        {
+          ...def.steps[0]!,
+          needs: ['check'],
+          if: 'true',
+          on_error: 'fail',
+          with: { ...def.steps[0]!.with, checked: '${{ steps.check.status }}' },
+        },
+        def.steps[2]!,
+      ],
+    };
+    const failed = history(
+      cmd.start(guarded, { delays: ['1d', '7d'] }),
+      cmd.failed({ stepId: 'check' }, invalid),
+      cmd.succeeded(item(0), made(0)),
+      cmd.failed(item(1), invalid),
+    );
+    assert.equal(fold(failed).status, 'failed');
+    const retried = then(failed, retry);
+    assert.deepEqual(types(retried).slice(failed.length), ['ExecutionRetried', 'StepScheduled:check']);
+    spec
+      .given(retried)
+      .when(cmd.succeeded({ stepId: 'check' }, { rows: [] }, 2))
+      .then((events) =>
+        assert.deepEqual(types(events), [
+          'StepSucceeded:check',
+          'StepExpanded:make',
+          'StepScheduled:make[0]',
+          'StepScheduled:make[1]',
+        ]),
+      );
+  });
+
+  it('a step whose own compensation ran when it failed runs all its items again (that compensation undid them)', () => {
+    const undone: WorkflowDefinitionInput = {
+      ...def,
+      id: 'fan_undone',
+      steps: [
+        {
+          ...def.steps[0]!,
+          for_each: { items: 'input.delays', concurrency: 2 },
+          on_error: { compensate: 'unmake_all' },
+        },
+        { id: 'unmake_all', uses: 'mcp:automation/delete_schedule', with: { schedule: 'all' } },
+      ],
+    };
+    const failed = history(
+      cmd.start(undone, { delays: ['1d', '7d'] }),
+      cmd.succeeded(item(0), made(0)),
+      cmd.failed(item(1), invalid),
+      cmd.compensated('unmake_all'),
+    );
+    assert.equal(fold(failed).status, 'failed');
+    spec
+      .given(failed)
+      .when(retry)
+      .then((events) =>
+        assert.deepEqual(types(events), [
+          'ExecutionRetried',
+          'StepExpanded:make',
+          'StepScheduled:make[0]',
+          'StepScheduled:make[1]',
+        ]),
+      );
+  });
+});
+
 describe('workflow definitions: for_each.compensate', () => {
   const steps = def.steps;
   const withSteps = (s: WorkflowDefinitionInput['steps']) => validateDefinition({ ...def, steps: s });

@@ -15,6 +15,7 @@ import {
   evolveWorkflow,
   expressionContext,
   initialWorkflowState,
+  stableJson,
 } from './decider.js';
 import type {
   CopiedStep,
@@ -45,14 +46,16 @@ export function stateAt(events: readonly RevisionedEvent[], revision: number): W
 export interface ForkPlan {
   /** Outputs the fork takes over (with the source revision that recorded each). */
   readonly copies: readonly CopiedStep[];
-  /** Steps the fork runs: `fromStep` and everything downstream of it (in the source or the target definition). */
+  /** Steps the fork runs: `fromStep`, the steps the source undid, and everything downstream of them (in the source or the target definition). */
   readonly rerun: readonly string[];
 }
 
 /**
  * What a fork of `source` from `fromStep` onto `target` copies: every step that succeeded in the
  * source (ran, or was itself copied by an earlier fork) and is neither `fromStep` nor downstream
- * of it, in the source's definition or in the target's. Compensation steps are never copied.
+ * of it, in the source's definition or in the target's. Compensation steps are never copied, nor
+ * is a step whose effect the source compensated (its own compensation or an item's started): it
+ * runs again, with what depends on it.
  * With an `input` other than the source's, a step is copied only when it would have run the same
  * on it (its condition holds, its items and resolved inputs are the ones it ran with); one that
  * would not runs again, and so does what depends on it: an output is never taken over for an
@@ -74,10 +77,14 @@ export function planFork(
       stepId: fromStep,
     });
   }
+  // A step whose effect the source undid (its compensation, or an item's, started: a cancel, or
+  // its failure) has no output to take over: it names records that may be gone. It runs again.
+  const undone = [...new Set(Object.values(source.compensations).map((c) => c.forStepId))];
   const rerun = new Set([
     fromStep,
-    ...downstreamOf(source.definition, [fromStep]),
-    ...downstreamOf(target, [fromStep]),
+    ...undone,
+    ...downstreamOf(source.definition, [fromStep, ...undone]),
+    ...downstreamOf(target, [fromStep, ...undone]),
   ]);
   const comp = compensationStepIds(source.definition);
   // The revision that recorded each step's final output (the last one wins).
@@ -178,12 +185,6 @@ export interface ReplayReport {
 }
 
 const MAX_REPLAY_ROUNDS = 10_000;
-const stableJson = (v: unknown): string =>
-  JSON.stringify(v, (_k, x: unknown) =>
-    x && typeof x === 'object' && !Array.isArray(x)
-      ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => a.localeCompare(b)))
-      : x,
-  );
 
 /**
  * Replay a finished execution's recorded step outcomes through `target`'s decider: start it on the

@@ -162,7 +162,7 @@ describe('WorkflowExecution: RetryExecution of a for_each step', () => {
       },
     ],
   };
-  it('runs every item again, on attempt numbers after the old ones', () => {
+  it('runs again only the items that did not succeed, on attempt numbers after the old ones', () => {
     const failed = history(
       cmd.start(each, {}),
       cmd.succeeded({ stepId: 'store', itemIndex: 0 }, { ok: 1 }),
@@ -173,17 +173,64 @@ describe('WorkflowExecution: RetryExecution of a for_each step', () => {
       .given(failed)
       .when(retry())
       .then((events) => {
-        assert.deepEqual(types(events), [
-          'ExecutionRetried',
-          'StepExpanded:store',
-          'StepScheduled:store[0]',
-          'StepScheduled:store[1]',
-        ]);
+        assert.deepEqual(types(events), ['ExecutionRetried', 'StepExpanded:store', 'StepScheduled:store[1]']);
         assert.deepEqual(
           events.slice(2).map((e) => (e.data as { idempotencyKey: string }).idempotencyKey),
-          ['ex1:store[0]:2', 'ex1:store[1]:2'],
+          ['ex1:store[1]:2'],
         );
       });
+  });
+});
+
+describe('a retried for_each step in the replay check and time travel', () => {
+  const each: WorkflowDefinitionInput = {
+    id: 'each',
+    version: 1,
+    name: 'Each',
+    steps: [
+      {
+        id: 'store',
+        uses: 'mcp:analytics/record_metric',
+        for_each: { items: '[1, 2, 3]', concurrency: 3 },
+        with: { v: '${{ item }}' },
+      },
+    ],
+    outputs: { stored: '${{ steps.store.output }}' },
+  };
+  // Items 0 and 2 succeed, 1 fails; the retry runs item 1 alone, and the execution completes.
+  const ran = history(
+    cmd.start(each, {}),
+    cmd.succeeded({ stepId: 'store', itemIndex: 0 }, { ok: 1 }),
+    cmd.succeeded({ stepId: 'store', itemIndex: 2 }, { ok: 3 }),
+    cmd.failed({ stepId: 'store', itemIndex: 1 }, invalid),
+    retry(),
+    cmd.succeeded({ stepId: 'store', itemIndex: 1 }, { ok: 2 }, 2),
+  );
+  const source = fold(ran) as StartedExecution;
+
+  it('the execution completes with every item in order; its own version replays the same', () => {
+    assert.equal(source.status, 'completed');
+    assert.ok(source.status === 'completed');
+    assert.deepEqual(source.outputs, { stored: [{ ok: 1 }, { ok: 2 }, { ok: 3 }] });
+    assert.deepEqual(
+      source.steps['store']!.units.map((u) => u?.idempotencyKey),
+      ['ex1:store[0]:1', 'ex1:store[1]:2', 'ex1:store[2]:1'],
+    );
+    const r = checkReplay(source, def(each));
+    assert.equal(r.same, true, JSON.stringify(r.differences));
+  });
+
+  it('time travel: just after the retry the kept items are there, the failed one is pending again', () => {
+    const retriedAt = ran.findIndex((e) => e.type === 'ExecutionRetried');
+    const s = stateAt(revisioned(ran), retriedAt + 2) as StartedExecution; // ExecutionRetried, StepExpanded, StepScheduled
+    assert.deepEqual(
+      s.steps['store']!.units.map((u) => [u?.phase, u?.attempt]),
+      [
+        ['succeeded', 1],
+        ['scheduled', 2],
+        ['succeeded', 1],
+      ],
+    );
   });
 });
 
@@ -467,6 +514,91 @@ describe('planFork', () => {
       );
       const noEmail = planFork(g, revisioned(guardedRun), 'welcome', guarded, { tags: ['a'] });
       assert.ok(!noEmail.copies.some((c) => c.stepId === 'lookup'), 'input.email is missing: the lookup runs again');
+    });
+  });
+  describe('of a canceled execution whose cancel undid steps', () => {
+    /** create (undone by remove) -> items (each undone by unitem) -> hold; side on its own. */
+    const undoing: WorkflowDefinitionInput = {
+      id: 'undoing',
+      version: 1,
+      name: 'Undoing',
+      steps: [
+        {
+          id: 'create',
+          uses: 'mcp:database_writer/query',
+          with: { sql: 'insert' },
+          on_error: { compensate: 'remove' },
+        },
+        {
+          id: 'items',
+          uses: 'mcp:database_writer/query',
+          needs: ['create'],
+          for_each: { items: '[1, 2]', compensate: 'unitem' },
+          with: { v: '${{ item }}' },
+        },
+        { id: 'hold', uses: 'mcp:database/query', needs: ['items'], with: { sql: 'select pg_sleep(30)' } },
+        { id: 'side', uses: 'mcp:database/query', with: { sql: 'select 1' } },
+        { id: 'remove', uses: 'mcp:database_writer/query', with: { sql: 'delete' } },
+        { id: 'unitem', uses: 'mcp:database_writer/query', with: { id: '${{ output.id }}' } },
+      ],
+    };
+    const canceled = history(
+      cmd.start(undoing, {}),
+      cmd.succeeded({ stepId: 'side' }, { rows: [] }),
+      cmd.succeeded({ stepId: 'create' }, { id: 1 }),
+      cmd.succeeded({ stepId: 'items', itemIndex: 0 }, { id: 10 }),
+      cmd.succeeded({ stepId: 'items', itemIndex: 1 }, { id: 11 }),
+      cmd.cancel(),
+      cmd.compensated('remove'),
+      { type: 'RecordCompensationSucceeded', data: { stepId: 'unitem', itemIndex: 0, output: {} }, metadata: meta() },
+      { type: 'RecordCompensationSucceeded', data: { stepId: 'unitem', itemIndex: 1, output: {} }, metadata: meta() },
+      cmd.failed({ stepId: 'hold' }, { code: 'canceled', message: 'canceled', retryable: false }),
+    );
+    const src = fold(canceled) as StartedExecution;
+
+    it("a step whose effect the cancel undid (its own compensation, or its items') is not copied: it runs again", () => {
+      assert.equal(src.status, 'canceled');
+      assert.equal(src.steps['items']!.status, 'succeeded');
+      const plan = planFork(src, revisioned(canceled), 'hold', def(undoing));
+      assert.deepEqual(
+        plan.copies.map((c) => c.stepId),
+        ['side'],
+        'create and items name records the cancel removed',
+      );
+      assert.deepEqual(plan.rerun, ['create', 'items', 'hold']);
+    });
+
+    it('a step whose compensation started is not copied, however far the cancel got; with nothing undone, all is copied', () => {
+      // Canceled before `items` ran: nothing of it to undo, `create` was undone; fork from `hold`.
+      const early = history(
+        cmd.start(undoing, {}),
+        cmd.succeeded({ stepId: 'side' }, { rows: [] }),
+        cmd.succeeded({ stepId: 'create' }, { id: 1 }),
+        cmd.cancel(),
+      );
+      const s = fold(early) as StartedExecution;
+      assert.ok(s.compensations['remove']);
+      assert.deepEqual(
+        planFork(s, revisioned(early), 'side', def(undoing)).copies.map((c) => c.stepId),
+        [],
+        'create was undone (and side is the fork point)',
+      );
+      const completed = history(
+        cmd.start(undoing, {}),
+        cmd.succeeded({ stepId: 'side' }, { rows: [] }),
+        cmd.succeeded({ stepId: 'create' }, { id: 1 }),
+        cmd.succeeded({ stepId: 'items', itemIndex: 0 }, { id: 10 }),
+        cmd.succeeded({ stepId: 'items', itemIndex: 1 }, { id: 11 }),
+        cmd.succeeded({ stepId: 'hold' }, { rows: [] }),
+      );
+      assert.equal(fold(completed).status, 'completed');
+      assert.deepEqual(
+        planFork(fold(completed) as StartedExecution, revisioned(completed), 'hold', def(undoing)).copies.map(
+          (c) => c.stepId,
+        ),
+        ['create', 'items', 'side'],
+        'nothing was undone: everything before the fork point is copied',
+      );
     });
   });
   it('400 for a fork point of neither definition', () => {

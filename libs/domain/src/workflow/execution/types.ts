@@ -175,7 +175,15 @@ export type WorkflowStarted = Event<
   }
 >;
 /** A for_each step resolved its item list. */
-export type StepExpanded = Event<'StepExpanded', { readonly stepId: string; readonly items: readonly unknown[] }>;
+/**
+ * A for_each step's items resolved. `keptItems`: the indices of items that succeeded in a run before
+ * the execution's retry and would run the same (the same item, the same resolved input): they keep
+ * their output and are not run again (absent: none, every item runs).
+ */
+export type StepExpanded = Event<
+  'StepExpanded',
+  { readonly stepId: string; readonly items: readonly unknown[]; readonly keptItems?: readonly number[] }
+>;
 /** Dispatch decided: the orchestrator must send this unit (at least once, with the idempotency key). */
 export type StepScheduled = Event<
   'StepScheduled',
@@ -481,9 +489,12 @@ export interface StepState {
     readonly timeoutAt: string;
     readonly ended?: 'signaled' | 'timed_out';
   };
-  /** for_each: the resolved items (unset until expanded). */
+  /** for_each: the resolved items (unset until expanded; after a retry, the last run's until expanded again). */
   readonly items?: readonly unknown[];
-  /** Plain step: at most one unit at [0]. for_each: one per started item, by index. */
+  /**
+   * Plain step: at most one unit at [0]. for_each: one per started item, by index; after a retry, the
+   * items that had succeeded stay until the step is expanded again (see StepExpanded.keptItems).
+   */
   readonly units: readonly (UnitState | undefined)[];
   /** Attempts used before the execution's last retry: the next run's attempts count on from here. */
   readonly attemptBase?: number;
