@@ -239,6 +239,18 @@ describe('ExecutionView', () => {
     assert.equal(v.error, 'boom');
   });
 
+  it('a for_each step expanded again by a retry counts the items it kept as done', () => {
+    const v = new ExecutionView('k');
+    v.apply(ev('WorkflowStarted', { definition: { id: 'd', steps: [{ id: 'each' }] } }));
+    v.apply(ev('StepExpanded', { stepId: 'each', items: ['a', 'b', 'c'] }));
+    assert.deepEqual(v.steps.get('each')!.items, { done: 0, total: 3 });
+    v.apply(ev('ExecutionRetried', { steps: ['each'], reason: 'fixed' }));
+    v.apply(ev('StepExpanded', { stepId: 'each', items: ['a', 'b', 'c'], keptItems: [0, 1] }));
+    assert.deepEqual(v.steps.get('each')!.items, { done: 2, total: 3 }, 'the two items of the first run');
+    v.apply(ev('StepSucceeded', { stepId: 'each', itemIndex: 2, attempt: 1 }));
+    assert.deepEqual(v.steps.get('each')!.items, { done: 3, total: 3 });
+  });
+
   it('a retry runs the named steps again (a line for each), a fork shows copied steps as done', () => {
     const v = new ExecutionView('z');
     v.apply(ev('WorkflowStarted', { definition: { id: 'd', steps: [{ id: 'a' }, { id: 'b' }] } }));

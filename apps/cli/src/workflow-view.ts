@@ -54,7 +54,9 @@ export class ExecutionView {
       }
       case 'StepExpanded': {
         const s = this.step(d.stepId);
-        s.items = { done: 0, total: Array.isArray(d.items) ? d.items.length : 0 };
+        // Items a retry kept (they succeeded in the run before) count as done from the start.
+        const kept = Array.isArray(d.keptItems) ? d.keptItems.length : 0;
+        s.items = { done: kept, total: Array.isArray(d.items) ? d.items.length : 0 };
         s.state = 'running';
         s.startedAt ??= Date.parse(e.recordedAt);
         return [s.id];
