@@ -6,6 +6,10 @@ import { AppError, type Logger } from '@switchyard/platform';
 export const MIN_POSITION_HEADER = 'x-switchyard-min-position';
 /** The answer header saying which database answered a query: `replica` or `primary`. */
 export const READ_SOURCE_HEADER = 'x-switchyard-read-source';
+/** The answer header `true` on a query given a position that the read model it read had not applied within the wait. */
+export const READ_STALE_HEADER = 'x-switchyard-read-stale';
+/** With READ_STALE_HEADER: the position that read model had applied (its checkpoint), when it has one. */
+export const READ_CHECKPOINT_HEADER = 'x-switchyard-read-checkpoint';
 
 /** A read model's checkpoint row (`<schema>.checkpoints`, by projection name): how far it applied the event log. */
 export interface CheckpointRef {
@@ -18,7 +22,19 @@ export interface ReadRoutingOptions {
   readonly waitMs?: number;
   /** How often the replica's checkpoint is read while waiting. Default 25 ms. */
   readonly pollMs?: number;
+  /** How long a query given a position waits for the primary's read model to have applied it (after the replica's wait, if any). Default 2 000 ms. */
+  readonly primaryWaitMs?: number;
 }
+
+/** Where a query reads, and whether that read model had applied the position the query was given. */
+export interface ReadSource {
+  readonly pool: Pool;
+  readonly source: 'replica' | 'primary';
+  /** Set when the read model read had not applied the position within the wait: its checkpoint then (undefined: none known). */
+  readonly stale?: { readonly checkpoint: number | undefined };
+}
+
+const PRIMARY_WAIT_MS = 2_000;
 
 const positionSchema = z.coerce.number().int().min(-1).max(Number.MAX_SAFE_INTEGER);
 const envSchema = z.object({ READ_REPLICA_WAIT_MS: z.coerce.number().int().min(0).max(60_000).default(2_000) });
@@ -42,17 +58,20 @@ export const minPositionQuery = { min_position: positionSchema.optional() };
 /**
  * Where a query reads: a streaming replica (DATABASE_READ_URL) when there is one and it has
  * replayed what the caller must see, else the primary.
- * - No replica: always the primary.
- * - A query without a position: the replica (it may lag by the replication delay).
+ * - A query without a position: the replica (it may lag by the replication delay), else the primary, at once.
  * - A query with a position (`X-Switchyard-Min-Position`, or `min_position`): the replica once
  *   the read model's checkpoint there is at that position or later (read every `pollMs` by one
- *   reader shared by every caller waiting on that read model, at most `waitMs`);
- *   past the wait, or with the replica unreachable, the primary, which has every commit.
+ *   reader shared by every caller waiting on that read model, at most `waitMs`); past the wait,
+ *   with the replica unreachable, or without a replica, the primary once ITS read model has
+ *   applied the position (at most `primaryWaitMs`): the primary's read models are projections that
+ *   lag its event log too, so reading them at once would not show the caller its write. Past that
+ *   wait the primary is read as it is and the answer says it is stale (`stale`).
  * The checkpoint and the read model rows move in one transaction on the primary, and the replica
  * replays that transaction whole, so a checkpoint seen there means the rows are there too.
  */
 export class ReadRouting {
   readonly waitMs: number;
+  readonly primaryWaitMs: number;
   /** Waits for the primary's read models (read-your-writes without a replica). */
   readonly primaryCheckpoints: CheckpointWaits;
   private readonly replicaCheckpoints: CheckpointWaits | undefined;
@@ -68,21 +87,27 @@ export class ReadRouting {
     if (!parsed.success)
       throw new Error(`READ_REPLICA_WAIT_MS: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
     this.waitMs = o.waitMs ?? parsed.data.READ_REPLICA_WAIT_MS;
+    this.primaryWaitMs = o.primaryWaitMs ?? PRIMARY_WAIT_MS;
     this.primaryCheckpoints = new CheckpointWaits(primary, logger, 'primary', 20);
     this.replicaCheckpoints = replica && new CheckpointWaits(replica, logger, 'replica', o.pollMs ?? 25);
   }
 
   /** The pool to read `ref`'s read model from, for a caller that must see `minPosition` (see the class). */
-  async poolFor(
-    ref: CheckpointRef,
-    minPosition?: number,
-    waitMs = this.waitMs,
-  ): Promise<{ pool: Pool; source: 'replica' | 'primary' }> {
-    if (!this.replica || !this.replicaCheckpoints) return { pool: this.primary, source: 'primary' };
-    if (minPosition === undefined) return { pool: this.replica, source: 'replica' };
-    return (await this.replicaCheckpoints.reaches(ref, minPosition, waitMs))
-      ? { pool: this.replica, source: 'replica' }
-      : { pool: this.primary, source: 'primary' };
+  async poolFor(ref: CheckpointRef, minPosition?: number): Promise<ReadSource> {
+    if (minPosition === undefined)
+      return this.replica ? { pool: this.replica, source: 'replica' } : { pool: this.primary, source: 'primary' };
+    const replica = await this.replicaFor(ref, minPosition);
+    if (replica) return { pool: replica, source: 'replica' };
+    const primary = await this.primaryCheckpoints.applied(ref, minPosition, this.primaryWaitMs);
+    return primary.reached
+      ? { pool: this.primary, source: 'primary' }
+      : { pool: this.primary, source: 'primary', stale: { checkpoint: primary.checkpoint } };
+  }
+
+  /** The replica once its read model `ref` has applied `minPosition` (at most `waitMs`); undefined without a replica or past the wait. */
+  async replicaFor(ref: CheckpointRef, minPosition: number, waitMs = this.waitMs): Promise<Pool | undefined> {
+    if (!this.replica || !this.replicaCheckpoints) return undefined;
+    return (await this.replicaCheckpoints.reaches(ref, minPosition, waitMs)) ? this.replica : undefined;
   }
 }
 
@@ -114,28 +139,41 @@ export class CheckpointWaits {
   }
 
   /** Whether the checkpoint of `ref` reaches `minPosition` within `waitMs` (false too when the database does not answer). */
-  reaches(ref: CheckpointRef, minPosition: number, waitMs: number): Promise<boolean> {
+  async reaches(ref: CheckpointRef, minPosition: number, waitMs: number): Promise<boolean> {
+    return (await this.applied(ref, minPosition, waitMs)).reached;
+  }
+
+  /**
+   * Whether the checkpoint of `ref` reaches `minPosition` within `waitMs` (false too when the
+   * database does not answer), and the checkpoint last read (undefined: no row, or not read).
+   */
+  applied(
+    ref: CheckpointRef,
+    minPosition: number,
+    waitMs: number,
+  ): Promise<{ reached: boolean; checkpoint: number | undefined }> {
     const key = `${ref.schema}.${ref.name}`;
     let watch = this.watches.get(key);
     if (!watch) this.watches.set(key, (watch = { ref, waiters: new Set(), reading: false }));
     const w = watch;
     // A checkpoint read less than pollMs ago that is far enough answers at once.
-    if (w.at !== undefined && w.at >= minPosition && Date.now() - w.readAt! < this.pollMs) return Promise.resolve(true);
-    return new Promise<boolean>((resolve) => {
+    if (w.at !== undefined && w.at >= minPosition && Date.now() - w.readAt! < this.pollMs)
+      return Promise.resolve({ reached: true, checkpoint: w.at });
+    return new Promise((resolve) => {
       const waiter: CheckpointWaiter = {
         minPosition,
-        done: (reached) => {
+        done: (reached, checkpoint) => {
           clearTimeout(timer);
           w.waiters.delete(waiter);
-          resolve(reached);
+          resolve({ reached, checkpoint });
         },
       };
       const timer = setTimeout(() => {
         this.logger.debug(
-          { checkpoint: ref.name, database: this.label, minPosition, waitedMs: waitMs },
+          { checkpoint: ref.name, database: this.label, minPosition, at: w.at, waitedMs: waitMs },
           'the read model has not applied the position in time',
         );
-        waiter.done(false);
+        waiter.done(false, w.at);
       }, waitMs);
       w.waiters.add(waiter);
       if (!w.reading) void this.readWhileWaited(w);
@@ -155,12 +193,12 @@ export class CheckpointWaits {
             { err: (err as Error).message, database: this.label },
             'reading a read model checkpoint failed; the waiting queries go on without it',
           );
-          for (const waiter of [...w.waiters]) waiter.done(false);
+          for (const waiter of [...w.waiters]) waiter.done(false, undefined);
           return;
         }
         w.at = at;
         w.readAt = Date.now();
-        if (at !== undefined) for (const waiter of [...w.waiters]) if (at >= waiter.minPosition) waiter.done(true);
+        if (at !== undefined) for (const waiter of [...w.waiters]) if (at >= waiter.minPosition) waiter.done(true, at);
         if (w.waiters.size === 0) return;
         await new Promise((r) => setTimeout(r, this.pollMs));
       }
@@ -172,7 +210,7 @@ export class CheckpointWaits {
 
 interface CheckpointWaiter {
   readonly minPosition: number;
-  readonly done: (reached: boolean) => void;
+  readonly done: (reached: boolean, checkpoint: number | undefined) => void;
 }
 
 /** Callers waiting for one read model's checkpoint, and what its reader last saw. */

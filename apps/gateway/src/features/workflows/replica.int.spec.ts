@@ -44,7 +44,7 @@ describe('workflow queries from a streaming replica, with read-your-writes by po
         logger,
         config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' },
       },
-      { modules: [WorkflowsFeatureModule], readReplica: { waitMs: 1_000 } },
+      { modules: [WorkflowsFeatureModule], readReplica: { waitMs: 1_000, primaryWaitMs: 1_000 } },
     );
     base = (await gw.listen(0, '127.0.0.1')).url;
     // The engine runs the executions' read model (its steps find no agents here; that is fine: the reads are the point).
@@ -150,6 +150,27 @@ describe('workflow queries from a streaming replica, with read-your-writes by po
     } finally {
       await r.resumeReplay().catch(() => undefined);
     }
+  });
+
+  it('a position neither read model reaches within its wait: the primary answers the page it has, marked stale', async () => {
+    const started = await start();
+    const beyond = (await store.headPosition()) + 1_000_000;
+    const res = await fetch(`${base}/api/v1/workflows/executions?min_position=${beyond}`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('x-switchyard-read-source'), 'primary');
+    assert.equal(res.headers.get('x-switchyard-read-stale'), 'true');
+    const at = Number(res.headers.get('x-switchyard-read-checkpoint'));
+    assert.ok(at >= -1 && at < beyond, `checkpoint ${at}`);
+    await until(
+      'the primary read model has the start',
+      async () =>
+        (
+          (await (await fetch(`${base}/api/v1/workflows/executions?min_position=${started.position}`)).json()) as {
+            items: { execution_id: string }[];
+          }
+        ).items.some((x) => x.execution_id === started.execution_id),
+      15_000,
+    );
   });
 
   it('200 queries waiting for the replica share one reader of its checkpoint', async () => {

@@ -81,10 +81,16 @@ import {
   retryResponse,
 } from './schemas.js';
 import { executionLinks, WorkflowsService } from './workflows.service.js';
-import { MIN_POSITION_HEADER, minPositionOf, READ_SOURCE_HEADER } from '../../http/read-routing.js';
+import {
+  MIN_POSITION_HEADER,
+  minPositionOf,
+  READ_CHECKPOINT_HEADER,
+  READ_SOURCE_HEADER,
+  READ_STALE_HEADER,
+} from '../../http/read-routing.js';
 
 const READ_YOUR_WRITES =
-  'With a read replica (DATABASE_READ_URL): give the `position` a start answered with in `X-Switchyard-Min-Position` (or `min_position`) to read from the replica once it has replayed it, else from the primary after a bounded wait; `X-Switchyard-Read-Source` says which answered.';
+  "Read your writes: give the `position` a start answered with in `X-Switchyard-Min-Position` (or `min_position`) to read once the read model has applied it: the replica's (DATABASE_READ_URL) after a bounded wait, else the primary's after a bounded wait; `X-Switchyard-Read-Source` says which answered. A list whose read model had not applied it by then answers what it has with `X-Switchyard-Read-Stale: true` and `X-Switchyard-Read-Checkpoint: <the position it had applied>`.";
 
 const validationResponse = z.object({
   valid: z.boolean(),
@@ -176,11 +182,16 @@ export class WorkflowsController {
     @Headers(MIN_POSITION_HEADER) minHeader: string | undefined,
     @Res({ passthrough: true }) res: Response,
   ) {
-    // From the replica when it has replayed what the caller must see (min_position), else the primary.
-    const { page, source } = await this.queries.execute(
+    // From a read model that has applied what the caller must see (min_position): the replica's, else the primary's.
+    const { page, source, stale } = await this.queries.execute(
       new ListExecutions(q, minPositionOf(minHeader, q.min_position)),
     );
     res.setHeader(READ_SOURCE_HEADER, source);
+    // Not a silent stale page: the caller asked to see its write, and this page may not have it.
+    if (stale) {
+      res.setHeader(READ_STALE_HEADER, 'true');
+      if (stale.checkpoint !== undefined) res.setHeader(READ_CHECKPOINT_HEADER, String(stale.checkpoint));
+    }
     // A viewer sees what ran and how it ended, not the data it was given or made (as in the detail).
     // An execution that calls an admin-only tool reads so to anyone but an admin (its output may be the tool's answer).
     const redact = callerSeesRedactedPayloads();

@@ -208,9 +208,9 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
     });
     if (last && this.reads.replica) {
       const must = Math.max(last.position, minPosition ?? -1);
-      const r = await this.reads.poolFor(EXECUTIONS_CHECKPOINT, must);
-      if (r.source === 'replica') {
-        const v = await view(r.pool).catch(() => undefined);
+      const replica = await this.reads.replicaFor(EXECUTIONS_CHECKPOINT, must);
+      if (replica) {
+        const v = await view(replica).catch(() => undefined);
         if (v) {
           readFrom?.('replica');
           return detailFromReadModel(v, links(executionId));

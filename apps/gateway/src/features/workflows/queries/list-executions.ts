@@ -16,10 +16,16 @@ export interface ExecutionFilter {
 type Page = Awaited<ReturnType<typeof listExecutions>>;
 
 /**
- * Executions, newest first, keyset paged; from the replica when it has replayed `minPosition`,
- * else the primary. Result: the page (with the next page's URL) and which database answered.
+ * Executions, newest first, keyset paged; given `minPosition`, from the read model (the replica's,
+ * else the primary's) once it has applied it (ReadRouting.poolFor: a bounded wait). Result: the
+ * page (with the next page's URL), which database answered, and `stale` when the read model read
+ * had not applied `minPosition` within the wait (its checkpoint then).
  */
-export class ListExecutions extends Query<{ page: Page & { next: string | null }; source: 'replica' | 'primary' }> {
+export class ListExecutions extends Query<{
+  page: Page & { next: string | null };
+  source: 'replica' | 'primary';
+  stale?: { checkpoint: number | undefined } | undefined;
+}> {
   constructor(
     readonly filter: ExecutionFilter,
     readonly minPosition: number | undefined,
@@ -51,6 +57,6 @@ export class ListExecutionsHandler implements IQueryHandler<ListExecutions> {
           cursor: page.next_cursor,
         }).toString()}`
       : null;
-    return { page: { ...page, next }, source: read.source };
+    return { page: { ...page, next }, source: read.source, stale: read.stale };
   }
 }
