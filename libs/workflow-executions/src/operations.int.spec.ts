@@ -55,6 +55,15 @@ const opArb: fc.Arbitrary<Op> = fc.record({
 });
 
 /**
+ * The last attempt a unit made: one waiting for its retry, or abandoned while it waited, already
+ * carries the retry's number, and made the attempt before (`retryOf`), which failed.
+ */
+const attemptMade = (u: UnitState): { attempt: number; status: string } =>
+  u.retryOf
+    ? { attempt: u.retryOf.attempt, status: u.timedOut ? 'timed_out' : 'failed' }
+    : { attempt: u.attempt, status: u.phase === 'failed' && u.timedOut ? 'timed_out' : u.phase };
+
+/**
  * Property over generated histories, through the real store and the real read-model projection:
  * the execution folded by the decider's evolve to its last revision (what `?at=` answers) says
  * what the read model says, for the execution and every step.
@@ -169,18 +178,112 @@ describe('time travel at the last revision equals the read model (generated hist
             f.status === 'succeeded' ? (f.output ?? null) : (s.output ?? null),
             `output of ${s.step_id}`,
           );
-          // A unit waiting for its retry already carries the next attempt's number; the read model counts attempts made.
-          const made = (u: UnitState | undefined) =>
-            u === undefined ? 0 : u.phase === 'retry_wait' ? u.attempt - 1 : u.attempt;
-          const attempts = Math.max(0, f.attemptBase ?? 0, ...f.units.map(made));
-          // An abandoned unit (canceled) may have been scheduled or only waiting for its retry: the state does not say which.
-          if (!f.units.some((u) => u?.phase === 'canceled'))
-            assert.equal(s.attempts, attempts, `attempts of ${s.step_id}`);
+          const attempts = Math.max(0, f.attemptBase ?? 0, ...f.units.map((u) => (u ? attemptMade(u).attempt : 0)));
+          assert.equal(s.attempts, attempts, `attempts of ${s.step_id}`);
         }
       }),
       { numRuns: 30 },
     );
     assert.equal(runs >= 30, true);
+  });
+});
+
+describe('time travel at the last revision equals the read model: a step canceled while it waited for its retry', () => {
+  let pool: pg.Pool;
+  let store: PostgresEventStore;
+  let runner: ProjectionRunner;
+
+  before(async () => {
+    const url = await freshDatabase('wf_ops_retry_cancel');
+    pool = new pg.Pool({ connectionString: url, max: 3 });
+    store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
+    await store.init();
+    runner = new ProjectionRunner({ store, db: { pool }, projections: [workflowExecutionsProjection], logger });
+    await runner.start();
+  });
+
+  after(async () => {
+    await runner?.stop();
+    await store?.close();
+    await pool?.end();
+  });
+
+  it('one attempt made (it timed out), no attempt 2, the step failed as canceled, in both', async () => {
+    const id = `retry-cancel-${newId().slice(0, 12)}`;
+    const meta = (ms: number) => ({
+      timestamp: new Date(Date.parse('2026-01-01T00:00:00.000Z') + ms).toISOString(),
+      actor: 'user:test',
+      correlationId: id,
+    });
+    const commands: WorkflowCommand[] = [
+      {
+        type: 'StartWorkflow',
+        data: {
+          executionId: id,
+          definition: {
+            id: 'retry_cancel',
+            version: 1,
+            name: 'retry then cancel',
+            steps: [
+              {
+                id: 't',
+                uses: 'mcp:database/query',
+                timeout_ms: 300,
+                retry: { attempts: 3, backoff: { initialMs: 10_000, maxMs: 10_000 } },
+                with: {},
+              },
+            ],
+          },
+          input: {},
+        },
+        metadata: meta(0),
+      },
+      { type: 'RecordStepDispatched', data: { stepId: 't', attempt: 1 }, metadata: meta(10) },
+      { type: 'RecordStepTimedOut', data: { stepId: 't', attempt: 1 }, metadata: meta(310) },
+      { type: 'RequestCancel', data: { reason: 'no longer needed' }, metadata: meta(2_000) },
+    ];
+    for (const c of commands) await runWorkflowCommand(store, id, c);
+    const recorded = await store.readStream(workflowExecutionStream(id));
+    assert.deepEqual(
+      recorded.map((e) => e.type),
+      [
+        'WorkflowStarted',
+        'StepScheduled',
+        'StepDispatched',
+        'StepTimedOut',
+        'StepFailed',
+        'StepRetryScheduled',
+        'ExecutionCancelRequested',
+        'StepStopped',
+        'WorkflowCanceled',
+      ],
+    );
+    const folded = stateAt(
+      recorded.map((e) => ({
+        revision: e.revision,
+        event: { type: e.type, data: e.data, metadata: e.metadata } as unknown as WorkflowEvent,
+      })),
+      recorded[recorded.length - 1]!.revision,
+    );
+    await runner.waitFor(recorded[recorded.length - 1]!.position);
+    const view = await getExecutionView(pool, id);
+    assert.ok(view && folded.status === 'canceled');
+    const s = view.steps.find((x) => x.step_id === 't')!;
+    const f = folded.steps.t!;
+    assert.deepEqual([s.status, f.status], ['failed', 'failed']);
+    const readModel = {
+      attempts: s.attempts,
+      history: s.attempt_history.map((a) => [a.attempt, a.status, (a.error as { code?: string }).code]),
+    };
+    assert.deepEqual(readModel, { attempts: 1, history: [[1, 'timed_out', 'timeout']] });
+    const made = f.units.map((u) => attemptMade(u!));
+    assert.deepEqual(
+      {
+        attempts: Math.max(0, ...made.map((m) => m.attempt)),
+        history: f.units.map((u, i) => [made[i]!.attempt, made[i]!.status, u!.error?.code]),
+      },
+      readModel,
+    );
   });
 });
 

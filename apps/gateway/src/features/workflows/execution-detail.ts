@@ -5,7 +5,7 @@
  * build it here, and the route documents this schema, so the document and the answers agree.
  */
 import { z } from 'zod';
-import { stepUsesLabel, type WorkflowExecutionState } from '@switchyard/domain';
+import { stepUsesLabel, type UnitState, type WorkflowExecutionState } from '@switchyard/domain';
 
 const nullableText = z.string().nullable();
 const links = z.strictObject({ self: z.string(), events: z.string(), cancel: z.string() });
@@ -140,6 +140,20 @@ const endedAt = (s: StartedState): string | null =>
         : null;
 
 /**
+ * The last attempt a unit made, as its events tell it (and the read model keeps it): a unit waiting
+ * for its retry, or abandoned while it waited, made the attempt before (it failed) and not the
+ * retry it carries the number of.
+ */
+function attemptMade(u: UnitState): { attempt: number; idempotencyKey: string; status: string } {
+  if (u.retryOf) return { ...u.retryOf, status: u.timedOut ? 'timed_out' : 'failed' };
+  return {
+    attempt: u.attempt,
+    idempotencyKey: u.idempotencyKey,
+    status: u.phase === 'failed' && u.timedOut ? 'timed_out' : u.phase,
+  };
+}
+
+/**
  * The decider's state in the answer's shape. What the state does not keep (when a step or an
  * attempt ended, when an attempt was dispatched) is null; the read model has it.
  */
@@ -174,7 +188,7 @@ export function detailFromState(executionId: string, s: StartedState, l: Links):
         kind: compensating.has(d.id) ? 'compensation' : d.for_each ? 'for_each' : d.wait ? 'wait' : 'step',
         status: comp?.status ?? st?.status ?? 'pending',
         skip_reason: st?.skipReason ?? null,
-        attempts: Math.max(0, ...units.map((u) => u.attempt)),
+        attempts: Math.max(0, ...units.map((u) => attemptMade(u).attempt)),
         items: st?.items ? st.items.length : null,
         output: st?.output ?? null,
         error: st?.error ?? null,
@@ -185,20 +199,23 @@ export function detailFromState(executionId: string, s: StartedState, l: Links):
         ...(st?.copiedFrom
           ? { copied_from: { execution_id: st.copiedFrom.executionId, revision: st.copiedFrom.revision } }
           : {}),
-        attempt_history: units.map((u) => ({
-          item_index: u.itemIndex ?? null,
-          attempt: u.attempt,
-          status: u.phase,
-          idempotency_key: u.idempotencyKey,
-          input: u.input ?? null,
-          output: u.output ?? null,
-          error: u.error ?? null,
-          scheduled_at: null,
-          dispatched_at: u.startedAt ?? null,
-          timeout_at: u.timeoutAt ?? null,
-          ended_at: null,
-          duration_ms: null,
-        })),
+        attempt_history: units.map((u) => {
+          const made = attemptMade(u);
+          return {
+            item_index: u.itemIndex ?? null,
+            attempt: made.attempt,
+            status: made.status,
+            idempotency_key: made.idempotencyKey,
+            input: u.input ?? null,
+            output: u.output ?? null,
+            error: u.error ?? null,
+            scheduled_at: null,
+            dispatched_at: u.startedAt ?? null,
+            timeout_at: u.timeoutAt ?? null,
+            ended_at: null,
+            duration_ms: null,
+          };
+        }),
       };
     }),
     ...(s.forkedFrom

@@ -1463,7 +1463,7 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
       return {
         ...s,
         steps: withStep(s, d.stepId, (st) =>
-          withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'failed', error: err })),
+          withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'failed', error: err, timedOut: true })),
         ),
       };
     }
@@ -1491,6 +1491,7 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
             ...u!,
             phase: 'retry_wait',
             attempt: d.attempt,
+            retryOf: { attempt: u!.attempt, idempotencyKey: u!.idempotencyKey },
             dueAt: d.dueAt,
             idempotencyKey: idempotencyKey(s.executionId, d, d.attempt),
             ...(d.transient && { transientRetries: (u?.transientRetries ?? 0) + 1 }),

@@ -461,6 +461,14 @@ export interface UnitState {
   readonly dueAt?: string;
   readonly output?: unknown;
   readonly error?: StepError;
+  /** This attempt failed because its own timeout fired (StepTimedOut), not by its worker's answer. */
+  readonly timedOut?: boolean;
+  /**
+   * The attempt made before the retry this unit waits for (StepRetryScheduled), kept when a cancel
+   * or a failure abandons that wait: `attempt` and `idempotencyKey` are then the retry's, which no
+   * StepScheduled began, and its input, error and timedOut are still this attempt's (it failed).
+   */
+  readonly retryOf?: { readonly attempt: number; readonly idempotencyKey: string };
   /** When the unit's first attempt was scheduled: the transient-retry budget counts from here. */
   readonly firstScheduledAt?: string;
   /** Attempts that were transient retries (not counted against the step's retry policy). */
