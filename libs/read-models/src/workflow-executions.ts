@@ -169,9 +169,11 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
       ]);
       return;
     case 'StepSucceeded':
+      // An item's success may come after its step's failure stopped it (`late`): its attempt row
+      // leaves `canceled` and its error, and the step row keeps the step's failure.
       await run(
         [
-          `update ${A} set status = 'succeeded', output = $7, ended_at = $8,
+          `update ${A} set status = 'succeeded', output = $7, error = null, ended_at = $8,
              duration_ms = greatest(0, (extract(epoch from ($8::timestamptz - coalesce(dispatched_at, scheduled_at))) * 1000)::int)
            where ${unit}`,
           ...(e.data.itemIndex === undefined
@@ -654,6 +656,7 @@ function foldExecution(id: string, events: readonly RecordedEvent[]): Folded {
         if (a) {
           a.status = 'succeeded';
           a.output = j(e.data.output);
+          a.error = null;
           a.ended_at = e.data.at ?? null;
           a.duration_ms = durationMs(e.data.at, a.dispatched_at ?? a.scheduled_at);
         }

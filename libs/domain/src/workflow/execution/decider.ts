@@ -16,7 +16,9 @@
  *  - `on_error: { compensate: X }`: X is the undo of this step. It runs when the step fails for good
  *    (then the workflow fails once X settles) and, on cancel, when the step has succeeded.
  *  - `for_each: { compensate: Y }`: Y is the undo of one item. On cancel it runs once for each item
- *    that has succeeded (or succeeds later, having been in flight), resolved against that item.
+ *    that has succeeded (or succeeds later, having been in flight), resolved against that item. An
+ *    item stopped by its step's failure while it was sent may still succeed at its server: that
+ *    late success is recorded (StepSucceeded `late`), leaving the step failed, and undone likewise.
  *  - While failing or canceling nothing new is scheduled and nothing is retried; canceling waits for
  *    dispatched units (bounded by their timeouts) and compensations, then ends canceled.
  *  - Nothing is left under way once what it was for has settled (StepStopped): when a for_each step
@@ -313,12 +315,16 @@ function decideRecordStepSucceeded(
   const s = requireStarted(state);
   const def = requireStep(s, command.data.stepId);
   const u = unitOf(s, command.data);
-  if (!isActive(s) || !accepting(u, command.data.attempt)) return undefined;
+  if (!isActive(s)) return undefined;
+  const late = takesLateSuccess(u, command.data.attempt);
+  if (!late && !accepting(u, command.data.attempt)) return undefined;
   // An output past what the execution may still hold fails the step (not retried: the same call
   // would answer the same), so no execution can make the engine hold, or the log keep, without end.
+  // A late one is not kept: its step has failed already.
   const maxOutputChars = workflowLimits().maxOutputChars;
   const outputChars = jsonChars(command.data.output);
-  if ((s.outputChars ?? 0) + outputChars > maxOutputChars)
+  if ((s.outputChars ?? 0) + outputChars > maxOutputChars) {
+    if (late) return undefined;
     return attemptFailed(
       s,
       def,
@@ -333,6 +339,7 @@ function decideRecordStepSucceeded(
       [],
       false,
     );
+  }
   const primary: WorkflowEvent[] = [
     {
       type: 'StepSucceeded',
@@ -342,6 +349,7 @@ function decideRecordStepSucceeded(
         output: command.data.output ?? null,
         outputChars,
         at: now,
+        ...(late ? { late: true as const } : {}),
       },
       metadata: meta,
     },
@@ -365,6 +373,7 @@ function decideRecordStepFailed(
   const s = requireStarted(state);
   const def = requireStep(s, command.data.stepId);
   const u = unitOf(s, command.data);
+  // A late failure of a stopped item records nothing: it had no effect to undo, and its stop says why it ended.
   if (!isActive(s) || !accepting(u, command.data.attempt)) return undefined;
   // A worker that timed the call out (the connector, at the step's deadline) says it may have run,
   // as the step's own timeout does: only the step's policy may run it again. Retried as transient,
@@ -603,6 +612,14 @@ const ref = (r: UnitRef): UnitRef =>
 const accepting = (u: UnitState | undefined, attempt: number): boolean =>
   u !== undefined && (u.phase === 'scheduled' || u.phase === 'dispatched') && u.attempt === attempt;
 
+/**
+ * An item its step's failure stopped while it was sent (UnitState.stoppedWhileSent), for the
+ * attempt it was stopped at: its worker let the call already at its server finish, so its effect
+ * happened, and a success is recorded (late) for a later cancel to undo.
+ */
+const takesLateSuccess = (u: UnitState | undefined, attempt: number): boolean =>
+  u?.phase === 'canceled' && u.stoppedWhileSent === true && u.attempt === attempt;
+
 function evolveAll(state: WorkflowExecutionState, events: readonly WorkflowEvent[]): WorkflowExecutionState {
   return events.reduce(evolveWorkflow, state);
 }
@@ -707,7 +724,8 @@ function attemptFailed(
     return events;
   }
   // An item's final failure fails its for_each step (once), and its other items in flight are
-  // given up: their results could change nothing. While canceling they are not: the cancel asked
+  // given up: their results could change nothing for the step (a success is still recorded, for a
+  // later cancel to undo: see takesLateSuccess). While canceling they are not: the cancel asked
   // them to stop, and one that succeeds anyway is compensated.
   if (unit.itemIndex !== undefined) {
     if (s.steps[def.id]?.status !== 'running') return events;
@@ -1426,11 +1444,15 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
           steps: withStep(s, d.stepId, (st) => ({ ...st, status: 'succeeded', output: d.output })),
         };
       }
+      // A late success (of an item its step's failure stopped) changes the unit, not its failed step.
       return {
         ...s,
         outputChars: (s.outputChars ?? 0) + recordedChars(d.outputChars, d.output),
         steps: withStep(s, d.stepId, (st) => {
-          const next = withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'succeeded', output: d.output }));
+          const next = withUnit(st, d.itemIndex ?? 0, (u) => {
+            const { error: _error, stoppedWhileSent: _stopped, ...rest } = u!;
+            return { ...rest, phase: 'succeeded', output: d.output };
+          });
           return d.itemIndex === undefined ? { ...next, status: 'succeeded', output: d.output } : next;
         }),
       };
@@ -1476,8 +1498,15 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
           let next = st;
           const u = st.units[d.itemIndex ?? 0];
           const addressesUnit = (d.itemIndex !== undefined) === isForEachStep(d.stepId);
+          // An item sent (or maybe sent: scheduled) may still finish at its server: see takesLateSuccess.
+          const sent = d.itemIndex !== undefined && (u?.phase === 'scheduled' || u?.phase === 'dispatched');
           if (addressesUnit && u && u.attempt === d.attempt && inFlight(u))
-            next = withUnit(next, d.itemIndex ?? 0, () => ({ ...u, phase: 'canceled', error }));
+            next = withUnit(next, d.itemIndex ?? 0, () => ({
+              ...u,
+              phase: 'canceled',
+              error,
+              ...(sent ? { stoppedWhileSent: true as const } : {}),
+            }));
           return d.itemIndex === undefined && next.status === 'running' ? { ...next, status: 'failed', error } : next;
         }),
       };

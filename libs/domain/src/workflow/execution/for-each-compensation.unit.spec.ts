@@ -4,8 +4,9 @@ import { DeciderSpecification } from '@switchyard/testing';
 import type { WorkflowDefinitionInput } from '../definition/schema.js';
 import { validateDefinition } from '../definition/validate.js';
 import { workflowExecutionDecider } from './decider.js';
+import { checkReplay, stateAt } from './operations.js';
 import { decideAfter, nextActions } from './saga.js';
-import { at, cmd, fold, history, invalid, meta, types } from './spec-helpers.js';
+import { at, cmd, fold, history, invalid, meta, types, unavailable } from './spec-helpers.js';
 import type { StepError, WorkflowCommand, WorkflowEvent } from './types.js';
 
 const spec = DeciderSpecification.for(workflowExecutionDecider);
@@ -228,6 +229,201 @@ describe('WorkflowExecution: compensation of for_each items', () => {
         );
         assert.ok(after.status === 'canceling');
       });
+  });
+});
+
+describe("WorkflowExecution: an item stopped by its step's failure that succeeds anyway", () => {
+  /** As `fan`, four items at once, and `report` depends on `make` (skipped when it fails). */
+  const wide: WorkflowDefinitionInput = {
+    ...def,
+    id: 'fan_wide',
+    steps: [
+      { ...def.steps[0]!, for_each: { items: 'input.delays', concurrency: 4, compensate: 'unmake' } },
+      { id: 'report', uses: 'mcp:database/query', needs: ['make'], with: {} },
+      def.steps[1]!,
+      def.steps[2]!,
+    ],
+  };
+  const four = { delays: ['1d', '7d', '30d', '90d'] };
+  // All four items sent; item 0 made its schedule, item 2 failed for good: the step failed (on_error
+  // continue) and items 1 and 3, still with their server, were stopped.
+  const stopped = history(
+    cmd.start(wide, four),
+    cmd.dispatched({ stepId: 'slow' }),
+    ...[0, 1, 2, 3].map((i) => cmd.dispatched(item(i))),
+    cmd.succeeded(item(0), made(0)),
+    cmd.failed(item(2), invalid, 1, at(1)),
+  );
+  const lateSuccess = cmd.succeeded(item(1), made(1), 1, at(3));
+
+  it('the late success is recorded for the item, and the step stays failed with what follows from it', () => {
+    assert.deepEqual(types(stopped).slice(-5), [
+      'StepFailed:make[2]',
+      'StepFailed:make',
+      'StepStopped:make[1]',
+      'StepStopped:make[3]',
+      'StepSkipped:report',
+    ]);
+    spec
+      .given(stopped)
+      .when(lateSuccess)
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['StepSucceeded:make[1]']);
+        assert.deepEqual(events[0]!.data, {
+          stepId: 'make',
+          itemIndex: 1,
+          attempt: 1,
+          output: made(1),
+          outputChars: JSON.stringify(made(1)).length,
+          at: at(3),
+          late: true,
+        });
+        assert.ok(after.status === 'running');
+        const make = after.steps['make']!;
+        assert.equal(make.status, 'failed');
+        assert.deepEqual(make.error, invalid);
+        assert.deepEqual(
+          make.units.map((u) => [u?.phase, u?.output, u?.error?.code]),
+          [
+            ['succeeded', made(0), undefined],
+            ['succeeded', made(1), undefined],
+            ['failed', undefined, 'validation'],
+            ['canceled', undefined, 'canceled'],
+          ],
+        );
+        assert.equal(after.steps['report']!.status, 'skipped');
+        // Nothing to send: the item is not run again.
+        assert.deepEqual(
+          nextActions(after, at(3)).dispatch.map((d) => d.stepId),
+          [],
+        );
+      });
+  });
+
+  it('recorded once, for the attempt that was stopped; a late failure, or a success after the end, records nothing', () => {
+    const recorded = then(stopped, lateSuccess);
+    assert.deepEqual(types(recorded).slice(-1), ['StepSucceeded:make[1]']);
+    spec.given(recorded).when(lateSuccess).thenNothingHappened();
+    spec
+      .given(stopped)
+      .when(cmd.succeeded(item(1), made(1), 2, at(3)))
+      .thenNothingHappened();
+    spec
+      .given(stopped)
+      .when(cmd.failed(item(3), invalid, 1, at(3)))
+      .thenNothingHappened();
+    // An item failing for good under on_error fail ends the execution: nothing is recorded after.
+    const failing: WorkflowDefinitionInput = {
+      ...wide,
+      id: 'fan_wide_fail',
+      steps: wide.steps.map((x) => (x.id === 'make' ? { ...x, on_error: 'fail' as const } : x)),
+    };
+    const ended = history(
+      cmd.start(failing, four),
+      ...[0, 1, 2, 3].map((i) => cmd.dispatched(item(i))),
+      cmd.failed(item(2), invalid),
+    );
+    assert.equal(fold(ended).status, 'failed');
+    spec.given(ended).when(lateSuccess).thenNothingHappened();
+  });
+
+  it('a later cancel undoes it with the items that succeeded before, each once under its own key; not an item with no success', () => {
+    spec
+      .given(then(stopped, lateSuccess))
+      .when(cmd.cancel('customer withdrew', at(10)))
+      .then((events) => {
+        assert.deepEqual(types(events), [
+          'ExecutionCancelRequested',
+          'CompensationStarted:unmake[0]',
+          'CompensationStarted:unmake[1]',
+        ]);
+        assert.deepEqual(
+          started(events).map((d) => [d.idempotencyKey, d.input]),
+          [
+            ['ex1:compensate:unmake[0]:1', { schedule: 's-0', made_for: '1d', n: 1 }],
+            ['ex1:compensate:unmake[1]:1', { schedule: 's-1', made_for: '7d', n: 2 }],
+          ],
+        );
+      });
+  });
+
+  it('a late success that comes while canceling is undone at once', () => {
+    const canceling = then(stopped, cmd.cancel('customer withdrew', at(2)));
+    assert.deepEqual(types(canceling).slice(-2), ['ExecutionCancelRequested', 'CompensationStarted:unmake[0]']);
+    spec
+      .given(canceling)
+      .when(cmd.succeeded(item(3), made(3), 1, at(3)))
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['StepSucceeded:make[3]', 'CompensationStarted:unmake[3]']);
+        assert.equal((events[0]!.data as { late?: boolean }).late, true);
+        assert.deepEqual(started(events)[0]!.input, { schedule: 's-3', made_for: '90d', n: 4 });
+        assert.ok(after.status === 'canceling');
+      });
+  });
+
+  it('an item stopped while it waited for its retry was not sent: a result for it records nothing', () => {
+    const retrying: WorkflowDefinitionInput = {
+      ...wide,
+      id: 'fan_wide_retry',
+      steps: wide.steps.map((x) =>
+        x.id === 'make' ? { ...x, retry: { attempts: 2, backoff: { initialMs: 60_000 } } } : x,
+      ),
+    };
+    const waited = history(
+      cmd.start(retrying, four),
+      ...[0, 1, 2, 3].map((i) => cmd.dispatched(item(i))),
+      cmd.failed(item(1), unavailable),
+      cmd.failed(item(2), invalid),
+    );
+    assert.deepEqual(types(waited).slice(-6), [
+      'StepFailed:make[2]',
+      'StepFailed:make',
+      'StepStopped:make[0]',
+      'StepStopped:make[1]',
+      'StepStopped:make[3]',
+      'StepSkipped:report',
+    ]);
+    const w = fold(waited);
+    assert.equal(w.status === 'running' && w.steps['make']!.units[1]!.attempt, 2);
+    spec
+      .given(waited)
+      .when(cmd.succeeded(item(1), made(1), 1))
+      .thenNothingHappened();
+    spec
+      .given(waited)
+      .when(cmd.succeeded(item(1), made(1), 2))
+      .thenNothingHappened();
+    // Item 0, sent when stopped, still takes its late success.
+    spec
+      .given(waited)
+      .when(cmd.succeeded(item(0), made(0)))
+      .then((events) => assert.deepEqual(types(events), ['StepSucceeded:make[0]']));
+  });
+
+  it('time travel and the replay check see the late success as recorded', () => {
+    const recorded = then(
+      stopped,
+      lateSuccess,
+      cmd.cancel('customer withdrew', at(10)),
+      // `slow`, asked to stop by the cancel, says so.
+      cmd.failed({ stepId: 'slow' }, { code: 'canceled', message: 'stopped', retryable: false }, 1, at(11)),
+      compensated(0),
+      compensated(1),
+    );
+    const source = fold(recorded);
+    assert.ok(source.status === 'canceled');
+    const revisioned = recorded.map((event, revision) => ({ revision, event }));
+    const late = recorded.findIndex((e) => e.type === 'StepSucceeded' && e.data.itemIndex === 1);
+    const before = stateAt(revisioned, late - 1);
+    const afterLate = stateAt(revisioned, late);
+    assert.ok(before.status === 'running' && afterLate.status === 'running');
+    assert.equal(before.steps['make']!.units[1]!.phase, 'canceled');
+    assert.equal(afterLate.steps['make']!.units[1]!.phase, 'succeeded');
+    assert.equal(afterLate.steps['make']!.status, 'failed');
+    const report = checkReplay(source, source.definition);
+    assert.deepEqual(report.differences, []);
+    assert.equal(report.replayed_status, 'canceled', JSON.stringify(report));
+    assert.equal(report.same, true);
   });
 });
 

@@ -299,16 +299,27 @@ describe('a for_each step that fails stops its items still in flight', () => {
       });
   });
 
-  it('a late result of a stopped item is ignored, and the execution completes with nothing dispatched', () => {
+  it('a late result of a stopped item changes nothing else (a success is kept for the item), and the execution completes with nothing dispatched', () => {
     const d = def('continue');
     const given = history(
       cmd.start(d),
       ...[0, 1, 2, 3].map((i) => cmd.dispatched(item(i))),
       cmd.failed(item(0), invalid),
     );
+    // Its call finished at its server: recorded for a later cancel to undo; the step stays failed.
     spec
       .given(given)
       .when(cmd.succeeded(item(1), { ok: true }))
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['StepSucceeded:fe[1]']);
+        assert.equal((events[0]!.data as { late?: boolean }).late, true);
+        const s = started(after);
+        assert.equal(s.steps['fe']!.status, 'failed');
+        assert.ok(Object.values(s.steps).every((st) => st.units.every((u) => u?.phase !== 'dispatched')));
+      });
+    spec
+      .given(given)
+      .when(cmd.failed(item(1), invalid))
       .thenNothingHappened();
     spec
       .given(given)

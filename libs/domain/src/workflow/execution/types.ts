@@ -207,7 +207,12 @@ export type StepDispatched = Event<
     readonly timeoutAt: string;
   }
 >;
-/** Without itemIndex on a for_each step: all items succeeded and `output` is their list. */
+/**
+ * Without itemIndex on a for_each step: all items succeeded and `output` is their list. `late`: the
+ * success of an item its step's failure had stopped while it was sent (UnitState.stoppedWhileSent):
+ * its call finished at its server anyway, so the item is succeeded (and undone on a later cancel),
+ * while its step stays failed.
+ */
 export type StepSucceeded = Event<
   'StepSucceeded',
   UnitRef & {
@@ -216,6 +221,7 @@ export type StepSucceeded = Event<
     /** Characters of `output` as JSON, counted once when decided; absent in older events and where not counted. */
     readonly outputChars?: number;
     readonly at: string;
+    readonly late?: true;
   }
 >;
 /**
@@ -260,7 +266,8 @@ export type StepTimedOut = Event<'StepTimedOut', UnitRef & { readonly attempt: n
  * Work still in flight was given up because what it was for has settled: the other items of a
  * for_each step that failed, or whatever still ran when the execution ended (completed, failed,
  * canceled). With `itemIndex`: that item's unit (`attempt`: the one in flight, or the one a retry
- * waited for) ends `canceled` and its late result is ignored. Without it: the step's unit of that
+ * waited for) ends `canceled`; its late result is ignored, but a success of an item that was sent
+ * (or scheduled) is recorded while the execution has not ended (StepSucceeded `late`). Without it: the step's unit of that
  * attempt likewise (attempt 0: none, a wait step or a for_each step), and a step still running ends
  * failed with code `canceled`. `dispatched`: the unit had been sent, so whoever runs it is asked to
  * stop it, as on a cancel (a sub-workflow's child is canceled). Absent from older streams.
@@ -463,6 +470,12 @@ export interface UnitState {
   readonly error?: StepError;
   /** This attempt failed because its own timeout fired (StepTimedOut), not by its worker's answer. */
   readonly timedOut?: boolean;
+  /**
+   * An item stopped (StepStopped) while it was sent, or scheduled and so maybe sent: its worker
+   * lets a call already at its server finish, so its success may still come, and is recorded
+   * (StepSucceeded `late`) while the execution has not ended.
+   */
+  readonly stoppedWhileSent?: true;
   /**
    * The attempt made before the retry this unit waits for (StepRetryScheduled), kept when a cancel
    * or a failure abandons that wait: `attempt` and `idempotencyKey` are then the retry's, which no
