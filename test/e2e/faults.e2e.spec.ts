@@ -4,7 +4,9 @@
  * 1. a database MCP query (`pg_sleep`) whose backend is terminated from another session;
  * 2. every PostgreSQL backend the system holds terminated, one at a time, then all at once;
  * 3. PostgreSQL itself stopped (fast shutdown of the postmaster) and started again by the launcher's supervisor;
- * 4. nats-server stopped (its JetStream store kept) and started again by the supervisor.
+ * 4. nats-server stopped (its JetStream store kept) and started again by the supervisor;
+ * 5. the launcher SIGKILLed: the next one adopts the PostgreSQL left running, and starts it again
+ *    when that server exits, as it does one it started itself.
  * Through all of it: the process never exits, the system answers again (within 10 s after the
  * backend kills), workflows and delegations started before and after every fault complete exactly
  * once, every stream is dense, the event store's positions are dense, and no error reached the
@@ -39,6 +41,7 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
   let base: string;
   let sys: Proc;
   let databaseUrl: string;
+  let env: Record<string, string>;
   let db: pg.Client | undefined;
   const executions = new Map<string, string>(); // execution id -> n
   const tasks = new Set<string>();
@@ -179,7 +182,7 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     const pgPort = await freePort();
     base = `http://127.0.0.1:${gatewayPort}`;
     databaseUrl = embeddedDatabaseUrl(dataDir, pgPort);
-    const env = await systemEnv(dataDir, adminKey, {
+    env = await systemEnv(dataDir, adminKey, {
       GATEWAY_PORT: String(gatewayPort),
       EMBEDDED_PG_PORT: String(pgPort),
       EMBEDDED_NATS_PORT: String(await freePort()),
@@ -330,6 +333,36 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     assert.equal(seen.at(-1), 'up');
     await startWork(BATCH, 'after-nats-restart');
     figures.push(`NATS restart: answering ${Date.now() - t0} ms after the stop`);
+    assert.ok(sys.alive);
+  });
+
+  it('after a SIGKILL of the launcher, the next one adopts PostgreSQL and starts it again when it exits', async () => {
+    const adoptedPid = sys.childPid('postgres');
+    assert.ok(adoptedPid, 'the launcher runs PostgreSQL as its child');
+    await db?.end().catch(() => undefined);
+    db = undefined;
+    await sys.kill('SIGKILL');
+    sys = new Proc('all-in-one (after a SIGKILL)', [], env);
+    sys.start();
+    await sys.waitUp(120_000);
+    await waitReady(base, sys);
+    assert.match(sys.output, /adopting the PostgreSQL server already running on the port/);
+    assert.equal(sys.childPid('postgres'), undefined, 'the adopted server is not its child');
+    const t0 = Date.now();
+    const watching = watchComponents();
+    process.kill(adoptedPid, 'SIGINT'); // fast shutdown of the adopted server
+    let newPid: number | undefined;
+    for (let i = 0; i < 600 && !newPid; i++) {
+      await sleep(100);
+      newPid = sys.childPid('postgres');
+    }
+    assert.ok(newPid, `the new launcher started PostgreSQL again: ${sys.output.slice(-2000)}`);
+    await answersAgain(60_000, 'the adopted PostgreSQL exited');
+    await componentsUp(30_000, 'the adopted PostgreSQL exited');
+    const seen = await watching();
+    assert.equal(seen.at(-1), 'up');
+    await startWork(BATCH, 'after-adopted-pg-restart');
+    figures.push(`adopted PostgreSQL exited: answering again ${Date.now() - t0} ms after its stop`);
     assert.ok(sys.alive);
   });
 

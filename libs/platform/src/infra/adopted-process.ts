@@ -25,3 +25,19 @@ export async function stopAdoptedProcess(
   }
   signalIfAlive(pid, 'SIGKILL');
 }
+
+/**
+ * Resolves (-1: the exit code of a process that is not our child cannot be read) once the adopted
+ * process has gone, asked to or not: the launcher's supervisor restarts an adopted server that
+ * exits, as it does one it started.
+ */
+export function adoptedExit(pid: number, pollMs = 1_000): Promise<number> {
+  return new Promise((resolve) => {
+    const poll = setInterval(() => {
+      if (signalIfAlive(pid, 0)) return;
+      clearInterval(poll);
+      resolve(-1);
+    }, pollMs);
+    poll.unref();
+  });
+}

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { createUser, encode as encodeSignature, fromSeed, Prefix } from '@nats-io/nkeys';
 import { Codec } from '@nats-io/nkeys/lib/codec.js';
 import type { Logger } from 'pino';
-import { signalIfAlive, stopAdoptedProcess } from './adopted-process.js';
+import { adoptedExit, signalIfAlive, stopAdoptedProcess } from './adopted-process.js';
 import { serverChildEnv } from './child-env.js';
 import { foreignListener } from './listener-owner.js';
 import { isListening, waitForPort } from './ports.js';
@@ -344,18 +344,6 @@ export function ownNatsServerPid(conf: string): number | undefined {
     if (signalIfAlive(pid, 0)) return pid;
   }
   return undefined;
-}
-
-/** Resolves (-1: the code of another's child is not ours to read) once the adopted server has gone. */
-function adoptedExit(pid: number): Promise<number> {
-  return new Promise((resolve) => {
-    const poll = setInterval(() => {
-      if (signalIfAlive(pid, 0)) return;
-      clearInterval(poll);
-      resolve(-1);
-    }, 1_000);
-    poll.unref();
-  });
 }
 
 /** Stop an adopted server of ours as a started one stops: SIGTERM, SIGKILL after the grace. */

@@ -85,4 +85,19 @@ describe('an adopted PostgreSQL server is stopped by its adopter only when it ru
     assert.notEqual(code, 'still running');
     assert.equal(await isListening(port), false);
   });
+
+  it('an adopted server of ours that exits on its own is seen to exit (so the launcher starts it again)', async () => {
+    const dataDir = path.join(scratch, 'postgres');
+    const started = await startEmbeddedPostgres({ dataDir, port, fallback: 'off' });
+    const adopted = await startEmbeddedPostgres({ dataDir, port, fallback: 'off' });
+    try {
+      assert.equal(adopted.kind, 'adopted');
+      assert.ok(adopted.exited, 'an adopted server of ours is watched');
+      process.kill(started.pid!, 'SIGINT'); // a fast shutdown nobody here asked for
+      const code = await Promise.race([adopted.exited, new Promise((r) => setTimeout(() => r('not seen'), 10_000))]);
+      assert.equal(code, -1, 'its exit is seen (its code is not ours to read)');
+    } finally {
+      await started.stop().catch(() => undefined);
+    }
+  });
 });

@@ -21,7 +21,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { configSchema } from '../config.js';
 import { allowPlainPasswordFromEnv, createPgClient } from './pg.js';
-import { signalIfAlive, stopAdoptedProcess } from './adopted-process.js';
+import { adoptedExit, signalIfAlive, stopAdoptedProcess } from './adopted-process.js';
 import { serverChildEnv } from './child-env.js';
 import { isListening, waitForPort } from './ports.js';
 
@@ -36,7 +36,10 @@ export interface PostgresHandle {
   readonly binDir?: string;
   /** The server process (when adopted: the adopted server's, if it runs our cluster). */
   readonly pid?: number;
-  /** Resolves with the exit code when the server process ends, asked to or not (undefined when adopted). */
+  /**
+   * Resolves with the exit code when the server process ends, asked to or not (-1 for an adopted
+   * server of ours, whose code is not ours to read; undefined for another cluster's server).
+   */
   readonly exited?: Promise<number>;
   stop(): Promise<void>;
 }
@@ -206,7 +209,8 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
       return {
         url,
         kind: 'adopted',
-        ...(pid !== undefined ? { pid } : {}),
+        // Ours: watched like one we started, so the launcher restarts it when it exits.
+        ...(pid !== undefined ? { pid, exited: adoptedExit(pid) } : {}),
         stop: pid !== undefined ? () => stopServerPid(pid) : async () => undefined,
       };
     }
