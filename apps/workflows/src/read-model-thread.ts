@@ -53,7 +53,7 @@ export async function startReadModelThread(
   // The engine beside it (same process, same log) just committed most of what the read model
   // applies: its feed hands the commits over, so the thread reads no page for them.
   const channel = new MessageChannel();
-  const consumed = new SharedArrayBuffer(4);
+  const consumed = new SharedArrayBuffer(8);
   const fed =
     !threadConfig.eventstoreUrl &&
     forwardLiveFeed({ connectionString: threadConfig.databaseUrl }, channel.port1, consumed);

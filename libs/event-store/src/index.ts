@@ -5,7 +5,7 @@ export {
   forwardLiveFeed,
   type PostgresEventStoreOptions,
 } from './postgres/postgres-event-store.js';
-export type { FedByPort } from './postgres/live-feed.js';
+export type { FedByPort, ForwardBounds } from './postgres/live-feed.js';
 export { EventStoreDbEventStore, type EventStoreDbOptions } from './eventstoredb/eventstoredb-event-store.js';
 export { createEventStore, type CreateEventStoreOptions } from './factory.js';
 export * from './command-handler.js';

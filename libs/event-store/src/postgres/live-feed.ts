@@ -82,10 +82,20 @@ export class LiveFeed {
    * execution), on a core the engine needs. Undefined when the process has no feed for that log
    * (the thread then keeps a feed of its own). Closing either end detaches.
    */
-  static forwardToThread(key: string | undefined, port: MessagePort, consumed: SharedArrayBuffer): boolean {
+  static forwardToThread(
+    key: string | undefined,
+    port: MessagePort,
+    consumed: SharedArrayBuffer,
+    bounds: ForwardBounds = {},
+  ): boolean {
+    if (consumed.byteLength < FED_BY_COUNTERS * 4)
+      throw new Error(`the taken counters need ${FED_BY_COUNTERS * 4} bytes of shared memory`);
     const feed = key === undefined ? undefined : LiveFeed.shared.get(key);
     if (!feed || feed.closed) return false;
-    const forward = new ThreadForward(port, new Int32Array(consumed));
+    const forward = new ThreadForward(port, new Int32Array(consumed), {
+      events: bounds.events ?? FORWARD_BACKLOG_EVENTS,
+      chars: bounds.chars ?? FORWARD_BACKLOG_CHARS,
+    });
     feed.forwards.add(forward);
     port.once('close', () => feed.forwards.delete(forward));
     void feed.ensureListener();
@@ -203,10 +213,10 @@ export class LiveFeed {
    * Hand one commit's events (each list one append's, in position order) to every subscription
    * of the process; each takes what follows directly what it has. Returns the lists taken.
    */
-  offer(committed: readonly (readonly RecordedEvent[])[]): number {
+  offer(committed: readonly (readonly RecordedEvent[])[], chars = 0): number {
     let taken = 0;
     for (const events of committed) for (const sub of this.subscriptions.keys()) if (sub.offer(events)) taken++;
-    for (const f of this.forwards) f.offer(committed);
+    for (const f of this.forwards) f.offer(committed, chars);
     return taken;
   }
 
@@ -229,6 +239,7 @@ export class LiveFeed {
       const msg = m.data;
       if (msg.type === 'offer') {
         Atomics.add(consumed, 0, msg.events);
+        Atomics.add(consumed, 1, msg.chars);
         this.offer(msg.committed as RecordedEvent[][]);
       } else if (msg.type === 'wake') {
         Atomics.add(consumed, 0, 1);
@@ -328,6 +339,16 @@ export interface FedByPort {
 
 /** Events handed to a thread and not yet taken there, past which commits go as a wake-up instead (the thread reads them). */
 const FORWARD_BACKLOG_EVENTS = 5_000;
+/** The same bound in characters of the events' JSON: a few events can be megabytes each. */
+const FORWARD_BACKLOG_CHARS = 64 * 1024 * 1024;
+/** How much a thread may have been handed and not taken yet (defaults: the constants above). */
+export interface ForwardBounds {
+  readonly events?: number;
+  readonly chars?: number;
+}
+
+/** The shared counters a thread keeps of what it took: events (with wake-ups), characters. */
+const FED_BY_COUNTERS = 2;
 
 /** What a process's feed sends a thread's (it crosses a thread boundary: checked on arrival). */
 const forwardMessageSchema = z.discriminatedUnion('type', [
@@ -348,8 +369,9 @@ const forwardMessageSchema = z.discriminatedUnion('type', [
         }),
       ),
     ),
-    /** How many events `committed` holds (added to the taken count). */
+    /** How many events `committed` holds, and the characters of their JSON (added to the taken counts). */
     events: z.number().int().nonnegative(),
+    chars: z.number().int().nonnegative(),
   }),
   z.object({ type: z.literal('wake'), head: z.number().int().optional() }),
   z.object({ type: z.literal('detached') }),
@@ -361,11 +383,13 @@ const forwardMessageSchema = z.discriminatedUnion('type', [
  * the log at its own pace (a busy thread must not make the port's queue grow without bound).
  */
 class ThreadForward {
-  /** Events offered plus wake-ups sent (each counts one), as the thread's `taken` counts them. */
+  /** Events offered plus wake-ups sent (each counts one), and characters offered, as the thread's `taken` counts them. */
   private sent = 0;
+  private sentChars = 0;
   constructor(
     readonly port: MessagePort,
     private readonly taken: Int32Array,
+    private readonly bounds: Required<ForwardBounds>,
   ) {}
 
   /** What was sent and not yet taken (differences of 32-bit counters: exact while far below 2^31). */
@@ -373,14 +397,20 @@ class ThreadForward {
     return (this.sent - Atomics.load(this.taken, 0)) | 0;
   }
 
-  offer(committed: readonly (readonly RecordedEvent[])[]): void {
+  private backlogChars(): number {
+    return (this.sentChars - Atomics.load(this.taken, 1)) | 0;
+  }
+
+  offer(committed: readonly (readonly RecordedEvent[])[], chars: number): void {
     let events = 0;
     for (const list of committed) events += list.length;
     if (events === 0) return;
     const head = committed[committed.length - 1]!;
-    if (this.backlog() + events > FORWARD_BACKLOG_EVENTS) return this.wake(head[head.length - 1]!.position);
+    if (this.backlog() + events > this.bounds.events || this.backlogChars() + chars > this.bounds.chars)
+      return this.wake(head[head.length - 1]!.position);
     this.sent = (this.sent + events) | 0;
-    this.port.postMessage({ type: 'offer', committed, events });
+    this.sentChars = (this.sentChars + chars) | 0;
+    this.port.postMessage({ type: 'offer', committed, events, chars });
   }
 
   /**
@@ -388,7 +418,7 @@ class ThreadForward {
    * read the first of them leads to sees every commit made before it, this one included.
    */
   wake(head?: number): void {
-    if (this.backlog() >= FORWARD_BACKLOG_EVENTS) return;
+    if (this.backlog() >= this.bounds.events || this.backlogChars() >= this.bounds.chars) return;
     this.sent = (this.sent + 1) | 0;
     this.port.postMessage(head === undefined ? { type: 'wake' } : { type: 'wake', head });
   }

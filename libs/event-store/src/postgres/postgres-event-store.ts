@@ -33,7 +33,7 @@ import { storableJson } from '../internal/storable-text.js';
 import { matchesFilter, type EventFilter } from '../internal/filter.js';
 import { quoteIdent, schemaSql } from './schema.js';
 import type { MessagePort } from 'node:worker_threads';
-import { LiveFeed, liveFeedKey, type FedByPort } from './live-feed.js';
+import { LiveFeed, liveFeedKey, type FedByPort, type ForwardBounds } from './live-feed.js';
 
 export type PostgresEventStoreOptions = ({ connectionString: string } | { pool: pg.Pool }) & {
   readonly logger?: Logger;
@@ -300,7 +300,7 @@ export class PostgresEventStore implements EventStore {
       // offered the events reads them.
       if (this.feed.hasSubscriptions) {
         try {
-          this.offerCommitted(JSON.parse(json) as BatchJson, byIdx);
+          this.offerCommitted(JSON.parse(json) as BatchJson, byIdx, json.length);
         } catch (err) {
           this.log?.warn({ err }, 'handing committed events to subscriptions failed; they read them');
           this.feed.wake();
@@ -415,7 +415,7 @@ export class PostgresEventStore implements EventStore {
    * CatchUpSubscription.offer). `batch` is the appended JSON parsed again: the events' data and
    * metadata as the stored jsonb holds them (no `undefined`), and copies no caller can change.
    */
-  private offerCommitted(batch: BatchJson, rows: ReadonlyMap<number, BatchRow>): void {
+  private offerCommitted(batch: BatchJson, rows: ReadonlyMap<number, BatchRow>, chars: number): void {
     const committed: RecordedEvent[][] = [];
     batch.forEach((item, i) => {
       const row = rows.get(i + 1);
@@ -437,7 +437,7 @@ export class PostgresEventStore implements EventStore {
       );
     });
     committed.sort((a, b) => a[0]!.position - b[0]!.position);
-    this.stats.offered += this.feed.offer(committed);
+    this.stats.offered += this.feed.offer(committed, chars);
   }
 
   /** Subscription reads so far, the queries that served them (shared reads make the second smaller), and appends of this store handed over without a read (to any subscription of the process). */
@@ -663,6 +663,7 @@ export function forwardLiveFeed(
   port: MessagePort,
   consumed: SharedArrayBuffer,
   schema = 'eventstore',
+  bounds?: ForwardBounds,
 ): boolean {
-  return LiveFeed.forwardToThread(liveFeedKey(connection, schema), port, consumed);
+  return LiveFeed.forwardToThread(liveFeedKey(connection, schema), port, consumed, bounds);
 }

@@ -537,7 +537,7 @@ describe('PostgresEventStore live delivery', () => {
     const engine = new PostgresEventStore({ connectionString: url, safetyIntervalMs: 60_000, schema: 'es_thread' });
     const foreign = new PostgresEventStore({ connectionString: url, schema: 'es_thread', liveFeed: 'own' });
     const channel = new MessageChannel();
-    const consumed = new SharedArrayBuffer(4);
+    const consumed = new SharedArrayBuffer(8);
     const onThread = new PostgresEventStore({
       connectionString: url,
       safetyIntervalMs: 60_000,
@@ -549,7 +549,7 @@ describe('PostgresEventStore live delivery', () => {
       assert.equal(forwardLiveFeed({ connectionString: url }, channel.port1, consumed, 'es_thread'), true);
       const noFeed = new MessageChannel();
       assert.equal(
-        forwardLiveFeed({ connectionString: url }, noFeed.port1, new SharedArrayBuffer(4), 'es_nobody_here'),
+        forwardLiveFeed({ connectionString: url }, noFeed.port1, new SharedArrayBuffer(8), 'es_nobody_here'),
         false,
         'no store of the process on that log: nothing to hand over',
       );
@@ -601,7 +601,7 @@ describe('PostgresEventStore live delivery', () => {
   it('a thread that does not take what it is handed is sent nothing more past a bounded backlog, and is handed commits again once it takes them', async () => {
     const engine = new PostgresEventStore({ connectionString: url, safetyIntervalMs: 60_000, schema: 'es_backlog' });
     const channel = new MessageChannel();
-    const taken = new SharedArrayBuffer(4);
+    const taken = new SharedArrayBuffer(8);
     try {
       await engine.init();
       // The thread's end counts nothing as taken (a thread too busy to run its handlers).
@@ -625,6 +625,40 @@ describe('PostgresEventStore live delivery', () => {
       Atomics.store(new Int32Array(taken), 0, sent);
       const next = await engine.append('backlog-after', [ev('Bulk', { after: true })]);
       await until('the next commit handed over', () => got.last === next.position);
+    } finally {
+      channel.port2.close();
+      await engine.close();
+    }
+  });
+
+  it('the backlog bound also counts characters: a thread handed large events it does not take gets nothing past the bound', async () => {
+    const engine = new PostgresEventStore({
+      connectionString: url,
+      safetyIntervalMs: 60_000,
+      schema: 'es_backlog_chars',
+    });
+    const channel = new MessageChannel();
+    try {
+      await engine.init();
+      const bound = 1_000_000;
+      assert.equal(
+        forwardLiveFeed({ connectionString: url }, channel.port1, new SharedArrayBuffer(8), 'es_backlog_chars', {
+          chars: bound,
+        }),
+        true,
+      );
+      const got = { offered: 0, chars: 0 };
+      channel.port2.on('message', (m: { type: string; events?: number; chars?: number }) => {
+        if (m.type !== 'offer') return;
+        got.offered += m.events ?? 0;
+        got.chars += m.chars ?? 0;
+      });
+      const big = 'x'.repeat(100_000);
+      for (let k = 0; k < 30; k++) await engine.append(`chars-${k}`, [ev('Big', { big })]);
+      await new Promise((r) => setTimeout(r, 200));
+      console.log(`# backlog by characters: ${got.offered} events of ~100 KB handed over, ${got.chars} characters`);
+      assert.ok(got.chars <= bound, `at most the bound handed over (${got.chars})`);
+      assert.ok(got.offered >= 8 && got.offered < 30, `events up to the bound, not all 30 (${got.offered})`);
     } finally {
       channel.port2.close();
       await engine.close();
