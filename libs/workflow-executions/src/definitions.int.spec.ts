@@ -1,15 +1,22 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { AppError, createLogger } from '@switchyard/platform';
-import { PostgresEventStore } from '@switchyard/event-store';
+import { AppError, createLogger, type Logger } from '@switchyard/platform';
+import { handleCommand, PostgresEventStore } from '@switchyard/event-store';
 import {
   ProjectionRunner,
   WORKFLOW_DEFINITIONS_PROJECTION,
   workflowDefinitionsProjection,
 } from '@switchyard/read-models';
 import { freshDatabase } from '@switchyard/testing';
-import { builtInTemplates, workflowDefinitionStream, type ToolCatalog } from '@switchyard/domain';
+import {
+  builtInTemplates,
+  customerOnboardingTemplate,
+  definitionDecider,
+  workflowDefinitionSchema,
+  workflowDefinitionStream,
+  type ToolCatalog,
+} from '@switchyard/domain';
 import { DefinitionStore } from './definitions.js';
 import { ensureWorkflowSchema } from './schema.js';
 
@@ -181,5 +188,99 @@ describe('workflow definitions are events; workflows.definitions is their projec
     await runner.waitFor(undefined, WORKFLOW_DEFINITIONS_PROJECTION);
     await runner.stop();
     assert.deepEqual(await rows(pool), before);
+  });
+});
+
+/** A logger that keeps the warnings its children log (the store logs through a child). */
+function warningsLogger(): { logger: Logger; warnings: { fields: Record<string, unknown>; msg: string }[] } {
+  const warnings: { fields: Record<string, unknown>; msg: string }[] = [];
+  const root = createLogger('definitions-builtin-int', process.env.LOG_LEVEL ?? 'silent');
+  const child = root.child.bind(root);
+  root.child = ((bindings: Record<string, unknown>) => {
+    const c = child(bindings);
+    const warn = c.warn.bind(c);
+    c.warn = (obj: unknown, msg?: string) => {
+      warnings.push({ fields: obj as Record<string, unknown>, msg: String(msg) });
+      warn(obj as object, msg);
+    };
+    return c;
+  }) as unknown as typeof root.child;
+  return { logger: root, warnings };
+}
+
+/**
+ * A built-in template version already stored by an earlier build with other content (the code
+ * changed it without a new version): the stored content stays, and the start says so.
+ */
+describe('a built-in template version stored with other content than the code has (real PostgreSQL)', () => {
+  let pool: pg.Pool;
+  let store: PostgresEventStore;
+
+  before(async () => {
+    const url = await freshDatabase('wf_definitions_builtin_drift');
+    pool = new pg.Pool({ connectionString: url, max: 4 });
+    store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
+    await store.init();
+    await ensureWorkflowSchema(pool);
+  });
+
+  after(async () => {
+    await store?.close();
+    await pool?.end();
+  });
+
+  it('keeps the stored content and warns at each start, naming the template, the version and where it differs', async () => {
+    const code = workflowDefinitionSchema.parse(customerOnboardingTemplate);
+    // What an earlier build seeded under the same version: the follow-up's undo without missing_ok.
+    const earlier = workflowDefinitionSchema.parse({
+      ...customerOnboardingTemplate,
+      steps: customerOnboardingTemplate.steps.map((s) =>
+        s.id === 'delete_follow_up' ? { ...s, with: { schedule: '${{ output.schedule.id }}' } } : s,
+      ),
+    });
+    assert.notDeepEqual(earlier, code);
+    await handleCommand(store, workflowDefinitionStream(code.id), definitionDecider, {
+      type: 'RegisterDefinition',
+      data: { definition: earlier, source: 'builtin' },
+      metadata: { timestamp: new Date().toISOString(), actor: 'system:builtin', correlationId: 'earlier-build' },
+    });
+
+    for (let start = 1; start <= 2; start++) {
+      const { logger: capturing, warnings } = warningsLogger();
+      const defs = new DefinitionStore(pool, { store, logger: capturing });
+      await defs.start();
+      try {
+        // The stored content is kept: no event, the read model serves what was stored.
+        assert.equal(
+          (await store.readStream(workflowDefinitionStream(code.id))).length,
+          1,
+          'no event for the stored version',
+        );
+        const stored = await defs.get(code.id, code.version);
+        assert.deepEqual(stored.definition.steps.find((s) => s.id === 'delete_follow_up')?.with, {
+          schedule: '${{ output.schedule.id }}',
+        });
+        const drift = warnings.filter((w) => w.fields['outcome'] === 'stored_differs');
+        assert.equal(drift.length, 1, `start ${start}: one warning, got ${JSON.stringify(warnings)}`);
+        assert.equal(drift[0]!.fields['definitionId'], 'customer_onboarding');
+        assert.equal(drift[0]!.fields['version'], code.version);
+        assert.equal(drift[0]!.fields['storedSource'], 'builtin');
+        assert.match(drift[0]!.fields['firstDifference'] as string, /^steps\[\d+\]\.with\.missing_ok$/);
+        assert.match(
+          drift[0]!.msg,
+          new RegExp(`customer_onboarding version ${code.version} differs .* the stored content is kept`),
+        );
+        // The other templates were seeded as the code has them, without a warning.
+        assert.equal(warnings.length, 1);
+        // What seedBuiltIns returns says the same, for a caller that wants more than the log.
+        const problems = await defs.seedBuiltIns();
+        assert.deepEqual(
+          problems.map((p) => [p.outcome, p.definitionId, p.version]),
+          [['stored_differs', 'customer_onboarding', code.version]],
+        );
+      } finally {
+        await defs.stop();
+      }
+    }
   });
 });

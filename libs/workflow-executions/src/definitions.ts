@@ -22,10 +22,13 @@ import {
 import {
   AGENT_TASK_TYPES,
   builtInTemplates,
+  checkBuiltinTemplate,
   definitionDecider,
   workflowDefinitionStream,
   isDomainError,
+  type BuiltinTemplateCheck,
   type DefinitionEvent,
+  type DefinitionState,
   type DeleteDefinition,
   type RegisterDefinition,
   parseUses,
@@ -40,6 +43,9 @@ export interface StoredDefinition {
   readonly source: 'builtin' | 'user';
   readonly createdAt: string;
 }
+
+/** A built-in template the seeding could not register as the code has it (see `checkBuiltinTemplate`). */
+export type BuiltinTemplateProblem = Exclude<BuiltinTemplateCheck, { outcome: 'added' | 'unchanged' }>;
 
 /** Versions are stored as PostgreSQL integers. */
 export const MAX_VERSION = 2_147_483_647;
@@ -109,10 +115,16 @@ export class DefinitionStore {
     await r?.stop();
   }
 
-  /** Register the built-in templates (their current versions) when missing: no event when present. */
-  async seedBuiltIns(): Promise<void> {
+  /**
+   * Register the built-in templates (their current versions) when missing: no event when present.
+   * A version stored with other content than the code's keeps the stored content (executions on it
+   * run what was stored) and is logged as a warning, as is a template whose id was deleted at or
+   * above its version; the problems found are returned.
+   */
+  async seedBuiltIns(): Promise<BuiltinTemplateProblem[]> {
     const correlationId = randomUUID();
     let position: number | undefined;
+    const problems: BuiltinTemplateProblem[] = [];
     for (const t of builtInTemplates) {
       const def = workflowDefinitionSchema.parse(t);
       const r = await this.command(
@@ -121,8 +133,23 @@ export class DefinitionStore {
         { actor: 'system:builtin', correlationId },
       );
       position = r.position ?? position;
+      const check = checkBuiltinTemplate(r.decidedFrom, def);
+      if (check.outcome === 'stored_differs') {
+        problems.push(check);
+        this.log?.warn(
+          { ...check },
+          `built-in template ${check.definitionId} version ${check.version} differs from the content stored under that version (first at ${check.firstDifference}): the stored content is kept and runs; the code changed the template without a new version`,
+        );
+      } else if (check.outcome === 'id_deleted') {
+        problems.push(check);
+        this.log?.warn(
+          { ...check },
+          `built-in template ${check.definitionId} version ${check.version} is not registered: a deleted definition of that id reached version ${check.lastVersion}`,
+        );
+      }
     }
     if (position !== undefined) await this.waitForReadModel(position);
+    return problems;
   }
 
   /**
@@ -297,7 +324,7 @@ export class DefinitionStore {
       | { type: 'RegisterDefinition'; data: RegisterDefinition['data'] }
       | { type: 'DeleteDefinition'; data: DeleteDefinition['data'] },
     meta: DefinitionCommandMeta & { timestamp?: string },
-  ): Promise<{ events: readonly DefinitionEvent[]; position?: number }> {
+  ): Promise<{ events: readonly DefinitionEvent[]; decidedFrom: DefinitionState; position?: number }> {
     const metadata = {
       timestamp: meta.timestamp ?? new Date().toISOString(),
       actor: meta.actor ?? 'api',
@@ -310,6 +337,7 @@ export class DefinitionStore {
       });
       return {
         events: r.events,
+        decidedFrom: r.decidedFrom,
         ...(r.position !== undefined ? { position: r.position } : {}),
       };
     } catch (err) {

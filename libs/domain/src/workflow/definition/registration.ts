@@ -16,7 +16,8 @@ export type DefinitionSource = 'builtin' | 'user';
 
 /**
  * Register a version. `source: 'builtin'` seeds a template at start: it is added when that version
- * is missing (even below the latest, as a template shipped in code is), and otherwise records nothing.
+ * is missing (even below the latest, as a template shipped in code is), and otherwise records nothing,
+ * whatever the stored content: `checkBuiltinTemplate` says what the caller should report.
  */
 export type RegisterDefinition = Command<
   'RegisterDefinition',
@@ -100,6 +101,94 @@ export function sameJson(a: unknown, b: unknown): boolean {
   return (
     ak.length === bk.length && ak.every((k) => Object.prototype.hasOwnProperty.call(bo, k) && sameJson(ao[k], bo[k]))
   );
+}
+
+/**
+ * The JSON text of a value with object keys sorted and undefined members dropped: two values
+ * `sameJson` holds for have the same canonical JSON, so it can be hashed to name a content.
+ */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map((x) => (x === undefined ? 'null' : canonicalJson(x))).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const o = value as Record<string, unknown>;
+    const keys = Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** Where two JSON values first differ, as a path (`steps[5].with.missing_ok`); undefined when they are the same. */
+export function firstJsonDifference(a: unknown, b: unknown, path = ''): string | undefined {
+  if (sameJson(a, b)) return undefined;
+  const here = path === '' ? '(root)' : path;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return here;
+  if (Array.isArray(a) !== Array.isArray(b)) return here;
+  if (Array.isArray(a)) {
+    const bb = b as unknown[];
+    for (let i = 0; i < Math.max(a.length, bb.length); i++) {
+      const d = firstJsonDifference(a[i], bb[i], `${path}[${i}]`);
+      if (d !== undefined) return d;
+    }
+    return here;
+  }
+  const ao = a as Record<string, unknown>;
+  const bo = b as Record<string, unknown>;
+  const keys = [...new Set([...Object.keys(ao), ...Object.keys(bo)])].sort();
+  for (const k of keys) {
+    const d = firstJsonDifference(ao[k], bo[k], path === '' ? k : `${path}.${k}`);
+    if (d !== undefined) return d;
+  }
+  return here;
+}
+
+/**
+ * What seeding a built-in template found, for the caller to report (the decider records nothing
+ * for a version already there, whatever its content). `stored_differs`: the id and version hold
+ * other content than the code's, which is kept (executions on that version keep running what was
+ * stored); the code changed the template without a new version. `id_deleted`: a deleted definition
+ * of that id had reached this version, so the template is not registered.
+ */
+export type BuiltinTemplateCheck =
+  | { readonly outcome: 'added' | 'unchanged' }
+  | {
+      readonly outcome: 'stored_differs';
+      readonly definitionId: string;
+      readonly version: number;
+      readonly storedSource: DefinitionSource;
+      /** The first place where the stored content and the code's differ. */
+      readonly firstDifference: string;
+    }
+  | {
+      readonly outcome: 'id_deleted';
+      readonly definitionId: string;
+      readonly version: number;
+      readonly lastVersion: number;
+    };
+
+/** Check a built-in template against the state its seeding was decided from (pure: the caller logs). */
+export function checkBuiltinTemplate(state: DefinitionState, definition: WorkflowDefinition): BuiltinTemplateCheck {
+  if (state.status === 'none') return { outcome: 'added' };
+  if (state.status === 'deleted') {
+    if (definition.version > state.lastVersion) return { outcome: 'added' };
+    return {
+      outcome: 'id_deleted',
+      definitionId: definition.id,
+      version: definition.version,
+      lastVersion: state.lastVersion,
+    };
+  }
+  const existing = state.versions[definition.version];
+  if (!existing) return { outcome: 'added' };
+  if (sameJson(existing.definition, definition)) return { outcome: 'unchanged' };
+  return {
+    outcome: 'stored_differs',
+    definitionId: definition.id,
+    version: definition.version,
+    storedSource: existing.source,
+    firstDifference: firstJsonDifference(existing.definition, definition) ?? '(root)',
+  };
 }
 
 export function decideDefinition(command: DefinitionCommand, state: DefinitionState): DefinitionEvent[] {

@@ -3,7 +3,10 @@ import { describe, it } from 'node:test';
 import { DeciderSpecification } from '@switchyard/testing';
 import { DomainError, type CommandMetadata } from '../../decider.js';
 import {
+  canonicalJson,
+  checkBuiltinTemplate,
   definitionDecider,
+  firstJsonDifference,
   sameJson,
   type DefinitionCommand,
   type DefinitionEvent,
@@ -153,5 +156,78 @@ describe('sameJson', () => {
     assert.equal(sameJson({ a: [1, 2] }, { a: [2, 1] }), false);
     assert.equal(sameJson({ a: null }, { a: {} }), false);
     assert.equal(sameJson([1], { 0: 1 }), false);
+  });
+});
+
+describe('canonicalJson', () => {
+  it('is the same text exactly when sameJson holds', () => {
+    const pairs: [unknown, unknown][] = [
+      [
+        { a: 1, b: [1, { c: 2, d: 3 }] },
+        { b: [1, { d: 3, c: 2 }], a: 1 },
+      ],
+      [{ a: 1, x: undefined }, { a: 1 }],
+      [{ a: [1, 2] }, { a: [2, 1] }],
+      [{ a: null }, { a: {} }],
+      [[1], { 0: 1 }],
+      [{ a: '1' }, { a: 1 }],
+    ];
+    for (const [a, b] of pairs) assert.equal(canonicalJson(a) === canonicalJson(b), sameJson(a, b), canonicalJson(a));
+  });
+});
+
+describe('checkBuiltinTemplate: what seeding a template found, for the caller to report', () => {
+  const state = (events: DefinitionEvent[]) => events.reduce(definitionDecider.evolve, definitionDecider.initialState);
+  it('a missing id or version is added; the same content stored is unchanged', () => {
+    assert.deepEqual(checkBuiltinTemplate(state([]), def(1)), { outcome: 'added' });
+    assert.deepEqual(checkBuiltinTemplate(state([registered(def(2), 'builtin')]), def(1)), { outcome: 'added' });
+    assert.deepEqual(checkBuiltinTemplate(state([registered(def(1), 'builtin')]), def(1)), { outcome: 'unchanged' });
+  });
+  it('other content stored under the version: stored_differs, naming the version, the stored source and where it differs', () => {
+    const stored = state([registered(def(1), 'builtin')]);
+    const code = def(1, 'other');
+    // The decider keeps the stored content ...
+    spec
+      .given([registered(def(1), 'builtin')])
+      .when(register(code, 'builtin'))
+      .thenNothingHappened();
+    // ... and the check says so.
+    assert.deepEqual(checkBuiltinTemplate(stored, code), {
+      outcome: 'stored_differs',
+      definitionId: 'flow',
+      version: 1,
+      storedSource: 'builtin',
+      firstDifference: 'steps[0].uses',
+    });
+    const added = workflowDefinitionSchema.parse({ ...def(1), steps: [{ ...def(1).steps[0], with: { x: true } }] });
+    assert.equal(checkBuiltinTemplate(stored, added).outcome, 'stored_differs');
+    assert.equal(
+      (checkBuiltinTemplate(stored, added) as { firstDifference: string }).firstDifference,
+      'steps[0].with.x',
+    );
+    assert.equal(
+      (checkBuiltinTemplate(state([registered(def(1), 'user')]), code) as { storedSource: string }).storedSource,
+      'user',
+    );
+  });
+  it('a deleted id at or above the version: id_deleted (the template is not registered); above it: added', () => {
+    const gone = state([registered(def(1)), registered(def(2)), deleted([1, 2])]);
+    assert.deepEqual(checkBuiltinTemplate(gone, def(2)), {
+      outcome: 'id_deleted',
+      definitionId: 'flow',
+      version: 2,
+      lastVersion: 2,
+    });
+    assert.deepEqual(checkBuiltinTemplate(gone, def(3)), { outcome: 'added' });
+  });
+});
+
+describe('firstJsonDifference', () => {
+  it('names the first differing path, or nothing for the same value', () => {
+    assert.equal(firstJsonDifference({ a: 1, b: [1, 2] }, { b: [1, 2], a: 1 }), undefined);
+    assert.equal(firstJsonDifference({ a: 1, b: [1, { c: 2 }] }, { a: 1, b: [1, { c: 3 }] }), 'b[1].c');
+    assert.equal(firstJsonDifference({ a: [1] }, { a: [1, 2] }), 'a[1]');
+    assert.equal(firstJsonDifference({ a: 1 }, { a: 1, z: null }), 'z');
+    assert.equal(firstJsonDifference(1, 2), '(root)');
   });
 });
