@@ -287,6 +287,121 @@ describe('time travel at the last revision equals the read model: a step cancele
   });
 });
 
+describe('time travel at the last revision equals the read model: a for_each whose items a cancel undid, one undo failing', () => {
+  let pool: pg.Pool;
+  let store: PostgresEventStore;
+  let runner: ProjectionRunner;
+
+  before(async () => {
+    const url = await freshDatabase('wf_ops_item_undo');
+    pool = new pg.Pool({ connectionString: url, max: 3 });
+    store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
+    await store.init();
+    runner = new ProjectionRunner({ store, db: { pool }, projections: [workflowExecutionsProjection], logger });
+    await runner.start();
+  });
+
+  after(async () => {
+    await runner?.stop();
+    await store?.close();
+    await pool?.end();
+  });
+
+  it("the undo step's run per item (kept under undo[i] in the state) is its attempt row in the read model", async () => {
+    const id = `item-undo-${newId().slice(0, 12)}`;
+    const meta = (ms: number) => ({
+      timestamp: new Date(Date.parse('2026-01-01T00:00:00.000Z') + ms).toISOString(),
+      actor: 'user:test',
+      correlationId: id,
+    });
+    const item = (i: number) => ({ stepId: 'mk', itemIndex: i });
+    const failure = { code: 'query_failed', message: 'division by zero', retryable: false };
+    const commands: WorkflowCommand[] = [
+      {
+        type: 'StartWorkflow',
+        data: {
+          executionId: id,
+          definition: {
+            id: 'item_undo',
+            version: 1,
+            name: 'item undo',
+            steps: [
+              {
+                id: 'mk',
+                uses: 'mcp:database/query',
+                for_each: { items: '${{ [0, 1] }}', concurrency: 2, compensate: 'undo' },
+                with: { params: ['${{ item }}'] },
+              },
+              { id: 'hold', uses: 'mcp:database/query', needs: ['mk'], with: {} },
+              { id: 'undo', uses: 'mcp:database/query', with: { params: ['${{ output.id }}'] } },
+            ],
+          },
+          input: {},
+        },
+        metadata: meta(0),
+      },
+      ...[0, 1].map((i): WorkflowCommand => ({
+        type: 'RecordStepDispatched',
+        data: { ...item(i), attempt: 1 },
+        metadata: meta(10),
+      })),
+      ...[0, 1].map((i): WorkflowCommand => ({
+        type: 'RecordStepSucceeded',
+        data: { ...item(i), attempt: 1, output: { id: 100 + i } },
+        metadata: meta(20 + i),
+      })),
+      { type: 'RequestCancel', data: { reason: 'no longer needed' }, metadata: meta(1_000) },
+      {
+        type: 'RecordCompensationFailed',
+        data: { stepId: 'undo', itemIndex: 0, error: failure },
+        metadata: meta(1_100),
+      },
+      {
+        type: 'RecordCompensationSucceeded',
+        data: { stepId: 'undo', itemIndex: 1, output: { deleted: 1 } },
+        metadata: meta(1_200),
+      },
+    ];
+    for (const c of commands) await runWorkflowCommand(store, id, c);
+    const recorded = await store.readStream(workflowExecutionStream(id));
+    const folded = stateAt(
+      recorded.map((e) => ({
+        revision: e.revision,
+        event: { type: e.type, data: e.data, metadata: e.metadata } as unknown as WorkflowEvent,
+      })),
+      recorded[recorded.length - 1]!.revision,
+    );
+    await runner.waitFor(recorded[recorded.length - 1]!.position);
+    const view = await getExecutionView(pool, id);
+    assert.ok(view && folded.status === 'canceled');
+    assert.equal(view.status, 'canceled');
+    const s = view.steps.find((x) => x.step_id === 'undo')!;
+    assert.deepEqual(
+      [s.kind, s.status, s.attempts, s.compensation_for, (s.error as { message?: string }).message],
+      ['compensation', 'failed', 1, 'mk', 'division by zero'],
+    );
+    assert.equal(folded.compensations.undo, undefined, 'no run under the step id itself');
+    const runs = Object.entries(folded.compensations)
+      .filter(([, c]) => c.stepId === 'undo')
+      .sort(([, a], [, b]) => a.itemIndex! - b.itemIndex!);
+    assert.deepEqual(
+      runs.map(([key]) => key),
+      ['undo[0]', 'undo[1]'],
+    );
+    assert.deepEqual(
+      s.attempt_history.map((a) => [a.item_index, a.attempt, a.status, a.idempotency_key, a.input, a.output, a.error]),
+      runs.map(([, c]) => [c.itemIndex, 1, c.status, c.idempotencyKey, c.input, c.output ?? null, c.error ?? null]),
+    );
+    assert.deepEqual(
+      runs.map(([, c]) => [c.forStepId, c.status]),
+      [
+        ['mk', 'failed'],
+        ['mk', 'succeeded'],
+      ],
+    );
+  });
+});
+
 describe("an execution's events are read a page at a time, bounded in size (real PostgreSQL)", () => {
   let pool: pg.Pool;
   let store: PostgresEventStore;

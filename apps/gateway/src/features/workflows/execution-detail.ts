@@ -5,7 +5,13 @@
  * build it here, and the route documents this schema, so the document and the answers agree.
  */
 import { z } from 'zod';
-import { stepUsesLabel, type UnitState, type WorkflowExecutionState } from '@switchyard/domain';
+import {
+  compensationStepIds,
+  stepUsesLabel,
+  type CompensationState,
+  type UnitState,
+  type WorkflowExecutionState,
+} from '@switchyard/domain';
 
 const nullableText = z.string().nullable();
 const links = z.strictObject({ self: z.string(), events: z.string(), cancel: z.string() });
@@ -153,15 +159,52 @@ function attemptMade(u: UnitState): { attempt: number; idempotencyKey: string; s
   };
 }
 
+type StepDetail = ExecutionDetail['steps'][number];
+
+/**
+ * A for_each step's compensation, run once per item it undoes (kept under `step[i]`), as the read
+ * model shows it: an attempt row per item; the step failed once any run failed, else running
+ * while one runs, else succeeded; its error the first failed run's. The state keeps no end
+ * instants, so the step's and the rows' `ended_at` stay null.
+ */
+function itemCompensationDetail(
+  runs: readonly CompensationState[],
+): Pick<StepDetail, 'status' | 'attempts' | 'error' | 'compensation_for' | 'started_at' | 'attempt_history'> {
+  const sorted = [...runs].sort((a, b) => (a.itemIndex ?? -1) - (b.itemIndex ?? -1));
+  const failed = sorted.find((c) => c.status === 'failed');
+  return {
+    status: failed ? 'failed' : sorted.some((c) => c.status === 'running') ? 'running' : 'succeeded',
+    attempts: 1,
+    error: failed?.error ?? null,
+    compensation_for: sorted[0]!.forStepId,
+    started_at: sorted.map((c) => c.startedAt).sort()[0]!,
+    attempt_history: sorted.map((c) => ({
+      item_index: c.itemIndex ?? null,
+      attempt: 1,
+      status: c.status === 'running' ? 'dispatched' : c.status,
+      idempotency_key: c.idempotencyKey,
+      input: c.input ?? null,
+      output: c.output ?? null,
+      error: c.error ?? null,
+      scheduled_at: c.startedAt,
+      dispatched_at: c.startedAt,
+      timeout_at: null,
+      ended_at: null,
+      duration_ms: null,
+    })),
+  };
+}
+
 /**
  * The decider's state in the answer's shape. What the state does not keep (when a step or an
  * attempt ended, when an attempt was dispatched) is null; the read model has it.
  */
 export function detailFromState(executionId: string, s: StartedState, l: Links): ExecutionDetail {
   const ended = endedAt(s);
-  const compensating = new Set(
-    s.definition.steps.flatMap((d) => (typeof d.on_error === 'object' ? [d.on_error.compensate] : [])),
-  );
+  const compensating = compensationStepIds(s.definition);
+  // A for_each step's compensation runs per item, kept under `step[i]` and not under its step id.
+  const itemCompensating = new Set(s.definition.steps.flatMap((d) => d.for_each?.compensate ?? []));
+  const runsOf = (stepId: string) => Object.values(s.compensations).filter((c) => c.stepId === stepId);
   return {
     execution_id: executionId,
     definition_id: s.definition.id,
@@ -182,7 +225,8 @@ export function detailFromState(executionId: string, s: StartedState, l: Links):
       const comp = s.compensations[d.id];
       const units = (st?.units ?? []).filter((u) => u !== undefined);
       const retrying = units.find((u) => u.phase === 'retry_wait');
-      return {
+      const itemRuns = itemCompensating.has(d.id) ? runsOf(d.id) : [];
+      const step: StepDetail = {
         step_id: d.id,
         uses: stepUsesLabel(d),
         kind: compensating.has(d.id) ? 'compensation' : d.for_each ? 'for_each' : d.wait ? 'wait' : 'step',
@@ -217,6 +261,7 @@ export function detailFromState(executionId: string, s: StartedState, l: Links):
           };
         }),
       };
+      return itemRuns.length > 0 ? { ...step, ...itemCompensationDetail(itemRuns) } : step;
     }),
     ...(s.forkedFrom
       ? { forked_from: { execution_id: s.forkedFrom.executionId, from_step: s.forkedFrom.fromStep } }

@@ -1,0 +1,154 @@
+/**
+ * One truth in both answers of the execution detail: for a canceled execution whose for_each
+ * items were undone one by one (one undo failed), the detail folded from the stream at its last
+ * revision (what `?at=` answers) says of the undo step what the read model's detail says, through the
+ * real store and the real projection. Instants are left out: the state does not keep when things
+ * ended.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { createLogger, newId } from '@switchyard/platform';
+import { PostgresEventStore } from '@switchyard/event-store';
+import { ProjectionRunner, getExecutionView, workflowExecutionsProjection } from '@switchyard/read-models';
+import { freshDatabase } from '@switchyard/testing';
+import {
+  stateAt,
+  workflowExecutionStream,
+  type WorkflowCommand,
+  type WorkflowDefinitionInput,
+  type WorkflowEvent,
+} from '@switchyard/domain';
+import { runWorkflowCommand } from '@switchyard/workflow-executions';
+import { detailFromReadModel, detailFromState, type ExecutionDetail } from './execution-detail.js';
+
+const logger = createLogger('execution-detail-item-compensation', process.env.LOG_LEVEL ?? 'silent');
+const links = { self: 's', events: 'e', cancel: 'c' };
+
+const definition: WorkflowDefinitionInput = {
+  id: 'item_undo',
+  version: 1,
+  name: 'item undo',
+  steps: [
+    {
+      id: 'mk',
+      uses: 'mcp:database/query',
+      for_each: { items: '${{ [0, 1] }}', concurrency: 2, compensate: 'undo' },
+      with: { sql: 'insert', params: ['${{ item }}'] },
+    },
+    { id: 'hold', uses: 'mcp:database/query', needs: ['mk'], with: { sql: 'select pg_sleep(30)' } },
+    { id: 'undo', uses: 'mcp:database/query', with: { sql: 'delete', params: ['${{ output.id }}'] } },
+  ],
+};
+
+const INSTANTS = [
+  'scheduled_at',
+  'dispatched_at',
+  'timeout_at',
+  'ended_at',
+  'duration_ms',
+  'started_at',
+  'next_retry_at',
+];
+const withoutInstants = (d: ExecutionDetail) =>
+  d.steps.map((s) => {
+    const step: Record<string, unknown> = { ...s };
+    for (const k of INSTANTS) delete step[k];
+    step.attempt_history = s.attempt_history.map((a) => {
+      const row: Record<string, unknown> = { ...a };
+      for (const k of INSTANTS) delete row[k];
+      return row;
+    });
+    return step;
+  });
+
+describe('the detail folded from the stream equals the read model: item compensations after a cancel (real PostgreSQL)', () => {
+  let pool: pg.Pool;
+  let store: PostgresEventStore;
+  let runner: ProjectionRunner;
+
+  before(async () => {
+    const url = await freshDatabase('exec_detail_item_undo');
+    pool = new pg.Pool({ connectionString: url, max: 3 });
+    store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
+    await store.init();
+    runner = new ProjectionRunner({ store, db: { pool }, projections: [workflowExecutionsProjection], logger });
+    await runner.start();
+  });
+
+  after(async () => {
+    await runner?.stop();
+    await store?.close();
+    await pool?.end();
+  });
+
+  it('the undo step, with its two item rows (one failed), reads the same in both, and every step in outline', async () => {
+    const id = `item-undo-${newId().slice(0, 12)}`;
+    const meta = (ms: number) => ({
+      timestamp: new Date(Date.parse('2026-01-01T00:00:00.000Z') + ms).toISOString(),
+      actor: 'user:test',
+      correlationId: id,
+    });
+    const item = (i: number) => ({ stepId: 'mk', itemIndex: i });
+    const commands: WorkflowCommand[] = [
+      { type: 'StartWorkflow', data: { executionId: id, definition, input: {} }, metadata: meta(0) },
+      ...[0, 1].map((i): WorkflowCommand => ({
+        type: 'RecordStepDispatched',
+        data: { ...item(i), attempt: 1 },
+        metadata: meta(10),
+      })),
+      ...[0, 1].map((i): WorkflowCommand => ({
+        type: 'RecordStepSucceeded',
+        data: { ...item(i), attempt: 1, output: { id: 100 + i } },
+        metadata: meta(20 + i),
+      })),
+      { type: 'RequestCancel', data: { reason: 'no longer needed' }, metadata: meta(1_000) },
+      {
+        type: 'RecordCompensationFailed',
+        data: {
+          stepId: 'undo',
+          itemIndex: 0,
+          error: { code: 'query_failed', message: 'division by zero', retryable: false },
+        },
+        metadata: meta(1_100),
+      },
+      {
+        type: 'RecordCompensationSucceeded',
+        data: { stepId: 'undo', itemIndex: 1, output: { deleted: 1 } },
+        metadata: meta(1_200),
+      },
+    ];
+    for (const c of commands) await runWorkflowCommand(store, id, c);
+    const recorded = await store.readStream(workflowExecutionStream(id));
+    assert.equal(recorded[recorded.length - 1]!.type, 'WorkflowCanceled');
+    const folded = stateAt(
+      recorded.map((e) => ({
+        revision: e.revision,
+        event: { type: e.type, data: e.data, metadata: e.metadata } as unknown as WorkflowEvent,
+      })),
+      recorded[recorded.length - 1]!.revision,
+    );
+    assert.ok(folded.status === 'canceled');
+    await runner.waitFor(recorded[recorded.length - 1]!.position);
+    const view = await getExecutionView(pool, id);
+    assert.ok(view);
+    const readModel = detailFromReadModel(view, links);
+    const fromStream = detailFromState(id, folded, links);
+
+    const undo = readModel.steps.find((s) => s.step_id === 'undo')!;
+    assert.deepEqual(
+      [undo.kind, undo.status, undo.attempts, undo.compensation_for, undo.attempt_history.length],
+      ['compensation', 'failed', 1, 'mk', 2],
+    );
+    assert.equal(fromStream.status, readModel.status);
+    const [foldedSteps, readSteps] = [withoutInstants(fromStream), withoutInstants(readModel)];
+    assert.deepEqual(
+      foldedSteps.find((s) => s.step_id === 'undo'),
+      readSteps.find((s) => s.step_id === 'undo'),
+    );
+    // The other steps, as far as this case goes (what each was and where it ended).
+    const outline = (steps: Record<string, unknown>[]) =>
+      steps.map((s) => [s.step_id, s.kind, s.status, s.attempts, s.compensation_for]);
+    assert.deepEqual(outline(foldedSteps), outline(readSteps));
+  });
+});
