@@ -213,11 +213,23 @@ export class LiveFeed {
    * Hand one commit's events (each list one append's, in position order) to every subscription
    * of the process; each takes what follows directly what it has. Returns the lists taken.
    */
-  offer(committed: readonly (readonly RecordedEvent[])[], chars = 0): number {
+  offer(committed: readonly (readonly RecordedEvent[])[]): number {
     let taken = 0;
     for (const events of committed) for (const sub of this.subscriptions.keys()) if (sub.offer(events)) taken++;
-    for (const f of this.forwards) f.offer(committed, chars);
     return taken;
+  }
+
+  /**
+   * One group commit of a member: `json` is the appended batch as sent to append_batch, `appends`
+   * the appends of it that committed. The process's subscriptions get the events parsed from it
+   * (the stored values, copies nobody else holds); a thread gets the text itself, which it parses
+   * on its own core (a structured clone of the events cost the engine's loop more than the
+   * thread's page reads it saved, at hundreds of executions a second).
+   */
+  offerCommitted(json: string, appends: readonly CommittedAppend[]): number {
+    if (appends.length === 0) return 0;
+    for (const f of this.forwards) f.offer(json, appends);
+    return this.subscriptions.size > 0 ? this.offer(committedEvents(json, appends)) : 0;
   }
 
   /** Wake every subscription (those that already account for `head` stay asleep). */
@@ -238,9 +250,11 @@ export class LiveFeed {
       }
       const msg = m.data;
       if (msg.type === 'offer') {
-        Atomics.add(consumed, 0, msg.events);
-        Atomics.add(consumed, 1, msg.chars);
-        this.offer(msg.committed as RecordedEvent[][]);
+        let events = 0;
+        for (const a of msg.appends) events += a.events;
+        Atomics.add(consumed, 0, events);
+        Atomics.add(consumed, 1, msg.json.length);
+        this.offer(committedEvents(msg.json, msg.appends));
       } else if (msg.type === 'wake') {
         Atomics.add(consumed, 0, 1);
         this.wake(msg.head);
@@ -341,6 +355,51 @@ export interface FedByPort {
 const FORWARD_BACKLOG_EVENTS = 5_000;
 /** The same bound in characters of the events' JSON: a few events can be megabytes each. */
 const FORWARD_BACKLOG_CHARS = 64 * 1024 * 1024;
+/** An append of a group commit that committed: its index in the batch, its event count and where it ended. */
+export interface CommittedAppend {
+  readonly idx: number;
+  readonly events: number;
+  readonly lastPosition: number;
+  readonly revision: number;
+  readonly recordedAt: Date;
+}
+
+/** The appended batch's JSON as append_batch reads it (only what recorded events need). */
+type AppendedBatch = readonly {
+  readonly stream: string;
+  readonly events: readonly { id: string; type: string; data: unknown; metadata: RecordedEvent['metadata'] }[];
+}[];
+
+/**
+ * The committed appends' events as recorded, each append's list in position order and the lists
+ * in position order: the batch's JSON parsed again, so data and metadata are the stored values
+ * (no `undefined`) in copies no caller holds.
+ */
+export function committedEvents(json: string, appends: readonly CommittedAppend[]): RecordedEvent[][] {
+  const batch = JSON.parse(json) as AppendedBatch;
+  const committed: RecordedEvent[][] = [];
+  for (const a of appends) {
+    const item = batch[a.idx];
+    if (!item) continue;
+    const first = a.lastPosition - item.events.length + 1;
+    const firstRevision = a.revision - item.events.length + 1;
+    committed.push(
+      item.events.map((e, k) => ({
+        id: e.id,
+        streamId: item.stream,
+        type: e.type,
+        data: e.data,
+        metadata: e.metadata,
+        revision: firstRevision + k,
+        position: first + k,
+        recordedAt: a.recordedAt,
+      })),
+    );
+  }
+  committed.sort((x, y) => x[0]!.position - y[0]!.position);
+  return committed;
+}
+
 /** How much a thread may have been handed and not taken yet (defaults: the constants above). */
 export interface ForwardBounds {
   readonly events?: number;
@@ -354,24 +413,17 @@ const FED_BY_COUNTERS = 2;
 const forwardMessageSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('offer'),
-    /** Each list one append's events, in position order (RecordedEvent; structured-cloned, so `recordedAt` is a Date). */
-    committed: z.array(
-      z.array(
-        z.object({
-          id: z.string(),
-          streamId: z.string(),
-          type: z.string(),
-          data: z.unknown(),
-          metadata: z.unknown(),
-          revision: z.number().int(),
-          position: z.number().int(),
-          recordedAt: z.date(),
-        }),
-      ),
+    /** The group commit's batch as appended (see LiveFeed.offerCommitted). */
+    json: z.string(),
+    appends: z.array(
+      z.object({
+        idx: z.number().int().nonnegative(),
+        events: z.number().int().positive(),
+        lastPosition: z.number().int(),
+        revision: z.number().int(),
+        recordedAt: z.date(),
+      }),
     ),
-    /** How many events `committed` holds, and the characters of their JSON (added to the taken counts). */
-    events: z.number().int().nonnegative(),
-    chars: z.number().int().nonnegative(),
   }),
   z.object({ type: z.literal('wake'), head: z.number().int().optional() }),
   z.object({ type: z.literal('detached') }),
@@ -401,16 +453,19 @@ class ThreadForward {
     return (this.sentChars - Atomics.load(this.taken, 1)) | 0;
   }
 
-  offer(committed: readonly (readonly RecordedEvent[])[], chars: number): void {
+  offer(json: string, appends: readonly CommittedAppend[]): void {
     let events = 0;
-    for (const list of committed) events += list.length;
-    if (events === 0) return;
-    const head = committed[committed.length - 1]!;
+    let head = -1;
+    for (const a of appends) {
+      events += a.events;
+      head = Math.max(head, a.lastPosition);
+    }
+    const chars = json.length;
     if (this.backlog() + events > this.bounds.events || this.backlogChars() + chars > this.bounds.chars)
-      return this.wake(head[head.length - 1]!.position);
+      return this.wake(head);
     this.sent = (this.sent + events) | 0;
     this.sentChars = (this.sentChars + chars) | 0;
-    this.port.postMessage({ type: 'offer', committed, events, chars });
+    this.port.postMessage({ type: 'offer', json, appends });
   }
 
   /**

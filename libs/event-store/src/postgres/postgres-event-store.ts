@@ -33,7 +33,7 @@ import { storableJson } from '../internal/storable-text.js';
 import { matchesFilter, type EventFilter } from '../internal/filter.js';
 import { quoteIdent, schemaSql } from './schema.js';
 import type { MessagePort } from 'node:worker_threads';
-import { LiveFeed, liveFeedKey, type FedByPort, type ForwardBounds } from './live-feed.js';
+import { LiveFeed, liveFeedKey, type CommittedAppend, type FedByPort, type ForwardBounds } from './live-feed.js';
 
 export type PostgresEventStoreOptions = ({ connectionString: string } | { pool: pg.Pool }) & {
   readonly logger?: Logger;
@@ -84,15 +84,6 @@ interface BatchRow {
   /** Set when the append's fence was refused: the fence's current epoch (-1: none). */
   fenced: string | null;
 }
-
-/** The JSON `append_batch` takes: one entry per append of a group commit. */
-type BatchJson = {
-  stream: string;
-  mode: PendingAppend['mode'];
-  expected: number | null;
-  events: { id: string; type: string; data: unknown; metadata: EventMetadata }[];
-  fence?: Fence;
-}[];
 
 interface Queued {
   readonly item: PendingAppend;
@@ -300,7 +291,7 @@ export class PostgresEventStore implements EventStore {
       // offered the events reads them.
       if (this.feed.hasSubscriptions) {
         try {
-          this.offerCommitted(JSON.parse(json) as BatchJson, byIdx, json.length);
+          this.offerCommitted(json, batch, byIdx);
         } catch (err) {
           this.log?.warn({ err }, 'handing committed events to subscriptions failed; they read them');
           this.feed.wake();
@@ -412,32 +403,23 @@ export class PostgresEventStore implements EventStore {
   /**
    * Live subscriptions of this process get the events it just committed without reading them
    * back (each takes them only when they follow directly what it has, see
-   * CatchUpSubscription.offer). `batch` is the appended JSON parsed again: the events' data and
-   * metadata as the stored jsonb holds them (no `undefined`), and copies no caller can change.
+   * CatchUpSubscription.offer); the feed hands a thread the appended JSON itself (see
+   * LiveFeed.offerCommitted).
    */
-  private offerCommitted(batch: BatchJson, rows: ReadonlyMap<number, BatchRow>, chars: number): void {
-    const committed: RecordedEvent[][] = [];
-    batch.forEach((item, i) => {
+  private offerCommitted(json: string, batch: readonly Queued[], rows: ReadonlyMap<number, BatchRow>): void {
+    const committed: CommittedAppend[] = [];
+    batch.forEach((q, i) => {
       const row = rows.get(i + 1);
       if (!row?.ok || row.last_position === null || row.revision === null || !row.recorded_at) return;
-      const first = Number(row.last_position) - item.events.length + 1;
-      const firstRevision = Number(row.revision) - item.events.length + 1;
-      const recordedAt = row.recorded_at;
-      committed.push(
-        item.events.map((e, k) => ({
-          id: e.id,
-          streamId: item.stream,
-          type: e.type,
-          data: e.data,
-          metadata: e.metadata,
-          revision: firstRevision + k,
-          position: first + k,
-          recordedAt,
-        })),
-      );
+      committed.push({
+        idx: i,
+        events: q.item.eventCount,
+        lastPosition: Number(row.last_position),
+        revision: Number(row.revision),
+        recordedAt: row.recorded_at,
+      });
     });
-    committed.sort((a, b) => a[0]!.position - b[0]!.position);
-    this.stats.offered += this.feed.offer(committed, chars);
+    this.stats.offered += this.feed.offerCommitted(json, committed);
   }
 
   /** Subscription reads so far, the queries that served them (shared reads make the second smaller), and appends of this store handed over without a read (to any subscription of the process). */

@@ -11,6 +11,13 @@ import { forwardLiveFeed, PostgresEventStore } from './postgres-event-store.js';
 import { liveFeedKey } from './live-feed.js';
 import { UnstorableEventError, type RecordedEvent } from '../port.js';
 
+/** What a process's feed posts to a thread's (see LiveFeed.offerCommitted), as far as these tests read it. */
+type OfferMessage = {
+  type: string;
+  json?: string;
+  appends?: { events: number; lastPosition: number }[];
+};
+
 describe('PostgresEventStore live delivery', () => {
   let url: string;
   let pool: pg.Pool;
@@ -607,10 +614,10 @@ describe('PostgresEventStore live delivery', () => {
       // The thread's end counts nothing as taken (a thread too busy to run its handlers).
       assert.equal(forwardLiveFeed({ connectionString: url }, channel.port1, taken, 'es_backlog'), true);
       const got = { offered: 0, wakes: 0, last: -1 };
-      channel.port2.on('message', (m: { type: string; events?: number; committed?: { position: number }[][] }) => {
+      channel.port2.on('message', (m: OfferMessage) => {
         if (m.type === 'offer') {
-          got.offered += m.events ?? 0;
-          got.last = m.committed!.at(-1)!.at(-1)!.position;
+          got.offered += m.appends!.reduce((n, a) => n + a.events, 0);
+          got.last = Math.max(...m.appends!.map((a) => a.lastPosition));
         }
         if (m.type === 'wake') got.wakes++;
       });
@@ -648,10 +655,10 @@ describe('PostgresEventStore live delivery', () => {
         true,
       );
       const got = { offered: 0, chars: 0 };
-      channel.port2.on('message', (m: { type: string; events?: number; chars?: number }) => {
+      channel.port2.on('message', (m: OfferMessage) => {
         if (m.type !== 'offer') return;
-        got.offered += m.events ?? 0;
-        got.chars += m.chars ?? 0;
+        got.offered += m.appends!.reduce((n, a) => n + a.events, 0);
+        got.chars += m.json!.length;
       });
       const big = 'x'.repeat(100_000);
       for (let k = 0; k < 30; k++) await engine.append(`chars-${k}`, [ev('Big', { big })]);
