@@ -11,7 +11,7 @@ import {
   type Logger,
 } from '@switchyard/platform';
 import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
-import type { BatchStatement, Projection, ProjectionStatus } from './projection.js';
+import type { BatchStatement, BatchText, Projection, ProjectionStatus } from './projection.js';
 
 /** The SQLSTATE advance_checkpoint raises when the checkpoint is not where the batch starts. */
 const CHECKPOINT_MOVED = 'SY001';
@@ -415,8 +415,7 @@ export class ProjectionRunner {
           const events = batch.filter(handled);
           return events.length > 0 ? batchStatement.call(lane.projection, events) : undefined;
         })
-      : ((lane.projection.batchText ? await this.commitInOne(lane, batch, handled, to, durable) : undefined) ??
-        (await this.commitInTurns(lane, batch, handled, to, durable)));
+      : await this.commitOnClient(lane, batch, handled, to, durable);
     if (ok) {
       lane.stored = to;
       lane.position = to;
@@ -453,10 +452,10 @@ export class ProjectionRunner {
   }
 
   /**
-   * A batch in two to three round trips: the start with the checkpoint's compare-and-set (one
-   * query), the projection's statements, the commit.
+   * A batch on one pooled client: as one query when the projection gives the batch as SQL text
+   * (commitInOne), else in turns (commitInTurns).
    */
-  private async commitInTurns(
+  private async commitOnClient(
     lane: Lane,
     batch: readonly RecordedEvent[],
     handled: (e: RecordedEvent) => boolean,
@@ -464,6 +463,33 @@ export class ProjectionRunner {
     durable: boolean,
   ): Promise<boolean> {
     const c = await this.pool.connect();
+    const used: { broken?: Error } = {};
+    try {
+      const events = batch.filter(handled);
+      const body =
+        lane.projection.batchText && events.length > 0
+          ? await lane.projection.batchText.call(lane.projection, c, events)
+          : undefined;
+      // No text for a batch with events (one the projection applies otherwise): in turns.
+      if (lane.projection.batchText && (body || events.length === 0))
+        return await this.commitInOne(c, lane, body, to, durable, used);
+      return await this.commitInTurns(c, lane, events, to, durable);
+    } finally {
+      c.release(used.broken);
+    }
+  }
+
+  /**
+   * A batch in two to three round trips: the start with the checkpoint's compare-and-set (one
+   * query), the projection's statements (`events`: those it handles), the commit.
+   */
+  private async commitInTurns(
+    c: pg.PoolClient,
+    lane: Lane,
+    events: readonly RecordedEvent[],
+    to: number,
+    durable: boolean,
+  ): Promise<boolean> {
     let ok = false;
     try {
       const results = (await c.query(this.startBatch(c, lane, to, durable, false))) as unknown as
@@ -471,9 +497,8 @@ export class ProjectionRunner {
       const moved = Array.isArray(results) ? results[results.length - 1] : results;
       if (moved?.rowCount === 1) {
         if (lane.projection.applyBatch) {
-          const events = batch.filter(handled);
           if (events.length > 0) await lane.projection.applyBatch(c, events);
-        } else for (const e of batch) if (handled(e)) await lane.projection.apply(c, e);
+        } else for (const e of events) await lane.projection.apply(c, e);
         ok = true;
       }
       // A compare-and-set that found nothing leaves nothing to keep.
@@ -481,49 +506,39 @@ export class ProjectionRunner {
     } catch (err) {
       await c.query('rollback').catch(() => undefined);
       throw err;
-    } finally {
-      c.release();
     }
     return ok;
   }
 
   /**
-   * A batch in one round trip, for a projection that gives it as SQL text (batchText): the start
-   * with the checkpoint's move, the text and the commit in one simple-protocol query. A statement
-   * that fails (a moved checkpoint raises in advance_checkpoint) makes PostgreSQL skip the rest of
-   * the query, the commit with it, and the transaction is rolled back here. Undefined when the
-   * projection gives no text for this batch (the caller applies it in turns).
+   * A batch in one round trip, for a projection that gives it as SQL text (`body`; none for a
+   * batch that only moves the checkpoint): the start with the checkpoint's move, the text and the
+   * commit in one simple-protocol query. A statement that fails (a moved checkpoint raises in
+   * advance_checkpoint) makes PostgreSQL skip the rest of the query, the commit with it, and the
+   * transaction is rolled back here; a lost connection is marked in `used` for the pool to drop.
    */
   private async commitInOne(
+    c: pg.PoolClient,
     lane: Lane,
-    batch: readonly RecordedEvent[],
-    handled: (e: RecordedEvent) => boolean,
+    body: BatchText | undefined,
     to: number,
     durable: boolean,
-  ): Promise<boolean | undefined> {
-    const events = batch.filter(handled);
-    const c = await this.pool.connect();
-    let broken: Error | undefined;
+    used: { broken?: Error },
+  ): Promise<boolean> {
     try {
-      const body = events.length > 0 ? await lane.projection.batchText!.call(lane.projection, c, events) : undefined;
-      if (events.length > 0 && !body) return undefined;
-      try {
-        await c.query(`${this.startBatch(c, lane, to, durable, true)};\n${body?.text ? `${body.text};\n` : ''}commit`);
-      } catch (err) {
-        body?.settled(false);
-        if (isConnectionError(err)) {
-          broken = err as Error;
-          throw err;
-        }
-        await c.query('rollback').catch(() => undefined);
-        if ((err as { code?: unknown }).code === CHECKPOINT_MOVED) return false;
+      await c.query(`${this.startBatch(c, lane, to, durable, true)};\n${body?.text ? `${body.text};\n` : ''}commit`);
+    } catch (err) {
+      body?.settled(false);
+      if (isConnectionError(err)) {
+        used.broken = err as Error;
         throw err;
       }
-      body?.settled(true);
-      return true;
-    } finally {
-      c.release(broken);
+      await c.query('rollback').catch(() => undefined);
+      if ((err as { code?: unknown }).code === CHECKPOINT_MOVED) return false;
+      throw err;
     }
+    body?.settled(true);
+    return true;
   }
 
   /**

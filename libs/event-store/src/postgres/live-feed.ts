@@ -430,9 +430,9 @@ const forwardMessageSchema = z.discriminatedUnion('type', [
 ]);
 
 /**
- * The process side of a thread's feed. Commits go over while the thread keeps up; past
- * FORWARD_BACKLOG_EVENTS not yet taken, a commit goes as a wake-up, and the thread reads it from
- * the log at its own pace (a busy thread must not make the port's queue grow without bound).
+ * The process side of a thread's feed. Commits go over while the thread keeps up; past its bounds
+ * (events, characters) not yet taken, a commit goes as a wake-up, and the thread reads it from the
+ * log at its own pace (a busy thread must not make the port's queue grow without bound).
  */
 class ThreadForward {
   /** Events offered plus wake-ups sent (each counts one), and characters offered, as the thread's `taken` counts them. */
