@@ -12,6 +12,7 @@ import { AppError, JsonText } from '@switchyard/platform';
 import type { BatchText, Projection } from './projection.js';
 import { toDomainEvent, type RecordedEvent } from '@switchyard/event-store';
 import {
+  compensationStepIds,
   stepUsesLabel,
   storableInstant,
   workflowEventTypes,
@@ -51,14 +52,6 @@ export async function setupWorkflowReadModel(c: pg.PoolClient | pg.Pool): Promis
 }
 
 const j = (v: unknown): string => JSON.stringify(v ?? null);
-/** Steps that undo others: a step's on_error compensation, a for_each step's per-item one. */
-const compensationStepIds = (def: WorkflowDefinition): Set<string> =>
-  new Set(
-    def.steps.flatMap((s) => [
-      ...(typeof s.on_error === 'object' ? [s.on_error.compensate] : []),
-      ...(s.for_each?.compensate ? [s.for_each.compensate] : []),
-    ]),
-  );
 const item = (d: { itemIndex?: number }): number => d.itemIndex ?? -1;
 
 /**
@@ -281,20 +274,18 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
     case 'CompensationFailed': {
       const ok = e.type === 'CompensationSucceeded';
       // The step row: failed when any run failed, running while another item's is under way
-      // (the attempt row of this event is read as it ends: a statement does not see its own
-      // CTE's update); its output and error are the run's own for a plain compensation.
+      // (`other`: the step's other runs, read once; this event's own attempt row is not read, as
+      // a statement does not see its CTE's update); its output and error are the run's own for a
+      // plain compensation.
       await run(
         [
           `update ${S} set
-             status = (select case
-                 when $5 = 'failed' or coalesce(bool_or(a.item_index <> $9 and a.status = 'failed'), false) then 'failed'
-                 when coalesce(bool_or(a.item_index <> $9 and a.status = 'dispatched'), false) then 'running'
-                 else 'succeeded' end
-               from ${A} a where a.execution_id = $1 and a.step_id = $4),
+             status = case when $5 = 'failed' or other.failed then 'failed' when other.running then 'running' else 'succeeded' end,
              output = case when $9 = -1 then $6::jsonb else output end,
              error = case when $9 = -1 then $7::jsonb else coalesce(error, $7::jsonb) end,
-             ended_at = case when $9 = -1 or not exists (select 1 from ${A} a where a.execution_id = $1 and a.step_id = $4
-                                                         and a.item_index <> $9 and a.status = 'dispatched') then $8::timestamptz end
+             ended_at = case when not other.running then $8::timestamptz end
+           from (select coalesce(bool_or(a.status = 'failed'), false) as failed, coalesce(bool_or(a.status = 'dispatched'), false) as running
+                   from ${A} a where a.execution_id = $1 and a.step_id = $4 and a.item_index <> $9) other
            where execution_id = $1 and step_id = $4`,
           `update ${A} set status = $5, output = $6, error = $7, ended_at = $8,
              duration_ms = greatest(0, (extract(epoch from ($8::timestamptz - dispatched_at)) * 1000)::int)
