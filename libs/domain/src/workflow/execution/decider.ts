@@ -46,6 +46,7 @@ import {
 } from '../definition/schema.js';
 import { compensationStepIds, validateDefinition } from '../definition/validate.js';
 import { workflowLimits } from '../definition/limits.js';
+import { canonicalJson } from '../definition/registration.js';
 import {
   addMs,
   backoffDelay,
@@ -1094,24 +1095,16 @@ function itemsToKeep(state: ExecutionData, def: StepDefinition, items: readonly 
   if (!st) return kept;
   st.units.forEach((u, i) => {
     if (u?.phase !== 'succeeded' || i >= items.length) return;
-    if (stableJson(items[i]) !== stableJson(st.items?.[i])) return;
+    if (canonicalJson(items[i]) !== canonicalJson(st.items?.[i])) return;
     try {
       const input = resolveMapping(def.with, expressionContext(state, { item: items[i], index: i }));
-      if (stableJson(input) === stableJson(u.input)) kept.push(i);
+      if (canonicalJson(input) === canonicalJson(u.input)) kept.push(i);
     } catch {
       // It fails again when scheduled, as an item of this run.
     }
   });
   return kept;
 }
-
-/** JSON with object keys sorted: equal for equal values whatever the order of their keys. */
-export const stableJson = (v: unknown): string =>
-  JSON.stringify(v, (_k, x: unknown) =>
-    x && typeof x === 'object' && !Array.isArray(x)
-      ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => a.localeCompare(b)))
-      : x,
-  );
 
 /**
  * Keep `concurrency` items in flight, within the execution's `room` for more units; when all

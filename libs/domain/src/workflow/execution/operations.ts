@@ -8,6 +8,7 @@ import { DomainError, type CommandMetadata } from '../../decider.js';
 import type { StepDefinition, WorkflowDefinition } from '../definition/schema.js';
 import { evaluateCondition, evaluateItems, resolveMapping, withExpressionBudget } from '../definition/expressions.js';
 import { compensationStepIds } from '../definition/validate.js';
+import { canonicalJson } from '../definition/registration.js';
 import {
   compensationKey,
   decideWorkflow,
@@ -15,7 +16,6 @@ import {
   evolveWorkflow,
   expressionContext,
   initialWorkflowState,
-  stableJson,
 } from './decider.js';
 import type {
   CopiedStep,
@@ -93,7 +93,7 @@ export function planFork(
     if ((event.type === 'StepSucceeded' && event.data.itemIndex === undefined) || event.type === 'StepOutputCopied')
       recordedAt.set(event.data.stepId, revision);
   }
-  if (stableJson(input) !== stableJson(source.input)) {
+  if (canonicalJson(input) !== canonicalJson(source.input)) {
     // Until nothing changes: a step that runs again takes what depends on it along.
     for (let changed = true; changed;) {
       changed = false;
@@ -136,15 +136,15 @@ function wouldRunTheSame(
       if (d.uses === undefined) return true;
       if (d.for_each) {
         const items = evaluateItems(d.for_each.items, ctx);
-        if (!Array.isArray(items) || stableJson(items) !== stableJson(st.items ?? null)) return false;
+        if (!Array.isArray(items) || canonicalJson(items) !== canonicalJson(st.items ?? null)) return false;
         return items.every((item, index) => {
           const unit = st.units[index];
           const resolved = resolveMapping(d.with, expressionContext(as, { item, index }));
-          return unit !== undefined && stableJson(resolved) === stableJson(unit.input);
+          return unit !== undefined && canonicalJson(resolved) === canonicalJson(unit.input);
         });
       }
       const unit = st.units[0];
-      return unit !== undefined && stableJson(resolveMapping(d.with, ctx)) === stableJson(unit.input);
+      return unit !== undefined && canonicalJson(resolveMapping(d.with, ctx)) === canonicalJson(unit.input);
     });
   } catch {
     return false;
@@ -253,7 +253,7 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
           const ref = u.itemIndex === undefined ? { stepId: st.id } : { stepId: st.id, itemIndex: u.itemIndex };
           const recUnit = rec?.units[u.itemIndex ?? 0];
           // A unit whose input now resolves differently would not get the recorded answer: what follows is not known.
-          if (recUnit && stableJson(recUnit.input ?? null) !== stableJson(u.input ?? null)) {
+          if (recUnit && canonicalJson(recUnit.input ?? null) !== canonicalJson(u.input ?? null)) {
             inputChanged.add(st.id);
             unanswerable.add(st.id);
             continue;
@@ -371,7 +371,7 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
       });
       continue;
     }
-    if (stableJson([...s.needs].sort()) !== stableJson([...t.needs].sort()))
+    if (canonicalJson([...s.needs].sort()) !== canonicalJson([...t.needs].sort()))
       differences.push({ step_id: id, kind: 'needs_changed', recorded: s.needs, replayed: t.needs });
     if (s.uses !== t.uses) differences.push({ step_id: id, kind: 'uses_changed', recorded: s.uses, replayed: t.uses });
     if ((s.if ?? null) !== (t.if ?? null))
@@ -394,7 +394,7 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
     else if (ran(sStep) && ran(rStep) && !sStep!.copiedFrom) {
       const sIn = sStep!.units.map((u) => u?.input ?? null);
       const rIn = rStep!.units.map((u) => u?.input ?? null);
-      if (stableJson(sIn) !== stableJson(rIn))
+      if (canonicalJson(sIn) !== canonicalJson(rIn))
         differences.push({ step_id: id, kind: 'input_changed', recorded: sIn, replayed: rIn });
     }
   }
