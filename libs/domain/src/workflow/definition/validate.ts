@@ -226,9 +226,14 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
   //    read, and two steps compensating each other left no main step (the run did nothing and
   //    "completed"). Nor is it a sub-workflow: the engine does not run one as a compensation, so
   //    every undo would fail.
-  const isSubWorkflow = (id: string): boolean => {
-    const uses = d.steps.find((x) => x.id === id)?.uses;
-    return uses !== undefined && parseUses(uses).kind === 'workflow';
+  /** Why step `target` cannot run as a compensation (of a step or of for_each items), if it cannot. */
+  const unfitCompensation = (target: string): string | undefined => {
+    const t = d.steps.find((x) => x.id === target);
+    if (t?.for_each) return `compensation step "${target}" cannot use for_each`;
+    if (t?.wait) return `compensation step "${target}" cannot be a wait step`;
+    if (t?.uses !== undefined && parseUses(t.uses).kind === 'workflow')
+      return `compensation step "${target}" cannot be a sub-workflow`;
+    return undefined;
   };
   d.steps.forEach((s, i) => {
     if (typeof s.on_error !== 'object') return;
@@ -240,14 +245,10 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
         'bad_compensation',
         `step "${s.id}" is a compensation (another step compensates with it) and cannot name a compensation of its own`,
       );
+    const unfit = unfitCompensation(target);
     if (!ids.has(target)) add(path, 'unknown_ref', `step "${s.id}" compensates with unknown step "${target}"`);
     else if (target === s.id) add(path, 'bad_compensation', `step "${s.id}" cannot compensate itself`);
-    else if (d.steps.find((x) => x.id === target)?.for_each)
-      add(path, 'bad_compensation', `compensation step "${target}" cannot use for_each`);
-    else if (d.steps.find((x) => x.id === target)?.wait)
-      add(path, 'bad_compensation', `compensation step "${target}" cannot be a wait step`);
-    else if (isSubWorkflow(target))
-      add(path, 'bad_compensation', `compensation step "${target}" cannot be a sub-workflow`);
+    else if (unfit) add(path, 'bad_compensation', unfit);
   });
 
   // 5b. The compensation of for_each items exists, is a plain step, and undoes that step's items
@@ -264,15 +265,11 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
         (typeof x.on_error === 'object' && x.on_error.compensate === target) ||
         (x !== s && x.for_each?.compensate === target),
     );
+    const unfit = unfitCompensation(target);
     if (!ids.has(target))
       add(path, 'unknown_ref', `step "${s.id}" compensates its items with unknown step "${target}"`);
     else if (target === s.id) add(path, 'bad_compensation', `step "${s.id}" cannot compensate its items with itself`);
-    else if (d.steps.find((x) => x.id === target)?.for_each)
-      add(path, 'bad_compensation', `compensation step "${target}" cannot use for_each`);
-    else if (d.steps.find((x) => x.id === target)?.wait)
-      add(path, 'bad_compensation', `compensation step "${target}" cannot be a wait step`);
-    else if (isSubWorkflow(target))
-      add(path, 'bad_compensation', `compensation step "${target}" cannot be a sub-workflow`);
+    else if (unfit) add(path, 'bad_compensation', unfit);
     else if (others.length > 0)
       add(
         path,
