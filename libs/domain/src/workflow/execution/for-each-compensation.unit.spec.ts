@@ -425,6 +425,33 @@ describe("WorkflowExecution: an item stopped by its step's failure that succeeds
     assert.equal(report.replayed_status, 'canceled', JSON.stringify(report));
     assert.equal(report.same, true);
   });
+
+  it('the replay check of a run canceled mid-way answers each item with its own outcome, not its step’s cancel', () => {
+    // Items 0 and 1 made their schedules (item 2 was sent after item 0); the cancel stopped the
+    // step with item 2 in flight, and the two were undone.
+    const recorded = history(
+      cmd.start(def, input),
+      cmd.dispatched({ stepId: 'slow' }),
+      cmd.succeeded(item(0), made(0)),
+      cmd.succeeded(item(1), made(1)),
+      cmd.cancel('customer withdrew', at(10)),
+      cmd.failed({ stepId: 'slow' }, { code: 'canceled', message: 'stopped', retryable: false }, 1, at(11)),
+      compensated(0),
+      compensated(1),
+    );
+    const source = fold(recorded);
+    assert.ok(source.status === 'canceled');
+    assert.equal(source.steps['make']!.error?.code, 'canceled');
+    assert.deepEqual(
+      source.steps['make']!.units.map((u) => u?.phase),
+      ['succeeded', 'succeeded', 'canceled'],
+    );
+    // Replayed on its own version: the same three items sent, the same two undone, the same end.
+    const report = checkReplay(source, source.definition);
+    assert.deepEqual(report.differences, []);
+    assert.equal(report.replayed_status, 'canceled');
+    assert.equal(report.same, true);
+  });
 });
 
 describe('WorkflowExecution: a retry of a for_each step whose items are undone on cancel', () => {

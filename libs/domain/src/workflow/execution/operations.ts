@@ -258,13 +258,18 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
             unanswerable.add(st.id);
             continue;
           }
-          // Stopped by the recording's cancel: answered by the replayed cancel (below), not as a failure.
+          const recordedSuccess =
+            recUnit?.phase === 'succeeded' || (rec?.status === 'succeeded' && u.itemIndex === undefined);
+          // Stopped by the recording's cancel: answered by the replayed cancel (below), not as a
+          // failure. An item that succeeded before the cancel stopped its step is answered with its
+          // success: the step's `canceled` error is not the item's.
           const stoppedByCancel =
+            !recordedSuccess &&
             (source.status === 'canceled' || source.status === 'canceling') &&
             ((recUnit?.phase as string | undefined) === 'canceled' ||
               (recUnit?.error ?? rec?.error)?.code === 'canceled');
           if (stoppedByCancel && state.status === 'running') continue;
-          if (recUnit?.phase === 'succeeded' || (rec?.status === 'succeeded' && u.itemIndex === undefined)) {
+          if (recordedSuccess) {
             const output = recUnit?.phase === 'succeeded' ? recUnit.output : rec!.output;
             apply(cmd({ type: 'RecordStepSucceeded', data: { ...ref, attempt: u.attempt, output: output ?? null } }));
           } else if (recUnit?.phase === 'failed' || rec?.status === 'failed') {
