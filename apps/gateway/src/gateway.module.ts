@@ -73,9 +73,12 @@ export class GatewayCoreModule {
     // Queries of the read models: the replica (deps.readPool) when it has what the caller must see.
     const reads = {
       provide: ReadRouting,
-      useFactory: (pool: Pool, logger: Logger, o: ResolvedGatewayOptions) =>
-        new ReadRouting(pool, deps.readPool, logger.child({ component: 'read-routing' }), o.readReplica),
-      inject: [PG_POOL, LOGGER, GATEWAY_OPTIONS],
+      useFactory: (pool: Pool, logger: Logger, o: ResolvedGatewayOptions, store: EventStore) =>
+        new ReadRouting(pool, deps.readPool, logger.child({ component: 'read-routing' }), {
+          ...o.readReplica,
+          head: () => store.headPosition(),
+        }),
+      inject: [PG_POOL, LOGGER, GATEWAY_OPTIONS, EVENT_STORE],
     };
     // One gate per gateway for the reads that load whole stored payloads.
     const payloadReads = {

@@ -24,6 +24,12 @@ export interface ReadRoutingOptions {
   readonly pollMs?: number;
   /** How long a query given a position waits for the primary's read model to have applied it (after the replica's wait, if any). Default 2 000 ms. */
   readonly primaryWaitMs?: number;
+  /**
+   * The event log's head (the store's `headPosition`): a position past it was never answered by a
+   * command (a typo, or a log restored to an earlier point), so a query given it answers at once,
+   * stale, instead of waiting for a position no read model will reach. Without it every position waits.
+   */
+  readonly head?: () => Promise<number>;
 }
 
 /** Where a query reads, and whether that read model had applied the position the query was given. */
@@ -75,6 +81,9 @@ export class ReadRouting {
   /** Waits for the primary's read models (read-your-writes without a replica). */
   readonly primaryCheckpoints: CheckpointWaits;
   private readonly replicaCheckpoints: CheckpointWaits | undefined;
+  private readonly head: (() => Promise<number>) | undefined;
+  /** The highest head read so far: positions only rise, so one at or below it was issued. */
+  private knownHead = -1;
 
   constructor(
     readonly primary: Pool,
@@ -90,12 +99,35 @@ export class ReadRouting {
     this.primaryWaitMs = o.primaryWaitMs ?? PRIMARY_WAIT_MS;
     this.primaryCheckpoints = new CheckpointWaits(primary, logger, 'primary', 20);
     this.replicaCheckpoints = replica && new CheckpointWaits(replica, logger, 'replica', o.pollMs ?? 25);
+    this.head = o.head;
+  }
+
+  /**
+   * Whether the event log has reached `position` (true without a head to ask, or when the head
+   * cannot be read: the caller then waits as before). Reads the head only for a position above
+   * the highest one seen.
+   */
+  async issued(position: number): Promise<boolean> {
+    if (position <= this.knownHead || !this.head) return true;
+    try {
+      this.knownHead = Math.max(this.knownHead, await this.head());
+    } catch {
+      return true;
+    }
+    return position <= this.knownHead;
   }
 
   /** The pool to read `ref`'s read model from, for a caller that must see `minPosition` (see the class). */
   async poolFor(ref: CheckpointRef, minPosition?: number): Promise<ReadSource> {
     if (minPosition === undefined)
       return this.replica ? { pool: this.replica, source: 'replica' } : { pool: this.primary, source: 'primary' };
+    // A position the log never reached: nothing to wait for; the page as it is, said to be stale.
+    if (!(await this.issued(minPosition)))
+      return {
+        pool: this.primary,
+        source: 'primary',
+        stale: { checkpoint: await this.primaryCheckpoints.current(ref).catch(() => undefined) },
+      };
     const replica = await this.replicaFor(ref, minPosition);
     if (replica) return { pool: replica, source: 'replica' };
     const primary = await this.primaryCheckpoints.applied(ref, minPosition, this.primaryWaitMs);
@@ -136,6 +168,11 @@ export class CheckpointWaits {
       [ref.name],
     );
     return r.rows[0] ? Number(r.rows[0].position) : undefined;
+  }
+
+  /** The read model's checkpoint now (undefined: no row). */
+  current(ref: CheckpointRef): Promise<number | undefined> {
+    return this.checkpoint(ref);
   }
 
   /** Whether the checkpoint of `ref` reaches `minPosition` within `waitMs` (false too when the database does not answer). */

@@ -85,24 +85,53 @@ describe('a list given a position reads the primary read model once it has appli
 
   it('a position the read model does not reach within the wait: the page it has, marked stale with its checkpoint', async () => {
     if (!projection) await startProjection();
+    const applied = await start();
+    await projection!.waitFor(applied.position, workflowExecutionsProjection.name);
+    await stopProjection();
     const started = await start();
-    await projection!.waitFor(started.position, workflowExecutionsProjection.name);
-    const beyond = (await f.store.headPosition()) + 1_000_000;
     const t0 = Date.now();
     const list = await f.http('GET', '/api/v1/workflows/executions?limit=5', undefined, {
-      'x-switchyard-min-position': String(beyond),
+      'x-switchyard-min-position': String(started.position),
     });
     const waited = Date.now() - t0;
     assert.equal(list.status, 200);
-    console.log(`# a position never applied: answered stale after ${waited} ms (wait ${PRIMARY_WAIT_MS} ms)`);
+    console.log(`# a position not applied in time: answered stale after ${waited} ms (wait ${PRIMARY_WAIT_MS} ms)`);
+    assert.ok(waited >= PRIMARY_WAIT_MS - 50, `answered after ${waited} ms, before the wait ended`);
     assert.equal(list.headers.get('x-switchyard-read-source'), 'primary');
     assert.equal(list.headers.get('x-switchyard-read-stale'), 'true');
     const at = Number(list.headers.get('x-switchyard-read-checkpoint'));
-    assert.ok(at >= started.position && at < beyond, `checkpoint ${at}`);
-    assert.ok(ids(list.body).includes(started.execution_id));
+    assert.ok(at >= applied.position && at < started.position, `checkpoint ${at}`);
+    assert.ok(ids(list.body).includes(applied.execution_id));
+    assert.ok(!ids(list.body).includes(started.execution_id));
+    await startProjection();
+    await projection!.waitFor(started.position, workflowExecutionsProjection.name);
     // Given a position it has applied, the same list is not stale and does not wait for it.
     const fresh = await f.http('GET', `/api/v1/workflows/executions?limit=5&min_position=${started.position}`);
     assert.equal(fresh.headers.get('x-switchyard-read-stale'), null);
     assert.ok(ids(fresh.body).includes(started.execution_id));
+  });
+
+  it('a position past the log’s head (never answered by a command) waits for nothing: the page, stale', async () => {
+    if (!projection) await startProjection();
+    const started = await start();
+    await projection!.waitFor(started.position, workflowExecutionsProjection.name);
+    const beyond = (await f.store.headPosition()) + 1_000_000;
+    const t0 = Date.now();
+    const [list, detail] = await Promise.all([
+      f.http('GET', '/api/v1/workflows/executions?limit=5', undefined, {
+        'x-switchyard-min-position': String(beyond),
+      }),
+      f.http('GET', `/api/v1/workflows/executions/${started.execution_id}?min_position=${beyond}`),
+    ]);
+    const waited = Date.now() - t0;
+    console.log(`# a position past the head: answered after ${waited} ms (the wait is ${PRIMARY_WAIT_MS} ms)`);
+    assert.ok(waited < PRIMARY_WAIT_MS, `answered after ${waited} ms: it waited for a position never issued`);
+    assert.equal(list.status, 200);
+    assert.equal(list.headers.get('x-switchyard-read-stale'), 'true');
+    const at = Number(list.headers.get('x-switchyard-read-checkpoint'));
+    assert.ok(at >= started.position && at < beyond, `checkpoint ${at}`);
+    assert.ok(ids(list.body).includes(started.execution_id));
+    assert.equal(detail.status, 200, JSON.stringify(detail.body));
+    assert.equal((detail.body as { execution_id: string }).execution_id, started.execution_id);
   });
 });

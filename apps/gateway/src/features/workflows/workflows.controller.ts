@@ -90,7 +90,7 @@ import {
 } from '../../http/read-routing.js';
 
 const READ_YOUR_WRITES =
-  "Read your writes: give the `position` a start answered with in `X-Switchyard-Min-Position` (or `min_position`) to read once the read model has applied it: the replica's (DATABASE_READ_URL) after a bounded wait, else the primary's after a bounded wait; `X-Switchyard-Read-Source` says which answered. A list whose read model had not applied it by then answers what it has with `X-Switchyard-Read-Stale: true` and `X-Switchyard-Read-Checkpoint: <the position it had applied>`.";
+  "Read your writes: give the `position` a start answered with in `X-Switchyard-Min-Position` (or `min_position`) to read once the read model has applied it: the replica's (DATABASE_READ_URL) after a bounded wait, else the primary's after a bounded wait; `X-Switchyard-Read-Source` says which answered. A list whose read model had not applied it by then answers what it has with `X-Switchyard-Read-Stale: true` and `X-Switchyard-Read-Checkpoint: <the position it had applied>`; so does, at once, one given a position past the event log's head (no command answered with it).";
 
 const validationResponse = z.object({
   valid: z.boolean(),

@@ -206,6 +206,8 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
       direction: 'backwards',
       maxCount: 1,
     });
+    // A position past the log's head waits for nothing: the stream's last event is what must be seen.
+    if (minPosition !== undefined && !(await this.reads.issued(minPosition))) minPosition = undefined;
     if (last && this.reads.replica) {
       const must = Math.max(last.position, minPosition ?? -1);
       const replica = await this.reads.replicaFor(EXECUTIONS_CHECKPOINT, must);
