@@ -53,6 +53,7 @@ export { applyWorkflowLimits, workflowLimitsFromEnv, workflowLimitsEnvSchema } f
 export {
   executionHistoryPage,
   executionStateAt,
+  executionWithEvents,
   forkExecution,
   retryExecution,
   checkDefinitionVersion,

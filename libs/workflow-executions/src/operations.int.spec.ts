@@ -4,7 +4,12 @@ import pg from 'pg';
 import fc from 'fast-check';
 import { createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
-import { ProjectionRunner, getExecutionView, workflowExecutionsProjection } from '@switchyard/read-models';
+import {
+  ProjectionRunner,
+  attemptHistoryOf,
+  getExecutionView,
+  workflowExecutionsProjection,
+} from '@switchyard/read-models';
 import { freshDatabase } from '@switchyard/testing';
 import {
   stateAt,
@@ -147,15 +152,17 @@ describe('time travel at the last revision equals the read model (generated hist
           }
         }
         const recorded = await store.readStream(workflowExecutionStream(id));
-        const folded = stateAt(
-          recorded.map((e) => ({
-            revision: e.revision,
-            event: { type: e.type, data: e.data, metadata: e.metadata } as unknown as WorkflowEvent,
-          })),
-          recorded[recorded.length - 1]!.revision,
-        );
+        const events = recorded.map((e) => ({
+          revision: e.revision,
+          event: { type: e.type, data: e.data, metadata: e.metadata } as unknown as WorkflowEvent,
+        }));
+        const folded = stateAt(events, recorded[recorded.length - 1]!.revision);
         await runner.waitFor(recorded[recorded.length - 1]!.position);
         const view = await getExecutionView(pool, id);
+        // Time travel's attempt rows (every attempt of every run, from the events) are the read model's, instants included.
+        const history = attemptHistoryOf(events.map((e) => e.event));
+        for (const s of view!.steps)
+          assert.deepEqual(history.get(s.step_id) ?? [], s.attempt_history, `attempt rows of ${s.step_id}`);
         assert.ok(view && folded.status !== 'not_started');
         // Without payloads: the same view, each input and output that is set read as `true`, none read.
         const set = (v: unknown) => (v === null || v === undefined ? v : true);

@@ -92,7 +92,7 @@ export async function executionStateAt(
   store: EventStore,
   executionId: string,
   revision: number,
-): Promise<{ state: StartedExecution; lastRevision: number }> {
+): Promise<{ state: StartedExecution; lastRevision: number; events: readonly WorkflowEvent[] }> {
   const stream = workflowExecutionStream(executionId);
   const [last] = await store.readStream(stream, { direction: 'backwards', maxCount: 1 });
   if (!last) throw notFound(executionId);
@@ -105,15 +105,17 @@ export async function executionStateAt(
   }
   // Only the events up to `revision` are read and folded.
   const recorded = await store.readStream(stream, { maxCount: revision + 1 });
-  const state = stateAt(revisioned(recorded), revision);
+  const events = revisioned(recorded);
+  const state = stateAt(events, revision);
   if (state.status === 'not_started') throw notFound(executionId);
-  return { state, lastRevision };
+  return { state, lastRevision, events: events.filter((e) => e.revision <= revision).map((e) => e.event) };
 }
 
 const revisioned = (recorded: readonly RecordedEvent[]): RevisionedEvent[] =>
   recorded.map((e) => ({ revision: e.revision, event: toDomainEvent<WorkflowEvent>(e) }));
 
-async function loadStarted(
+/** An execution's state and every event of its stream (404 when it has none). */
+export async function executionWithEvents(
   store: EventStore,
   executionId: string,
 ): Promise<{ state: StartedExecution; events: RevisionedEvent[] }> {
@@ -165,7 +167,7 @@ export async function forkExecution(
   rerun: string[];
   created: boolean;
 }> {
-  const { state: source, events } = await loadStarted(store, sourceId);
+  const { state: source, events } = await executionWithEvents(store, sourceId);
   if (req.rerunAs && req.definitionVersion === undefined)
     await assertMayRerun(definitions, source.definition, req.rerunAs);
   const target =
@@ -260,7 +262,7 @@ export async function checkDefinitionVersion(
   );
   const executions: ReplayReport[] = [];
   for (const row of rows.rows) {
-    const { state } = await loadStarted(store, row.execution_id);
+    const { state } = await executionWithEvents(store, row.execution_id);
     executions.push(checkReplay(state, target));
   }
   return {

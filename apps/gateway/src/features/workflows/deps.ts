@@ -9,6 +9,7 @@ export {
   ensureWorkflowSchema,
   executionHistoryPage,
   executionStateAt,
+  executionWithEvents,
   forkExecution,
   retryExecution,
   checkDefinitionVersion,
@@ -19,6 +20,7 @@ export {
   type ToolCaller,
 } from '@switchyard/workflow-executions';
 export {
+  attemptHistoryOf,
   executionStoredPayloadBytes,
   getExecutionView,
   listExecutions,

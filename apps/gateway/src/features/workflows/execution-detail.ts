@@ -10,8 +10,10 @@ import {
   stepUsesLabel,
   type CompensationState,
   type UnitState,
+  type WorkflowEvent,
   type WorkflowExecutionState,
 } from '@switchyard/domain';
+import { attemptHistoryOf } from './deps.js';
 
 const nullableText = z.string().nullable();
 const links = z.strictObject({ self: z.string(), events: z.string(), cancel: z.string() });
@@ -199,7 +201,14 @@ function itemCompensationDetail(
  * The decider's state in the answer's shape. What the state does not keep (when a step or an
  * attempt ended, when an attempt was dispatched) is null; the read model has it.
  */
-export function detailFromState(executionId: string, s: StartedState, l: Links): ExecutionDetail {
+export function detailFromState(
+  executionId: string,
+  s: StartedState,
+  l: Links,
+  events?: readonly WorkflowEvent[],
+): ExecutionDetail {
+  // Every attempt of every run, as the read model keeps them, when the events are at hand.
+  const history = events && attemptHistoryOf(events);
   const ended = endedAt(s);
   const compensating = compensationStepIds(s.definition);
   // A for_each step's compensation runs per item, kept under `step[i]` and not under its step id.
@@ -243,25 +252,29 @@ export function detailFromState(executionId: string, s: StartedState, l: Links):
         ...(st?.copiedFrom
           ? { copied_from: { execution_id: st.copiedFrom.executionId, revision: st.copiedFrom.revision } }
           : {}),
-        attempt_history: units.map((u) => {
-          const made = attemptMade(u);
-          return {
-            item_index: u.itemIndex ?? null,
-            attempt: made.attempt,
-            status: made.status,
-            idempotency_key: made.idempotencyKey,
-            input: u.input ?? null,
-            output: u.output ?? null,
-            error: u.error ?? null,
-            scheduled_at: null,
-            dispatched_at: u.startedAt ?? null,
-            timeout_at: u.timeoutAt ?? null,
-            ended_at: null,
-            duration_ms: null,
-          };
-        }),
+        attempt_history:
+          history?.get(d.id) ??
+          units.map((u) => {
+            const made = attemptMade(u);
+            return {
+              item_index: u.itemIndex ?? null,
+              attempt: made.attempt,
+              status: made.status,
+              idempotency_key: made.idempotencyKey,
+              input: u.input ?? null,
+              output: u.output ?? null,
+              error: u.error ?? null,
+              scheduled_at: null,
+              dispatched_at: u.startedAt ?? null,
+              timeout_at: u.timeoutAt ?? null,
+              ended_at: null,
+              duration_ms: null,
+            };
+          }),
       };
-      return itemRuns.length > 0 ? { ...step, ...itemCompensationDetail(itemRuns) } : step;
+      if (itemRuns.length === 0) return step;
+      const items = itemCompensationDetail(itemRuns);
+      return { ...step, ...items, attempt_history: history?.get(d.id) ?? items.attempt_history };
     }),
     ...(s.forkedFrom
       ? { forked_from: { execution_id: s.forkedFrom.executionId, from_step: s.forkedFrom.fromStep } }

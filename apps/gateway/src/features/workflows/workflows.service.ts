@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@ne
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Pool } from 'pg';
-import { AppError, isSchemaManaged, type Logger } from '@switchyard/platform';
+import { isSchemaManaged, type Logger } from '@switchyard/platform';
 import type { EventStore } from '@switchyard/event-store';
 import {
   applyWorkflowLimits,
@@ -12,9 +12,9 @@ import {
   executionResult,
   executionHistoryPage,
   executionStateAt,
+  executionWithEvents,
   executionStoredPayloadBytes,
   getExecutionView,
-  loadExecution,
   setupWorkflowReadModel,
   definitionOrThrow,
   type StoredDefinition,
@@ -234,16 +234,19 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
     }
     readFrom?.('primary');
     // The stream folded: every payload is read, whoever asks.
-    const { state } = await this.readSized(
+    const { state, events } = await this.readSized(
       this.pool,
       executionId,
       reads.whole,
-      () => loadExecution(this.store, executionId),
+      () => executionWithEvents(this.store, executionId),
       'stream',
     );
-    if (state.status === 'not_started')
-      throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
-    return detailFromState(executionId, state, links(executionId));
+    return detailFromState(
+      executionId,
+      state,
+      links(executionId),
+      events.map((e) => e.event),
+    );
   }
 }
 
@@ -261,8 +264,12 @@ const WHOLE_PAYLOADS_UNGATED: DetailReads = { payloads: true, whole: (read) => r
 
 /** The state after revision `at`, in the detail's shape (time travel): 404 unknown, 400 past the last revision. */
 export async function detailAt(store: EventStore, executionId: string, at: number): Promise<ExecutionDetail> {
-  const { state, lastRevision } = await executionStateAt(store, executionId, at);
-  return { ...detailFromState(executionId, state, links(executionId)), at_revision: at, last_revision: lastRevision };
+  const { state, lastRevision, events } = await executionStateAt(store, executionId, at);
+  return {
+    ...detailFromState(executionId, state, links(executionId), events),
+    at_revision: at,
+    last_revision: lastRevision,
+  };
 }
 
 export { links as executionLinks };
