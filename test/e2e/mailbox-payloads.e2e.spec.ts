@@ -201,4 +201,98 @@ describe('admin-only tools: what they read shows to admins only, wherever it is 
       assert.ok(has((await admin('GET', `/api/v1/workflows/executions/${executionId}/${tail}`)).body), tail);
     }
   });
+
+  it("the replay check: an operator reads that a step's input changed, not the mail it carried; an admin reads both", async () => {
+    // Two versions of a digest of the mailbox that differ in what they record: the digest step's
+    // input changes. A start runs the newest version: version 1 runs before version 2 is registered.
+    const register = async (version: number) => {
+      const registered = await admin('POST', '/api/v1/workflows/definitions', {
+        id: 'mailbox_digest',
+        version,
+        name: 'mailbox digest',
+        steps: [
+          { id: 'read', uses: 'mcp:automation/list_mailbox', with: { to: 'ada@example.com' } },
+          {
+            id: 'digest',
+            uses: 'mcp:analytics/record_metric',
+            needs: ['read'],
+            with: {
+              name: `mailbox_digest_v${version}`,
+              value: 1,
+              labels: { text: '${{ steps.read.output.messages[0].text }}' },
+            },
+          },
+        ],
+      });
+      assert.equal(registered.status, 201, JSON.stringify(registered.body));
+    };
+    await register(1);
+    const run = await admin('POST', '/api/v1/workflows/start/mailbox_digest?wait=true', {});
+    assert.equal(run.status, 200, JSON.stringify(run.body));
+    assert.equal(run.body.status, 'completed', JSON.stringify(run.body));
+    await register(2);
+    const check = (key: string) =>
+      as(key)('POST', '/api/v1/workflows/definitions/mailbox_digest/versions/2/check', { limit: 1 });
+    const byAdmin = await check(adminKey);
+    assert.equal(byAdmin.status, 200, JSON.stringify(byAdmin.body));
+    const changed = (body: any) =>
+      (body.executions[0].differences as { step_id: string; kind: string; recorded: unknown }[]).find(
+        (d) => d.kind === 'input_changed',
+      );
+    assert.equal(changed(byAdmin.body)?.step_id, 'digest', JSON.stringify(byAdmin.body));
+    assert.ok(has(byAdmin.body), 'the admin reads the recorded input');
+    const byOperator = await check(operatorKey);
+    assert.equal(byOperator.status, 200, JSON.stringify(byOperator.body));
+    assert.equal(byOperator.body.differing, 1);
+    assert.equal(changed(byOperator.body)?.step_id, 'digest');
+    assert.equal(changed(byOperator.body)?.recorded, '[redacted: operator role needed]');
+    assert.ok(!has(byOperator.body), JSON.stringify(byOperator.body));
+  });
+
+  it("bulk error_contains: an operator's filter never matches the error of a run that read the mailbox; an admin's does", async () => {
+    // A run whose failure names the mail's text (a file named after it does not exist).
+    const started = await admin('POST', '/api/v1/integration/agents/workflow', {
+      definition: {
+        id: 'mailbox_open',
+        steps: [
+          { id: 'read', uses: 'mcp:automation/list_mailbox', with: { to: 'ada@example.com' } },
+          {
+            id: 'open',
+            uses: 'mcp:filesystem/read_file',
+            needs: ['read'],
+            with: { path: '${{ steps.read.output.messages[0].text }}' },
+          },
+        ],
+      },
+      input: {},
+    });
+    assert.equal(started.status, 202, JSON.stringify(started.body));
+    const failed = await until(
+      'the run failed',
+      async () => {
+        const r = await admin('GET', `/api/v1/workflows/executions/${started.body.execution_id}`);
+        return r.body?.status === 'failed' ? r.body : undefined;
+      },
+      60_000,
+      200,
+    );
+    assert.ok(has(failed.error), `the error names the mail's text: ${JSON.stringify(failed.error)}`);
+    const bulk = (key: string, probe: string) =>
+      as(key)('POST', '/api/v1/workflows/executions/bulk', {
+        filter: { definition_id: 'mailbox_open', status: 'failed', error_contains: probe },
+        action: 'cancel',
+      });
+    const byOperator = await bulk(operatorKey, 'MAILBOX-SECRET-4242');
+    assert.equal(byOperator.status, 202, JSON.stringify(byOperator.body));
+    assert.equal(byOperator.body.matched, 0);
+    // Without error_contains the operator's filter matches it as the list shows it.
+    const unfiltered = await as(operatorKey)('POST', '/api/v1/workflows/executions/bulk', {
+      filter: { definition_id: 'mailbox_open', status: 'failed' },
+      action: 'cancel',
+    });
+    assert.equal(unfiltered.body.matched, 1, JSON.stringify(unfiltered.body));
+    const byAdmin = await bulk(adminKey, 'MAILBOX-SECRET-4242');
+    assert.equal(byAdmin.status, 202, JSON.stringify(byAdmin.body));
+    assert.equal(byAdmin.body.matched, 1);
+  });
 });

@@ -71,9 +71,17 @@ export function loadBatch(store: EventStore, batchId: string): Promise<{ state: 
 
 /**
  * The executions a filter matches now, oldest first, from the executions read model (what the
- * list endpoint shows). More than `max`: 400 (narrow the filter).
+ * list endpoint shows). More than `max`: 400 (narrow the filter). `errorHidden` names the
+ * executions whose error the caller may not read whole (they call an admin-only tool): none of
+ * them matches `error_contains`, so its answers (and the over-`max` refusal) cannot tell their
+ * text one probe at a time.
  */
-export async function matchExecutions(pool: pg.Pool, filter: BatchFilter, max: number): Promise<string[]> {
+export async function matchExecutions(
+  pool: pg.Pool,
+  filter: BatchFilter,
+  max: number,
+  errorHidden?: (executionId: string) => Promise<boolean>,
+): Promise<string[]> {
   if (filter.template_id !== undefined && !builtInTemplates.some((t) => t.id === filter.template_id)) {
     throw new AppError(
       'not_found',
@@ -87,29 +95,43 @@ export async function matchExecutions(pool: pg.Pool, filter: BatchFilter, max: n
   ) {
     throw new AppError('validation', 'template_id and definition_id name different definitions; give one');
   }
-  const r = await pool.query<{ execution_id: string }>(
-    `select execution_id from ${READ_SCHEMA}.workflow_executions
-      where ($1::text is null or definition_id = $1) and ($2::text is null or status = $2)
-        and ($3::timestamptz is null or started_at >= $3) and ($4::timestamptz is null or started_at < $4)
-        and ($5::text is null or strpos(lower(coalesce(error::text, '')), lower($5)) > 0)
-      order by started_at, execution_id limit $6`,
-    [
-      filter.template_id ?? filter.definition_id ?? null,
-      filter.status ?? null,
-      filter.started_after ?? null,
-      filter.started_before ?? null,
-      filter.error_contains ?? null,
-      max + 1,
-    ],
-  );
-  if (r.rows.length > max) {
+  const hidden = filter.error_contains !== undefined ? errorHidden : undefined;
+  const matched: string[] = [];
+  // Keyset pages of max + 1: without hidden executions the first page decides; with them, pages
+  // until max + 1 visible ones or the end.
+  let after: { startedAt: string; id: string } | undefined;
+  for (;;) {
+    const r = await pool.query<{ execution_id: string; started_at: string }>(
+      `select execution_id, started_at::text from ${READ_SCHEMA}.workflow_executions
+        where ($1::text is null or definition_id = $1) and ($2::text is null or status = $2)
+          and ($3::timestamptz is null or started_at >= $3) and ($4::timestamptz is null or started_at < $4)
+          and ($5::text is null or strpos(lower(coalesce(error::text, '')), lower($5)) > 0)
+          and ($7::timestamptz is null or (started_at, execution_id) > ($7::timestamptz, $8::text))
+        order by started_at, execution_id limit $6`,
+      [
+        filter.template_id ?? filter.definition_id ?? null,
+        filter.status ?? null,
+        filter.started_after ?? null,
+        filter.started_before ?? null,
+        filter.error_contains ?? null,
+        max + 1,
+        after?.startedAt ?? null,
+        after?.id ?? null,
+      ],
+    );
+    for (const row of r.rows) if (!hidden || !(await hidden(row.execution_id))) matched.push(row.execution_id);
+    const last = r.rows[r.rows.length - 1];
+    if (!hidden || matched.length > max || r.rows.length <= max || !last) break;
+    after = { startedAt: last.started_at, id: last.execution_id };
+  }
+  if (matched.length > max) {
     throw new AppError(
       'validation',
       `the filter matches more than ${max} executions (WORKFLOW_BATCH_MAX_ITEMS); narrow it`,
       { max },
     );
   }
-  return r.rows.map((x) => x.execution_id);
+  return matched.slice(0, max + 1);
 }
 
 /** Match, then record the batch (BatchStarted with the matched set). A repeated batch id records nothing new. */
@@ -123,12 +145,19 @@ export async function startBatch(
     correlationId: string;
     actor?: string;
     maxItems?: number;
+    /** Executions whose error the caller may not search (see matchExecutions). */
+    errorHidden?: (executionId: string) => Promise<boolean>;
   },
 ): Promise<{ batchId: string; state: BatchState; created: boolean }> {
   const batchId = req.batchId ?? randomUUID();
   const existing = await loadBatch(store, batchId);
   if (existing.state.status !== 'not_started') return { batchId, state: existing.state, created: false };
-  const items = await matchExecutions(pool, req.filter, req.maxItems ?? batchConfigFromEnv().WORKFLOW_BATCH_MAX_ITEMS);
+  const items = await matchExecutions(
+    pool,
+    req.filter,
+    req.maxItems ?? batchConfigFromEnv().WORKFLOW_BATCH_MAX_ITEMS,
+    req.errorHidden,
+  );
   const r = await runBatchCommand(store, batchId, {
     type: 'StartBatch',
     data: { batchId, filter: req.filter, action: req.action, items },

@@ -4,7 +4,9 @@ import type { EventStore } from '@switchyard/event-store';
 import type { Pool } from 'pg';
 import type { BatchAction, BatchFilter, BatchState } from '@switchyard/domain';
 import { startBatch } from '../deps.js';
+import { workflowExecutionStream } from '@switchyard/domain';
 import { currentActor } from '../../../http/context.js';
+import { callerSeesAdminToolPayloads, executionStreamCallsAdminTool } from '../../../events/redaction.js';
 import { EVENT_STORE, PG_POOL } from '../../../tokens.js';
 
 /** Start a bulk operation: match the executions now, record them in a new batch; the engine's batch worker works it. */
@@ -15,6 +17,7 @@ export class StartExecutionBatch extends Command<{ batchId: string; state: Batch
     readonly correlationId: string,
     readonly batchId?: string,
     readonly actor: string = currentActor() ?? 'anonymous',
+    readonly seesAdminToolPayloads: boolean = callerSeesAdminToolPayloads(),
   ) {
     super();
   }
@@ -33,6 +36,11 @@ export class StartExecutionBatchHandler implements ICommandHandler<StartExecutio
       correlationId: c.correlationId,
       actor: c.actor,
       ...(c.batchId !== undefined ? { batchId: c.batchId } : {}),
+      // The error of an execution that calls an admin-only tool reads to anyone but an admin as
+      // "…": its text must not be searchable either.
+      ...(c.seesAdminToolPayloads
+        ? {}
+        : { errorHidden: (id: string) => executionStreamCallsAdminTool(this.store, workflowExecutionStream(id)) }),
     });
   }
 }
