@@ -273,7 +273,8 @@ export class WorkflowsController {
       'Fork an execution from a step: a new execution that copies the outputs of the steps before it and runs the rest',
     description:
       'Copied = the steps that succeeded in the source and are neither `from_step` nor downstream of it (in the source or the target version); their tools are not called again. ' +
-      '`definition_version` runs another registered version of the same definition; 409 names copied steps it lacks.',
+      '`definition_version` runs another registered version of the same definition; 409 names copied steps it lacks. ' +
+      'Only an ended source (completed, failed or canceled) is forked: 409 while it runs or cancels, as it could still undo what would be copied.',
     tags: ['workflows'],
     role: 'operator',
     response: { status: 202, schema: forkResponse },

@@ -70,6 +70,15 @@ export function planFork(
   target: WorkflowDefinition,
   input: Record<string, unknown> = source.input,
 ): ForkPlan {
+  // A source still running may yet undo what a fork would copy (a cancel runs its compensations)
+  // or do again what the fork redoes: only a settled execution is forked.
+  if (source.status === 'running' || source.status === 'canceling') {
+    throw new DomainError(
+      'illegal_state',
+      `workflow execution is ${source.status}: only an ended execution (completed, failed or canceled) can be forked; cancel it first or wait for its end`,
+      { status: source.status },
+    );
+  }
   const inSource = source.definition.steps.some((d) => d.id === fromStep);
   const inTarget = target.steps.some((d) => d.id === fromStep);
   if (!inSource && !inTarget) {

@@ -505,8 +505,10 @@ describe('planFork', () => {
         cmd.start(guarded, { email: 'mine@example.com', tags: ['a', 'b'] }),
         cmd.succeeded({ stepId: 'lookup' }, { rows: [] }),
         cmd.succeeded({ stepId: 'stats' }, { rows: [] }),
+        cmd.failed({ stepId: 'create' }, invalid),
       );
       const g = fold(guardedRun) as StartedExecution;
+      assert.equal(g.status, 'failed');
       const plan = planFork(g, revisioned(guardedRun), 'welcome', guarded, { email: 'mine@example.com', tags: ['z'] });
       assert.deepEqual(
         plan.copies.map((c) => c.stepId),
@@ -575,9 +577,11 @@ describe('planFork', () => {
         cmd.succeeded({ stepId: 'side' }, { rows: [] }),
         cmd.succeeded({ stepId: 'create' }, { id: 1 }),
         cmd.cancel(),
+        cmd.compensated('remove'),
       );
       const s = fold(early) as StartedExecution;
       assert.ok(s.compensations['remove']);
+      assert.equal(s.status, 'canceled');
       assert.deepEqual(
         planFork(s, revisioned(early), 'side', def(undoing)).copies.map((c) => c.stepId),
         [],
@@ -600,6 +604,24 @@ describe('planFork', () => {
         'nothing was undone: everything before the fork point is copied',
       );
     });
+  });
+  it('409 for a source still running or canceling: it may yet undo what would be copied', () => {
+    const running = history(cmd.start(chain, {}), cmd.succeeded({ stepId: 'fetch' }, { rows: [] }));
+    assert.equal(fold(running).status, 'running');
+    assert.throws(
+      () => planFork(fold(running) as StartedExecution, revisioned(running), 'analyze', def(chain)),
+      isCode('illegal_state'),
+    );
+    // `analyze` in flight when the cancel came: canceling until it answers.
+    const canceling = history(
+      cmd.start(chain, {}),
+      cmd.succeeded({ stepId: 'fetch' }, { rows: [] }),
+      cmd.dispatched({ stepId: 'analyze' }),
+      cmd.cancel(),
+    );
+    const c = fold(canceling) as StartedExecution;
+    assert.equal(c.status, 'canceling');
+    assert.throws(() => planFork(c, revisioned(canceling), 'analyze', def(chain)), isCode('illegal_state'));
   });
   it('400 for a fork point of neither definition', () => {
     assert.throws(() => planFork(source, revisioned(failedRun), 'nope', def(chain)), isCode('validation'));
