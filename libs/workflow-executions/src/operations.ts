@@ -262,8 +262,14 @@ export async function checkDefinitionVersion(
   );
   const executions: ReplayReport[] = [];
   for (const row of rows.rows) {
-    const { state } = await executionWithEvents(store, row.execution_id);
-    executions.push(checkReplay(state, target));
+    const { state, events } = await executionWithEvents(store, row.execution_id);
+    executions.push(
+      checkReplay(
+        state,
+        target,
+        events.map((e) => e.event),
+      ),
+    );
   }
   return {
     definition_id: id,

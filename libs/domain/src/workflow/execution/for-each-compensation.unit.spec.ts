@@ -447,8 +447,37 @@ describe("WorkflowExecution: an item stopped by its step's failure that succeeds
       ['succeeded', 'succeeded', 'canceled'],
     );
     // Replayed on its own version: the same three items sent, the same two undone, the same end.
-    const report = checkReplay(source, source.definition);
+    const report = checkReplay(source, source.definition, recorded);
     assert.deepEqual(report.differences, []);
+    assert.equal(report.replayed_status, 'canceled');
+    assert.equal(report.same, true);
+  });
+
+  it('the replay check follows where the cancel came: items in flight at it finish and are undone; none after them is sent', () => {
+    // Five items, two at a time: 0 and 1 made their schedules, 2 and 3 were sent; the cancel came
+    // then; 2 and 3 succeeded after it (and were undone with 0 and 1); item 4 was never sent.
+    const five = { delays: ['1d', '7d', '30d', '60d', '90d'] };
+    const recorded = history(
+      cmd.start(def, five),
+      cmd.dispatched({ stepId: 'slow' }),
+      cmd.succeeded(item(0), made(0)),
+      cmd.succeeded(item(1), made(1)),
+      cmd.dispatched(item(2)),
+      cmd.dispatched(item(3)),
+      cmd.cancel('customer withdrew', at(10)),
+      cmd.succeeded(item(2), made(2), 1, at(11)),
+      cmd.succeeded(item(3), made(3), 1, at(12)),
+      cmd.failed({ stepId: 'slow' }, { code: 'canceled', message: 'stopped', retryable: false }, 1, at(13)),
+      ...[0, 1, 2, 3].map((i) => compensated(i)),
+    );
+    const source = fold(recorded);
+    assert.ok(source.status === 'canceled', source.status);
+    assert.deepEqual(
+      source.steps['make']!.units.map((u) => u?.phase),
+      ['succeeded', 'succeeded', 'succeeded', 'succeeded'],
+    );
+    const report = checkReplay(source, source.definition, recorded);
+    assert.deepEqual(report.differences, [], JSON.stringify(report));
     assert.equal(report.replayed_status, 'canceled');
     assert.equal(report.same, true);
   });

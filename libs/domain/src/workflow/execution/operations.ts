@@ -195,6 +195,21 @@ export interface ReplayReport {
 
 const MAX_REPLAY_ROUNDS = 10_000;
 
+/** The units (`step[item]`) whose outcome, and those whose dispatch, the recording had before its first cancel request. */
+function cancelOrder(events: readonly WorkflowEvent[]): { answeredBefore: Set<string>; sentBefore: Set<string> } {
+  const answeredBefore = new Set<string>();
+  const sentBefore = new Set<string>();
+  for (const e of events) {
+    if (e.type === 'ExecutionCancelRequested') break;
+    const d = e.data as { stepId?: string; itemIndex?: number };
+    if (d.stepId === undefined) continue;
+    const key = `${d.stepId}[${d.itemIndex ?? ''}]`;
+    if (e.type === 'StepSucceeded' || e.type === 'StepFailed') answeredBefore.add(key);
+    else if (e.type === 'StepDispatched' || e.type === 'StepRedispatched') sentBefore.add(key);
+  }
+  return { answeredBefore, sentBefore };
+}
+
 /**
  * Replay a finished execution's recorded step outcomes through `target`'s decider: start it on the
  * recorded input, answer every unit it schedules with what that step (or item) answered in the
@@ -204,7 +219,11 @@ const MAX_REPLAY_ROUNDS = 10_000;
  * differs from the recorded one, cannot be answered with the recording: what follows from it is
  * `undetermined` (the check calls no tool).
  */
-export function checkReplay(source: StartedExecution, target: WorkflowDefinition): ReplayReport {
+export function checkReplay(
+  source: StartedExecution,
+  target: WorkflowDefinition,
+  events?: readonly WorkflowEvent[],
+): ReplayReport {
   const base = {
     execution_id: source.executionId,
     recorded_version: source.definition.version,
@@ -247,6 +266,13 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
   }
   const unanswerable = new Set<string>();
   const inputChanged = new Set<string>();
+  const recordedCancel = source.status === 'canceled' || source.status === 'canceling';
+  // Where the recording's cancel came among its units' outcomes (when its events are given): a
+  // unit answered before it is answered before the replayed cancel, one sent before it is sent
+  // (so the cancel lets it finish, as it did), and the rest only after the replayed cancel; else
+  // answers the recording got after its cancel would let the replay schedule items it never did.
+  const order = recordedCancel && events ? cancelOrder(events) : undefined;
+  const unitKey = (stepId: string, itemIndex: number | undefined) => `${stepId}[${itemIndex ?? ''}]`;
   const feedRecorded = () => {
     for (
       let round = 0;
@@ -257,18 +283,32 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
       let fed = false;
       for (const st of Object.values(s.steps)) {
         for (const u of st.units) {
-          if (!u || u.phase !== 'scheduled' || unanswerable.has(st.id)) continue;
+          if (!u || (u.phase !== 'scheduled' && u.phase !== 'dispatched') || unanswerable.has(st.id)) continue;
           const rec = source.steps[st.id];
           const ref = u.itemIndex === undefined ? { stepId: st.id } : { stepId: st.id, itemIndex: u.itemIndex };
           const recUnit = rec?.units[u.itemIndex ?? 0];
+          if (order && state.status === 'running' && !order.answeredBefore.has(unitKey(st.id, u.itemIndex))) {
+            if (u.phase === 'scheduled' && order.sentBefore.has(unitKey(st.id, u.itemIndex))) {
+              apply(cmd({ type: 'RecordStepDispatched', data: { ...ref, attempt: u.attempt } }));
+              fed = true;
+            }
+            continue;
+          }
           // A unit whose input now resolves differently would not get the recorded answer: what follows is not known.
           if (recUnit && canonicalJson(recUnit.input ?? null) !== canonicalJson(u.input ?? null)) {
             inputChanged.add(st.id);
             unanswerable.add(st.id);
             continue;
           }
+          // A for_each step a fork copied has its items' outputs and no units of its own.
+          const copiedItem =
+            rec?.status === 'succeeded' &&
+            rec.copiedFrom !== undefined &&
+            u.itemIndex !== undefined &&
+            Array.isArray(rec.output) &&
+            u.itemIndex < rec.output.length;
           const recordedSuccess =
-            recUnit?.phase === 'succeeded' || (rec?.status === 'succeeded' && u.itemIndex === undefined);
+            recUnit?.phase === 'succeeded' || copiedItem || (rec?.status === 'succeeded' && u.itemIndex === undefined);
           // Stopped by the recording's cancel: answered by the replayed cancel (below), not as a
           // failure. An item that succeeded before the cancel stopped its step is answered with its
           // success: the step's `canceled` error is not the item's.
@@ -279,7 +319,12 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
               (recUnit?.error ?? rec?.error)?.code === 'canceled');
           if (stoppedByCancel && state.status === 'running') continue;
           if (recordedSuccess) {
-            const output = recUnit?.phase === 'succeeded' ? recUnit.output : rec!.output;
+            const output =
+              recUnit?.phase === 'succeeded'
+                ? recUnit.output
+                : copiedItem
+                  ? (rec.output as unknown[])[u.itemIndex]
+                  : rec!.output;
             apply(cmd({ type: 'RecordStepSucceeded', data: { ...ref, attempt: u.attempt, output: output ?? null } }));
           } else if (recUnit?.phase === 'failed' || rec?.status === 'failed') {
             const error: StepError = {

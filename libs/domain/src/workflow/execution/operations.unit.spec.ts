@@ -661,6 +661,55 @@ describe('stateAt (time travel)', () => {
   });
 });
 
+describe('checkReplay of a fork that copied a for_each step', () => {
+  const eachThen: WorkflowDefinitionInput = {
+    id: 'each_then',
+    version: 1,
+    name: 'Each then sum',
+    steps: [
+      {
+        id: 'store',
+        uses: 'mcp:analytics/record_metric',
+        for_each: { items: '[1, 2, 3]', concurrency: 3 },
+        with: { v: '${{ item }}' },
+      },
+      {
+        id: 'sum',
+        uses: 'mcp:analytics/record_metric',
+        needs: ['store'],
+        with: { n: '${{ size(steps.store.output) }}' },
+      },
+    ],
+  };
+  it('answers each item with the copied output: the fork on its own version replays the same', () => {
+    const sourceRun = history(
+      cmd.start(eachThen, {}),
+      ...[0, 1, 2].map((i) => cmd.succeeded({ stepId: 'store', itemIndex: i }, { ok: i })),
+      cmd.succeeded({ stepId: 'sum' }, { n: 3 }),
+    );
+    const source = fold(sourceRun) as StartedExecution;
+    assert.equal(source.status, 'completed');
+    const plan = planFork(source, revisioned(sourceRun), 'sum', def(eachThen));
+    assert.deepEqual(
+      plan.copies.map((c) => [c.stepId, c.output]),
+      [['store', [{ ok: 0 }, { ok: 1 }, { ok: 2 }]]],
+    );
+    const forkRun = history(
+      fork({ definition: def(eachThen), fromStep: 'sum', copies: plan.copies }),
+      cmd.succeeded({ stepId: 'sum' }, { n: 3 }),
+    );
+    const forked = fold(forkRun) as StartedExecution;
+    assert.equal(forked.status, 'completed');
+    assert.ok(forked.steps['store']!.copiedFrom);
+    for (const withEvents of [undefined, forkRun]) {
+      const r = checkReplay(forked, def(eachThen), withEvents);
+      assert.deepEqual(r.differences, [], JSON.stringify(r));
+      assert.equal(r.replayed_status, 'completed');
+      assert.equal(r.same, true);
+    }
+  });
+});
+
 describe('checkReplay', () => {
   const completed = history(
     cmd.start(chain, {}),
