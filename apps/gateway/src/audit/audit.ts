@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { EventStore, RecordedEvent } from '@switchyard/event-store';
 import { logWindow } from '../events/log-window.js';
+import { textInt } from '../http/query-int.js';
 
 export const AUDIT_PATH = '/api/v1/audit';
 /** Most events one audit request examines before it answers a short page with `next`. */
@@ -41,7 +42,7 @@ export const auditQuerySchema = z
       .pipe(z.coerce.number<string | number>().int().min(-1))
       .optional()
       .describe('Global position to page from, exclusive (`next.after`)'),
-    limit: z.coerce.number().int().min(1).max(500).default(100),
+    limit: textInt({ min: 1, max: 500 }).default(100),
     direction: z.enum(['forwards', 'backwards']).default('backwards').describe('Default newest first'),
   })
   .strict()

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { RecordedEvent } from '@switchyard/event-store';
+import { textInt } from '../http/query-int.js';
 
 /** A comma list (`type=A,B`) or a repeated parameter (`type=A&type=B`), as a clean string array. */
 const csv = z.union([z.string(), z.array(z.string())]).transform((v) =>
@@ -60,7 +61,7 @@ export const eventsQuerySchema = z
       .describe(
         'With `stream` only: first revision to return, inclusive (the `next.from_revision` of the previous page)',
       ),
-    limit: z.coerce.number().int().min(1).max(1000).default(100).describe('Page size, 1 to 1000 (default 100)'),
+    limit: textInt({ min: 1, max: 1000 }).default(100).describe('Page size, 1 to 1000 (default 100)'),
     direction: z.enum(['forwards', 'backwards']).default('forwards'),
     type: typesParam.optional().describe('Only these event types (comma list, at most 64)'),
     stream_prefix: prefixesParam

@@ -1,6 +1,7 @@
 import type { Pool } from 'pg';
 import { z } from 'zod';
 import { AppError, type Logger } from '@switchyard/platform';
+import { textInt } from './query-int.js';
 
 /** The request header naming the event-store position a query must see (a command's answer carries it as `position`). */
 export const MIN_POSITION_HEADER = 'x-switchyard-min-position';
@@ -42,7 +43,7 @@ export interface ReadSource {
 
 const PRIMARY_WAIT_MS = 2_000;
 
-const positionSchema = z.coerce.number().int().min(-1).max(Number.MAX_SAFE_INTEGER);
+const positionSchema = textInt({ min: -1, max: Number.MAX_SAFE_INTEGER });
 const envSchema = z.object({ READ_REPLICA_WAIT_MS: z.coerce.number().int().min(0).max(60_000).default(2_000) });
 
 /** A position from the header or the `min_position` query parameter (the query parameter wins); 400 naming it when malformed. */

@@ -9,6 +9,7 @@ import {
   taskPrioritySchema,
   trimmedText,
 } from '@switchyard/contracts';
+import { textInt } from '../../http/query-int.js';
 
 // Strict, as the context itself is (checkTaskContext): a misspelt field must not start a task without it.
 export const delegateBody = z.strictObject({
@@ -28,11 +29,7 @@ export const waitQuery = z.strictObject({
     .optional()
     .transform((v) => v === 'true' || v === '1'),
   /** How long `wait=true` waits for the result before answering 202 with the task as it is. Default 60 s. */
-  wait_ms: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(600_000)
+  wait_ms: textInt({ min: 1, max: 600_000 })
     .default(60_000)
     .describe(
       'How long `wait=true` waits for the result (default 60 s), at most the request timeout less a margin; then 202 with the task as it is',

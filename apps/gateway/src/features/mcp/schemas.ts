@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { idOf } from '../../http/ids.js';
+import { textInt } from '../../http/query-int.js';
 
 /** Request and response schemas of the MCP endpoints (seed paths under /api/v1/integration/mcp). */
 const jsonObject = z.record(z.string(), z.unknown());
@@ -112,7 +113,7 @@ export const mailboxQuery = z
       .regex(/^[^\s@]+@[^\s@]+$/, 'an e-mail address')
       .optional()
       .describe('Only messages with this recipient (to or cc)'),
-    limit: z.coerce.number().int().min(1).max(200).default(50),
+    limit: textInt({ min: 1, max: 200 }).default(50),
     cursor: z
       .string()
       .regex(/^[0-9]{1,18}$/, 'a next_cursor of an earlier page')

@@ -392,6 +392,11 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     );
     assert.equal((await http('GET', `/api/v1/workflows/executions/${forkId}?at=${last + 1}`)).status, 400);
     assert.equal((await http('GET', `/api/v1/workflows/executions/${forkId}?at=-1`)).status, 400);
+    // A blank, hex, binary or octal revision is a 400, not revision 0 or 16.
+    for (const bad of ['%20', '%09', '', '0x10', '0b11', '0o7', '1e1', '1.0'])
+      assert.equal((await http('GET', `/api/v1/workflows/executions/${forkId}?at=${bad}`)).status, 400, `at=${bad}`);
+    assert.equal((await http('GET', `/api/v1/workflows/executions/${forkId}/history?after=0x5`)).status, 400);
+    assert.equal((await http('GET', `/api/v1/workflows/executions/${forkId}/history?limit=%20`)).status, 400);
     assert.equal((await http('GET', '/api/v1/workflows/executions/no-such-execution?at=0')).status, 404);
   });
 

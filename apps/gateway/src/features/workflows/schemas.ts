@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { idOf } from '../../http/ids.js';
 import { minPositionQuery } from '../../http/read-routing.js';
 import { MAX_VERSION } from '@switchyard/workflow-executions';
+import { textInt } from '../../http/query-int.js';
 
 const id = z
   .string()
@@ -18,8 +19,8 @@ export const executionParams = z.object({ execution_id: id });
 /** `?wait=true` waits (bounded by `wait_ms`, at most 60 s) and answers with the result. */
 export const waitQuery = z.strictObject({
   wait: boolish.optional(),
-  wait_ms: z.coerce.number().int().min(1).max(60_000).default(30_000),
-  version: z.coerce.number().int().min(1).max(2_147_483_647).optional(),
+  wait_ms: textInt({ min: 1, max: 60_000 }).default(30_000),
+  version: textInt({ min: 1, max: 2_147_483_647 }).optional(),
 });
 /** The body of a start is the workflow input itself. */
 export const startBody = z.record(z.string(), z.unknown());
@@ -48,7 +49,7 @@ export const listQuery = z.strictObject({
   template: idOf('definition').optional(),
   started_after: instant.optional(),
   started_before: instant.optional(),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
+  limit: textInt({ min: 1, max: 200 }).default(50),
   cursor: z.string().min(1).max(400).optional(),
   /** Read your writes: the `position` a command answered with (or the X-Switchyard-Min-Position header). */
   ...minPositionQuery,
@@ -61,7 +62,7 @@ export const DEFINITIONS_PAGE_MAX = 200;
 export const definitionsQuery = z.strictObject({
   id: idOf('definition').optional(),
   all_versions: boolish.optional(),
-  limit: z.coerce.number().int().min(1).max(DEFINITIONS_PAGE_MAX).default(100),
+  limit: textInt({ min: 1, max: DEFINITIONS_PAGE_MAX }).default(100),
   cursor: z
     .string()
     .regex(/^[a-z][a-z0-9_-]{0,62}(:[1-9][0-9]{0,9})?$/, 'the next_cursor of the page before')
@@ -139,13 +140,13 @@ export const templatesResponse = z.object({
 
 // ---- operations on executions: time travel, fork, retry, replay check ----
 
-const revision = z.coerce.number().int().min(0).max(2_147_483_647);
+const revision = textInt({ min: 0, max: 2_147_483_647 });
 /** `?at=<revision>`: the state after that event of the execution's stream. */
 export const detailQuery = z.strictObject({ at: revision.optional(), ...minPositionQuery });
 export const historyQuery = z.strictObject({
   /** Revision to start after (exclusive); absent = from the first event. */
   after: revision.optional(),
-  limit: z.coerce.number().int().min(1).max(500).default(100),
+  limit: textInt({ min: 1, max: 500 }).default(100),
 });
 export const historyEvent = z.object({
   position: z.number().int(),
@@ -162,7 +163,7 @@ export const EVENTS_PAGE_MAX = 1_000;
 export const eventsQuery = z.strictObject({
   /** Revision to start after (exclusive); absent = from the first event. */
   after: revision.optional(),
-  limit: z.coerce.number().int().min(1).max(EVENTS_PAGE_MAX).default(EVENTS_PAGE_MAX),
+  limit: textInt({ min: 1, max: EVENTS_PAGE_MAX }).default(EVENTS_PAGE_MAX),
 });
 export const historyResponse = z.object({
   execution_id: z.string(),
@@ -198,7 +199,7 @@ export const retryResponse = z.object({
 });
 export const checkParams = z.object({
   definition_id: z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, 'a definition id'),
-  version: z.coerce.number().int().min(1).max(2_147_483_647),
+  version: textInt({ min: 1, max: 2_147_483_647 }),
 });
 export const checkBody = z.strictObject({ limit: z.number().int().min(1).max(200).default(20) }).default({ limit: 20 });
 export const checkResponse = z.object({
