@@ -144,6 +144,27 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     );
   });
 
+  it('a bulk fork onto a version or from a step the named definition does not have is refused up front; nothing is recorded', async () => {
+    const bulk = (fork: { definition_version: number; from_step: string }) =>
+      http('POST', '/api/v1/workflows/executions/bulk', {
+        filter: { definition_id: 'flaky_pair', status: 'failed' },
+        action: { fork },
+      });
+    const noVersion = await bulk({ definition_version: 99, from_step: 'second' });
+    assert.equal(noVersion.status, 404, JSON.stringify(noVersion.body));
+    assert.match(JSON.stringify(noVersion.body), /version 99/);
+    const noStep = await bulk({ definition_version: 1, from_step: 'nowhere' });
+    assert.equal(noStep.status, 400, JSON.stringify(noStep.body));
+    assert.match(JSON.stringify(noStep.body), /nowhere/);
+    const batches = await f.store.readAll({ types: ['BatchStarted'], maxCount: 10_000 });
+    assert.ok(
+      !batches.some(
+        (e) => JSON.stringify(e.data).includes('nowhere') || JSON.stringify(e.data).includes('"definitionVersion":99'),
+      ),
+      'no batch recorded',
+    );
+  });
+
   it('documents the signal and batch routes in the OpenAPI document', async () => {
     const r = await http('GET', '/docs/openapi.json');
     for (const p of [
