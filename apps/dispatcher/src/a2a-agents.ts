@@ -37,9 +37,30 @@ const CARD_MAX_BYTES = 256 * 1024;
 type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD';
 
 /**
+ * `details.reason` of an external agent's answer that cannot be used (over the size bound, nested
+ * past any sense): with `unavailable`, the agent's fault, retried and counted against it, where
+ * `payload_too_large` or `validation` told the caller to fix a request that was fine.
+ */
+export const AGENT_ANSWER_UNUSABLE = 'agent_answer_unusable';
+
+/**
+ * An agent's answer refused for its size or depth (`payload_too_large`, or `validation` from
+ * checkPeerJsonDepth), as the agent's failure (see AGENT_ANSWER_UNUSABLE); `what` names the answer.
+ */
+export function agentAnswerUnusable(err: AppError, what: string): AppError {
+  return new AppError(
+    'unavailable',
+    err.code === 'payload_too_large' ? `${what} is too large: ${err.message}` : err.message,
+    { ...err.details, reason: AGENT_ANSWER_UNUSABLE },
+    true,
+  );
+}
+
+/**
  * A `fetch` for the SDK that connects only where the egress guard allows, with the agent's bearer
  * token; an answer is read whole up to `maxBytes` and refused when its JSON nests past any sense
- * (the SDK parses it, and what it parses is stored and walked: see checkPeerJsonDepth).
+ * (the SDK parses it, and what it parses is stored and walked: see checkPeerJsonDepth). Either
+ * refusal is the agent's failure (agentAnswerUnusable).
  */
 export function egressFetch(
   guard: EgressGuard,
@@ -60,11 +81,20 @@ export function egressFetch(
       ...(init?.signal ? { signal: init.signal } : {}),
       timeoutMs,
       maxBytes,
+    }).catch((err: unknown) => {
+      // Our request is small: what is over the bound is the agent's answer. A refused address stays `forbidden`.
+      throw isAppError(err) && err.code === 'payload_too_large'
+        ? agentAnswerUnusable(err, "the A2A agent's answer")
+        : err;
     });
     if (!res.body) return res;
     const text = await res.text();
-    // The depth alone: the SDK parses the text itself.
-    checkPeerJsonDepth(text, "the A2A agent's answer");
+    try {
+      // The depth alone: the SDK parses the text itself.
+      checkPeerJsonDepth(text, "the A2A agent's answer");
+    } catch (err) {
+      throw agentAnswerUnusable(err as AppError, "the A2A agent's answer");
+    }
     return new Response(text, { status: res.status, statusText: res.statusText, headers: res.headers });
   };
 }

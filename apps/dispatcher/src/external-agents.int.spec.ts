@@ -131,6 +131,64 @@ function startEchoAgent() {
   };
 }
 
+/**
+ * An A2A agent (0.3 JSON-RPC, written by hand) whose answers cannot be used: under
+ * `/<skill>/card.json` a card offering that one skill; `message/send` answers a completed task
+ * whose artifact nests 5,000 levels (`deep_answer`) or is 2 MiB (`huge_answer`).
+ */
+function startHostileA2aAgent() {
+  const sends: string[] = [];
+  let base = '';
+  const server = http.createServer((req, res) => {
+    let raw = '';
+    req.on('data', (c: Buffer) => (raw += c.toString()));
+    req.on('end', () => {
+      const json = (text: string) => res.writeHead(200, { 'content-type': 'application/json' }).end(text);
+      const skill = /^\/([a-z_]+)\/card\.json$/.exec(req.url ?? '')?.[1];
+      if (req.method === 'GET' && skill)
+        return json(
+          JSON.stringify({
+            name: skill,
+            description: 'answers what cannot be used',
+            url: `${base}/rpc`,
+            protocolVersion: '0.3.0',
+            preferredTransport: 'JSONRPC',
+            version: '1.0.0',
+            capabilities: {},
+            defaultInputModes: ['application/json'],
+            defaultOutputModes: ['application/json'],
+            skills: [{ id: skill, name: skill, description: '', tags: [] }],
+          }),
+        );
+      const rpc = JSON.parse(raw) as {
+        id: unknown;
+        method: string;
+        params?: { message?: { parts?: { data?: { task_type?: string } }[] } };
+      };
+      const taskType = rpc.params?.message?.parts?.find((p) => p.data)?.data?.task_type ?? '';
+      sends.push(taskType);
+      // Written by hand: JSON.stringify throws on 5,000 levels.
+      const data =
+        taskType === 'deep_answer'
+          ? `${'{"a":'.repeat(5_000)}1${'}'.repeat(5_000)}`
+          : `"${'y'.repeat(2 * 1024 * 1024)}"`;
+      json(
+        `{"jsonrpc":"2.0","id":${JSON.stringify(rpc.id)},"result":{"kind":"task","id":"a2a-${sends.length}","contextId":"c","status":{"state":"completed"},"artifacts":[{"artifactId":"a","parts":[{"kind":"data","data":${data}}]}]}}`,
+      );
+    });
+  });
+  return {
+    /** The task types of the `message/send` requests received, in order. */
+    sends,
+    async listen(): Promise<string> {
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      return base;
+    },
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
 describe('external agents: stored, used after a dispatcher restart, removable (real PostgreSQL and NATS)', () => {
   let natsServer: NatsServerHandle;
   let natsDir: string;
@@ -321,16 +379,27 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
     assert.equal(agent.executed.filter((id) => id === once.task_id).length, 1);
   });
 
-  it('a hostile answer ends its task: nested past 64 levels or over 1 MiB fails it at once; a 500 KB error message is kept cut and the task stays readable', async () => {
+  it("a hostile answer fails its attempt as the agent's failure (unavailable, not the caller's validation or payload_too_large): nested past 64 levels or over 1 MiB; a 500 KB error message is kept cut and the task stays readable", async () => {
     const deep = await appError(
       execute({ task_type: TASK_TYPE, context: { answer: 'deep' }, idempotency_key: 'ext-deep', max_attempts: 1 }),
     );
-    assert.equal(deep.code, 'validation');
+    assert.equal(deep.code, 'unavailable');
     assert.match(deep.message, /nests deeper than 64 levels/);
     const huge = await appError(
       execute({ task_type: TASK_TYPE, context: { answer: 'huge' }, idempotency_key: 'ext-huge', max_attempts: 1 }),
     );
-    assert.equal(huge.code, 'payload_too_large');
+    assert.equal(huge.code, 'unavailable');
+    assert.match(huge.message, /too large/);
+    for (const e of [deep, huge])
+      assert.equal(
+        (await get((e.details as { task_id: string }).task_id)).error?.details?.['reason'],
+        'agent_answer_unusable',
+      );
+    // Both counted against the agent (its breaker opens at the third in a row).
+    const inst = d.dispatcher.health().find((h) => h.agent === NAME)!.instances[0]!;
+    assert.match(String(inst.last_error), /too large/);
+    // A success closes the count again, so that the tests after this one find the breaker closed.
+    await execute({ task_type: TASK_TYPE, context: { echo: 'fine' }, idempotency_key: 'ext-after-hostile' });
     const long = await appError(
       execute({
         task_type: TASK_TYPE,
@@ -378,6 +447,42 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
     const all = await store.readAll({});
     assert.ok(all.length > 0);
     assert.ok(!JSON.stringify(all).includes(TOKEN), 'the token is in a stored event');
+  });
+
+  it("an A2A agent's answer nested past 64 levels or over 1 MiB is the agent's failure: unavailable, retried, counted against its breaker", async () => {
+    const a2a = startHostileA2aAgent();
+    const a2aUrl = await a2a.listen();
+    try {
+      for (const skill of ['deep_answer', 'huge_answer']) {
+        const name = `a2a-${skill.replace('_', '-')}`;
+        await register({
+          name,
+          a2a_card_url: `${a2aUrl}/${skill}/card.json`,
+          token: 'a2a-tok',
+          actor: 'apikey:tester',
+        });
+        const failed = await appError(
+          execute({ task_type: skill, context: { n: 1 }, idempotency_key: `a2a-${skill}`, max_attempts: 3 }),
+        );
+        // Before: validation (400) or payload_too_large (413) at the first attempt, the caller blamed.
+        assert.equal(failed.code, 'unavailable', failed.message);
+        assert.ok(failed.retryable, 'a failure another attempt may not have');
+        const view = await get((failed.details as { task_id: string }).task_id);
+        assert.equal(view.status, 'failed');
+        assert.equal(view.error?.code, 'unavailable');
+        assert.equal(view.error?.details?.['reason'], 'agent_answer_unusable');
+        assert.equal(view.attempts, 3);
+        assert.equal(a2a.sends.filter((t) => t === skill).length, 3, 'each attempt reached the agent');
+        // Three failures in a row: the breaker is open and the agent down for new tasks.
+        const health = d.dispatcher.health().find((h) => h.agent === name)!;
+        assert.equal(health.instances[0]?.breaker, 'open');
+        assert.equal(health.status, 'down');
+        assert.match(String(health.instances[0]?.last_error), skill === 'deep_answer' ? /nests deeper/ : /too large/);
+      }
+    } finally {
+      for (const name of ['a2a-deep-answer', 'a2a-huge-answer']) await unregister({ name }).catch(() => undefined);
+      await a2a.close();
+    }
   });
 
   it('a URL with credentials is refused (they would land in events; the secret belongs in token); without a token, has_token is false', async () => {

@@ -24,7 +24,7 @@ import {
   httpErrorBody,
   httpExecuteReply,
 } from '@switchyard/contracts';
-import { fetchA2aCard, runOnA2aAgent } from './a2a-agents.js';
+import { agentAnswerUnusable, fetchA2aCard, runOnA2aAgent } from './a2a-agents.js';
 import type { AgentInstance } from './instances.js';
 
 export type AssignedTask = Extract<TaskState, { status: 'assigned' }>;
@@ -130,15 +130,23 @@ export async function callHttp(
       }),
     });
   } catch (err) {
-    // A refused address is not the agent being down: say so, and do not retry elsewhere for it;
-    // nor is an answer over the bound (AGENT_ANSWER_MAX_BYTES).
-    if (err instanceof AppError && (err.code === 'forbidden' || err.code === 'payload_too_large')) throw err;
+    // A refused address is not the agent being down: say so, and do not retry elsewhere for it.
+    if (err instanceof AppError && err.code === 'forbidden') throw err;
+    // An answer over the bound (AGENT_ANSWER_MAX_BYTES) is the agent's failure, not the caller's.
+    if (err instanceof AppError && err.code === 'payload_too_large')
+      throw agentAnswerUnusable(err, `agent ${inst.agent}'s answer`);
     throw new AppError('unavailable', `agent ${inst.agent} at ${urlOrigin(inst.url ?? '')} is unreachable`, {
       cause: redactSecretValues(String(err)),
     });
   }
-  // Not JSON is handled below as an answer outside the contract; nested past any sense is refused.
-  const body = parsePeerJson(await res.text(), `agent ${inst.agent}'s answer`);
+  // Not JSON is handled below as an answer outside the contract; nested past any sense is refused,
+  // as the agent's failure.
+  let body: unknown;
+  try {
+    body = parsePeerJson(await res.text(), `agent ${inst.agent}'s answer`);
+  } catch (err) {
+    throw agentAnswerUnusable(err as AppError, `agent ${inst.agent}'s answer`);
+  }
   if (!res.ok) {
     const e = httpErrorBody.safeParse(body);
     const code = e.success && isErrorCode(e.data.error.code) ? e.data.error.code : codeOfStatus(res.status);
