@@ -113,6 +113,11 @@ interface Session {
   /** The key that opened the session: only it may use the session. */
   readonly keyId: string | null;
   lastSeen: number;
+  /**
+   * The JSON-RPC ids of the requests whose POST is still open: a request reusing one would take
+   * over the SDK's route of the first one's answer (lost, its POST held until the session ends).
+   */
+  readonly requestsInFlight: Set<string | number>;
   readonly subscriptions: Map<string, () => void>;
   readonly stopCatalog: () => void;
   /** Stops watching the key for a revocation. */
@@ -273,6 +278,22 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
             'MCP notification stream not read; closed',
           ),
         );
+      if (req.method === 'POST') {
+        const ids = requestIds(body);
+        const taken = ids.find((id) => s.requestsInFlight.has(id));
+        if (taken !== undefined)
+          return jsonRpcError(
+            res,
+            400,
+            ErrorCode.InvalidRequest,
+            `request id ${JSON.stringify(taken)} is already in flight in this session: an id names one request until it is answered`,
+            taken,
+          );
+        for (const id of ids) s.requestsInFlight.add(id);
+        res.once('close', () => {
+          for (const id of ids) s.requestsInFlight.delete(id);
+        });
+      }
       await (s.transport as StreamableHTTPServerTransport).handleRequest(req, res, body);
       return;
     }
@@ -388,6 +409,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       virtual,
       keyId: caller.keyId,
       lastSeen: Date.now(),
+      requestsInFlight: new Set(),
       subscriptions: new Map(),
       stopCatalog,
     };
@@ -818,11 +840,28 @@ const heldCallHolder = (caller: McpCaller, address?: string): string =>
   caller.keyId ? `apikey:${caller.keyId}` : address !== undefined ? `address:${address}` : `actor:${caller.actor}`;
 
 /** A JSON-RPC error answered over plain HTTP (no session to carry it). */
-function jsonRpcError(res: ServerResponse, status: number, code: number, message: string): void {
+function jsonRpcError(
+  res: ServerResponse,
+  status: number,
+  code: number,
+  message: string,
+  id: string | number | null = null,
+): void {
   if (res.headersSent) return;
   res
     .writeHead(status, { 'content-type': 'application/json' })
-    .end(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }));
+    .end(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id }));
+}
+
+/** The ids of the requests (not notifications or responses) in a POST's JSON-RPC message or batch. */
+function requestIds(body: unknown): (string | number)[] {
+  const ids: (string | number)[] = [];
+  for (const m of Array.isArray(body) ? body : [body]) {
+    if (m === null || typeof m !== 'object') continue;
+    const { id, method } = m as { id?: unknown; method?: unknown };
+    if (typeof method === 'string' && (typeof id === 'string' || typeof id === 'number')) ids.push(id);
+  }
+  return ids;
 }
 
 /** A tools/list cursor: the name the page ended at, opaque to the client. */

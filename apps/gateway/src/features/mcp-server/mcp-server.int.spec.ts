@@ -463,6 +463,57 @@ describe('MCP endpoint: a legacy SSE session whose client does not read its even
     return { post, stop };
   };
 
+  it('a request id reused in a session while its request runs is refused -32600; the first answer still comes, and the id is free again after it', async () => {
+    const key = (await g.makeKey('operator')).key;
+    let sessionId = '';
+    const send = (body: object) =>
+      fetch(`${g.url}/mcp`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${key}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          ...(sessionId ? { 'mcp-session-id': sessionId } : {}),
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', ...body }),
+      });
+    const init = await send({
+      id: 0,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'dup-id', version: '1' } },
+    });
+    assert.equal(init.status, 200);
+    sessionId = init.headers.get('mcp-session-id')!;
+    await init.text();
+    assert.equal((await send({ method: 'notifications/initialized' })).status, 202);
+    await until('the catalog lists the slow tool', async () => {
+      const r = await send({ id: 'list', method: 'tools/list' });
+      return (await r.text()).includes('trigger-long-running-operation') || undefined;
+    });
+    const slowCall = {
+      method: 'tools/call',
+      params: { name: 'everything__trigger-long-running-operation', arguments: { duration: 2, steps: 1 } },
+    };
+    const first = send({ id: 1, ...slowCall });
+    await new Promise((r) => setTimeout(r, 500));
+    const reused = await send({ id: 1, method: 'tools/list' });
+    assert.equal(reused.status, 400);
+    const refusal = (await reused.json()) as { id: unknown; error: { code: number; message: string } };
+    assert.equal(refusal.id, 1);
+    assert.equal(refusal.error.code, -32600);
+    assert.match(refusal.error.message, /already in flight/);
+    // The first call's answer reaches its own POST, for id 1.
+    const answer = await first;
+    assert.equal(answer.status, 200);
+    const text = await answer.text();
+    assert.match(text, /"id":1/);
+    assert.match(text, /"result"/);
+    // Answered: the id names a new request again.
+    const again = await send({ id: 1, method: 'tools/list' });
+    assert.equal(again.status, 200);
+    assert.match(await again.text(), /"id":1/);
+  });
+
   it("a session ends with its API key: revoking it closes the key's legacy SSE stream and its Streamable HTTP session", async () => {
     const made = await g.makeKey('operator');
     const endpoint = g.gateway.app.get(McpEndpoint);
