@@ -86,6 +86,14 @@ export function planFork(
       stepId: fromStep,
     });
   }
+  // A compensation never runs as a step of its own: a fork from it would run nothing from there.
+  if (compensationStepIds(source.definition).has(fromStep) || compensationStepIds(target).has(fromStep)) {
+    throw new DomainError(
+      'validation',
+      `step "${fromStep}" is a compensation: it runs only to undo another step; fork from a step that runs in the normal flow`,
+      { stepId: fromStep },
+    );
+  }
   // A step whose effect the source undid (its compensation, or an item's, started: a cancel, or
   // its failure) has no output to take over: it names records that may be gone. It runs again.
   const undone = [...new Set(Object.values(source.compensations).map((c) => c.forStepId))];

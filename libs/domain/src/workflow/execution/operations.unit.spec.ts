@@ -623,6 +623,30 @@ describe('planFork', () => {
     assert.equal(c.status, 'canceling');
     assert.throws(() => planFork(c, revisioned(canceling), 'analyze', def(chain)), isCode('illegal_state'));
   });
+  it('400 for a fork from a compensation step (it never runs as a step of its own)', () => {
+    const undoing = def({
+      id: 'undoing_fork',
+      version: 1,
+      name: 'Undoing',
+      steps: [
+        { id: 'create', uses: 'mcp:database/query', with: { sql: 'select 1' }, on_error: { compensate: 'remove' } },
+        { id: 'next', uses: 'mcp:database/query', needs: ['create'], with: { sql: 'select 2' } },
+        { id: 'remove', uses: 'mcp:database/query', with: { sql: 'select 3' } },
+      ],
+    });
+    const ran = history(
+      cmd.start(undoing, {}),
+      cmd.succeeded({ stepId: 'create' }, { rows: [] }),
+      cmd.succeeded({ stepId: 'next' }, { rows: [] }),
+    );
+    const s = fold(ran) as StartedExecution;
+    assert.equal(s.status, 'completed');
+    assert.throws(() => planFork(s, revisioned(ran), 'remove', undoing), isCode('validation'));
+    assert.deepEqual(
+      planFork(s, revisioned(ran), 'next', undoing).copies.map((c) => c.stepId),
+      ['create'],
+    );
+  });
   it('400 for a fork point of neither definition', () => {
     assert.throws(() => planFork(source, revisioned(failedRun), 'nope', def(chain)), isCode('validation'));
   });
