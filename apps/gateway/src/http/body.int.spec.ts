@@ -129,4 +129,30 @@ describe('request bodies in a coding or charset the edge does not read', () => {
     );
     assert.equal(r.status, 401, r.body);
   });
+
+  it('a number past the range of a double (1e400) is a 400 naming it, not stored as null; in range (1e300) it is read', async () => {
+    const route = '/api/v1/workflows/definitions/validate';
+    for (const big of ['1e400', '-1E+400', '9'.repeat(400)]) {
+      const r = await post(route, Buffer.from(`{"id":"x","version":1,"name":"x","steps":[],"x":${big}}`), {
+        'content-type': 'application/json',
+      });
+      assert.equal(r.status, 400, r.body);
+      assert.match(reason(route, r), /out of range/);
+    }
+    // In range, and a string that only looks like one: read as sent (the validation answers 200).
+    const ok = await post(
+      route,
+      Buffer.from('{"id":"x","version":1,"name":"x e400","steps":[],"description":"1e999 in a string"}'),
+      { 'content-type': 'application/json' },
+    );
+    assert.equal(ok.status, 200, ok.body);
+    const a2a = await post(
+      '/a2a/workflows',
+      Buffer.from('{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"id":"t","n":1e400}}'),
+      {
+        'content-type': 'application/json',
+      },
+    );
+    assert.equal(reason('/a2a/workflows', a2a).includes('out of range'), true, a2a.body);
+  });
 });
