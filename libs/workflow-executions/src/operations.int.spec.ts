@@ -7,6 +7,7 @@ import { PostgresEventStore } from '@switchyard/event-store';
 import {
   ProjectionRunner,
   attemptHistoryOf,
+  executionErrorOf,
   getExecutionView,
   workflowExecutionsProjection,
 } from '@switchyard/read-models';
@@ -163,6 +164,7 @@ describe('time travel at the last revision equals the read model (generated hist
         const history = attemptHistoryOf(events.map((e) => e.event));
         for (const s of view!.steps)
           assert.deepEqual(history.get(s.step_id) ?? [], s.attempt_history, `attempt rows of ${s.step_id}`);
+        assert.deepEqual(executionErrorOf(events.map((e) => e.event)), view!.error ?? null, 'the execution error');
         assert.ok(view && folded.status !== 'not_started');
         // Without payloads: the same view, each input and output that is set read as `true`, none read.
         const set = (v: unknown) => (v === null || v === undefined ? v : true);

@@ -21,6 +21,7 @@ export {
 } from '@switchyard/workflow-executions';
 export {
   attemptHistoryOf,
+  executionErrorOf,
   executionStoredPayloadBytes,
   getExecutionView,
   listExecutions,

@@ -13,7 +13,7 @@ import {
   type WorkflowEvent,
   type WorkflowExecutionState,
 } from '@switchyard/domain';
-import { attemptHistoryOf } from './deps.js';
+import { attemptHistoryOf, executionErrorOf } from './deps.js';
 
 const nullableText = z.string().nullable();
 const links = z.strictObject({ self: z.string(), events: z.string(), cancel: z.string() });
@@ -222,7 +222,12 @@ export function detailFromState(
     status: s.status,
     input: s.input,
     output: s.status === 'completed' ? s.outputs : null,
-    error: s.status === 'failed' || s.status === 'canceled' ? { reason: s.reason } : null,
+    // As the read model has it when the events are at hand (the state keeps only the reason).
+    error: events
+      ? executionErrorOf(events)
+      : s.status === 'failed' || s.status === 'canceled'
+        ? { reason: s.reason }
+        : null,
     correlation_id: s.correlationId ?? null,
     parent_execution_id: s.lineage?.parentExecutionId ?? null,
     started_at: s.startedAt,

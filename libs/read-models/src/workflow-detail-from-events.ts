@@ -144,3 +144,45 @@ function elapsed(start: string | null, end: string): number | null {
   const ms = Date.parse(end) - Date.parse(start);
   return Number.isFinite(ms) ? Math.max(0, Math.round(ms)) : null;
 }
+
+/**
+ * The execution's `error` as the read model keeps it after the same events: a cancel request's
+ * reason, actor and time while it cancels (and once canceled, with the end's reason); a failure's
+ * reason, step and error; none again after a retry.
+ */
+export function executionErrorOf(events: readonly WorkflowEvent[]): Record<string, unknown> | null {
+  let status = 'running';
+  let error: Record<string, unknown> | null = null;
+  for (const e of events) {
+    switch (e.type) {
+      case 'ExecutionCancelRequested':
+        if (status === 'running') {
+          status = 'canceling';
+          error = defined({ reason: e.data.reason, actor: e.data.actor, requestedAt: e.data.requestedAt });
+        }
+        break;
+      case 'WorkflowFailed':
+        status = 'failed';
+        error = defined({ reason: e.data.reason, stepId: e.data.stepId, error: e.data.error });
+        break;
+      case 'WorkflowCanceled':
+        status = 'canceled';
+        error = { ...(error ?? {}), reason: e.data.reason };
+        break;
+      case 'WorkflowCompleted':
+        status = 'completed';
+        break;
+      case 'ExecutionRetried':
+        status = 'running';
+        error = null;
+        break;
+      default:
+        break;
+    }
+  }
+  return error;
+}
+
+/** Without the fields that are undefined, as JSON (and the read model's jsonb) keeps the object. */
+const defined = (o: Record<string, unknown>): Record<string, unknown> =>
+  Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
