@@ -49,6 +49,10 @@ export async function setupWorkflowReadModel(c: pg.PoolClient | pg.Pool): Promis
     status text not null, idempotency_key text, input jsonb, output jsonb, error jsonb,
     scheduled_at timestamptz, dispatched_at timestamptz, timeout_at timestamptz, ended_at timestamptz, duration_ms int,
     primary key (execution_id, step_id, item_index, attempt))`);
+  // A fork's source and each copied step's (what time travel showed and the detail did not): rows
+  // written before these columns have none until a rebuild.
+  await c.query(`alter table ${X} add column if not exists forked_from jsonb`);
+  await c.query(`alter table ${S} add column if not exists copied_from jsonb`);
 }
 
 const j = (v: unknown): string => JSON.stringify(v ?? null);
@@ -90,8 +94,8 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
       // does not see a row inserted by the same statement, whose values are the same anyway).
       await run(
         [
-          `insert into ${X} (execution_id, definition_id, definition_version, definition_name, status, input, correlation_id, parent_execution_id, started_at, updated_at, last_position)
-           values ($1, $4, $5, $6, 'running', $7, $8, $9, $10, $2, $3) on conflict do nothing`,
+          `insert into ${X} (execution_id, definition_id, definition_version, definition_name, status, input, correlation_id, parent_execution_id, started_at, updated_at, last_position, forked_from)
+           values ($1, $4, $5, $6, 'running', $7, $8, $9, $10, $2, $3, $15) on conflict do nothing`,
           `insert into ${S} (execution_id, step_id, ordinal, uses, kind, status)
            select $1, t.step_id, t.ordinal, t.uses, t.kind, 'pending' from unnest($11::text[], $12::int[], $13::text[], $14::text[]) as t(step_id, ordinal, uses, kind)
            on conflict do nothing`,
@@ -109,6 +113,9 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
           def.steps.map((_, i) => i),
           def.steps.map((s) => stepUsesLabel(s)),
           def.steps.map((s) => (comp.has(s.id) ? 'compensation' : s.for_each ? 'for_each' : s.wait ? 'wait' : 'step')),
+          e.data.forkedFrom
+            ? j({ execution_id: e.data.forkedFrom.executionId, from_step: e.data.forkedFrom.fromStep })
+            : null,
         ],
       );
       return;
@@ -328,10 +335,15 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
       // A fork took the output over: the step is done without an attempt of its own.
       await run(
         [
-          `update ${S} set status = 'succeeded', output = $5, error = null, skip_reason = null, ended_at = $6 where execution_id = $1 and step_id = $4`,
+          `update ${S} set status = 'succeeded', output = $5, error = null, skip_reason = null, ended_at = $6, copied_from = $7 where execution_id = $1 and step_id = $4`,
         ],
         TOUCH,
-        [e.data.stepId, j(e.data.output), e.data.at],
+        [
+          e.data.stepId,
+          j(e.data.output),
+          e.data.at,
+          j({ execution_id: e.data.fromExecutionId, revision: e.data.revision }),
+        ],
       );
       return;
     case 'ExecutionRetried':
@@ -548,6 +560,8 @@ function foldExecution(id: string, events: readonly RecordedEvent[]): Folded {
     if (!FOLDABLE.has(e.type) || (e.type === 'WorkflowStarted') !== (x === undefined)) throw new NotFoldable();
     switch (e.type) {
       case 'WorkflowStarted': {
+        // A fork's source goes through the statements (forks are rare; the fold keeps no such column).
+        if (e.data.forkedFrom) throw new NotFoldable();
         const def: WorkflowDefinition = e.data.definition;
         const comp = compensationStepIds(def);
         x = {
@@ -1016,6 +1030,7 @@ export interface StepView {
   readonly started_at: string | null;
   readonly ended_at: string | null;
   readonly attempt_history: StepAttemptView[];
+  readonly copied_from?: CopiedFrom;
 }
 
 /**
@@ -1038,7 +1053,7 @@ export async function getExecutionView(
   pool: pg.Pool,
   executionId: string,
   opts: { readonly payloads?: boolean | 'text' } = {},
-): Promise<(ExecutionSummary & { steps: StepView[] }) | undefined> {
+): Promise<(ExecutionSummary & { forked_from?: ForkedFrom; steps: StepView[] }) | undefined> {
   // Without payloads (a viewer's view, which redacts them anyway) the inputs and outputs are not
   // read at all: each set one is `true`, an unset one (SQL or JSON null) null. Tens of MB of them
   // cost a full read; only a value small enough to be a JSON null is looked at.
@@ -1054,7 +1069,8 @@ export async function getExecutionView(
   const value = (v: unknown): unknown => (opts.payloads === 'text' && typeof v === 'string' ? new JsonText(v) : v);
   const x = await pool.query(
     `select execution_id, definition_id, definition_version, definition_name, status, ${payload('input')},
-            ${payload('output')}, error, correlation_id, parent_execution_id, started_at, ended_at, updated_at, last_position
+            ${payload('output')}, error, correlation_id, parent_execution_id, started_at, ended_at, updated_at, last_position,
+            forked_from
        from ${X} where execution_id = $1`,
     [executionId],
   );
@@ -1062,7 +1078,7 @@ export async function getExecutionView(
   const execution = { ...x.rows[0], input: value(x.rows[0].input), output: value(x.rows[0].output) };
   const steps = await pool.query(
     `select execution_id, step_id, ordinal, uses, kind, status, skip_reason, attempts, items, ${payload('output')}, error,
-            compensation_for, next_retry_at, started_at, ended_at
+            compensation_for, next_retry_at, started_at, ended_at, copied_from
        from ${S} where execution_id = $1 order by ordinal`,
     [executionId],
   );
@@ -1094,6 +1110,7 @@ export async function getExecutionView(
   }
   return {
     ...summary(execution),
+    ...(execution.forked_from ? { forked_from: execution.forked_from as ForkedFrom } : {}),
     steps: steps.rows.map((s) => ({
       step_id: s.step_id,
       uses: s.uses,
@@ -1109,8 +1126,20 @@ export async function getExecutionView(
       started_at: iso(s.started_at),
       ended_at: iso(s.ended_at),
       attempt_history: byStep.get(s.step_id) ?? [],
+      ...(s.copied_from ? { copied_from: s.copied_from as CopiedFrom } : {}),
     })),
   };
+}
+
+/** The execution a fork was made from, and the step it ran again from. */
+export interface ForkedFrom {
+  readonly execution_id: string;
+  readonly from_step: string;
+}
+/** Where a fork's copied step took its output: the source execution, and the revision that recorded it. */
+export interface CopiedFrom {
+  readonly execution_id: string;
+  readonly revision: number;
 }
 
 /**

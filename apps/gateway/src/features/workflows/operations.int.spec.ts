@@ -378,11 +378,29 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     const readModel = await http('GET', `/api/v1/workflows/executions/${forkId}`);
     assert.equal(final!.status, readModel.body.status);
     assert.deepEqual(final!.output, readModel.body.output);
+    assert.equal(readModel.body.source, 'read_model');
     for (const s of readModel.body.steps) {
       const f = final!.steps.find((x) => x.step_id === s.step_id)!;
       assert.equal(f.status, s.status, s.step_id);
       assert.deepEqual(f.output, s.output, s.step_id);
+      // Which steps the fork copied, and from where, reads the same in both.
+      assert.deepEqual((f as { copied_from?: unknown }).copied_from, s.copied_from, `copied_from of ${s.step_id}`);
+      assert.deepEqual(
+        (f as { attempt_history?: unknown }).attempt_history,
+        s.attempt_history,
+        `attempt rows of ${s.step_id}`,
+      );
     }
+    // The read model's detail says the execution is a fork, and of what, as time travel does.
+    assert.deepEqual(readModel.body.forked_from, {
+      execution_id: failedId,
+      from_step: (final as { forked_from?: { from_step: string } }).forked_from?.from_step,
+    });
+    assert.deepEqual((final as { forked_from?: unknown }).forked_from, readModel.body.forked_from);
+    assert.ok(
+      readModel.body.steps.some((s: { copied_from?: unknown }) => s.copied_from),
+      'a copied step',
+    );
     // The failed source at its last revision: failed, like the read model.
     const lastOfSource = (await http('GET', `/api/v1/workflows/executions/${failedId}/history?limit=500`)).body
       .last_revision;
