@@ -1015,6 +1015,93 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     assert.ok(ended < 10_000, `the stream ended ${ended} ms after the revocation`);
   });
 
+  it("a stream whose client left stops following the task at once: dropped resubscribes and message/streams hold no listener on the task's bus", async () => {
+    const peer = gw.app.get(A2aPeer);
+    const listeners = (taskId: string) => peer.taskListeners('data_analyst', taskId);
+    /** Opens a stream, reads its first event (the task), and keeps the connection or drops it. */
+    const open = async (key: string, method: string, params: unknown) => {
+      const ctl = new AbortController();
+      const res = await until(`${method} answered 200`, async () => {
+        const r = await fetch(`${base}/a2a/data_analyst`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'text/event-stream' },
+          body: JSON.stringify({ jsonrpc: '2.0', id: randomUUID(), method, params }),
+          signal: ctl.signal,
+        });
+        if (r.status === 200) return r;
+        // A dropped stream's slot of the caller's share is freed once the gateway saw it close.
+        assert.equal(r.status, 429);
+        await r.body?.cancel();
+        return undefined;
+      });
+      const reader = res.body!.getReader();
+      let text = '';
+      while (!text.includes('\n\n')) {
+        const chunk = await reader.read();
+        assert.equal(chunk.done, false, `the stream ended before its first event: ${text}`);
+        text += Buffer.from(chunk.value).toString('utf8');
+      }
+      const first = JSON.parse(text.slice(text.indexOf('data: ') + 6, text.indexOf('\n\n'))) as {
+        result: { kind: string; id: string };
+      };
+      assert.equal(first.result.kind, 'task');
+      return { taskId: first.result.id, drop: () => ctl.abort() };
+    };
+
+    // A long task an operator started; viewers resubscribe to it, read the task and go away, over and over.
+    const c = await client('data_analyst', operator);
+    const waiting = (await c.sendMessage(
+      send(dataMsg({ task_type: 'noop', input: { sleep_ms: 60_000 } }), { returnImmediately: true }),
+    )) as Task;
+    const alone = listeners(waiting.id);
+    assert.ok(alone > 0, 'the task has a bus while it runs');
+    const kept = await open(viewer, 'tasks/resubscribe', { id: waiting.id });
+    assert.equal(listeners(waiting.id), alone + 1, 'an open stream listens on the bus');
+    const DROPPED = 3 * STREAMS_PER_CALLER + 3;
+    for (let i = 0; i < DROPPED; i++) (await open(viewer, 'tasks/resubscribe', { id: waiting.id })).drop();
+    await until('every dropped resubscribe let go of the bus', () => listeners(waiting.id) === alone + 1, 10_000);
+    kept.drop();
+    await until('the kept one too, once dropped', () => listeners(waiting.id) === alone, 10_000);
+
+    // message/stream: a dropped one's task goes on (its updates still reach the task store); the
+    // same message sent again (a client that lost the answer) is a resubscribe, and dropping it lets go.
+    const messageId = `dropped-stream-${randomUUID()}`;
+    const streamParams = (sleepMs: number, id = messageId) => ({
+      message: {
+        kind: 'message',
+        role: 'user',
+        messageId: id,
+        parts: [{ kind: 'data', data: { task_type: 'noop', input: { sleep_ms: sleepMs } } }],
+      },
+    });
+    const first = await open(operator, 'message/stream', streamParams(60_000));
+    first.drop();
+    const followed = listeners(first.taskId);
+    assert.ok(followed > 0);
+    for (let i = 0; i < DROPPED; i++) {
+      const again = await open(operator, 'message/stream', streamParams(60_000));
+      assert.equal(again.taskId, first.taskId, 'the same message finds the task the first made');
+      again.drop();
+    }
+    await until('every dropped re-send let go of the bus', () => listeners(first.taskId) === followed, 10_000);
+
+    const short = await open(operator, 'message/stream', streamParams(300, `dropped-short-${randomUUID()}`));
+    short.drop();
+    await until(
+      'the task a dropped message/stream started is stored completed without anyone reading it',
+      async () =>
+        (
+          await pool.query(`select task->'status'->>'state' as state from gateway.a2a_tasks where id = $1`, [
+            short.taskId,
+          ])
+        ).rows[0]?.state === 'TASK_STATE_COMPLETED',
+      15_000,
+    );
+    await until('an ended task has no bus', () => listeners(short.taskId) === 0, 10_000);
+
+    for (const id of [waiting.id, first.taskId]) await c.cancelTask({ tenant: '', id, metadata: undefined });
+  });
+
   it('ended tasks older than the retention go with their push configs; tasks under way and recent ones stay', async () => {
     const c = await client('data_analyst', operator);
     const send1 = () =>

@@ -1,3 +1,4 @@
+import { getEventListeners, setMaxListeners } from 'node:events';
 import type {
   AgentCard,
   CancelTaskRequest,
@@ -17,10 +18,13 @@ import type {
 import {
   DefaultRequestHandler,
   DefaultExecutionEventBusManager,
+  ExecutionEventQueue,
+  type AgentExecutionEvent,
+  type ExecutionEventBus,
   type RequestContext,
   type ServerCallContext,
 } from '@a2a-js/sdk/server';
-import { RequestMalformedError, TaskNotFoundError } from '@a2a-js/sdk/errors';
+import { RequestMalformedError, TaskNotFoundError, UnsupportedOperationError } from '@a2a-js/sdk/errors';
 import type { EgressGuard, Logger } from '@switchyard/platform';
 import {
   A2A_STATE,
@@ -33,10 +37,32 @@ import {
 } from './executor.js';
 import { parseWorkRequest, type WorkRequest } from './message.js';
 import type { PushDelivery } from './push.js';
-import { redactPushConfig, redactStreamResponse, redactTask, seesPayloads } from './redaction.js';
+import { clientGoneOf, redactPushConfig, redactStreamResponse, redactTask, seesPayloads } from './redaction.js';
 import { linkOf, type PgPushNotificationStore, type PgTaskStore } from './store.js';
 
 const FINAL_STATES: readonly number[] = [A2A_STATE.completed, A2A_STATE.failed, A2A_STATE.canceled, 7 /* rejected */];
+
+/**
+ * One event bus per task for every caller: the SDK's default keeps one per user, so a viewer's
+ * tasks/resubscribe to an operator's running task found none and ended after the snapshot. Who
+ * may read a task is the task store's and the router's to say, not the bus's. A bus has a
+ * listener for each stream following its task, as many as the peer's stream share lets open
+ * (a stream lets go when its client leaves): more than Node's warning threshold of 10 is no leak.
+ */
+class TaskBuses extends DefaultExecutionEventBusManager {
+  constructor() {
+    super(() => 'every-caller');
+  }
+
+  override createOrGetByTaskId(taskId: string, context?: ServerCallContext): ExecutionEventBus {
+    const bus = super.createOrGetByTaskId(taskId, context);
+    if (bus instanceof EventTarget) setMaxListeners(0, bus);
+    return bus;
+  }
+}
+
+/** What the race against the client's leaving answers when it left first. */
+const CLIENT_GONE = Symbol('client gone');
 
 /**
  * The SDK's request handler with what Switchyard adds around it:
@@ -49,10 +75,15 @@ const FINAL_STATES: readonly number[] = [A2A_STATE.completed, A2A_STATE.failed, 
  *   to date that way gets the notifications of its new state (keyed: never sent twice);
  * - a key below operator reads tasks without their payloads (artifacts, history), and nobody
  *   reads a push notification config's token or credentials back (see redaction.ts); a config
- *   another key set reads with its URL cut to its origin (its path or query can be a credential).
+ *   another key set reads with its URL cut to its origin (its path or query can be a credential);
+ * - a stream (`message/stream`, `tasks/resubscribe`) lets go of its task as soon as its client
+ *   disconnects (see follow and whileClientListens).
  */
 export class SwitchyardRequestHandler extends DefaultRequestHandler {
   readonly executor: WorkExecutor;
+  /** The tasks' event buses (the SDK keeps its own reference private). */
+  private readonly buses: TaskBuses;
+  private readonly log: Logger;
   /** message/send of one caller and messageId in progress here (see sendMessage). */
   private readonly sends = new Map<string, Promise<void>>();
 
@@ -72,19 +103,17 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
       (ctx: RequestContext) => parseFor(backend, { ...ctx.userMessage, taskId: '' }),
       log,
     );
-    // One bus per task for every caller: the SDK's default keeps one per user, so a viewer's
-    // tasks/resubscribe to an operator's running task found none and ended after the snapshot.
-    // Who may read a task is the task store's and the router's to say, not the bus's.
-    super(
-      card,
-      tasks,
-      executor,
-      new DefaultExecutionEventBusManager(() => 'every-caller'),
-      pushStore,
-      push,
-      extendedCard,
-    );
+    const buses = new TaskBuses();
+    super(card, tasks, executor, buses, pushStore, push, extendedCard);
     this.executor = executor;
+    this.buses = buses;
+    this.log = log;
+  }
+
+  /** Listeners on a task's event bus now: the executor's side and one for each stream that follows it. */
+  busListeners(taskId: string): number {
+    const bus = this.buses.getByTaskId(taskId);
+    return bus instanceof EventTarget ? getEventListeners(bus, 'event').length : 0;
   }
 
   override async sendMessage(params: SendMessageRequest, context: ServerCallContext): Promise<Task | Message> {
@@ -121,7 +150,61 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     const existing = messageId !== undefined ? await this.tasks.findByOriginMessage(messageId, context) : undefined;
     // The same message again (see sendMessage): the stream of the task it made.
     if (existing) yield* this.resubscribe({ id: existing, tenant: params.tenant ?? '' }, context);
-    else yield* super.sendMessageStream(params, context);
+    else yield* this.whileClientListens(super.sendMessageStream(params, context), context);
+  }
+
+  /**
+   * A new task's stream, answered while its client listens. The SDK's stream also carries the
+   * task's updates to the task store and its push notifications, so once the client has gone
+   * the rest is read here without it (as a non-blocking message/send's is), and the request and
+   * its response are let go at once instead of being held until the task ends.
+   */
+  private async *whileClientListens(
+    stream: AsyncGenerator<StreamResponse, void, undefined>,
+    context: ServerCallContext,
+  ): AsyncGenerator<StreamResponse, void, undefined> {
+    const gone = clientGoneOf(context);
+    if (!gone) return yield* stream;
+    const left = new Promise<typeof CLIENT_GONE>((resolve) => {
+      if (gone.aborted) resolve(CLIENT_GONE);
+      else gone.addEventListener('abort', () => resolve(CLIENT_GONE), { once: true });
+    });
+    let ended = false;
+    try {
+      for (;;) {
+        const next = stream.next();
+        const step = await Promise.race([next, left]).catch((err: unknown) => {
+          ended = true;
+          throw err;
+        });
+        if (step === CLIENT_GONE) {
+          ended = true;
+          this.readWithoutClient(stream, next);
+          return;
+        }
+        if (step.done) {
+          ended = true;
+          return;
+        }
+        yield step.value;
+      }
+    } finally {
+      // Closed early by the transport (not by the client leaving): the task's updates are still read.
+      if (!ended) this.readWithoutClient(stream);
+    }
+  }
+
+  /** Reads a task's stream to its end with nobody to answer: what it stores and pushes still happens. */
+  private readWithoutClient(
+    stream: AsyncGenerator<StreamResponse, void, undefined>,
+    pending?: Promise<IteratorResult<StreamResponse, void>>,
+  ): void {
+    void (async () => {
+      if (pending && (await pending).done) return;
+      for (;;) if ((await stream.next()).done) return;
+    })().catch((err: unknown) =>
+      this.log.warn({ err }, 'following a task whose message/stream client left failed; a later read catches up'),
+    );
   }
 
   override async getTask(params: GetTaskRequest, context: ServerCallContext): Promise<Task> {
@@ -168,8 +251,47 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     context: ServerCallContext,
   ): AsyncGenerator<StreamResponse, void, undefined> {
     await this.refresh(params.id, context);
-    if (seesPayloads(context)) yield* super.resubscribe(params, context);
-    else for await (const update of super.resubscribe(params, context)) yield redactStreamResponse(update);
+    const updates = this.follow(params.id, context);
+    if (seesPayloads(context)) yield* updates;
+    else for await (const update of updates) yield redactStreamResponse(update);
+  }
+
+  /**
+   * The SDK's resubscribe (the stored task, then its live updates until it ends) that also ends
+   * as soon as its client's connection closes. The SDK's waits for the task's next update with
+   * its listener on the bus and never hears of the client: every stream a client dropped stayed,
+   * with its request and response, until the task moved (a wait step's task: for days), and the
+   * caller's stream share, freed at the close, did not bound them.
+   */
+  private async *follow(taskId: string, context: ServerCallContext): AsyncGenerator<StreamResponse, void, undefined> {
+    if (!(await this.getAgentCard()).capabilities?.streaming)
+      throw new UnsupportedOperationError('Streaming (and thus resubscription) is not supported.');
+    if (!taskId || !taskId.trim()) throw new RequestMalformedError('Task ID is required');
+    const gone = clientGoneOf(context);
+    if (gone?.aborted) return;
+    const bus = this.buses.getByTaskId(taskId, context);
+    // Listening before the read: an update between the two is not missed.
+    const queue = bus ? new ExecutionEventQueue(bus) : undefined;
+    const stop = () => queue?.stop();
+    gone?.addEventListener('abort', stop, { once: true });
+    try {
+      const task = await this.tasks.load(taskId);
+      if (!task) throw new TaskNotFoundError(`Task not found: ${taskId}`);
+      if (isFinalTask(task))
+        throw new UnsupportedOperationError(
+          `Task ${taskId} is in a terminal state (${task.status?.state}) and cannot be subscribed to.`,
+        );
+      yield { payload: { $case: 'task', value: task } };
+      if (!queue) return;
+      for await (const event of queue.events()) {
+        if (gone?.aborted) return;
+        const update = updateOf(taskId, event);
+        if (update) yield update;
+      }
+    } finally {
+      gone?.removeEventListener('abort', stop);
+      queue?.stop();
+    }
   }
 
   override async createTaskPushNotificationConfig(
@@ -255,6 +377,20 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
 }
 
 const isFinalTask = (t: Task) => t.status !== undefined && FINAL_STATES.includes(t.status.state);
+
+/** A bus event as the update a stream following `taskId` sends, undefined for one it does not. */
+function updateOf(taskId: string, event: AgentExecutionEvent): StreamResponse | undefined {
+  switch (event.kind) {
+    case 'statusUpdate':
+      return event.data.taskId === taskId ? { payload: { $case: 'statusUpdate', value: event.data } } : undefined;
+    case 'artifactUpdate':
+      return event.data.taskId === taskId ? { payload: { $case: 'artifactUpdate', value: event.data } } : undefined;
+    case 'task':
+      return event.data.id === taskId ? { payload: { $case: 'task', value: event.data } } : undefined;
+    default:
+      return undefined; // a message ends no stream here: Switchyard's work answers with tasks
+  }
+}
 
 /**
  * The work a message asks for, its skill resolved against one copy of the endpoint's skills (a

@@ -137,6 +137,19 @@ function rpcError(
     .json({ jsonrpc: '2.0', id, error: { code, message, data: { correlation_id: correlationIdOf(req), ...data } } });
 }
 
+/**
+ * Aborted when the response closes: it was answered, or the client's connection went. The SDK's
+ * HTTP handler writes a stream's updates for as long as the stream yields them and never
+ * listens for the close itself.
+ */
+function closeSignalOf(res: Response | undefined): AbortSignal | undefined {
+  if (!res) return undefined;
+  const closed = new AbortController();
+  if (res.destroyed) closed.abort();
+  else res.once('close', () => closed.abort());
+  return closed.signal;
+}
+
 interface Endpoint {
   readonly name: string;
   readonly backend: Backend;
@@ -244,6 +257,11 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
     await this.push.drain();
   }
 
+  /** Listeners on the event bus of an endpoint's task (0 when it has none): what the streams following it hold. */
+  taskListeners(endpoint: string, taskId: string): number {
+    return this.endpoints.get(endpoint)?.handler.busListeners(taskId) ?? 0;
+  }
+
   /** The built-in agents (served by this system over NATS); external agents are not re-exported. */
   private async agentNames(): Promise<string[]> {
     return (await this.caps.get()).agents.filter((a) => a.kind === 'nats').map((a) => a.agent);
@@ -280,6 +298,7 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
         : undefined,
     );
     const userBuilder: UserBuilder = async (req: Request): Promise<GatewayA2aUser> => {
+      const res = req.res;
       const key = (req as Partial<GatewayRequest>).apiKey;
       const userName = actorOf(req);
       return {
@@ -288,6 +307,7 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
         seesPayloads: !redactsPayloadsFor(key?.role),
         actsForAllKeys: key === undefined || key.role === 'admin',
         base: `${req.protocol}://${req.get('host') ?? '127.0.0.1'}`,
+        clientGone: closeSignalOf(res),
       };
     };
     const rpc = jsonRpcHandler({ requestHandler: handler, userBuilder, legacyCompat: { enabled: true } });

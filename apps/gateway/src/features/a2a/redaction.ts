@@ -13,7 +13,13 @@ export interface GatewayA2aUser extends User {
   readonly actsForAllKeys: boolean;
   /** scheme://host the request came to (the extended card's addresses). */
   readonly base?: string;
+  /** Aborted when the request's response closes (answered, or the client went): a stream answering it stops then. */
+  readonly clientGone?: AbortSignal;
 }
+
+/** The signal of the caller's leaving, when the gateway's user carries one. */
+export const clientGoneOf = (context: ServerCallContext | undefined): AbortSignal | undefined =>
+  (context?.user as Partial<GatewayA2aUser> | undefined)?.clientGone;
 
 /** Whether the caller of this A2A request sees payloads (a context without the gateway's user: yes, auth is off). */
 export const seesPayloads = (context: ServerCallContext | undefined): boolean =>
