@@ -53,12 +53,26 @@ const executionSchema = z.looseObject({
         step_id: z.string(),
         status: z.string(),
         attempts: z.number().nullable().optional(),
+        items: z.number().nullable().optional(),
         started_at: z.string().nullable().optional(),
         ended_at: z.string().nullable().optional(),
+        attempt_history: z.array(z.looseObject({ item_index: z.number().nullable().optional() })).optional(),
       }),
     )
     .optional(),
 });
+
+/**
+ * A step's items: a for_each step's count, or for a compensation that undid items one by one, how
+ * many it undid (its attempt rows name them); null for a plain step.
+ */
+function itemsOf(s: { items?: number | null; attempt_history?: { item_index?: number | null }[] }): number | null {
+  if (typeof s.items === 'number') return s.items;
+  const undone = new Set(
+    (s.attempt_history ?? []).flatMap((a) => (typeof a.item_index === 'number' ? [a.item_index] : [])),
+  );
+  return undone.size > 0 ? undone.size : null;
+}
 const executionListSchema = z.object({ items: z.array(executionSchema), next_cursor: z.string().nullable() });
 const cancelSchema = z.looseObject({ execution_id: z.string(), status: z.string() });
 const historySchema = z.object({
@@ -442,10 +456,11 @@ export function buildProgram(): Command {
               s.step_id,
               s.status,
               s.attempts ?? null,
+              itemsOf(s),
               s.started_at ?? null,
               s.ended_at ?? null,
             ]),
-            ['step', 'status', 'attempts', 'started', 'ended'],
+            ['step', 'status', 'attempts', 'items', 'started', 'ended'],
           ),
         );
       }),
@@ -486,8 +501,8 @@ export function buildProgram(): Command {
           printLine(`${body.execution_id}  ${body.status}  at revision ${o.at}`);
           printBlock(
             table(
-              (body.steps ?? []).map((s) => [s.step_id, s.status, s.attempts ?? null]),
-              ['step', 'status', 'attempts'],
+              (body.steps ?? []).map((s) => [s.step_id, s.status, s.attempts ?? null, itemsOf(s)]),
+              ['step', 'status', 'attempts', 'items'],
             ),
           );
           return;
@@ -568,7 +583,7 @@ export function buildProgram(): Command {
           method: 'POST',
           body: o.reason ? { reason: o.reason } : {},
         });
-        if (o.wait) return watchExecution(api, id, watchOptions(cmd, o.timeout));
+        if (o.wait) return watchExecution(api, id, { ...watchOptions(cmd, o.timeout), linesFrom: 'last_retry' });
         if (globals(cmd).json) return printJson(body);
         printLine(`${body.execution_id}  ${body.status}  retried: ${body.retried_steps.join(', ')}`);
       }),

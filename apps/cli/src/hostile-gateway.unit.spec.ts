@@ -237,6 +237,64 @@ describe('workflow watch --timeout', () => {
   });
 });
 
+describe('workflow retry --wait', () => {
+  it('follows the new run: the steps of the run before the retry are not drawn again as if they ran', async () => {
+    let revision = 0;
+    const event = (type: string, data: Record<string, unknown>, at: string) => ({
+      id: `e${revision}`,
+      streamId: 'workflow_execution-x2',
+      type,
+      revision: revision,
+      position: 100 + revision++,
+      recordedAt: at,
+      data,
+      metadata: {},
+    });
+    const t = (s: number) => `2026-01-01T00:00:${String(s).padStart(2, '0')}.000Z`;
+    // Run 1: `read` succeeded, `parse` failed; the retry runs `parse` again and the execution completes.
+    const events = [
+      event(
+        'WorkflowStarted',
+        { definition: { id: 'd', name: 'demo', steps: [{ id: 'read' }, { id: 'parse' }] } },
+        t(0),
+      ),
+      event('StepScheduled', { stepId: 'read', attempt: 1, scheduledAt: t(0) }, t(0)),
+      event('StepSucceeded', { stepId: 'read', attempt: 1, at: t(1) }, t(1)),
+      event('StepScheduled', { stepId: 'parse', attempt: 1, scheduledAt: t(1) }, t(1)),
+      event(
+        'StepFailed',
+        { stepId: 'parse', attempt: 1, final: true, error: { code: 'tool_error', message: 'bad' }, at: t(2) },
+        t(2),
+      ),
+      event('WorkflowFailed', { reason: 'parse failed', failedAt: t(2) }, t(2)),
+      event('ExecutionRetried', { steps: ['parse'] }, t(10)),
+      event('StepScheduled', { stepId: 'parse', attempt: 2, scheduledAt: t(10) }, t(10)),
+      event('StepSucceeded', { stepId: 'parse', attempt: 2, at: t(11) }, t(11)),
+      event('WorkflowCompleted', { completedAt: t(11) }, t(11)),
+    ];
+    const gw = await serve((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      if (req.method === 'POST')
+        return void res.end(JSON.stringify({ execution_id: 'x2', status: 'running', retried_steps: ['parse'] }));
+      res.end(JSON.stringify({ execution_id: 'x2', next: null, events }));
+    });
+    try {
+      const r = await cli(['--url', gw.url, 'workflow', 'retry', 'x2', '--wait']);
+      assert.equal(r.code, 0, r.stderr);
+      const lines = r.stdout.trim().split('\n');
+      assert.equal(lines[0], 'demo x2 retried', r.stdout);
+      assert.ok(!/read/.test(r.stdout.split('\n').slice(0, -3).join('\n')), `no line for the kept step:\n${r.stdout}`);
+      assert.ok(!/✘ parse/.test(r.stdout), `the first run's failure is not drawn:\n${r.stdout}`);
+      assert.match(r.stdout, /^▸ parse +running/m);
+      assert.match(r.stdout, /^✔ parse +succeeded/m);
+      assert.match(r.stdout, /^completed$/m);
+    } finally {
+      gw.server.closeAllConnections();
+      gw.server.close();
+    }
+  });
+});
+
 describe('redirects', () => {
   it('are not followed: the body goes nowhere else and the error names where it pointed', async () => {
     const other = await serve((_req, res) => {

@@ -25,7 +25,15 @@ export const executionStreamId = (executionId: string): string => `workflow_exec
 export async function watchExecution(
   api: Api,
   executionId: string,
-  o: { json: boolean; timeoutSeconds?: number },
+  o: {
+    json: boolean;
+    timeoutSeconds?: number;
+    /**
+     * `last_retry`: the history before the execution's last retry is folded without a line (a
+     * retry's watcher follows the new run, not the steps of the run before it as if they ran again).
+     */
+    linesFrom?: 'last_retry';
+  },
 ): Promise<void> {
   const view = new ExecutionView(executionId);
   const tty = process.stdout.isTTY === true && !o.json;
@@ -65,6 +73,9 @@ export async function watchExecution(
     );
   try {
     // The history a page at a time (the gateway answers at most 1,000 events per request).
+    // Its lines wait for the whole history when they start at its last retry (known at its end).
+    const held: (() => void)[] = [];
+    const line = (f: () => void) => (o.linesFrom ? held.push(f) : f());
     let after: number | undefined;
     for (;;) {
       const { body } = await api.call(
@@ -75,15 +86,24 @@ export async function watchExecution(
       for (const e of body.events) {
         if (o.json) printLine(JSON.stringify(e));
         const changed = view.apply(e);
+        if (e.type === 'ExecutionRetried' && o.linesFrom === 'last_retry') {
+          held.length = 0;
+          if (!tty && !o.json) held.push(() => printLine(`${view.name || 'workflow'} ${executionId} retried`));
+          continue;
+        }
         if (view.status === 'running' && changed.length === 0 && e.type === 'WorkflowStarted' && !tty && !o.json)
-          printLine(`${view.name || 'workflow'} ${executionId} running`);
-        onChange(changed);
+          line(() => printLine(`${view.name || 'workflow'} ${executionId} running`));
+        if (changed.length > 0) {
+          const lines = o.json || tty ? [] : changed.map((id) => stepLine(view.steps.get(id)!, Date.now()));
+          line(() => lines.forEach((l) => printLine(l)));
+        }
       }
       if (timedOut) throw timeoutError();
       const last = body.events[body.events.length - 1];
       if (!body.next || !last) break;
       after = last.revision;
     }
+    for (const f of held) f();
     if (tty) {
       draw();
       timer = setInterval(draw, 100);
