@@ -8,6 +8,6 @@ import { z } from 'zod';
  */
 export function textInt(bounds: { min: number; max: number }) {
   return z
-    .union([z.number(), z.string().regex(/^-?\d{1,16}$/, 'a decimal integer')])
+    .union([z.number(), z.string().regex(/^-?\d+$/, 'a decimal integer')])
     .pipe(z.coerce.number<string | number>().int().min(bounds.min).max(bounds.max));
 }

@@ -8,6 +8,7 @@ describe('textInt: a whole number given as text', () => {
     assert.equal(revision.parse('0'), 0);
     assert.equal(revision.parse('16'), 16);
     assert.equal(revision.parse('007'), 7);
+    assert.equal(revision.parse(`${'0'.repeat(8_000)}1`), 1, 'padded with zeros: still the number');
     assert.equal(revision.parse(12), 12);
     assert.equal(textInt({ min: -1, max: 10 }).parse('-1'), -1);
   });
