@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { GATEWAY_OPTIONS, type ResolvedGatewayOptions } from '../tokens.js';
 import { PROBLEM_CONTENT_TYPE } from '../http/problem.js';
 import type { RequestSchemas } from '../http/validation.js';
+import { documentTextInts } from '../http/query-int.js';
 
 export const API_ROUTE = 'switchyard:gateway:api-route';
 
@@ -89,7 +90,12 @@ export const problemSchema = z
 
 /** A zod schema as JSON Schema 2020-12 (the dialect of OpenAPI 3.1). */
 export function jsonSchemaOf(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
-  const js = z.toJSONSchema(schema, { target: 'draft-2020-12', io, unrepresentable: 'any' }) as JsonSchema;
+  const js = z.toJSONSchema(schema, {
+    target: 'draft-2020-12',
+    io,
+    unrepresentable: 'any',
+    override: (ctx) => documentTextInts(ctx as Parameters<typeof documentTextInts>[0]),
+  }) as JsonSchema;
   delete js.$schema;
   return js;
 }
