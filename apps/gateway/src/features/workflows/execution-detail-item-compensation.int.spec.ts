@@ -1,9 +1,9 @@
 /**
- * One truth in both answers of the execution detail: for a canceled execution whose for_each
- * items were undone one by one (one undo failed), the detail folded from the stream at its last
- * revision (what `?at=` answers) says of the undo step what the read model's detail says, through the
- * real store and the real projection. Instants are left out: the state does not keep when things
- * ended.
+ * One truth in both answers of the execution detail, through the real store and the real
+ * projection: the detail folded from the stream at its last revision (what `?at=` answers) says
+ * what the read model's detail says, for a canceled execution whose for_each items were undone one
+ * by one (one undo failed; step instants left out: the state does not keep when steps ended), and
+ * for an execution retried within a step and as a whole (every attempt row, instants included).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -62,7 +62,31 @@ const withoutInstants = (d: ExecutionDetail) =>
     return step;
   });
 
-describe('the detail folded from the stream equals the read model: item compensations after a cancel (real PostgreSQL)', () => {
+/** `a` retries once within a run; `mk` has two items; the execution failed at `a`, was retried, and ended. */
+const retried: WorkflowDefinitionInput = {
+  id: 'retried_runs',
+  version: 1,
+  name: 'retried runs',
+  steps: [
+    {
+      id: 'a',
+      uses: 'mcp:database/query',
+      retry: { attempts: 2 },
+      timeout_ms: 10_000,
+      with: { sql: 'select 1' },
+    },
+    {
+      id: 'mk',
+      uses: 'mcp:database/query',
+      needs: ['a'],
+      for_each: { items: '${{ [0, 1] }}', concurrency: 2 },
+      retry: { attempts: 2 },
+      with: { sql: 'insert', params: ['${{ item }}'] },
+    },
+  ],
+};
+
+describe('the detail folded from the stream equals the read model (real PostgreSQL)', () => {
   let pool: pg.Pool;
   let store: PostgresEventStore;
   let runner: ProjectionRunner;
@@ -150,51 +174,6 @@ describe('the detail folded from the stream equals the read model: item compensa
     const outline = (steps: Record<string, unknown>[]) =>
       steps.map((s) => [s.step_id, s.kind, s.status, s.attempts, s.compensation_for]);
     assert.deepEqual(outline(foldedSteps), outline(readSteps));
-  });
-});
-
-/** `a` retries once within a run; `mk` has two items; the execution failed at `a`, was retried, and ended. */
-const retried: WorkflowDefinitionInput = {
-  id: 'retried_runs',
-  version: 1,
-  name: 'retried runs',
-  steps: [
-    {
-      id: 'a',
-      uses: 'mcp:database/query',
-      retry: { attempts: 2 },
-      timeout_ms: 10_000,
-      with: { sql: 'select 1' },
-    },
-    {
-      id: 'mk',
-      uses: 'mcp:database/query',
-      needs: ['a'],
-      for_each: { items: '${{ [0, 1] }}', concurrency: 2 },
-      retry: { attempts: 2 },
-      with: { sql: 'insert', params: ['${{ item }}'] },
-    },
-  ],
-};
-
-describe('time travel keeps every attempt of every run, as the read model does (real PostgreSQL)', () => {
-  let pool: pg.Pool;
-  let store: PostgresEventStore;
-  let runner: ProjectionRunner;
-
-  before(async () => {
-    const url = await freshDatabase('exec_detail_retried_runs');
-    pool = new pg.Pool({ connectionString: url, max: 3 });
-    store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
-    await store.init();
-    runner = new ProjectionRunner({ store, db: { pool }, projections: [workflowExecutionsProjection], logger });
-    await runner.start();
-  });
-
-  after(async () => {
-    await runner?.stop();
-    await store?.close();
-    await pool?.end();
   });
 
   it('a step retried within its run and the execution retried after failing: the same rows, instants included', async () => {
