@@ -10,6 +10,7 @@ import {
   AppError,
   errorCodes,
   guardedFetch,
+  isAppError,
   parsePeerJson,
   redactSecretValues,
   urlOrigin,
@@ -82,7 +83,17 @@ export async function callA2a(
   inst: AgentInstance,
   signal: AbortSignal,
 ): Promise<unknown> {
-  inst.a2aCard ??= (await fetchA2aCard(egress, inst.a2aCardUrl!)).card;
+  if (!inst.a2aCard) {
+    try {
+      inst.a2aCard = (await fetchA2aCard(egress, inst.a2aCardUrl!)).card;
+    } catch (err) {
+      // A card the agent serves badly at task time (no probe has read it yet) is the agent's
+      // failure, as its answers are: the task's context was fine. A refused address stays `forbidden`.
+      throw isAppError(err) && (err.code === 'validation' || err.code === 'payload_too_large')
+        ? agentAnswerUnusable(err, "the A2A agent's card")
+        : err;
+    }
+  }
   return runOnA2aAgent(egress, { card: inst.a2aCard, token: inst.token }, s, signal);
 }
 
