@@ -156,6 +156,23 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     const noStep = await bulk({ definition_version: 1, from_step: 'nowhere' });
     assert.equal(noStep.status, 400, JSON.stringify(noStep.body));
     assert.match(JSON.stringify(noStep.body), /nowhere/);
+    // A compensation step is no fork point either (it never runs as a step of its own).
+    const undoing = await http('POST', '/api/v1/workflows/definitions', {
+      id: 'undo_pair',
+      version: 1,
+      name: 'undo pair',
+      steps: [
+        { id: 'make', uses: 'agent:customer_segmentation', with: { n: 1 }, on_error: { compensate: 'unmake' } },
+        { id: 'unmake', uses: 'agent:customer_segmentation', with: { n: 2 } },
+      ],
+    });
+    assert.equal(undoing.status, 201, JSON.stringify(undoing.body));
+    const fromUndo = await http('POST', '/api/v1/workflows/executions/bulk', {
+      filter: { definition_id: 'undo_pair', status: 'failed' },
+      action: { fork: { definition_version: 1, from_step: 'unmake' } },
+    });
+    assert.equal(fromUndo.status, 400, JSON.stringify(fromUndo.body));
+    assert.match(JSON.stringify(fromUndo.body), /compensation/);
     const batches = await f.store.readAll({ types: ['BatchStarted'], maxCount: 10_000 });
     assert.ok(
       !batches.some(

@@ -4,7 +4,7 @@ import type { EventStore } from '@switchyard/event-store';
 import type { Pool } from 'pg';
 import type { BatchAction, BatchFilter, BatchState } from '@switchyard/domain';
 import { startBatch } from '../deps.js';
-import { workflowExecutionStream } from '@switchyard/domain';
+import { compensationStepIds, workflowExecutionStream } from '@switchyard/domain';
 import { AppError } from '@switchyard/platform';
 import { currentActor } from '../../../http/context.js';
 import { WorkflowsService } from '../workflows.service.js';
@@ -60,6 +60,14 @@ export class StartExecutionBatchHandler implements ICommandHandler<StartExecutio
     if (id === undefined) return;
     const target = (await this.svc.definitions.get(id, c.action.definitionVersion)).definition;
     const { fromStep } = c.action;
+    if (compensationStepIds(target).has(fromStep))
+      throw new AppError(
+        'validation',
+        `step "${fromStep}" is a compensation: a fork runs again from a step of the normal flow`,
+        {
+          errors: [{ path: 'action.fork.from_step', message: 'a compensation step', in: 'body' }],
+        },
+      );
     if (target.steps.some((d) => d.id === fromStep)) return;
     const versions = await this.svc.definitions.list({ id, allVersions: true });
     if (versions.some((v) => v.definition.steps.some((d) => d.id === fromStep))) return;
