@@ -200,12 +200,21 @@ function stopSignal(seconds: number | undefined): AbortController {
   return ac;
 }
 
-const positiveInt = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new CliError(`${name} must be a whole number, got ${v}`, EXIT.usage);
+/**
+ * A whole number of at least `min` written in decimal digits: `Number()` alone reads a blank value
+ * as 0 and `0x10`, `0b11`, `1e1` as 16, 3, 10, so a typo became another revision or limit.
+ */
+const wholeNumber = (min: number) => (name: string) => (v: string) => {
+  const n = /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n) || n < min)
+    throw new CliError(
+      `${name} must be a whole number${min > 0 ? ` of at least ${min}` : ''}, got ${JSON.stringify(v)}`,
+      EXIT.usage,
+    );
   return n;
 };
-const nonNegativeInt = positiveInt;
+const positiveInt = wholeNumber(1);
+const nonNegativeInt = wholeNumber(0);
 
 const WATCH_TIMEOUT_HELP = 'stop watching after this many seconds, exit 4 if not ended (the execution goes on)';
 /** How `watch` and `--wait` follow an execution: JSON or not, and for how long (--timeout, 0 or none: as long as it runs). */
@@ -389,7 +398,7 @@ export function buildProgram(): Command {
     .description('start an execution; --wait draws each step live until it ends')
     .option('--input <json|file>', 'the workflow input: inline JSON, a file, @file or - (stdin)')
     .option('--wait', 'follow the execution live until it ends')
-    .option('--timeout <seconds>', WATCH_TIMEOUT_HELP, positiveInt('--timeout'))
+    .option('--timeout <seconds>', WATCH_TIMEOUT_HELP, nonNegativeInt('--timeout'))
     .option('--idempotency-key <key>', 'send an Idempotency-Key (a repeat start answers the first execution)')
     .action(
       act(async (o: { input?: string; wait?: boolean; idempotencyKey?: string; timeout?: number }, cmd: Command) => {
@@ -532,7 +541,7 @@ export function buildProgram(): Command {
     .option('--input <json|file>', "another input (default: the source execution's)")
     .option('--idempotency-key <key>', 'send an Idempotency-Key (a repeat answers the first fork)')
     .option('--wait', 'follow the new execution live until it ends')
-    .option('--timeout <seconds>', WATCH_TIMEOUT_HELP, positiveInt('--timeout'))
+    .option('--timeout <seconds>', WATCH_TIMEOUT_HELP, nonNegativeInt('--timeout'))
     .action(
       act(
         async (
@@ -574,7 +583,7 @@ export function buildProgram(): Command {
     .description('re-run the failed steps of a failed execution and what depends on them, in the same execution')
     .option('--reason <text>', 'why, recorded in the execution')
     .option('--wait', 'follow the execution live until it ends')
-    .option('--timeout <seconds>', WATCH_TIMEOUT_HELP, positiveInt('--timeout'))
+    .option('--timeout <seconds>', WATCH_TIMEOUT_HELP, nonNegativeInt('--timeout'))
     .action(
       act(async (o: { reason?: string; wait?: boolean; timeout?: number }, cmd: Command) => {
         const api = apiOf(cmd);
@@ -591,7 +600,7 @@ export function buildProgram(): Command {
   workflow
     .command('watch <id>')
     .description('draw each step live (from the event stream) until the execution ends')
-    .option('--timeout <seconds>', WATCH_TIMEOUT_HELP, positiveInt('--timeout'))
+    .option('--timeout <seconds>', WATCH_TIMEOUT_HELP, nonNegativeInt('--timeout'))
     .action(
       act(async (o: { timeout?: number }, cmd: Command) => {
         await watchExecution(apiOf(cmd), cmd.processedArgs[0] as string, watchOptions(cmd, o.timeout));
@@ -760,9 +769,9 @@ export function buildProgram(): Command {
     .description('print events live as they are committed (Server-Sent Events)')
     .option('--type <types>', 'only these event types (comma list)')
     .option('--stream-prefix <prefixes>', 'only streams whose id starts with one of these (comma list)')
-    .option('--after <position>', 'start after this position (default: only new events)', positiveInt('--after'))
+    .option('--after <position>', 'start after this position (default: only new events)', nonNegativeInt('--after'))
     .option('--max <n>', 'exit after this many events', positiveInt('--max'))
-    .option('--timeout <seconds>', 'exit after this many seconds', positiveInt('--timeout'))
+    .option('--timeout <seconds>', 'exit after this many seconds', nonNegativeInt('--timeout'))
     .action(
       act(
         async (

@@ -295,6 +295,22 @@ describe('workflow retry --wait', () => {
   });
 });
 
+describe('whole-number options', () => {
+  it('take decimal digits only: blank, hexadecimal, binary and exponent values are a usage error, not revision 0 or 16', async () => {
+    for (const [args, name] of [
+      [['workflow', 'history', 'x1', '--at', ' '], '--at'],
+      [['workflow', 'history', 'x1', '--at', '0x10'], '--at'],
+      [['workflow', 'history', 'x1', '--at', '1e1'], '--at'],
+      [['workflow', 'list', '--limit', '0b11'], '--limit'],
+      [['workflow', 'list', '--limit', '0'], '--limit'],
+    ] as const) {
+      const r = await cli(['--url', 'http://127.0.0.1:1', ...args]);
+      assert.equal(r.code, EXIT.usage, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`${name} must be a whole number`));
+    }
+  });
+});
+
 describe('redirects', () => {
   it('are not followed: the body goes nowhere else and the error names where it pointed', async () => {
     const other = await serve((_req, res) => {
