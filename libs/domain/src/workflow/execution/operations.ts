@@ -352,6 +352,32 @@ export function checkReplay(
       for (const st of Object.values(s.steps)) {
         if (st.status !== 'running' || !st.wait || st.wait.ended) continue;
         const rec = source.steps[st.id];
+        // A wait a fork copied has its output and no wait of its own: it ends with that output
+        // (a signal carrying it; a null output is a wait that timed out and went on).
+        if (rec?.copiedFrom && rec.status === 'succeeded') {
+          if (rec.output !== null && typeof rec.output === 'object' && !Array.isArray(rec.output))
+            apply(
+              cmd({
+                type: 'SendSignal',
+                data: {
+                  signalId: `replay:${st.id}`,
+                  name: st.wait.signal,
+                  payload: rec.output as Record<string, unknown>,
+                },
+              }),
+            );
+          else
+            apply({
+              type: 'RecordWaitTimedOut',
+              data: { stepId: st.id },
+              metadata: { ...meta, timestamp: st.wait.timeoutAt },
+            });
+          // Fed only if the wait took it (a payload its signal refuses would be offered every round).
+          const now = (state as StartedExecution).steps[st.id];
+          if (now?.status !== 'running' || now.wait?.ended) fed = true;
+          else unanswerable.add(st.id);
+          continue;
+        }
         if (rec?.wait?.signal !== st.wait.signal) continue;
         if (
           rec.wait.ended === 'signaled' &&

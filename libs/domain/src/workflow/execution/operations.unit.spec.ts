@@ -734,6 +734,59 @@ describe('checkReplay of a fork that copied a for_each step', () => {
   });
 });
 
+describe('checkReplay of a fork that copied a wait step', () => {
+  const gate = {
+    id: 'gate_then',
+    version: 1,
+    name: 'Gate then',
+    steps: [
+      { id: 'ask', uses: 'mcp:database/query', with: { sql: 'select 1' } },
+      { id: 'hold', needs: ['ask'], wait: { signal: 'go', timeout_ms: 600_000, on_timeout: 'continue' } },
+      { id: 'after', uses: 'mcp:database/query', needs: ['hold'], with: { sql: 'select 2' } },
+    ],
+  } as WorkflowDefinitionInput;
+  const signal = {
+    type: 'SendSignal',
+    data: { signalId: 's1', name: 'go', payload: { approved: true } },
+    metadata: meta(at(500)),
+  } as WorkflowCommand;
+  const timeout = {
+    type: 'RecordWaitTimedOut',
+    data: { stepId: 'hold' },
+    metadata: meta(at(700_000)),
+  } as WorkflowCommand;
+  for (const [how, ending] of [
+    ['signaled', signal],
+    ['timed out (continue: a null output)', timeout],
+  ] as const) {
+    it(`the copied wait (${how}) ends with its copied output: the fork on its own version replays the same`, () => {
+      const sourceRun = history(
+        cmd.start(gate, {}),
+        cmd.succeeded({ stepId: 'ask' }, { ok: true }),
+        ending,
+        cmd.succeeded({ stepId: 'after' }, { rows: [] }, 1, at(800_000)),
+      );
+      const source = fold(sourceRun) as StartedExecution;
+      assert.equal(source.status, 'completed');
+      const plan = planFork(source, revisioned(sourceRun), 'after', def(gate));
+      assert.deepEqual(
+        plan.copies.map((c) => c.stepId),
+        ['ask', 'hold'],
+      );
+      const forkRun = history(
+        fork({ definition: def(gate), fromStep: 'after', copies: plan.copies }),
+        cmd.succeeded({ stepId: 'after' }, { rows: [] }),
+      );
+      const forked = fold(forkRun) as StartedExecution;
+      assert.equal(forked.status, 'completed');
+      const r = checkReplay(forked, def(gate), forkRun);
+      assert.deepEqual(r.differences, [], JSON.stringify(r));
+      assert.equal(r.replayed_status, 'completed');
+      assert.equal(r.same, true);
+    });
+  }
+});
+
 describe('checkReplay', () => {
   const completed = history(
     cmd.start(chain, {}),
