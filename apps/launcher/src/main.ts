@@ -14,7 +14,7 @@ import { createLogger, parseConfig, processLogFormat } from '@switchyard/platfor
 import { startBanner } from './banner.js';
 import { logFatal } from './fatal.js';
 import { startHealthFile } from './health-file.js';
-import { plannedListeners } from './ports.js';
+import { agentPortsFromEnv, plannedListeners } from './ports.js';
 import { DATABASE_WRITER, parseRoleSelection, RoleSelectionError, type RoleSelection } from './roles.js';
 import { Supervisor } from './supervisor.js';
 import { startSystem } from './system.js';
@@ -50,6 +50,8 @@ process.on('unhandledRejection', onUnexpected('unhandledRejection'));
 try {
   const config = parseConfig();
   const { roles, ...only } = parseRoles(process.argv.slice(2));
+  // Checked before anything starts, not when the agents do (after PostgreSQL, NATS and the servers).
+  agentPortsFromEnv();
   const system = await startSystem(config, roles, logger, supervisor, only);
   up = true;
   // The banner is for a person: with readable logs it ends stdout; with JSON logs it goes to

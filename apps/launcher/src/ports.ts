@@ -1,7 +1,7 @@
 import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
 import { DATABASE_WRITER_PORT, ownServerPort } from '@switchyard/connectors';
 import { defaultPorts, mcpServerKinds } from '@switchyard/mcp-servers';
-import { parseConfig } from '@switchyard/platform';
+import { AppError, parseConfig } from '@switchyard/platform';
 import { DATABASE_WRITER, runsMcpServer, selectedAgents, type McpServerName, type RoleSelection } from './roles.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -27,12 +27,31 @@ export function mcpServerPort(server: McpServerName, env: Env = process.env): nu
   return ownServerPort(server, server === DATABASE_WRITER ? DATABASE_WRITER_PORT : defaultPorts[server], env);
 }
 
-/** AGENT_<NAME>_PORT moves one built-in agent's HTTP contract off its seed port (6001-6006). */
+/**
+ * AGENT_<NAME>_PORT moves one built-in agent's HTTP contract off its seed port (6001-6006). A
+ * value that is no port, or a name that is no agent (a typo would leave the agent on its seed
+ * port without a word), stops the start naming the variable, as MCP_<KIND>_PORT does.
+ */
 export function agentPortsFromEnv(env: Env = process.env): { ports?: Record<string, number> } {
   const ports: Record<string, number> = {};
   for (const [k, v] of Object.entries(env)) {
-    const m = /^AGENT_([A-Z_]+)_PORT$/.exec(k);
-    if (m && v) ports[m[1]!.toLowerCase()] = Number(v);
+    const m = /^AGENT_([A-Z0-9_]+)_PORT$/.exec(k);
+    if (!m || !v) continue;
+    const agent = m[1]!.toLowerCase();
+    if (!(agent in BUILTIN_AGENT_PORTS))
+      throw new AppError(
+        'validation',
+        `${k} names no agent (known: ${Object.keys(BUILTIN_AGENT_PORTS)
+          .map((a) => `AGENT_${envName(a)}_PORT`)
+          .join(', ')})`,
+        {
+          variable: k,
+        },
+      );
+    const port = Number(v);
+    if (!/^[0-9]+$/.test(v) || port < 1 || port > 65_535)
+      throw new AppError('validation', `${k} must be a port number (1-65535), got "${v}"`, { variable: k });
+    ports[agent] = port;
   }
   return Object.keys(ports).length ? { ports } : {};
 }

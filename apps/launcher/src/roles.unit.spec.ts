@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
 import { defaultPorts } from '@switchyard/mcp-servers';
 import { judgeHealth, type HealthFile } from './health-file.js';
-import { plannedListeners } from './ports.js';
+import { agentPortsFromEnv, plannedListeners } from './ports.js';
 import { ConfigError } from '@switchyard/platform';
 import {
   databaseLoginsOf,
@@ -111,6 +111,21 @@ describe('plannedListeners', () => {
       ]),
       [[7000, '/readyz', 'GATEWAY_HOST']],
     );
+  });
+
+  it('refuses an agent port that is no port, and an AGENT_<NAME>_PORT naming no agent, naming the variable', () => {
+    for (const [env, message] of [
+      [{ AGENT_DATA_ANALYST_PORT: '99999' }, /AGENT_DATA_ANALYST_PORT must be a port number \(1-65535\), got "99999"/],
+      [{ AGENT_DATA_ANALYST_PORT: 'abc' }, /AGENT_DATA_ANALYST_PORT must be a port number/],
+      [{ AGENT_DATA_ANALYST_PORT: '0x1b59' }, /AGENT_DATA_ANALYST_PORT must be a port number/],
+      [
+        { AGENT_DATA_ANALYSTS_PORT: '7001' },
+        /AGENT_DATA_ANALYSTS_PORT names no agent \(known: AGENT_DATA_ANALYST_PORT, /,
+      ],
+    ] as const)
+      assert.throws(() => agentPortsFromEnv(env), message);
+    assert.deepEqual(agentPortsFromEnv({ AGENT_DATA_ANALYST_PORT: '7001' }), { ports: { data_analyst: 7001 } });
+    assert.deepEqual(agentPortsFromEnv({}), {});
   });
 });
 

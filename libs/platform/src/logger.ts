@@ -41,6 +41,8 @@ export function prettyStream(
   });
 }
 
+const LOG_LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
+
 /**
  * The root pino logger. Fields first, then a short message; children carry
  * the correlation id of the workflow or task (`logger.child({ correlationId })`).
@@ -51,7 +53,9 @@ export function createLogger(
   level = process.env.LOG_LEVEL ?? 'info',
   format: LogFormat = processLogFormat(),
 ): Logger {
-  const options = { name, level, base: { pid: process.pid, app: name } };
+  // A level pino does not know (LOG_LEVEL=loud) would throw its own error here, before the config
+  // is read: `info` instead, and the config schema names LOG_LEVEL as a bad variable at start.
+  const options = { name, level: LOG_LEVELS.has(level) ? level : 'info', base: { pid: process.pid, app: name } };
   return format === 'pretty' ? pino(options, prettyStream()) : pino(options);
 }
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { pino } from 'pino';
 import { parseConfig, ConfigError } from './config.js';
-import { logAtMostEvery, prettyStream, resolveLogFormat } from './logger.js';
+import { createLogger, logAtMostEvery, prettyStream, resolveLogFormat } from './logger.js';
 
 describe('resolveLogFormat', () => {
   it('is pretty on a terminal and JSON on a pipe when unset or auto', () => {
@@ -62,5 +62,13 @@ describe('logAtMostEvery', () => {
     t.mock.timers.tick(10_000);
     gate((held) => lines.push(held));
     assert.deepEqual(lines, [0, 5, 0]);
+  });
+});
+
+describe('createLogger', () => {
+  it('a level pino does not know (LOG_LEVEL=loud) logs at info instead of throwing before the config names it', () => {
+    const logger = createLogger('level-check', 'loud', 'json');
+    assert.equal(logger.level, 'info');
+    assert.equal(createLogger('level-check', 'warn', 'json').level, 'warn');
   });
 });
