@@ -271,6 +271,18 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
         assert.match(b.detail, /JSON but not an object/, scalar);
         assert.equal(b.errors[0].code, 'not_an_object', scalar);
       }
+      // No JSON at all, not starting as an object (a word, a Markdown fence pasted with it) is "not valid JSON".
+      for (const text of ['hello', '```json {"a":1}', 'x{"id":1}']) {
+        const r = await fetch(`${base}/test/echo`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: text,
+        });
+        assert.equal(r.status, 400, text);
+        const b = await json(r);
+        assert.match(b.detail, /not valid JSON/, text);
+        assert.equal(b.errors[0].code, 'invalid_json', text);
+      }
     });
 
     it('body over the limit: 413 problem', async () => {

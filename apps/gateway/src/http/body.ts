@@ -71,13 +71,7 @@ export function registerBodyParsers(app: FastifyInstance, limit: number): void {
       }
       if (text === '') return done(null, {});
       if (!STRICT_START.test(text)) {
-        deferInputError(
-          req,
-          parseFailed(
-            'the request body is JSON but not an object (or an array where a route takes one)',
-            'not_an_object',
-          ),
-        );
+        deferInputError(req, notAnObject(text));
         return done(null, undefined);
       }
       try {
@@ -116,6 +110,19 @@ export function registerBodyParsers(app: FastifyInstance, limit: number): void {
       });
       payload.once('error', () => done(null, undefined));
     },
+  );
+}
+
+/** The refusal of a body that is no JSON object or array: JSON of another kind (`"a"`, `3`), or no JSON at all (`hello`). */
+function notAnObject(text: string): Error {
+  try {
+    JSON.parse(text);
+  } catch (e) {
+    return parseFailed(`the request body is not valid JSON: ${(e as Error).message}`, 'invalid_json');
+  }
+  return parseFailed(
+    'the request body is JSON but not an object (or an array where a route takes one)',
+    'not_an_object',
   );
 }
 
