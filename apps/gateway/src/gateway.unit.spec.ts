@@ -118,6 +118,34 @@ describe('zod validation', () => {
     assert.ok(errors.every((e) => e.in === 'body' && e.code && e.message));
   });
 
+  it('a failed union names the fields of its closest branch, not "(root): Invalid input"', () => {
+    const rule = z.strictObject({ metric: z.string(), comparator: z.enum(['>', '>=']), threshold: z.number() });
+    const schema = z.union([rule, z.strictObject({ rules: z.array(rule) }), z.array(rule)]);
+    const r = schema.safeParse({ metric: 'cpu', op: '>=', threshold: 80 });
+    assert.equal(r.success, false);
+    assert.deepEqual(
+      fieldErrors(r.error, 'body')
+        .map((e) => [e.path, e.code])
+        .sort(),
+      [
+        ['comparator', 'invalid_value'],
+        ['op', 'unrecognized_keys'],
+      ],
+    );
+    // Inside a list: the path goes on into the element.
+    const listed = schema.safeParse([{ metric: 'cpu', comparator: '>', threshold: 'high' }]);
+    assert.deepEqual(
+      fieldErrors(listed.error!).map((e) => e.path),
+      ['0.threshold'],
+    );
+    // No branch took the value's kind at all: the union's own error stays.
+    const none = schema.safeParse('cpu > 80');
+    assert.deepEqual(
+      fieldErrors(none.error!).map((e) => [e.path, e.code]),
+      [['(root)', 'invalid_union']],
+    );
+  });
+
   it('parseOrThrow throws a validation AppError carrying the errors', () => {
     assert.throws(
       () => parseOrThrow(z.object({ limit: z.coerce.number() }), { limit: 'abc' }, 'query'),

@@ -16,9 +16,35 @@ export interface RequestSchemas {
 
 /** Turn zod issues into field errors that name each bad field. */
 export function fieldErrors(error: z.ZodError, location?: FieldLocation): FieldError[] {
+  return issueErrors(error.issues, [], location);
+}
+
+type Issue = z.ZodError['issues'][number];
+
+/**
+ * The branch of a failed union that came closest: the one with the fewest issues among those whose
+ * value was at least of their kind (a branch refusing the value's very type, at the union's own
+ * path, is no candidate); undefined when none was. "(root): Invalid input" named no field when an
+ * alert rule's body had one field misnamed; its closest branch names it.
+ */
+function closestBranch(issue: Issue): Issue[] | undefined {
+  const branches = (issue as { errors?: Issue[][] }).errors ?? [];
+  let best: Issue[] | undefined;
+  for (const branch of branches) {
+    if (branch.length === 0 || branch.some((i) => i.code === 'invalid_type' && i.path.length === 0)) continue;
+    if (!best || branch.length < best.length) best = branch;
+  }
+  return best;
+}
+
+function issueErrors(issues: readonly Issue[], prefix: readonly string[], location?: FieldLocation): FieldError[] {
   const where = location ? { in: location } : {};
-  return error.issues.flatMap((issue): FieldError[] => {
-    const base = issue.path.map(String);
+  return issues.flatMap((issue): FieldError[] => {
+    const base = [...prefix, ...issue.path.map(String)];
+    if (issue.code === 'invalid_union') {
+      const branch = closestBranch(issue);
+      if (branch) return issueErrors(branch, base, location);
+    }
     // One error per unknown key, so each is named like any other bad field.
     if (issue.code === 'unrecognized_keys') {
       return issue.keys.map((k) => ({
