@@ -78,7 +78,7 @@ describe("connectNats with the embedded server's nkey seed", () => {
         (e: unknown) =>
           e instanceof AppError &&
           e.code === 'unavailable' &&
-          /authorization refused: check NATS_TOKEN/.test(e.message) &&
+          /authorization refused: check NATS_TOKEN, or for one role's process NATS_PASSWORD_<ROLE>/.test(e.message) &&
           !JSON.stringify({ m: e.message, d: e.details }).includes(t ?? 'wrong-token'),
       );
     }

@@ -73,7 +73,10 @@ export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnect
   } catch (err) {
     // Say which credential to look at; the token itself stays out of the message.
     const refused = err instanceof Error && err.name === 'AuthorizationError';
-    const credential = opts.user ? `the password of the NATS user "${opts.user.user}"` : 'NATS_TOKEN';
+    const credential = opts.user
+      ? `the password of the NATS user "${opts.user.user}"`
+      : // A process of one role in a split deployment connects as that role's user, not with the token.
+        "NATS_TOKEN, or for one role's process NATS_PASSWORD_<ROLE> (its NATS user's password; see the README's scale-out section)";
     const why = refused
       ? ` (authorization refused: check ${credential}${token || opts.user ? '' : ', none was given'})`
       : '';
