@@ -1,5 +1,7 @@
 import 'reflect-metadata';
+import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -44,7 +46,7 @@ import { authentication, RequestTimeouts } from './security/middleware.js';
 import { cutStalledAnswer } from './http/unread-stream-bound.js';
 import { RATE_LIMIT_SCHEMA_SQL, RateLimits } from './security/rate-limits.js';
 import { hostOriginCheck } from './security/host-origin.js';
-import { CONSOLE_PATH, consoleRouter } from './ui/console.js';
+import { CONSOLE_PATH, consoleRouter, defaultConsoleDir } from './ui/console.js';
 import { resolveOptions, type GatewayDeps, type GatewayOptions } from './tokens.js';
 
 /** A gateway built and initialised, not yet listening. */
@@ -52,6 +54,11 @@ export interface Gateway {
   readonly app: INestApplication;
   /** The OpenAPI registry, for routes served outside Nest controllers. */
   readonly openapi: OpenApiRegistry;
+  /**
+   * Whether /ui serves the operator console now: its build (index.html) is in the console
+   * directory. The console is mounted outside the route registry, so `openapi` does not say.
+   */
+  readonly consoleServed: boolean;
   /** Listen (defaults: GATEWAY_PORT, GATEWAY_HOST; port 0 picks a free one) and say where. */
   listen(port?: number, host?: string): Promise<{ port: number; url: string }>;
   /** Stop serving: ends SSE streams, closes the HTTP server. The deps stay open (the host owns them). Idempotent. */
@@ -269,6 +276,9 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   return {
     app,
     openapi: app.get(OpenApiRegistry),
+    get consoleServed() {
+      return existsSync(path.join(options.consoleDir ?? defaultConsoleDir(), 'index.html'));
+    },
     async listen(port = deps.config.GATEWAY_PORT, host = deps.config.GATEWAY_HOST) {
       await app.listen(port, host);
       const address = app.getHttpServer().address() as AddressInfo;

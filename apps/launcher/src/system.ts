@@ -643,10 +643,8 @@ export async function startSystem(
               },
             );
             gatewayUrl = (await gateway.listen()).url;
-            // The web console, when this gateway has one, is a GET route under /ui in its route registry.
-            consoleServed = gateway.openapi
-              .routes()
-              .some((r) => r.method === 'get' && (r.path === '/ui' || r.path.startsWith('/ui/')));
+            // The web console is served outside the route registry: the gateway says whether it has a build.
+            consoleServed = gateway.consoleServed;
             const gatewayProbe = httpProbe('gateway', `${gatewayUrl}/livez`);
             // Replaced, not added, at each restart of the gateway: a monitor taking over later adds each once.
             const before = monitorProbes.findIndex((p) => p.service === gatewayProbe.service);

@@ -73,6 +73,11 @@ describe('operator console at /ui', () => {
     assert.equal((await fetch(`${unbuilt.url}/livez`)).status, 200);
   });
 
+  it('says whether it serves the console (what the start banner shows): with a build yes, without no', () => {
+    assert.equal(built.gateway.consoleServed, true);
+    assert.equal(unbuilt.gateway.consoleServed, false);
+  });
+
   it('GET /api/v1/auth/whoami answers the key id, name and role; 401 without a key', async () => {
     const viewer = await built.makeKey('viewer', 'console-viewer');
     const res = await fetch(`${built.url}/api/v1/auth/whoami`, { headers: bearer(viewer.key) });
