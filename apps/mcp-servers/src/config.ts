@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isCidr } from '@switchyard/platform';
 import { mailAddressSchema, smtpUrlSchema } from './automation/mail.js';
 
 const list = z
@@ -9,6 +10,17 @@ const list = z
       .map((x) => x.trim())
       .filter(Boolean),
   )
+  .default([]);
+/** A comma-separated list of address ranges: each one checked at start, so the variable is named. */
+const cidrList = z
+  .string()
+  .transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  )
+  .pipe(z.array(z.string().refine(isCidr, 'not a CIDR range (for example 10.0.0.0/8 or ::1/128)')))
   .default([]);
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -56,9 +68,9 @@ export const mcpConfigSchema = z.object({
     )
     .default('business,public'),
   FETCH_ALLOW_HOSTS: list,
-  FETCH_ALLOW_CIDRS: list,
+  FETCH_ALLOW_CIDRS: cidrList,
   WEBHOOK_ALLOW_HOSTS: list,
-  WEBHOOK_ALLOW_CIDRS: list,
+  WEBHOOK_ALLOW_CIDRS: cidrList,
   /** Let webhooks reach 127.0.0.0/8 and ::1 (local sinks in development and tests). */
   WEBHOOK_ALLOW_LOOPBACK: bool,
   /** Outgoing mail of the automation server (send_email), e.g. smtp://user:pass@mail.example.com:587. */

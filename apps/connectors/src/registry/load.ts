@@ -164,8 +164,13 @@ export function loadRegistry(opts: LoadRegistryOptions = {}): McpServerConfig[] 
       (input.auth_token as string | undefined) ??
       (OWN_HTTP_SERVERS.has(name) ? nonEmpty(env.MCP_AUTH_TOKEN) : undefined);
     if (token) input.auth_token = token;
+    // Which variable set which field: a refusal names the variable the operator wrote.
+    const fromVariable = new Map<string, string>();
     const callMs = nonEmpty(env[`${p}CALL_MS`]);
-    if (callMs) input.timeouts = { ...(input.timeouts as object | undefined), call_ms: Number(callMs) };
+    if (callMs) {
+      input.timeouts = { ...(input.timeouts as object | undefined), call_ms: Number(callMs) };
+      fromVariable.set('timeouts.call_ms', `${p}CALL_MS`);
+    }
     const maxConcurrent = nonEmpty(env[`${p}MAX_CONCURRENT`]);
     const maxQueue = nonEmpty(env[`${p}MAX_QUEUE`]);
     if (maxConcurrent || maxQueue) {
@@ -174,12 +179,20 @@ export function loadRegistry(opts: LoadRegistryOptions = {}): McpServerConfig[] 
         ...(maxConcurrent && { max_concurrent: Number(maxConcurrent) }),
         ...(maxQueue && { max_queue: Number(maxQueue) }),
       };
+      if (maxConcurrent) fromVariable.set('bulkhead.max_concurrent', `${p}MAX_CONCURRENT`);
+      if (maxQueue) fromVariable.set('bulkhead.max_queue', `${p}MAX_QUEUE`);
     }
     try {
       servers.push(mcpServerConfigSchema.parse(input));
     } catch (err) {
       if (err instanceof ZodError) {
-        const issues = err.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+        const issues = err.issues.map((i) => {
+          const field = i.path.join('.') || '(root)';
+          const variable = fromVariable.get(field);
+          return variable
+            ? `${variable} (${field}): ${i.message}, got ${JSON.stringify(env[variable])}`
+            : `${field}: ${i.message}`;
+        });
         throw new AppError('validation', `invalid MCP server config "${name}": ${issues.join('; ')}`, {
           server: name,
           issues,

@@ -102,6 +102,24 @@ describe('registry helpers', () => {
       assert.throws(() => loadRegistry({ env: { MCP_ANALYTICS_PORT: bad }, createDirs: false }), /MCP_ANALYTICS_PORT/);
   });
 
+  it('a bad MCP_<NAME>_MAX_CONCURRENT, _MAX_QUEUE or _CALL_MS is refused naming the variable the operator wrote', () => {
+    for (const [variable, value] of [
+      ['MCP_DATABASE_MAX_CONCURRENT', 'abc'],
+      ['MCP_DATABASE_MAX_QUEUE', '-3'],
+      ['MCP_FETCH_CALL_MS', 'soon'],
+    ] as const)
+      assert.throws(
+        () => loadRegistry({ env: { [variable]: value }, createDirs: false }),
+        (e: unknown) => e instanceof Error && e.message.includes(`${variable} (`) && e.message.includes(`"${value}"`),
+        variable,
+      );
+    assert.equal(
+      loadRegistry({ env: { MCP_DATABASE_MAX_CONCURRENT: '3' }, createDirs: false }).find((x) => x.name === 'database')!
+        .bulkhead.max_concurrent,
+      3,
+    );
+  });
+
   it('builds env override prefixes from names', () => {
     assert.equal(envPrefix('database'), 'MCP_DATABASE_');
     assert.equal(envPrefix('my-server'), 'MCP_MY_SERVER_');

@@ -54,6 +54,11 @@ describe('egress guard: every spelling of an internal address is refused', () =>
   });
 
   it('an allow-list opens exactly what it names', async () => {
+    assert.throws(
+      () => egressPolicyFromEnv({ EGRESS_ALLOW_CIDRS: '127.0.0.0/8, 10.0.0.0/33' }),
+      /EGRESS_ALLOW_CIDRS: not a CIDR range: 10\.0\.0\.0\/33/,
+    );
+    assert.throws(() => egressPolicyFromEnv({ WEBHOOK_ALLOW_CIDRS: 'nope' }, 'WEBHOOK'), /WEBHOOK_ALLOW_CIDRS/);
     const g = new EgressGuard(egressPolicyFromEnv({ EGRESS_ALLOW_CIDRS: '127.0.0.0/8' }));
     await g.checkUrlResolved('http://127.0.0.1:9/');
     await g.checkUrlResolved('http://0x7f.1/');

@@ -19,7 +19,20 @@ export function egressPolicyFromEnv(
       .split(',')
       .map((s) => s.trim())
       .filter(Boolean);
-  return { allowHosts: list(env[`${prefix}_ALLOW_HOSTS`]), allowCidrs: list(env[`${prefix}_ALLOW_CIDRS`]) };
+  const allowCidrs = list(env[`${prefix}_ALLOW_CIDRS`]);
+  const bad = allowCidrs.find((c) => !isCidr(c));
+  if (bad !== undefined)
+    throw new AppError(
+      'validation',
+      `${prefix}_ALLOW_CIDRS: not a CIDR range: ${bad} (for example 10.0.0.0/8 or ::1/128)`,
+      { variable: `${prefix}_ALLOW_CIDRS` },
+    );
+  return { allowHosts: list(env[`${prefix}_ALLOW_HOSTS`]), allowCidrs };
+}
+
+/** Whether `text` is an address range an egress policy takes (`10.1.0.0/16`, `::1/128`). */
+export function isCidr(text: string): boolean {
+  return ipaddr.isValidCIDR(text.trim());
 }
 
 /** Resolves a host name to all its addresses (injectable so tests can fake DNS). */
