@@ -1,6 +1,11 @@
 import type { EventMetadata, RecordedEvent } from '@switchyard/event-store';
 import type { AlertingEvent } from './domain/alerts.js';
-import { serviceRetiredDataSchema, serviceUnmonitoredDataSchema, type HealthEvent } from './domain/health.js';
+import {
+  serviceRetiredDataSchema,
+  serviceUnconfiguredDataSchema,
+  serviceUnmonitoredDataSchema,
+  type HealthEvent,
+} from './domain/health.js';
 
 /** Events the Monitor decides: appended to the event store, then handed to `publish`. */
 export type MonitorEvent = AlertingEvent | HealthEvent;
@@ -33,6 +38,7 @@ export const healthEventTypes: readonly HealthEvent['type'][] = [
   'ServiceRecovered',
   'ServiceUnmonitored',
   'ServiceRetired',
+  'ServiceUnconfigured',
 ];
 
 /** Stream of an event: `alert-<fingerprint>`, `silence-<id>` or `service-<name>`. */
@@ -47,6 +53,7 @@ export function streamOf(e: MonitorEvent): string {
     case 'ServiceRecovered':
     case 'ServiceUnmonitored':
     case 'ServiceRetired':
+    case 'ServiceUnconfigured':
       return `service-${e.data.service}`;
     default:
       return `alert-${e.data.fingerprint}`;
@@ -91,10 +98,11 @@ export function monitorEventOf<
   } as E;
 }
 
-/** A stored health event back as the decider's value; the data of the gap and retirement events is parsed. */
+/** A stored health event back as the decider's value; the data of the gap, retirement and unconfigured events is parsed. */
 export function healthEventOf(r: RecordedEvent): HealthEvent {
   const e = monitorEventOf<HealthEvent>(r);
   if (e.type === 'ServiceUnmonitored') return { ...e, data: serviceUnmonitoredDataSchema.parse(e.data) };
   if (e.type === 'ServiceRetired') return { ...e, data: serviceRetiredDataSchema.parse(e.data) };
+  if (e.type === 'ServiceUnconfigured') return { ...e, data: serviceUnconfiguredDataSchema.parse(e.data) };
   return e;
 }

@@ -240,7 +240,8 @@ function projectionsOf(events: readonly MonitorEvent[]): string[] {
       e.type === 'ServiceDegraded' ||
       e.type === 'ServiceRecovered' ||
       e.type === 'ServiceUnmonitored' ||
-      e.type === 'ServiceRetired'
+      e.type === 'ServiceRetired' ||
+      e.type === 'ServiceUnconfigured'
     )
       names.add(monitorProjectionNames.services);
     else if (e.type === 'SilenceAdded' || e.type === 'SilenceExpired') names.add(monitorProjectionNames.silences);
@@ -437,6 +438,7 @@ export class Monitor {
    */
   addProbe(probe: Probe): void {
     this.retiredThisRun.delete(probe.service);
+    this.unconfigured.delete(probe.service);
     for (let i = this.probes.length - 1; i >= 0; i--)
       if (this.probes[i]!.service === probe.service) this.probes.splice(i, 1);
     this.probes.push(probe);
@@ -456,12 +458,40 @@ export class Monitor {
    * Its active alerts are resolved, since nothing would resolve them later.
    */
   async removeProbe(service: string, reason: string, at = this.clock.now()): Promise<void> {
+    this.unconfigured.delete(service);
     for (let i = this.probes.length - 1; i >= 0; i--) if (this.probes[i]!.service === service) this.probes.splice(i, 1);
     this.lastProbes.delete(service);
     this.probingSince.delete(service);
     const row = (await this.store.listServices()).find((r) => r.service === service);
     if (row) await this.retire(row, reason, at);
   }
+
+  /**
+   * `service` is listed but cannot run as configured (an MCP server whose credential is not set):
+   * it is shown `unconfigured` with `reason` (ServiceUnconfigured, once per reason), is not probed,
+   * and is left out of the verdict, the alerts and availability. A probe added for it later (it
+   * got configured) decides its status again.
+   */
+  async markUnconfigured(service: string, kind: string, reason: string, at = this.clock.now()): Promise<void> {
+    for (let i = this.probes.length - 1; i >= 0; i--) if (this.probes[i]!.service === service) this.probes.splice(i, 1);
+    this.lastProbes.delete(service);
+    this.probingSince.delete(service);
+    this.unconfigured.add(service);
+    this.retiredThisRun.delete(service);
+    const done = await this.serial(async () =>
+      this.commit(
+        decideHealth(
+          { type: 'MarkUnconfigured', data: { service, kind, reason }, metadata: this.meta(at) },
+          this.health.get(service) ?? initialServiceHealth,
+        ),
+      ),
+    );
+    if (done.events.length) this.log.info({ service, reason }, 'service unconfigured: not probed, not an outage');
+    await this.settle(done);
+  }
+
+  /** Services this run was told are unconfigured (markUnconfigured) and has not probed since. */
+  private readonly unconfigured = new Set<string>();
 
   /**
    * At start, before anything is probed: every service the previous run left in a known state
@@ -506,7 +536,7 @@ export class Monitor {
   /** Retire every service of the read model that no probe of this run covers (see retireUnprobedAfterMs). */
   async retireUnprobed(now = this.clock.now()): Promise<string[]> {
     if (this.startedAt === null || now - this.startedAt < this.settings.retireUnprobedAfterMs) return [];
-    const probed = new Set(this.probes.map((p) => p.service));
+    const probed = new Set([...this.probes.map((p) => p.service), ...this.unconfigured]);
     const gone = (await this.store.listServices()).filter((r) => !probed.has(r.service));
     for (const row of gone) await this.retire(row, 'not probed since the monitor started', now);
     return gone.map((r) => r.service);
@@ -947,6 +977,7 @@ export class Monitor {
       case 'ServiceDegraded':
       case 'ServiceRecovered':
       case 'ServiceUnmonitored':
+      case 'ServiceUnconfigured':
         this.health.set(e.data.service, evolveHealth(this.health.get(e.data.service) ?? initialServiceHealth, e));
         return;
       case 'ServiceRetired':
@@ -1152,7 +1183,8 @@ export class Monitor {
   async getHealthReport(now = this.clock.now()): Promise<HealthReport> {
     const services = await this.store.listServices();
     const stale = this.staleProbes();
-    const rank = { unknown: 0, up: 1, degraded: 2, down: 3 } as const;
+    // An unconfigured service is no better or worse than one not yet probed: it does not count.
+    const rank = { unknown: 0, unconfigured: 0, up: 1, degraded: 2, down: 3 } as const;
     const worst = services.reduce<ServiceHealth['status']>(
       (w, s) => (rank[s.status] > rank[w] ? s.status : w),
       services.length ? 'up' : 'unknown',

@@ -40,7 +40,8 @@ async function resetServices(c: pg.PoolClient): Promise<void> {
  * - `monitor-silences`: `monitoring.silences` from `SilenceAdded` / `SilenceExpired` (`silence-*`),
  * - `monitor-services`: the status columns of `monitoring.services` and `monitoring.service_intervals`
  *   (availability) from `ServiceWentDown` / `ServiceDegraded` / `ServiceRecovered`, the monitor's own
- *   gaps (`ServiceUnmonitored`) and services no longer probed (`ServiceRetired`, row removed) (`service-*`),
+ *   gaps (`ServiceUnmonitored`), services no longer probed (`ServiceRetired`, row removed) and services
+ *   listed but not runnable as configured (`ServiceUnconfigured`) (`service-*`),
  * - `monitor-alert-rules`: `monitoring.alert_rules` from `AlertRuleCreated` / `Updated` / `Deleted` (`alertrules-*`).
  * Each has a reset, so `rebuild()` replays it from the start of the log.
  */

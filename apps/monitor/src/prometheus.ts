@@ -97,6 +97,8 @@ export class PrometheusExporter {
     }
     this.serviceGauge.reset();
     for (const [service, h] of health) {
+      // Not probed, and no outage: a rule on `status="up"` must not read it as one.
+      if (h.status === 'unconfigured') continue;
       for (const status of ['up', 'degraded', 'down'] as const)
         this.serviceGauge.set({ service, status }, h.status === status ? 1 : 0);
     }

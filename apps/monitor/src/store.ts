@@ -441,6 +441,8 @@ export class MonitoringStore {
           reason: s.reason === 'slow' ? 'slow' : 'failing',
           failingSince: s.failingSince?.getTime() ?? null,
         });
+      else if (s.status === 'unconfigured')
+        out.set(s.service, { status: 'unconfigured', since, reason: s.reason ?? '' });
     }
     return out;
   }
@@ -565,7 +567,12 @@ export async function applyHealthEvent(c: Queryable, e: HealthEvent): Promise<vo
     return;
   }
   const status = statusOf(e);
-  const reason = e.type === 'ServiceDegraded' ? e.data.reason : e.type === 'ServiceUnmonitored' ? 'unmonitored' : null;
+  const reason =
+    e.type === 'ServiceDegraded' || e.type === 'ServiceUnconfigured'
+      ? e.data.reason
+      : e.type === 'ServiceUnmonitored'
+        ? 'unmonitored'
+        : null;
   const failingSince = e.type === 'ServiceWentDown' || e.type === 'ServiceDegraded' ? d(e.data.failingSince) : null;
   await c.query(
     `insert into monitoring.services (service, kind, status, reason, since, failing_since) values ($1, coalesce($2, 'unknown'), $3, $4, $5, $6)

@@ -199,7 +199,8 @@ export const metricsRequest = empty;
 
 const isoOrNull = z.string().nullable();
 
-export const serviceStatusSchema = z.enum(['unknown', 'up', 'degraded', 'down']);
+/** `unconfigured`: listed but not runnable as configured (a credential not set): not probed, not an outage. */
+export const serviceStatusSchema = z.enum(['unknown', 'up', 'degraded', 'down', 'unconfigured']);
 export const overallStatusSchema = z.enum(['healthy', 'degraded', 'unhealthy']);
 
 export const serviceJsonSchema = z.object({

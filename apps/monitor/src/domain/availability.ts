@@ -2,7 +2,7 @@ import type { HealthEvent, ServiceStatus } from './health.js';
 
 /**
  * Availability math over recorded status intervals (pure). Time observed as `unknown` is left out
- * of the denominator and reported as `unknownMs`; `degraded` counts as available unless
+ * of the denominator and reported as `unknownMs`, and so is time `unconfigured` (nothing to run); `degraded` counts as available unless
  * `degradedCountsAsDown` is set. Down time is the `down` intervals, and a `down` interval starts
  * at the first failed probe of its run (see intervalStart), so an outage counts from when the
  * service stopped answering as far as the monitor can know, not from when the failures had lasted
@@ -83,6 +83,8 @@ export function statusOf(e: HealthEvent): ServiceStatus {
       return 'degraded';
     case 'ServiceRecovered':
       return 'up';
+    case 'ServiceUnconfigured':
+      return 'unconfigured';
     case 'ServiceUnmonitored':
     case 'ServiceRetired':
       return 'unknown';
@@ -105,7 +107,8 @@ export function openedInterval(e: HealthEvent): { status: ServiceStatus; unmonit
 export function intervalStart(e: HealthEvent): number {
   if (e.type === 'ServiceUnmonitored') return e.data.from;
   if (e.type === 'ServiceRetired') return e.data.lastProbeAt ?? e.metadata.at;
-  if (e.type === 'ServiceRecovered' || e.data.failingSince === null) return e.metadata.at;
+  if (e.type === 'ServiceRecovered' || e.type === 'ServiceUnconfigured' || e.data.failingSince === null)
+    return e.metadata.at;
   return Math.min(e.data.failingSince, e.metadata.at);
 }
 
@@ -156,7 +159,7 @@ export function availabilityOver(
     const end = iv.end ?? now;
     const inWindow = clip(iv.start, end, from, now);
     if (iv.unmonitored) unmonitoredMs += inWindow;
-    if (iv.status === 'unknown') {
+    if (iv.status === 'unknown' || iv.status === 'unconfigured') {
       unknownMs += inWindow;
       continue;
     }

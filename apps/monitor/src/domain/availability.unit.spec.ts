@@ -46,6 +46,14 @@ describe('availability', () => {
     assert.ok(Math.abs(a.uptimePercent! - (1 - (10 * M) / (9 * H)) * 100) < 1e-9);
     assert.equal(a.slaMet, true);
   });
+  it('time unconfigured (never probed, not runnable) is neither up nor down: left out like unknown', () => {
+    const events = decideHealth(
+      { type: 'MarkUnconfigured', data: { service: 'mcp:github', reason: 'token not set' }, metadata: { at: H } },
+      initialServiceHealth,
+    );
+    const a = availabilityOver(statusIntervals(events), '24h', 24 * H, { now });
+    assert.deepEqual([a.observedMs, a.downMs, a.unknownMs, a.uptimePercent, a.slaMet], [0, 0, 9 * H, null, null]);
+  });
   it('degraded can count as down', () => {
     const a = availabilityOver(intervals, '1h', H, { now, degradedCountsAsDown: true });
     assert.equal(a.downMs, 10 * M + 26 * M);

@@ -9,6 +9,8 @@ import { z } from 'zod';
  * A failure dates from when its probe was sent (`sentAt`), not from when the monitor learnt of
  * it: a probe that timed out after 15 s got no answer from the moment it went out, so
  * `failingSince` is the first failed probe's `sentAt`, and the time to `down` counts from it.
+ * A service listed but not runnable as configured (an MCP server without its credentials) is
+ * `unconfigured`: it is not probed, and that is no outage (see MarkUnconfigured).
  */
 export const healthPolicySchema = z.object({
   degradedResponseMs: z.number().int().positive().default(1_000),
@@ -17,7 +19,7 @@ export const healthPolicySchema = z.object({
 export type HealthPolicy = z.infer<typeof healthPolicySchema>;
 export const defaultHealthPolicy: HealthPolicy = { degradedResponseMs: 1_000, downAfterMs: 10_000 };
 
-export type ServiceStatus = 'unknown' | 'up' | 'degraded' | 'down';
+export type ServiceStatus = 'unknown' | 'up' | 'degraded' | 'down' | 'unconfigured';
 export type DegradedReason = 'slow' | 'failing';
 /** How a time the monitor did not run counts in availability (see MarkUnmonitored). */
 export type GapVerdict = 'down' | 'unknown';
@@ -31,7 +33,8 @@ export type ServiceHealth =
       readonly reason: DegradedReason;
       readonly failingSince: number | null;
     }
-  | { readonly status: 'down'; readonly since: number; readonly failingSince: number };
+  | { readonly status: 'down'; readonly since: number; readonly failingSince: number }
+  | { readonly status: 'unconfigured'; readonly since: number; readonly reason: string };
 
 export const initialServiceHealth: ServiceHealth = { status: 'unknown' };
 
@@ -71,7 +74,17 @@ export type RetireService = {
   readonly data: { service: string; kind?: string; lastProbeAt: number | null; reason: string };
   readonly metadata: Meta;
 };
-export type HealthCommand = RecordProbeResult | MarkUnmonitored | RetireService;
+/**
+ * The service is listed but cannot run as configured (`reason`: what is missing, e.g. a credential
+ * not set): nothing probes it, and it counts neither as down nor as up (left out of the verdict,
+ * the alerts and availability). Its first probe once configured decides its status as usual.
+ */
+export type MarkUnconfigured = {
+  readonly type: 'MarkUnconfigured';
+  readonly data: { service: string; kind?: string; reason: string };
+  readonly metadata: Meta;
+};
+export type HealthCommand = RecordProbeResult | MarkUnmonitored | RetireService | MarkUnconfigured;
 
 type Base = { service: string; kind?: string; previous: ServiceStatus; responseMs: number; error: string | null };
 export type ServiceWentDown = {
@@ -93,10 +106,11 @@ export type ServiceRecovered = { readonly type: 'ServiceRecovered'; readonly dat
  * The schemas of the two events that are not a probe's verdict. A replay parses their data, so a
  * stored event of another shape fails the projection loudly instead of writing a wrong interval.
  */
+const previousStatusSchema = z.enum(['unknown', 'up', 'degraded', 'down', 'unconfigured']);
 export const serviceUnmonitoredDataSchema = z.object({
   service: z.string().min(1),
   kind: z.string().optional(),
-  previous: z.enum(['unknown', 'up', 'degraded', 'down']),
+  previous: previousStatusSchema,
   /** The service's last probe of the run that ended (epoch ms): its history as probed stops there. */
   from: z.number().int(),
   /** When the monitor started again (epoch ms). */
@@ -106,9 +120,16 @@ export const serviceUnmonitoredDataSchema = z.object({
 export const serviceRetiredDataSchema = z.object({
   service: z.string().min(1),
   kind: z.string().optional(),
-  previous: z.enum(['unknown', 'up', 'degraded', 'down']),
+  previous: previousStatusSchema,
   /** Its last probe (epoch ms; null when it never had one): its availability history ends there. */
   lastProbeAt: z.number().int().nullable(),
+  reason: z.string(),
+});
+export const serviceUnconfiguredDataSchema = z.object({
+  service: z.string().min(1),
+  kind: z.string().optional(),
+  previous: previousStatusSchema,
+  /** What keeps it from running, as its owner says (e.g. which credential is not set). */
   reason: z.string(),
 });
 /** From `from` to the service's next verdict the monitor has no evidence of it (MarkUnmonitored). */
@@ -123,7 +144,14 @@ export type ServiceRetired = {
   readonly data: z.infer<typeof serviceRetiredDataSchema>;
   readonly metadata: Meta;
 };
-export type HealthEvent = ServiceWentDown | ServiceDegraded | ServiceRecovered | ServiceUnmonitored | ServiceRetired;
+/** The service is listed but not runnable as configured: not probed, no outage (MarkUnconfigured). */
+export type ServiceUnconfigured = {
+  readonly type: 'ServiceUnconfigured';
+  readonly data: z.infer<typeof serviceUnconfiguredDataSchema>;
+  readonly metadata: Meta;
+};
+export type HealthEvent =
+  ServiceWentDown | ServiceDegraded | ServiceRecovered | ServiceUnmonitored | ServiceRetired | ServiceUnconfigured;
 
 export function decideHealth(command: HealthCommand, state: ServiceHealth): HealthEvent[] {
   switch (command.type) {
@@ -174,8 +202,9 @@ export function decideHealth(command: HealthCommand, state: ServiceHealth): Heal
     }
     case 'MarkUnmonitored': {
       const { service, kind, from, to, countsAs } = command.data;
-      // Never probed, or already without evidence since an earlier gap: nothing is claimed to end.
-      if (state.status === 'unknown' || from >= to) return [];
+      // Never probed, already without evidence since an earlier gap, or not probed at all
+      // (unconfigured): nothing is claimed to end.
+      if (state.status === 'unknown' || state.status === 'unconfigured' || from >= to) return [];
       return [
         {
           type: 'ServiceUnmonitored',
@@ -194,6 +223,17 @@ export function decideHealth(command: HealthCommand, state: ServiceHealth): Heal
         },
       ];
     }
+    case 'MarkUnconfigured': {
+      const { service, kind, reason } = command.data;
+      if (state.status === 'unconfigured' && state.reason === reason) return [];
+      return [
+        {
+          type: 'ServiceUnconfigured',
+          data: { service, ...(kind !== undefined ? { kind } : {}), previous: state.status, reason },
+          metadata: command.metadata,
+        },
+      ];
+    }
     default: {
       const never: never = command;
       throw new Error(`unknown command ${String((never as { type: string }).type)}`);
@@ -207,7 +247,7 @@ export function decideHealth(command: HealthCommand, state: ServiceHealth): Heal
  */
 export function verdictStart(state: ServiceHealth): number {
   if (state.status === 'unknown') return -Infinity;
-  if (state.status === 'up' || state.failingSince === null) return state.since;
+  if (state.status === 'up' || state.status === 'unconfigured' || state.failingSince === null) return state.since;
   return Math.min(state.failingSince, state.since);
 }
 
@@ -220,6 +260,8 @@ export function evolveHealth(state: ServiceHealth, event: HealthEvent): ServiceH
       return { status: 'degraded', since: at, reason: event.data.reason, failingSince: event.data.failingSince };
     case 'ServiceRecovered':
       return { status: 'up', since: at };
+    case 'ServiceUnconfigured':
+      return { status: 'unconfigured', since: at, reason: event.data.reason };
     // Without evidence until the next probe, whose verdict is then a new one (`up since` restarts).
     case 'ServiceUnmonitored':
     case 'ServiceRetired':

@@ -151,4 +151,26 @@ describe('service health across a monitor restart and a retirement', () => {
     );
     assert.equal(evs.reduce(evolveHealth, state).status, 'unknown');
   });
+  it('given listed but unconfigured, then ServiceUnconfigured once per reason; a gap claims nothing; its first probe decides', () => {
+    const mark = (reason: string, at: number): HealthCommand => ({
+      type: 'MarkUnconfigured',
+      data: { service: 'mcp:github', kind: 'mcp', reason },
+      metadata: { at },
+    });
+    const first = decideHealth(mark('token not set', 100), initialServiceHealth);
+    assert.deepEqual(
+      first.map((e) => [e.type, e.data]),
+      [['ServiceUnconfigured', { service: 'mcp:github', kind: 'mcp', previous: 'unknown', reason: 'token not set' }]],
+    );
+    const state = first.reduce(evolveHealth, initialServiceHealth);
+    assert.deepEqual(state, { status: 'unconfigured', since: 100, reason: 'token not set' });
+    assert.deepEqual(decideHealth(mark('token not set', 200), state), [], 'same reason: nothing new');
+    assert.equal(decideHealth(mark('url not set', 300), state).length, 1, 'another reason: recorded');
+    assert.deepEqual(decideHealth(gap(50, 400), state), [], 'never probed: no gap to mark');
+    const probed = decideHealth(probe(true, 5, 500), state);
+    assert.deepEqual(
+      probed.map((e) => [e.type, e.data.previous]),
+      [['ServiceRecovered', 'unconfigured']],
+    );
+  });
 });

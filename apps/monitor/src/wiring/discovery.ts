@@ -17,6 +17,12 @@ export interface DiscoveryOptions {
   readonly addProbe: (probe: Probe) => void;
   /** Stops probing an agent instance no longer registered and retires it (the Monitor's removeProbe). */
   readonly removeProbe?: (service: string, reason: string) => Promise<void> | void;
+  /**
+   * Shows a listed MCP server that cannot run as configured as `unconfigured`, with why (the
+   * Monitor's markUnconfigured): it then appears in the health report and the status instead of
+   * being absent, without counting as an outage.
+   */
+  readonly markUnconfigured?: (service: string, kind: string, reason: string) => Promise<void> | void;
   /** Discovery rounds in a row an agent instance may miss before it is removed (default 2). */
   readonly agentMissedRoundsToRemove?: number;
   readonly probeTimeoutMs: number;
@@ -55,7 +61,9 @@ export const sleep = (ms: number, signal: AbortSignal) =>
 /**
  * Finds what to probe besides the core services and hands each new target to the Monitor once:
  * - MCP servers from the connectors' registry listing (`registry.list` over NATS), probed with
- *   `mcpSubject(server, 'health')` `{ probe: true }`; unconfigured or disabled servers get no probe,
+ *   `mcpSubject(server, 'health')` `{ probe: true }`; disabled servers get no probe, unconfigured
+ *   ones none either: they are handed to `markUnconfigured` with the connector's reason (a
+ *   credential not set), once per reason, and probed once the listing shows them configured,
  * - agent instances from the NATS services API (`$SRV.PING`, names starting with `agent-`),
  *   probed with `$SRV.PING.<name>.<id>` of the instance (a restarted instance's new id is followed);
  *   an instance missing from `agentMissedRoundsToRemove` listings in a row (its process ended) is
@@ -65,6 +73,8 @@ export const sleep = (ms: number, signal: AbortSignal) =>
  */
 export class ProbeDiscovery {
   private readonly mcp = new Set<string>();
+  /** Unconfigured MCP servers marked so, with the reason they were marked with. */
+  private readonly unconfigured = new Map<string, string>();
   private readonly agents = new Map<string, { name: string; id: string; missed: number }>();
   private readonly log: Logger;
 
@@ -97,10 +107,27 @@ export class ProbeDiscovery {
       return;
     }
     for (const s of servers) {
-      if (this.mcp.has(s.server) || !s.enabled || s.state === 'unconfigured') continue;
+      if (this.mcp.has(s.server) || !s.enabled) continue;
+      if (s.state === 'unconfigured') {
+        await this.markUnconfigured(s.server, s.last_error ?? 'not configured');
+        continue;
+      }
+      this.unconfigured.delete(s.server);
       this.mcp.add(s.server);
       this.opts.addProbe(this.mcpProbe(s.server, prefix));
       this.log.debug({ server: s.server, state: s.state }, 'probing MCP server');
+    }
+  }
+
+  private async markUnconfigured(server: string, reason: string): Promise<void> {
+    if (!this.opts.markUnconfigured || this.unconfigured.get(server) === reason) return;
+    try {
+      await this.opts.markUnconfigured(mcpProbeName(server), 'mcp', reason);
+      this.unconfigured.set(server, reason);
+      this.log.debug({ server, reason }, 'MCP server unconfigured: not probed');
+    } catch (err) {
+      // Tried again next round.
+      this.log.warn({ err, server }, 'marking an MCP server unconfigured failed');
     }
   }
 

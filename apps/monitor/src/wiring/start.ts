@@ -154,6 +154,7 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
     logger: opts.logger,
     addProbe: (p) => monitor.addProbe(p),
     removeProbe: (service, reason) => monitor.removeProbe(service, reason),
+    markUnconfigured: (service, kind, reason) => monitor.markUnconfigured(service, kind, reason),
     probeTimeoutMs: monitor.settings.probeTimeoutMs,
     degradedResponseMs: monitor.settings.healthPolicy.degradedResponseMs,
     ...(opts.mcpSubjectPrefix ? { mcpSubjectPrefix: opts.mcpSubjectPrefix } : {}),

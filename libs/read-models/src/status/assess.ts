@@ -32,7 +32,7 @@ export interface AssessOptions {
 /**
  * The overall verdict, a pure function of the status (so the gateway, a CLI or a test agree):
  * - unhealthy: a core dependency (Postgres, NATS, event store) is down; every known MCP server
- *   is down or has its breaker open; a critical alert fires (not silenced).
+ *   (unconfigured ones aside) is down or has its breaker open; a critical alert fires (not silenced).
  * - degraded: another readiness check is down or the checks are stale / not run yet; an MCP
  *   server is down, its breaker is not closed, or it fails too often; an agent whose
  *   instances are all down; a warning alert fires (not silenced).
@@ -73,12 +73,14 @@ export function assessIntegration(
 
   // 2. MCP servers.
   const servers = status.mcp.servers;
-  const broken = servers.filter((s) => s.health === 'down' || s.breaker === 'open');
-  if (servers.length > 0 && broken.length === servers.length) {
+  // An unconfigured server is not set up to run: neither broken nor working.
+  const configured = servers.filter((s) => s.health !== 'unconfigured');
+  const broken = configured.filter((s) => s.health === 'down' || s.breaker === 'open');
+  if (configured.length > 0 && broken.length === configured.length) {
     reasons.push({
       level: 'unhealthy',
       component: 'mcp',
-      message: `every MCP server is down or has its breaker open (${servers.length})`,
+      message: `every configured MCP server is down or has its breaker open (${configured.length})`,
     });
   }
   for (const s of servers) {

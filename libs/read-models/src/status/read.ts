@@ -129,7 +129,7 @@ function statement(p: Presence, s: string, d: string): string {
   }
   if (p.instances) {
     cols.push(`(select coalesce(json_agg(i), '[]'::json) from (
-        select service, kind, status, since, last_probe_at, last_error from monitoring.services where kind in ('agent', 'mcp')) i) as instances`);
+        select service, kind, status, reason, since, last_probe_at, last_error from monitoring.services where kind in ('agent', 'mcp')) i) as instances`);
   }
   // Parameters must all be referenced for their types to be known.
   const sql = `select $1::timestamptz as window_from, $2::timestamptz as minute_from${cols.length ? ', ' + cols.join(',\n') : ''}`;
@@ -141,17 +141,25 @@ function statement(p: Presence, s: string, d: string): string {
  * The MCP servers as the projection has them, completed by the monitor's probes (`mcp:<server>`):
  * the connectors record a health event only on a change (down, recovered), so a server that came
  * up and has not been called yet has no row, or a row with health `unknown`; the probe knows.
+ * A server the monitor found unconfigured (not probed: a credential not set) is listed
+ * `unconfigured`, with the reason as its health_error.
  */
 function withProbedServers(servers: McpServerStatus[], rows: readonly InstanceRow[] | undefined): McpServerStatus[] {
   const probes = new Map<string, InstanceRow>();
   for (const r of rows ?? [])
     if (r.kind === 'mcp' && r.service.startsWith('mcp:')) probes.set(r.service.slice('mcp:'.length), r);
   const health = (r: InstanceRow): McpServerStatus['health'] =>
-    r.status === 'up' || r.status === 'degraded' ? 'up' : r.status === 'down' ? 'down' : 'unknown';
+    r.status === 'up' || r.status === 'degraded'
+      ? 'up'
+      : r.status === 'down' || r.status === 'unconfigured'
+        ? r.status
+        : 'unknown';
+  const error = (r: InstanceRow): string | null =>
+    r.status === 'unconfigured' ? (r.reason ?? r.last_error) : r.last_error;
   const out = servers.map((v) => {
     const probe = probes.get(v.server);
     return v.health === 'unknown' && probe && health(probe) !== 'unknown'
-      ? { ...v, health: health(probe), health_since: iso(probe.since), health_error: probe.last_error }
+      ? { ...v, health: health(probe), health_since: iso(probe.since), health_error: error(probe) }
       : v;
   });
   for (const [server, probe] of probes) {
@@ -160,7 +168,7 @@ function withProbedServers(servers: McpServerStatus[], rows: readonly InstanceRo
       server,
       health: health(probe),
       health_since: iso(probe.since),
-      health_error: probe.last_error,
+      health_error: error(probe),
       breaker: 'closed',
       breaker_since: null,
       last_error: null,
@@ -215,6 +223,8 @@ interface InstanceRow {
   service: string;
   kind?: string;
   status: string;
+  /** Why it is degraded or unconfigured (absent from rows read before this column was selected). */
+  reason?: string | null;
   since: string | null;
   last_probe_at: string | null;
   last_error: string | null;

@@ -11,9 +11,9 @@ const iso = z.string().describe('ISO-8601 instant');
 export const mcpServerStatusSchema = z.object({
   server: z.string(),
   health: z
-    .enum(['up', 'down', 'unknown'])
+    .enum(['up', 'down', 'unknown', 'unconfigured'])
     .describe(
-      "From McpServerWentDown / McpServerRecovered; before the first of them, from the monitor's probe (unknown when there is none)",
+      "From McpServerWentDown / McpServerRecovered; before the first of them, from the monitor's probe (unknown when there is none); unconfigured: listed but not runnable as configured (health_error says what is missing), not an outage",
     ),
   health_since: iso.nullable(),
   health_error: z.string().nullable(),

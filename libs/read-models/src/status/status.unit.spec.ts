@@ -109,6 +109,13 @@ describe('assessIntegration', () => {
     });
     assert.equal(assessIntegration(all, up, { now }).status, 'unhealthy');
   });
+  it('an unconfigured MCP server counts for nothing: no reason, and not among "every server" either', () => {
+    const github = server({ server: 'github', health: 'unconfigured', health_error: 'github needs a token (not set)' });
+    const fine = status({ mcp: { available: true, servers: [server(), github] } });
+    assert.deepEqual(assessIntegration(fine, up, { now }), { status: 'healthy', reasons: [] });
+    const rest = status({ mcp: { available: true, servers: [server({ health: 'down' }), github] } });
+    assert.equal(assessIntegration(rest, up, { now }).status, 'unhealthy', 'every configured server is down');
+  });
   it('a high failure rate degrades only past the minimum of calls', () => {
     const busy = (calls: number) =>
       status({
