@@ -19,7 +19,7 @@ export class StatusController {
     description:
       'Answers from read models (one database round trip) and from readiness probes cached by a background refresher (every ~2 s; ' +
       '`infrastructure.checked_at` says when), so it never waits on a live probe. A read model that does not exist yet reads as ' +
-      '`available: false` (no data yet). `status` is unhealthy when Postgres, NATS or the event store is down, every MCP server is down ' +
+      '`available: false` (no data yet). `status` is unhealthy when Postgres, NATS or the event store is down, every configured MCP server is down ' +
       'or open, or a critical alert fires; degraded for lesser findings; `reasons` lists them, worst first. 503 when the read models cannot be read.',
     tags: ['status'],
     role: 'viewer',
