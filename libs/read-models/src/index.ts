@@ -12,7 +12,7 @@ export {
   type StepView,
   type StepAttemptView,
 } from './workflow-executions.js';
-export { attemptHistoryOf, executionErrorOf } from './workflow-detail-from-events.js';
+export { attemptHistoryOf, executionErrorOf, stepStartsOf } from './workflow-detail-from-events.js';
 export { tasksProjection, performanceProjection, queryPerformance, delegationProjections } from './delegation.js';
 export * from './status/index.js';
 export {

@@ -186,3 +186,19 @@ export function executionErrorOf(events: readonly WorkflowEvent[]): Record<strin
 /** Without the fields that are undefined, as JSON (and the read model's jsonb) keeps the object. */
 const defined = (o: Record<string, unknown>): Record<string, unknown> =>
   Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+
+/**
+ * When each step started, as the read model keeps it: its first schedule, wait or compensation
+ * start, never moved by a retry (the state holds the current run's only).
+ */
+export function stepStartsOf(events: readonly WorkflowEvent[]): Map<string, string> {
+  const starts = new Map<string, string>();
+  const first = (stepId: string, at: string | undefined) => {
+    if (at !== undefined && !starts.has(stepId)) starts.set(stepId, at);
+  };
+  for (const e of events) {
+    if (e.type === 'StepScheduled') first(e.data.stepId, e.data.scheduledAt);
+    else if (e.type === 'WaitStarted' || e.type === 'CompensationStarted') first(e.data.stepId, e.data.startedAt);
+  }
+  return starts;
+}

@@ -9,6 +9,7 @@ import {
   attemptHistoryOf,
   executionErrorOf,
   getExecutionView,
+  stepStartsOf,
   workflowExecutionsProjection,
 } from '@switchyard/read-models';
 import { freshDatabase } from '@switchyard/testing';
@@ -165,6 +166,9 @@ describe('time travel at the last revision equals the read model (generated hist
         for (const s of view!.steps)
           assert.deepEqual(history.get(s.step_id) ?? [], s.attempt_history, `attempt rows of ${s.step_id}`);
         assert.deepEqual(executionErrorOf(events.map((e) => e.event)), view!.error ?? null, 'the execution error');
+        const starts = stepStartsOf(events.map((e) => e.event));
+        for (const s of view!.steps)
+          assert.equal(starts.get(s.step_id) ?? null, s.started_at, `started_at of ${s.step_id}`);
         assert.ok(view && folded.status !== 'not_started');
         // Without payloads: the same view, each input and output that is set read as `true`, none read.
         const set = (v: unknown) => (v === null || v === undefined ? v : true);

@@ -22,6 +22,7 @@ export {
 export {
   attemptHistoryOf,
   executionErrorOf,
+  stepStartsOf,
   executionStoredPayloadBytes,
   getExecutionView,
   listExecutions,

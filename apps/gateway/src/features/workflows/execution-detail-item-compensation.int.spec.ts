@@ -246,6 +246,13 @@ describe('the detail folded from the stream equals the read model (real PostgreS
         readModel.steps.find((s) => s.step_id === stepId)!.attempt_history,
         stepId,
       );
+    // Each step's start too: the first run's, which the retry does not move.
+    for (const s of readModel.steps)
+      assert.equal(
+        now.steps.find((x) => x.step_id === s.step_id)!.started_at,
+        s.started_at,
+        `started_at of ${s.step_id}`,
+      );
     // Right after the retry: the first run's two attempts are still there (the state keeps none).
     const retriedAt = recorded.find((e) => e.type === 'ExecutionRetried')!.revision;
     assert.deepEqual(rows(at(retriedAt), 'a'), ['-:1:failed', '-:2:timed_out']);

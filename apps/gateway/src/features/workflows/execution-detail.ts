@@ -13,7 +13,7 @@ import {
   type WorkflowEvent,
   type WorkflowExecutionState,
 } from '@switchyard/domain';
-import { attemptHistoryOf, executionErrorOf } from './deps.js';
+import { attemptHistoryOf, executionErrorOf, stepStartsOf } from './deps.js';
 
 const nullableText = z.string().nullable();
 const links = z.strictObject({ self: z.string(), events: z.string(), cancel: z.string() });
@@ -211,6 +211,7 @@ export function detailFromState(
 ): ExecutionDetail {
   // Every attempt of every run, as the read model keeps them, when the events are at hand.
   const history = events && attemptHistoryOf(events);
+  const starts = events && stepStartsOf(events);
   const ended = endedAt(s);
   const compensating = compensationStepIds(s.definition);
   // A for_each step's compensation runs per item, kept under `step[i]` and not under its step id.
@@ -254,7 +255,7 @@ export function detailFromState(
         error: st?.error ?? null,
         compensation_for: comp?.forStepId ?? null,
         next_retry_at: retrying?.dueAt ?? null,
-        started_at: units[0]?.firstScheduledAt ?? st?.wait?.startedAt ?? null,
+        started_at: starts ? (starts.get(d.id) ?? null) : (units[0]?.firstScheduledAt ?? st?.wait?.startedAt ?? null),
         ended_at: null,
         ...(st?.copiedFrom
           ? { copied_from: { execution_id: st.copiedFrom.executionId, revision: st.copiedFrom.revision } }
@@ -281,7 +282,12 @@ export function detailFromState(
       };
       if (itemRuns.length === 0) return step;
       const items = itemCompensationDetail(itemRuns);
-      return { ...step, ...items, attempt_history: history?.get(d.id) ?? items.attempt_history };
+      return {
+        ...step,
+        ...items,
+        attempt_history: history?.get(d.id) ?? items.attempt_history,
+        started_at: starts?.get(d.id) ?? items.started_at,
+      };
     }),
     ...(s.forkedFrom
       ? { forked_from: { execution_id: s.forkedFrom.executionId, from_step: s.forkedFrom.fromStep } }
