@@ -10,7 +10,11 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const quiet = process.argv.includes('--quiet');
 // `npm run doctor` is a check: on a checkout already built it installs and builds nothing (an
 // install or rebuild beside a running system would change the files it runs from).
-if (process.argv.includes('--if-unbuilt') && existsSync(path.join(root, 'apps', 'launcher', 'dist', 'doctor.js')))
+if (
+  process.argv.includes('--if-unbuilt') &&
+  existsSync(path.join(root, 'apps', 'launcher', 'dist', 'doctor.js')) &&
+  existsSync(path.join(root, 'node_modules', '.package-lock.json'))
+)
   process.exit(0);
 const say = (m) => quiet || console.error(`[bootstrap] ${m}`);
 const run = (cmd) => {

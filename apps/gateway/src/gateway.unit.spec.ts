@@ -138,6 +138,14 @@ describe('zod validation', () => {
       fieldErrors(listed.error!).map((e) => e.path),
       ['0.threshold'],
     );
+    // A union with a message of its own keeps it (its author said what is expected).
+    const when = z.union([z.iso.datetime({ offset: true }), z.iso.date()], {
+      error: 'a date-time with an offset, or a date',
+    });
+    assert.deepEqual(
+      fieldErrors(when.safeParse('yesterday').error!).map((e) => e.message),
+      ['a date-time with an offset, or a date'],
+    );
     // No branch took the value's kind at all: the union's own error stays.
     const none = schema.safeParse('cpu > 80');
     assert.deepEqual(

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isCidr } from './egress/guard.js';
 import { NATS_PASSWORD_PATTERN } from './infra/nats.js';
 import { allowPlainPasswordSchema } from './infra/pg.js';
 import { DATABASE_LOGINS, databaseLoginEnv, type DatabaseLogin } from './infra/roles.js';
@@ -58,8 +59,23 @@ const loginVariables = Object.fromEntries(
   ]),
 ) as LoginVariables;
 
+/** EGRESS_ALLOW_CIDRS: comma-separated address ranges, each checked at start (the dispatcher read it only when it began). */
+const egressCidrs = z
+  .string()
+  .optional()
+  .refine(
+    (v) =>
+      (v ?? '')
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean)
+        .every(isCidr),
+    'comma-separated CIDR ranges (for example 10.0.0.0/8 or ::1/128)',
+  );
+
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  EGRESS_ALLOW_CIDRS: egressCidrs,
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   /** auto: readable lines on a terminal, JSON otherwise (see resolveLogFormat). */
   LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),

@@ -72,3 +72,16 @@ describe('createLogger', () => {
     assert.equal(createLogger('level-check', 'warn', 'json').level, 'warn');
   });
 });
+
+describe('parseConfig: EGRESS_ALLOW_CIDRS', () => {
+  it('is checked at start, naming the variable, not when the dispatcher begins', () => {
+    assert.throws(
+      () => parseConfig({ EGRESS_ALLOW_CIDRS: '127.0.0.0/8, 10.0.0.0/33' }),
+      (e: unknown) => e instanceof ConfigError && e.issues.some((i) => i.variable === 'EGRESS_ALLOW_CIDRS'),
+    );
+    assert.equal(
+      parseConfig({ EGRESS_ALLOW_CIDRS: '127.0.0.0/8, ::1/128' }).EGRESS_ALLOW_CIDRS,
+      '127.0.0.0/8, ::1/128',
+    );
+  });
+});

@@ -69,6 +69,9 @@ export function registerBodyParsers(app: FastifyInstance, limit: number): void {
         deferInputError(req, err);
         return done(null, undefined);
       }
+      // A byte-order mark before the JSON (some editors and Windows tools write one): JSON allows
+      // a reader to ignore it, and refusing it named only an invisible character.
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
       if (text === '') return done(null, {});
       if (!STRICT_START.test(text)) {
         deferInputError(req, notAnObject(text));

@@ -41,7 +41,9 @@ function issueErrors(issues: readonly Issue[], prefix: readonly string[], locati
   const where = location ? { in: location } : {};
   return issues.flatMap((issue): FieldError[] => {
     const base = [...prefix, ...issue.path.map(String)];
-    if (issue.code === 'invalid_union') {
+    // A union's own message (the schema's author wrote one: "a date-time with an offset, or a
+    // date") says more than any branch; only zod's default is replaced by the closest branch's.
+    if (issue.code === 'invalid_union' && issue.message === 'Invalid input') {
       const branch = closestBranch(issue);
       if (branch) return issueErrors(branch, base, location);
     }

@@ -354,7 +354,8 @@ export function checkReplay(
         const rec = source.steps[st.id];
         // A wait a fork copied has its output and no wait of its own: it ends with that output
         // (a signal carrying it; a null output is a wait that timed out and went on).
-        if (rec?.copiedFrom && rec.status === 'succeeded') {
+        const recordedSignal = source.definition.steps.find((d) => d.id === st.id)?.wait?.signal;
+        if (rec?.copiedFrom && rec.status === 'succeeded' && recordedSignal === st.wait.signal) {
           if (rec.output !== null && typeof rec.output === 'object' && !Array.isArray(rec.output))
             apply(
               cmd({

@@ -783,6 +783,13 @@ describe('checkReplay of a fork that copied a wait step', () => {
       assert.deepEqual(r.differences, [], JSON.stringify(r));
       assert.equal(r.replayed_status, 'completed');
       assert.equal(r.same, true);
+      // A version whose wait takes another signal: the copied answer was the old signal's.
+      const renamed = def({
+        ...gate,
+        version: 2,
+        steps: gate.steps.map((st) => (st.id === 'hold' ? { ...st, wait: { ...st.wait!, signal: 'proceed' } } : st)),
+      });
+      assert.equal(checkReplay(forked, renamed, forkRun).same, false);
     });
   }
 });
