@@ -1,26 +1,13 @@
 import { z } from 'zod';
-import { isCidr } from '@switchyard/platform';
+import { commaList, isCidr, NOT_A_CIDR } from '@switchyard/platform';
 import { mailAddressSchema, smtpUrlSchema } from './automation/mail.js';
 
-const list = z
-  .string()
-  .transform((s) =>
-    s
-      .split(',')
-      .map((x) => x.trim())
-      .filter(Boolean),
-  )
-  .default([]);
+const list = z.string().transform(commaList).default([]);
 /** A comma-separated list of address ranges: each one checked at start, so the variable is named. */
 const cidrList = z
   .string()
-  .transform((s) =>
-    s
-      .split(',')
-      .map((x) => x.trim())
-      .filter(Boolean),
-  )
-  .pipe(z.array(z.string().refine(isCidr, 'not a CIDR range (for example 10.0.0.0/8 or ::1/128)')))
+  .transform(commaList)
+  .refine((xs) => xs.every(isCidr), NOT_A_CIDR)
   .default([]);
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])

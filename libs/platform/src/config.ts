@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isCidr } from './egress/guard.js';
+import { commaList, isCidr, NOT_A_CIDR } from './egress/guard.js';
 import { NATS_PASSWORD_PATTERN } from './infra/nats.js';
 import { allowPlainPasswordSchema } from './infra/pg.js';
 import { DATABASE_LOGINS, databaseLoginEnv, type DatabaseLogin } from './infra/roles.js';
@@ -63,15 +63,7 @@ const loginVariables = Object.fromEntries(
 const egressCidrs = z
   .string()
   .optional()
-  .refine(
-    (v) =>
-      (v ?? '')
-        .split(',')
-        .map((x) => x.trim())
-        .filter(Boolean)
-        .every(isCidr),
-    'comma-separated CIDR ranges (for example 10.0.0.0/8 or ::1/128)',
-  );
+  .refine((v) => commaList(v).every(isCidr), NOT_A_CIDR);
 
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),

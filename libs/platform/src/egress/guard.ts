@@ -14,12 +14,7 @@ export function egressPolicyFromEnv(
   env: Record<string, string | undefined> = process.env,
   prefix = 'EGRESS',
 ): EgressPolicy {
-  const list = (v: string | undefined) =>
-    (v ?? '')
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean);
-  const allowCidrs = list(env[`${prefix}_ALLOW_CIDRS`]);
+  const allowCidrs = commaList(env[`${prefix}_ALLOW_CIDRS`]);
   const bad = allowCidrs.find((c) => !isCidr(c));
   if (bad !== undefined)
     throw new AppError(
@@ -27,13 +22,24 @@ export function egressPolicyFromEnv(
       `${prefix}_ALLOW_CIDRS: not a CIDR range: ${bad} (for example 10.0.0.0/8 or ::1/128)`,
       { variable: `${prefix}_ALLOW_CIDRS` },
     );
-  return { allowHosts: list(env[`${prefix}_ALLOW_HOSTS`]), allowCidrs };
+  return { allowHosts: commaList(env[`${prefix}_ALLOW_HOSTS`]), allowCidrs };
+}
+
+/** The items of a comma-separated setting, trimmed, empty ones left out (unset: none). */
+export function commaList(value: string | undefined): string[] {
+  return (value ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 /** Whether `text` is an address range an egress policy takes (`10.1.0.0/16`, `::1/128`). */
 export function isCidr(text: string): boolean {
   return ipaddr.isValidCIDR(text.trim());
 }
+
+/** What a setting of address ranges with an item that is none is told (the schemas' message). */
+export const NOT_A_CIDR = 'not a CIDR range (for example 10.0.0.0/8 or ::1/128)';
 
 /** Resolves a host name to all its addresses (injectable so tests can fake DNS). */
 export type Resolver = (hostname: string) => Promise<LookupAddress[]>;
