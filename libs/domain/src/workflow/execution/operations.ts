@@ -203,6 +203,9 @@ export interface ReplayReport {
 
 const MAX_REPLAY_ROUNDS = 10_000;
 
+/** A unit's key in cancelOrder's sets: its step and item. */
+const unitKeyOf = (stepId: string, itemIndex: number | undefined): string => `${stepId}[${itemIndex ?? ''}]`;
+
 /** The units (`step[item]`) whose outcome, and those whose dispatch, the recording had before its first cancel request. */
 function cancelOrder(events: readonly WorkflowEvent[]): { answeredBefore: Set<string>; sentBefore: Set<string> } {
   const answeredBefore = new Set<string>();
@@ -211,7 +214,7 @@ function cancelOrder(events: readonly WorkflowEvent[]): { answeredBefore: Set<st
     if (e.type === 'ExecutionCancelRequested') break;
     const d = e.data as { stepId?: string; itemIndex?: number };
     if (d.stepId === undefined) continue;
-    const key = `${d.stepId}[${d.itemIndex ?? ''}]`;
+    const key = unitKeyOf(d.stepId, d.itemIndex);
     if (e.type === 'StepSucceeded' || e.type === 'StepFailed') answeredBefore.add(key);
     else if (e.type === 'StepDispatched' || e.type === 'StepRedispatched') sentBefore.add(key);
   }
@@ -280,7 +283,6 @@ export function checkReplay(
   // (so the cancel lets it finish, as it did), and the rest only after the replayed cancel; else
   // answers the recording got after its cancel would let the replay schedule items it never did.
   const order = recordedCancel && events ? cancelOrder(events) : undefined;
-  const unitKey = (stepId: string, itemIndex: number | undefined) => `${stepId}[${itemIndex ?? ''}]`;
   const feedRecorded = () => {
     for (
       let round = 0;
@@ -295,8 +297,8 @@ export function checkReplay(
           const rec = source.steps[st.id];
           const ref = u.itemIndex === undefined ? { stepId: st.id } : { stepId: st.id, itemIndex: u.itemIndex };
           const recUnit = rec?.units[u.itemIndex ?? 0];
-          if (order && state.status === 'running' && !order.answeredBefore.has(unitKey(st.id, u.itemIndex))) {
-            if (u.phase === 'scheduled' && order.sentBefore.has(unitKey(st.id, u.itemIndex))) {
+          if (order && state.status === 'running' && !order.answeredBefore.has(unitKeyOf(st.id, u.itemIndex))) {
+            if (u.phase === 'scheduled' && order.sentBefore.has(unitKeyOf(st.id, u.itemIndex))) {
               apply(cmd({ type: 'RecordStepDispatched', data: { ...ref, attempt: u.attempt } }));
               fed = true;
             }
@@ -355,56 +357,46 @@ export function checkReplay(
         // A wait a fork copied has its output and no wait of its own: it ends with that output
         // (a signal carrying it; a null output is a wait that timed out and went on).
         const recordedSignal = source.definition.steps.find((d) => d.id === st.id)?.wait?.signal;
-        if (rec?.copiedFrom && rec.status === 'succeeded' && recordedSignal === st.wait.signal) {
-          if (rec.output !== null && typeof rec.output === 'object' && !Array.isArray(rec.output))
-            apply(
-              cmd({
-                type: 'SendSignal',
-                data: {
-                  signalId: `replay:${st.id}`,
-                  name: st.wait.signal,
-                  payload: rec.output as Record<string, unknown>,
-                },
-              }),
-            );
-          else
-            apply({
-              type: 'RecordWaitTimedOut',
-              data: { stepId: st.id },
-              metadata: { ...meta, timestamp: st.wait.timeoutAt },
-            });
-          // Fed only if the wait took it (a payload its signal refuses would be offered every round).
-          const now = (state as StartedExecution).steps[st.id];
-          if (now?.status !== 'running' || now.wait?.ended) fed = true;
-          else unanswerable.add(st.id);
-          continue;
-        }
-        if (rec?.wait?.signal !== st.wait.signal) continue;
-        if (
-          rec.wait.ended === 'signaled' &&
-          rec.output !== null &&
-          typeof rec.output === 'object' &&
-          !Array.isArray(rec.output)
-        ) {
+        const copied = rec?.copiedFrom !== undefined && rec.status === 'succeeded' && recordedSignal === st.wait.signal;
+        const signaled = isPlainObject(rec?.output);
+        const ending = copied
+          ? signaled
+            ? 'signaled'
+            : 'timed_out'
+          : rec?.wait?.signal !== st.wait.signal
+            ? undefined
+            : rec.wait.ended === 'signaled' && signaled
+              ? 'signaled'
+              : rec.wait.ended === 'timed_out'
+                ? 'timed_out'
+                : undefined;
+        if (ending === undefined) continue;
+        if (ending === 'signaled')
           apply(
             cmd({
               type: 'SendSignal',
               data: {
                 signalId: `replay:${st.id}`,
                 name: st.wait.signal,
-                payload: rec.output as Record<string, unknown>,
+                payload: rec!.output as Record<string, unknown>,
               },
             }),
           );
-          fed = true;
-        } else if (rec.wait.ended === 'timed_out') {
+        else
           apply({
             type: 'RecordWaitTimedOut',
             data: { stepId: st.id },
             metadata: { ...meta, timestamp: st.wait.timeoutAt },
           });
+        if (!copied) {
           fed = true;
+          continue;
         }
+        // A copied answer counts as fed only if the wait took it (a payload its signal refuses
+        // would be offered every round).
+        const now = (state as StartedExecution).steps[st.id];
+        if (now?.status !== 'running' || now.wait?.ended) fed = true;
+        else unanswerable.add(st.id);
       }
       for (const c of Object.values(s.compensations)) {
         if (c.status !== 'running') continue;
@@ -504,4 +496,9 @@ export function checkReplay(
     same: differences.length === 0 && replayedStatus === source.status,
     differences,
   };
+}
+
+/** A JSON object (not null, not an array): what a signal's payload is. */
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
