@@ -1,5 +1,5 @@
 import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
-import { DATABASE_WRITER_PORT, ownServerPort } from '@switchyard/connectors';
+import { DATABASE_WRITER_PORT, ownServerPort, portSetting } from '@switchyard/connectors';
 import { defaultPorts, mcpServerKinds } from '@switchyard/mcp-servers';
 import { AppError, parseConfig } from '@switchyard/platform';
 import { DATABASE_WRITER, runsMcpServer, selectedAgents, type McpServerName, type RoleSelection } from './roles.js';
@@ -48,10 +48,7 @@ export function agentPortsFromEnv(env: Env = process.env): { ports?: Record<stri
           variable: k,
         },
       );
-    const port = Number(v);
-    if (!/^[0-9]+$/.test(v) || port < 1 || port > 65_535)
-      throw new AppError('validation', `${k} must be a port number (1-65535), got "${v}"`, { variable: k });
-    ports[agent] = port;
+    ports[agent] = portSetting(k, v);
   }
   return Object.keys(ports).length ? { ports } : {};
 }

@@ -39,11 +39,15 @@ export const filesystemRoot = (env: Env, cwd: string): string =>
 export function ownServerPort(name: string, seed: number, env: Env = process.env): number {
   const variable = `${envPrefix(name)}PORT`;
   const value = nonEmpty(env[variable]);
-  if (value === undefined) return seed;
+  return value === undefined ? seed : portSetting(variable, value, { server: name });
+}
+
+/** A port given in `variable` (decimal digits, 1-65535), or a validation error naming the variable and the value. */
+export function portSetting(variable: string, value: string, details: Record<string, unknown> = {}): number {
   const port = Number(value);
   if (!/^[0-9]+$/.test(value) || port < 1 || port > 65_535)
     throw new AppError('validation', `${variable} must be a port number (1-65535), got "${value}"`, {
-      server: name,
+      ...details,
       variable,
     });
   return port;
