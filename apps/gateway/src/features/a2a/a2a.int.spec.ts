@@ -561,6 +561,96 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     assert.notEqual(other.body.result.id, [...ids][0]);
   });
 
+  it('the same new-task message sent to two gateways at once makes one task (a claim in PostgreSQL, not a turn in one process)', async () => {
+    const second = await createGateway(
+      { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+      {
+        modules: [
+          AgentsFeatureModule,
+          WorkflowsFeatureModule,
+          A2aFeatureModule.withOptions({ egress: { allowHosts: ['127.0.0.1'] } }),
+        ],
+        auth: { enabled: true, adminKey: admin },
+        heldCalls: { perCaller: HELD_PER_CALLER, total: 100 },
+      },
+    );
+    try {
+      const secondBase = (await second.listen(0, '127.0.0.1')).url;
+      const bases = [base, secondBase];
+      const sendTo = async (at: string, messageId: string, stream: boolean) => {
+        const res = await fetch(`${at}/a2a/data_analyst`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${operator}` },
+          body: JSON.stringify({
+            jsonrpc: '2.0',
+            id: 1,
+            method: stream ? 'message/stream' : 'message/send',
+            params: {
+              message: {
+                kind: 'message',
+                role: 'user',
+                messageId,
+                parts: [{ kind: 'data', data: { task_type: 'revenue_analysis', input: { timeframe: '30d' } } }],
+              },
+              ...(stream ? {} : { configuration: { blocking: false } }),
+            },
+          }),
+        });
+        assert.equal(res.status, 200);
+        if (!stream) {
+          const body = (await res.json()) as any;
+          assert.ok(body.result?.id, JSON.stringify(body));
+          return body.result.id as string;
+        }
+        // The first event of a stream names its task; the rest is let go.
+        const text = await res.text();
+        const id = /"(?:id|taskId)":"([0-9a-f-]{36})"/.exec(text)?.[1];
+        assert.ok(id, text.slice(0, 500));
+        return id;
+      };
+      for (let round = 0; round < 6; round++) {
+        const messageId = `two-gateways-${round}-${randomUUID()}`;
+        const stream = round % 2 === 1;
+        const ids = await Promise.all([0, 1, 0, 1].map((i) => sendTo(bases[i]!, messageId, stream)));
+        assert.equal(
+          new Set(ids).size,
+          1,
+          `round ${round} (${stream ? 'stream' : 'send'}): one task, got ${ids.join(', ')}`,
+        );
+        const rows = await pool.query(`select id from gateway.a2a_tasks where origin_message_id = $1`, [messageId]);
+        assert.equal(rows.rowCount, 1, `round ${round}: one stored task`);
+        const work = await pool.query(
+          `select count(distinct backend_id)::int as n from gateway.a2a_tasks where origin_message_id = $1`,
+          [messageId],
+        );
+        assert.equal(work.rows[0].n, 1, `round ${round}: one delegation`);
+        const claims = await pool.query(`select 1 from gateway.a2a_origin_claims where message_id = $1`, [messageId]);
+        assert.equal(claims.rowCount, 0, `round ${round}: the claim is let go once the task is made`);
+      }
+      // A claim its gateway stopped refreshing (it died before making the task) is taken over.
+      const orphan = `two-gateways-orphan-${randomUUID()}`;
+      await pool.query(
+        `insert into gateway.a2a_origin_claims (endpoint, owner, message_id, claimed_at)
+         values ('data_analyst', $1, $2, now() - interval '31 seconds')`,
+        [
+          (await pool.query(`select owner from gateway.a2a_tasks where origin_message_id like 'two-gateways-0-%'`))
+            .rows[0].owner,
+          orphan,
+        ],
+      );
+      const startedAt = Date.now();
+      await sendTo(secondBase, orphan, false);
+      assert.ok(
+        Date.now() - startedAt < 5_000,
+        `a stale claim does not hold the message (${Date.now() - startedAt} ms)`,
+      );
+      const made = await pool.query(`select 1 from gateway.a2a_tasks where origin_message_id = $1`, [orphan]);
+      assert.equal(made.rowCount, 1);
+    } finally {
+      await second.close();
+    }
+  });
+
   it('auth: no key 401, a viewer may read but not send (403); a bad message is JSON-RPC -32602', async () => {
     const msg = {
       jsonrpc: '2.0',
@@ -1122,8 +1212,25 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     await pool.query(`update gateway.a2a_tasks set updated_at = now() - interval '31 days' where id = any($1)`, [
       [old.id, working],
     ]);
+    // A claim on a message whose gateway died before making the task, and one being made now.
+    const abandoned = `abandoned-${randomUUID()}`;
+    const making = `making-${randomUUID()}`;
+    await pool.query(
+      `insert into gateway.a2a_origin_claims (endpoint, owner, message_id, claimed_at)
+       values ('data_analyst', 'test', $1, now() - interval '2 hours'), ('data_analyst', 'test', $2, now())`,
+      [abandoned, making],
+    );
     const peer = gw.app.get(A2aPeer);
-    assert.deepEqual(await peer.purgeEndedTasks(new Date()), { tasks: 1, push_configs: 1 });
+    assert.deepEqual(await peer.purgeEndedTasks(new Date()), { tasks: 1, push_configs: 1, claims: 1 });
+    const claimsLeft = await pool.query<{ message_id: string }>(
+      `select message_id from gateway.a2a_origin_claims where message_id = any($1)`,
+      [[abandoned, making]],
+    );
+    assert.deepEqual(
+      claimsLeft.rows.map((r) => r.message_id),
+      [making],
+    );
+    await pool.query(`delete from gateway.a2a_origin_claims where message_id = $1`, [making]);
     const left = await pool.query<{ id: string }>(`select id from gateway.a2a_tasks where id = any($1) order by id`, [
       [old.id, recent.id, working],
     ]);
@@ -1147,7 +1254,7 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     assert.equal(t.body.status, 'completed');
     assert.deepEqual(
       await peer.purgeEndedTasks(new Date()),
-      { tasks: 0, push_configs: 0 },
+      { tasks: 0, push_configs: 0, claims: 0 },
       'a second round finds nothing',
     );
     await pool.query(`delete from gateway.a2a_tasks where id = $1`, [working]);

@@ -1,4 +1,5 @@
 import { getEventListeners, setMaxListeners } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type {
   AgentCard,
   CancelTaskRequest,
@@ -63,6 +64,13 @@ class TaskBuses extends DefaultExecutionEventBusManager {
 
 /** What the race against the client's leaving answers when it left first. */
 const CLIENT_GONE = Symbol('client gone');
+/**
+ * A claim on a new-task message not refreshed for this long is taken over: its holder refreshes
+ * it every sixth of it until the task row exists, so only a gateway that died lets it go stale.
+ */
+const ORIGIN_CLAIM_STALE_MS = 30_000;
+/** How long a repeat of a message waits for the task another request is making before it gives up. */
+const ORIGIN_WAIT_MS = 2 * ORIGIN_CLAIM_STALE_MS;
 
 /**
  * The SDK's request handler with what Switchyard adds around it:
@@ -123,12 +131,15 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     // A client that lost the answer sends the same message again (same messageId): it gets the
     // task the first made, as it now stands, instead of the work started a second time. Sends
     // of one messageId in this process take turns, so two at once make one task.
+    // Another gateway may get the same message at the same moment: the claim in PostgreSQL (see
+    // makeOnce) decides which one makes the task.
     const turn = `${context.user?.userName ?? ''}\u0000${messageId}`;
     const before = this.sends.get(turn) ?? Promise.resolve();
     const mine = before.then(async () => {
-      const existing = await this.tasks.findByOriginMessage(messageId, context);
-      if (existing) return this.getTask({ id: existing, tenant: params.tenant ?? '' }, context);
-      return super.sendMessage(params, context);
+      const made = await this.makeOnce(messageId, context, () => super.sendMessage(params, context));
+      return made.existing !== undefined
+        ? this.getTask({ id: made.existing, tenant: params.tenant ?? '' }, context)
+        : made.result;
     });
     const settled = mine.then(
       () => undefined,
@@ -147,10 +158,74 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
   ): AsyncGenerator<StreamResponse, void, undefined> {
     await this.preflight(params);
     const messageId = newTaskMessageId(params);
-    const existing = messageId !== undefined ? await this.tasks.findByOriginMessage(messageId, context) : undefined;
+    if (messageId === undefined)
+      return yield* this.whileClientListens(super.sendMessageStream(params, context), context);
+    const claim = await this.claimOrigin(messageId, context);
     // The same message again (see sendMessage): the stream of the task it made.
-    if (existing) yield* this.resubscribe({ id: existing, tenant: params.tenant ?? '' }, context);
-    else yield* this.whileClientListens(super.sendMessageStream(params, context), context);
+    if (claim.existing !== undefined) return yield* this.followAs(claim.existing, context, true);
+    try {
+      yield* this.whileClientListens(super.sendMessageStream(params, context), context);
+    } finally {
+      await claim.release();
+    }
+  }
+
+  /**
+   * Run `make` (the SDK's send, which makes the task) unless a task for this caller's new-task
+   * message exists or is being made by another call: then that task's id, once its row exists.
+   */
+  private async makeOnce<T>(
+    messageId: string,
+    context: ServerCallContext,
+    make: () => Promise<T>,
+  ): Promise<{ readonly existing: string } | { readonly existing?: undefined; readonly result: T }> {
+    const claim = await this.claimOrigin(messageId, context);
+    if (claim.existing !== undefined) return { existing: claim.existing };
+    try {
+      return { result: await make() };
+    } finally {
+      await claim.release();
+    }
+  }
+
+  /**
+   * The task a new-task message made, or the claim to make it. A claim held by another call
+   * (this gateway's or another's) is waited out until its task row appears; a holder that stops
+   * refreshing its claim (its gateway died before the row was written) loses it after
+   * ORIGIN_CLAIM_STALE_MS. The holder refreshes it until the row exists, then lets it go.
+   */
+  private async claimOrigin(
+    messageId: string,
+    context: ServerCallContext,
+  ): Promise<{ readonly existing: string } | { readonly existing?: undefined; release(): Promise<void> }> {
+    const giveUpAt = Date.now() + ORIGIN_WAIT_MS;
+    for (let pause = 10; ; pause = Math.min(pause * 2, 250)) {
+      const existing = await this.tasks.findByOriginMessage(messageId, context);
+      if (existing) return { existing };
+      if (await this.tasks.claimOrigin(messageId, context, ORIGIN_CLAIM_STALE_MS)) break;
+      if (Date.now() > giveUpAt)
+        throw new Error(`a task for message ${messageId} is still being made by another request; send it again later`);
+      await sleep(pause);
+    }
+    let released = false;
+    const heartbeat = setInterval(() => {
+      void this.tasks
+        .findByOriginMessage(messageId, context)
+        .then((made) => (made ? release() : released ? undefined : this.tasks.refreshOrigin(messageId, context)))
+        .catch((err: unknown) => this.log.warn({ err, messageId }, 'refreshing the claim on an A2A message failed'));
+    }, ORIGIN_CLAIM_STALE_MS / 6);
+    heartbeat.unref();
+    const release = async () => {
+      clearInterval(heartbeat);
+      if (released) return;
+      released = true;
+      await this.tasks
+        .releaseOrigin(messageId, context)
+        .catch((err: unknown) =>
+          this.log.warn({ err, messageId }, 'letting go of the claim on an A2A message failed; it goes stale'),
+        );
+    };
+    return { release };
   }
 
   /**
@@ -250,8 +325,17 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     params: SubscribeToTaskRequest,
     context: ServerCallContext,
   ): AsyncGenerator<StreamResponse, void, undefined> {
-    await this.refresh(params.id, context);
-    const updates = this.follow(params.id, context);
+    yield* this.followAs(params.id, context, false);
+  }
+
+  /** The task brought up to date, then followed (see follow), as the caller may see it. */
+  private async *followAs(
+    taskId: string,
+    context: ServerCallContext,
+    endedAsTask: boolean,
+  ): AsyncGenerator<StreamResponse, void, undefined> {
+    await this.refresh(taskId, context);
+    const updates = this.follow(taskId, context, endedAsTask);
     if (seesPayloads(context)) yield* updates;
     else for await (const update of updates) yield redactStreamResponse(update);
   }
@@ -263,7 +347,11 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
    * with its request and response, until the task moved (a wait step's task: for days), and the
    * caller's stream share, freed at the close, did not bound them.
    */
-  private async *follow(taskId: string, context: ServerCallContext): AsyncGenerator<StreamResponse, void, undefined> {
+  private async *follow(
+    taskId: string,
+    context: ServerCallContext,
+    endedAsTask = false,
+  ): AsyncGenerator<StreamResponse, void, undefined> {
     if (!(await this.getAgentCard()).capabilities?.streaming)
       throw new UnsupportedOperationError('Streaming (and thus resubscription) is not supported.');
     if (!taskId || !taskId.trim()) throw new RequestMalformedError('Task ID is required');
@@ -277,6 +365,9 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     try {
       const task = await this.tasks.load(taskId);
       if (!task) throw new TaskNotFoundError(`Task not found: ${taskId}`);
+      // A repeated message/stream gets the task it made even when it has ended (as message/send
+      // does); tasks/resubscribe to an ended task is refused, as A2A says.
+      if (isFinalTask(task) && endedAsTask) return yield { payload: { $case: 'task', value: task } };
       if (isFinalTask(task))
         throw new UnsupportedOperationError(
           `Task ${taskId} is in a terminal state (${task.status?.state}) and cannot be subscribed to.`,

@@ -230,19 +230,22 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
 
   /**
    * One purge round at `now`: ended tasks last changed more than the retention before it, with
-   * their push configs, up to the round's bound. Returns what went.
+   * their push configs, up to the round's bound, and claims on new-task messages an hour old (a
+   * gateway that died while making the task left them). Returns what went.
    */
-  async purgeEndedTasks(now: Date): Promise<{ tasks: number; push_configs: number }> {
-    const gone = { tasks: 0, push_configs: 0 };
+  async purgeEndedTasks(now: Date): Promise<{ tasks: number; push_configs: number; claims: number }> {
+    const gone = { tasks: 0, push_configs: 0, claims: 0 };
     if (this.taskRetentionDays <= 0) return gone;
     const cutoff = new Date(now.getTime() - this.taskRetentionDays * 86_400_000);
     for (let i = 0; i < A2A_PURGE_BATCHES_PER_ROUND; i++) {
       const batch = await purgeEndedA2aTasks(this.pool, cutoff);
       gone.tasks += batch.tasks;
       gone.push_configs += batch.push_configs;
-      if (batch.tasks === 0) break;
+      gone.claims += batch.claims;
+      if (batch.tasks === 0 && batch.claims === 0) break;
     }
-    if (gone.tasks > 0) this.log.info({ ...gone, cutoff: cutoff.toISOString() }, 'purged ended A2A tasks');
+    if (gone.tasks > 0 || gone.claims > 0)
+      this.log.info({ ...gone, cutoff: cutoff.toISOString() }, 'purged ended A2A tasks');
     return gone;
   }
 

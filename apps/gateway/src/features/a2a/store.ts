@@ -39,6 +39,17 @@ create index if not exists a2a_tasks_endpoint_updated on gateway.a2a_tasks (endp
 -- The retention's oldest ended tasks, without reading the ones still under way.
 create index if not exists a2a_tasks_ended_updated on gateway.a2a_tasks (updated_at)
   where task->'status'->>'state' in ('TASK_STATE_COMPLETED', 'TASK_STATE_FAILED', 'TASK_STATE_CANCELED', 'TASK_STATE_REJECTED');
+-- Who is making the task for a new-task message (endpoint, key, messageId): the same message sent
+-- to two gateways at once would otherwise make two tasks, each gateway finding no task yet. The
+-- maker refreshes its claim until its task row exists; a claim left by a gateway that died before
+-- that goes stale and another takes it over.
+create table if not exists gateway.a2a_origin_claims (
+  endpoint text not null,
+  owner text not null,
+  message_id text not null,
+  claimed_at timestamptz not null default now(),
+  primary key (endpoint, owner, message_id)
+);
 create table if not exists gateway.a2a_push_configs (
   task_id text not null,
   id text not null,
@@ -75,8 +86,8 @@ export async function purgeEndedA2aTasks(
   pool: Pool,
   cutoff: Date,
   limit = A2A_PURGE_BATCH,
-): Promise<{ tasks: number; push_configs: number }> {
-  const r = await pool.query<{ tasks: number; push_configs: number }>(
+): Promise<{ tasks: number; push_configs: number; claims: number }> {
+  const r = await pool.query<{ tasks: number; push_configs: number; claims: number }>(
     `with gone as (
        delete from gateway.a2a_tasks where id in (
          select id from gateway.a2a_tasks
@@ -84,11 +95,16 @@ export async function purgeEndedA2aTasks(
             and updated_at < $1
           order by updated_at limit $2 for update skip locked)
        returning id),
-     configs as (delete from gateway.a2a_push_configs c using gone where c.task_id = gone.id returning 1)
-     select (select count(*) from gone)::int as tasks, (select count(*) from configs)::int as push_configs`,
+     configs as (delete from gateway.a2a_push_configs c using gone where c.task_id = gone.id returning 1),
+     -- A claim is needed only while its task is being made (then the task row answers a repeat);
+     -- one an hour old is either behind a task row or abandoned.
+     claims as (delete from gateway.a2a_origin_claims where ctid in (
+         select ctid from gateway.a2a_origin_claims where claimed_at < now() - interval '1 hour' limit $2) returning 1)
+     select (select count(*) from gone)::int as tasks, (select count(*) from configs)::int as push_configs,
+            (select count(*) from claims)::int as claims`,
     [cutoff, limit],
   );
-  return r.rows[0] ?? { tasks: 0, push_configs: 0 };
+  return r.rows[0] ?? { tasks: 0, push_configs: 0, claims: 0 };
 }
 
 /** Who is asking, as the A2A layer knows it (the user name the gateway's UserBuilder set: `apikey:<id>` or `anonymous`). */
@@ -137,6 +153,38 @@ export class PgTaskStore implements TaskStore {
       [this.endpoint, ownerOf(context), messageId],
     );
     return r.rows[0]?.id;
+  }
+
+  /**
+   * Claim the making of the task for a new-task message of this caller: true when the claim is
+   * this call's (no one held it, or the holder stopped refreshing it `staleMs` ago), false while
+   * another call (here or on another gateway) holds it.
+   */
+  async claimOrigin(messageId: string, context: ServerCallContext, staleMs: number): Promise<boolean> {
+    const r = await this.pool.query(
+      `insert into gateway.a2a_origin_claims (endpoint, owner, message_id) values ($1, $2, $3)
+       on conflict (endpoint, owner, message_id) do update set claimed_at = now()
+       where gateway.a2a_origin_claims.claimed_at < now() - make_interval(secs => $4::float8 / 1000)
+       returning 1`,
+      [this.endpoint, ownerOf(context), messageId, staleMs],
+    );
+    return r.rowCount === 1;
+  }
+
+  /** Keep a claim fresh while its task is being made. */
+  async refreshOrigin(messageId: string, context: ServerCallContext): Promise<void> {
+    await this.pool.query(
+      `update gateway.a2a_origin_claims set claimed_at = now() where endpoint = $1 and owner = $2 and message_id = $3`,
+      [this.endpoint, ownerOf(context), messageId],
+    );
+  }
+
+  /** Give a claim up (its call made no task): the next repeat of the message makes it. */
+  async releaseOrigin(messageId: string, context: ServerCallContext): Promise<void> {
+    await this.pool.query(
+      `delete from gateway.a2a_origin_claims where endpoint = $1 and owner = $2 and message_id = $3`,
+      [this.endpoint, ownerOf(context), messageId],
+    );
   }
 
   async load(taskId: string): Promise<Task | undefined> {
