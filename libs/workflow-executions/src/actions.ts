@@ -28,6 +28,12 @@ export interface ExecutionActionContext {
   readonly actor: string;
   /** Where a fork finds the registered version it runs. */
   readonly definitions: DefinitionStore;
+  /**
+   * The log position of the batch's start (its BatchStarted). A retry item retries the failure
+   * the batch matched: an execution retried after this position (by another batch, an operator,
+   * or this batch before a crash) is `already_retried`, not retried again.
+   */
+  readonly startedAtPosition?: number;
 }
 
 /**
@@ -78,15 +84,26 @@ export async function runExecutionAction(
       }
     }
     case 'retry': {
+      // The retries the execution had when the batch started: the decider refuses (illegal_state) if
+      // any came after, even one appended between this read and the retry's append.
+      const ifRetries =
+        ctx.startedAtPosition === undefined
+          ? undefined
+          : (await store.readStream(workflowExecutionStream(executionId))).filter(
+              (e) => e.type === 'ExecutionRetried' && e.position <= ctx.startedAtPosition!,
+            ).length;
       try {
         const r = await retryExecution(store, executionId, {
           reason: `bulk retry (batch ${ctx.batchId})`,
           correlationId: ctx.correlationId,
           actor: ctx.actor,
           ...(action.rerunAs ? { rerunAs: { caller: action.rerunAs, definitions: ctx.definitions } } : {}),
+          ...(ifRetries === undefined ? {} : { ifRetries }),
         });
         return r.steps.length > 0 ? `retried ${r.steps.join(', ')}` : 'retried';
       } catch (err) {
+        if (isAppError(err) && err.code === 'illegal_state' && err.details?.['expected'] !== undefined)
+          return 'already_retried';
         if (isAppError(err) && err.code === 'illegal_state') {
           // Worked again after a crash: the retry this batch made already runs (or ended).
           const events = await store.readStream(workflowExecutionStream(executionId));

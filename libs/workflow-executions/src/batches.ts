@@ -330,6 +330,9 @@ export class BatchWorker {
       return;
     }
     const correlationId = `batch:${batchId}`;
+    // Where the batch started in the log: a retry item counts the retries made before it (see runExecutionAction).
+    const startedAtPosition = (await this.o.store.readStream(workflowBatchStream(batchId), { maxCount: 1 }))[0]
+      ?.position;
     const gapMs = 1000 / this.itemsPerSec;
     let next = Date.now();
     this.log.info(
@@ -358,6 +361,7 @@ export class BatchWorker {
           correlationId,
           actor: s.actor ?? ACTOR,
           definitions: this.definitions,
+          ...(startedAtPosition === undefined ? {} : { startedAtPosition }),
         });
         command = {
           type: 'RecordBatchItemDone',

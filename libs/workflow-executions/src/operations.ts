@@ -220,11 +220,16 @@ export async function retryExecution(
     correlationId: string;
     actor: string;
     rerunAs?: { readonly caller: ToolCaller; readonly definitions: Pick<DefinitionStore, 'get'> };
+    /** Retry only if it has been retried exactly this many times (else `illegal_state`): see RetryExecution. */
+    ifRetries?: number;
   },
 ): Promise<{ status: WorkflowExecutionState['status']; steps: string[] }> {
   const command = {
     type: 'RetryExecution' as const,
-    data: req.reason === undefined ? {} : { reason: req.reason },
+    data: {
+      ...(req.reason === undefined ? {} : { reason: req.reason }),
+      ...(req.ifRetries === undefined ? {} : { ifRetries: req.ifRetries }),
+    },
     metadata: { timestamp: new Date().toISOString(), actor: req.actor, correlationId: req.correlationId },
   };
   const known = req.rerunAs ? await loadExecution(store, executionId) : undefined;

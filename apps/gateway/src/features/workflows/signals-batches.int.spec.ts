@@ -519,6 +519,86 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     }
   });
 
+  it('two overlapping bulk retries started at once retry each execution once: the later worker finds it retried since its batch started (already_retried), even when that run failed again at once', async () => {
+    failFlaky = true; // every retry fails again at once: the second batch would see the execution failed again
+    try {
+      const t0 = new Date(Date.now() - 1_000).toISOString();
+      const ids: string[] = [];
+      for (let i = 0; i < 12; i++) {
+        if (i === 6) await sleep(1_100); // the second filter takes the last six only
+        const c = await startExecution(f.store, {
+          definition: flakyDef,
+          input: {},
+          correlationId: `overlap-${tag}`,
+          actor: 'test',
+        });
+        ids.push(c.executionId);
+      }
+      await Promise.all(ids.map((id) => ended(id, 30_000)));
+      const startedAt = await f.pool.query<{ id: string; at: string }>(
+        `select execution_id as id, to_json(started_at) #>> '{}' as at from read_models.workflow_executions where execution_id = any($1)`,
+        [ids],
+      );
+      await until(
+        'the 12 failed executions projected',
+        async () =>
+          (
+            await f.pool.query(
+              `select count(*)::int as n from read_models.workflow_executions where execution_id = any($1) and status = 'failed'`,
+              [ids],
+            )
+          ).rows[0].n === 12,
+        30_000,
+      );
+      const later = ids.slice(6);
+      const ms = (id: string) => new Date(startedAt.rows.find((r) => r.id === id)!.at).getTime();
+      const mid = new Date(Math.min(...later.map(ms))).toISOString();
+      assert.ok(Math.max(...ids.slice(0, 6).map(ms)) < Date.parse(mid), 'the second filter matches the later six only');
+      const [a, b] = await Promise.all([
+        http('POST', '/api/v1/workflows/executions/bulk', {
+          filter: { definition_id: 'flaky_pair', status: 'failed', started_after: t0 },
+          action: 'retry',
+        }),
+        http('POST', '/api/v1/workflows/executions/bulk', {
+          filter: { definition_id: 'flaky_pair', status: 'failed', started_after: mid },
+          action: 'retry',
+        }),
+      ]);
+      assert.equal(a.status, 202, JSON.stringify(a.body));
+      assert.equal(b.status, 202, JSON.stringify(b.body));
+      assert.equal(a.body.matched, 12);
+      assert.equal(b.body.matched, 6);
+      const [ea, eb] = await Promise.all([batchEnded(a.body.batch_id, 60_000), batchEnded(b.body.batch_id, 60_000)]);
+      assert.deepEqual([ea.state, ea.failed, eb.state, eb.failed], ['completed', 0, 'completed', 0]);
+      await Promise.all(
+        ids.map((id) =>
+          until(`${id} failed again`, async () => (await events(id)).at(-1)?.type === 'WorkflowFailed', 30_000),
+        ),
+      );
+      const retried = await f.pool.query<{ stream_id: string; n: number }>(
+        `select stream_id, count(*)::int as n from eventstore.events where stream_id = any($1) and type = 'ExecutionRetried' group by stream_id`,
+        [ids.map((id) => `workflow_execution-${id}`)],
+      );
+      assert.equal(retried.rowCount, 12, 'every execution retried');
+      for (const row of retried.rows) assert.equal(row.n, 1, `${row.stream_id}: retried once by the two batches`);
+      for (const id of ids)
+        assert.equal(unitCalls.get(`${id}:second`), 2, `${id}: the failed step ran twice (the failure, one retry)`);
+      const outcomes = new Map<string, string[]>();
+      for (const batchId of [a.body.batch_id, b.body.batch_id])
+        for (const e of await f.store.readStream(`workflow_batch-${batchId}`))
+          if (e.type === 'BatchItemDone') {
+            const d = e.data as { executionId: string; outcome: string };
+            outcomes.set(d.executionId, [...(outcomes.get(d.executionId) ?? []), d.outcome]);
+          }
+      for (const id of later) {
+        const o = (outcomes.get(id) ?? []).map((x) => x.replace(/ .*/, '')).sort();
+        assert.deepEqual(o, ['already_retried', 'retried'], `${id}: one batch retried it, the other found it retried`);
+      }
+    } finally {
+      failFlaky = false;
+    }
+  });
+
   it('bulk retry checks each re-run as its caller: an ad-hoc run naming the database writer fails its item (writes disabled here) and is not retried', async () => {
     failFlaky = true;
     // Recorded while writes were allowed (no gateway check on this path); its first step fails.

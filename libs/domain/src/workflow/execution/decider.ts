@@ -1269,6 +1269,14 @@ export function stepsToRetry(s: StartedExecution): string[] {
 
 /** RetryExecution: 409 unless the execution failed; ExecutionRetried names the steps that run again. */
 function decideRetry(s: StartedExecution, command: RetryExecution): WorkflowEvent[] {
+  const retries = s.retries ?? 0;
+  if (command.data.ifRetries !== undefined && command.data.ifRetries !== retries) {
+    throw new DomainError(
+      'illegal_state',
+      `workflow execution was retried since (${retries} retries, expected ${command.data.ifRetries})`,
+      { retries, expected: command.data.ifRetries },
+    );
+  }
   if (s.status !== 'failed') {
     throw new DomainError(
       'illegal_state',
@@ -1319,7 +1327,7 @@ function evolveRetried(s: StartedExecution, ids: readonly string[]): WorkflowExe
     };
   }
   const compensations = Object.fromEntries(Object.entries(s.compensations).filter(([, c]) => !reset.has(c.forStepId)));
-  return { ...stripPhase(s), status: 'running', steps, compensations };
+  return { ...stripPhase(s), status: 'running', steps, compensations, retries: (s.retries ?? 0) + 1 };
 }
 
 // ---- evolve -------------------------------------------------------------------
@@ -1659,6 +1667,7 @@ function stripPhase(s: ExecutionData): ExecutionData {
     ...(s.signals ? { signals: s.signals } : {}),
     ...(s.outputChars !== undefined ? { outputChars: s.outputChars } : {}),
     ...(s.inputChars !== undefined ? { inputChars: s.inputChars } : {}),
+    ...(s.retries !== undefined ? { retries: s.retries } : {}),
   };
 }
 

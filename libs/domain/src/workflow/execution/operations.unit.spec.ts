@@ -125,6 +125,45 @@ describe('WorkflowExecution: RetryExecution', () => {
     spec.given(completed).when(retry()).thenThrows(isCode('illegal_state'));
   });
 
+  it('ifRetries: retries only the failure of the run the caller saw; a retry since (its run failed again) is 409 naming both counts', () => {
+    const ifRetries = (n: number): WorkflowCommand => ({
+      type: 'RetryExecution',
+      data: { ifRetries: n },
+      metadata: meta(T0, 'apikey:op'),
+    });
+    spec
+      .given(failedRun)
+      .when(ifRetries(0))
+      .then((events, after) => {
+        assert.equal(events[0]!.type, 'ExecutionRetried');
+        assert.equal(after.status === 'running' ? after.retries : undefined, 1);
+      });
+    // Someone else retried it, and that run failed again at once: the same failed status, one retry more.
+    const afterRetry = [...failedRun, ...workflowExecutionDecider.decide(retry(), fold(failedRun))];
+    const failedAgain = [
+      ...afterRetry,
+      ...workflowExecutionDecider.decide(cmd.failed({ stepId: 'analyze' }, invalid, 2), fold(afterRetry)),
+    ];
+    const s = fold(failedAgain);
+    assert.equal(s.status, 'failed');
+    assert.equal(s.status === 'failed' ? s.retries : undefined, 1, 'the count survives the end of the run');
+    const err = spec.given(failedAgain).when(ifRetries(0)).thenThrows<DomainError>(isCode('illegal_state'));
+    assert.equal(err.status, 409);
+    assert.deepEqual(err.details, { retries: 1, expected: 0 });
+    spec
+      .given(failedAgain)
+      .when(ifRetries(1))
+      .then((events, after) => {
+        assert.equal(events[0]!.type, 'ExecutionRetried');
+        assert.equal(after.status === 'running' ? after.retries : undefined, 2);
+      });
+    // Without it, any failure is retried (the single route's behaviour).
+    spec
+      .given(failedAgain)
+      .when(retry())
+      .then((events) => assert.equal(events[0]!.type, 'ExecutionRetried'));
+  });
+
   it('given nothing: 404', () => {
     spec.given([]).when(retry()).thenThrows(isCode('not_found'));
   });

@@ -115,7 +115,18 @@ export type ForkWorkflow = Command<
   }
 >;
 /** Re-run a failed execution's failed, timed-out and unfinished steps and everything downstream of them; keep the rest. */
-export type RetryExecution = Command<'RetryExecution', { readonly reason?: string }>;
+export type RetryExecution = Command<
+  'RetryExecution',
+  {
+    readonly reason?: string;
+    /**
+     * Retry only the failure of the run the caller saw: the execution has been retried exactly this
+     * many times (ExecutionData.retries). Else `illegal_state` with `details.expected`: someone retried it since, and that
+     * run's failure is not the one the caller meant. Absent: any failure.
+     */
+    readonly ifRetries?: number;
+  }
+>;
 
 /**
  * A named signal for an execution (`POST .../executions/{id}/signals/{name}`). `signalId` makes it
@@ -571,6 +582,8 @@ export interface ExecutionData {
    * CompensationStarted's), checked against WorkflowLimits.maxExecutionInputChars. Absent: none yet.
    */
   readonly inputChars?: number;
+  /** Times the execution was retried (ExecutionRetried); absent: never. */
+  readonly retries?: number;
 }
 
 /** A recorded signal; `consumedBy` once a wait step took it. */
