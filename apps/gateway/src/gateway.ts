@@ -154,7 +154,9 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
         correlationId: newId(),
         print: resolved.auth.printAdminKey ?? ((key) => void process.stdout.write(adminKeyBanner(key))),
       });
+      await keys.watchRevocations();
     } catch (err) {
+      await keys.close();
       await app.close();
       throw err;
     }
@@ -297,7 +299,10 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     },
     close() {
       app.get(IdempotencyStore).close();
-      closing ??= app.close().then(() => limits?.close());
+      closing ??= keys
+        .close()
+        .then(() => app.close())
+        .then(() => limits?.close());
       return closing;
     },
   };

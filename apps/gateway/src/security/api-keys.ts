@@ -1,4 +1,4 @@
-import type { Pool } from 'pg';
+import pg, { type Pool } from 'pg';
 import { AppError, isSchemaManaged, type Logger } from '@switchyard/platform';
 import { handleCommand, toDomainEvent, type EventMetadata, type EventStore } from '@switchyard/event-store';
 import {
@@ -35,6 +35,9 @@ export interface CommandContext {
   readonly actor: string;
   readonly correlationId: string;
 }
+
+/** The NOTIFY channel a revocation is announced on (the payload: the key's id). */
+const REVOKED_CHANNEL = 'switchyard_api_key_revoked';
 
 export const SECURITY_SCHEMA_SQL = `
 create schema if not exists security;
@@ -109,6 +112,10 @@ export class ApiKeyService {
   private readonly ttl: number;
   private readonly now: () => Date;
   private initialised: Promise<void> | undefined;
+  /** The LISTEN connection of watchRevocations. */
+  private revocations: pg.Client | undefined;
+  private relisten: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(
     private readonly store: EventStore,
@@ -180,9 +187,68 @@ export class ApiKeyService {
         `update security.api_keys set revoked_at = $2, revoked_by = $3 where id = $1 and revoked_at is null`,
         [e.data.id, e.metadata.timestamp, by],
       );
+      // Every gateway listening (watchRevocations) drops the key at once, not after its cache's TTL.
+      await this.pool.query(`select pg_notify($1, $2)`, [REVOKED_CHANNEL, e.data.id]);
       this.endHeld(e.data.id);
     }
     this.cache.delete(e.data.id);
+  }
+
+  /**
+   * Hear of revocations made anywhere (another gateway, the CLI) as they commit: the key leaves
+   * this gateway's cache and what it holds open ends, instead of serving on until the cache's TTL
+   * runs out. One connection of its own (LISTEN holds it); when it drops, the whole cache is
+   * dropped (a revocation may have been missed) and it listens again a second later.
+   */
+  async watchRevocations(): Promise<void> {
+    if (this.revocations || this.closed) return;
+    const client = new pg.Client({ ...this.pool.options, application_name: 'switchyard-gateway-key-revocations' });
+    this.revocations = client;
+    const again = () => {
+      if (this.revocations !== client) return;
+      this.revocations = undefined;
+      this.cache.clear();
+      void client.end().catch(() => undefined);
+      if (this.closed) return;
+      this.relisten = setTimeout(() => {
+        void this.watchRevocations()
+          .then(() => this.checkHeld())
+          .catch((err: unknown) => {
+            this.logger.warn({ err }, 'listening for key revocations failed; the cache TTL bounds how long one takes');
+            again();
+          });
+      }, 1_000);
+      this.relisten.unref();
+    };
+    client.on('error', (err) => {
+      this.logger.warn({ err }, 'the key revocation listener lost its connection; listening again');
+      again();
+    });
+    client.on('end', again);
+    client.on('notification', (n) => {
+      if (n.channel !== REVOKED_CHANNEL || !n.payload) return;
+      this.cache.delete(n.payload);
+      this.endHeld(n.payload);
+    });
+    try {
+      await client.connect();
+      await client.query(`listen ${REVOKED_CHANNEL}`);
+    } catch (err) {
+      if (this.revocations === client) this.revocations = undefined;
+      void client.end().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Stop listening for revocations. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.relisten);
+    clearInterval(this.heldCheck);
+    this.heldCheck = undefined;
+    const client = this.revocations;
+    this.revocations = undefined;
+    await client?.end().catch(() => undefined);
   }
 
   /**

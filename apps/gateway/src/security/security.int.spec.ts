@@ -342,6 +342,72 @@ describe('gateway security over real Postgres and NATS', () => {
     });
   });
 
+  describe('revocations reach every gateway as they commit', () => {
+    it('a key revoked through another gateway or the CLI is refused here at once, not after this gateway caches it for a minute; also after its listener lost its connection', async () => {
+      const slow = await startSecuredGateway(
+        'unused',
+        { modules: [ProbeModule], auth: { enabled: true, keyCacheTtlMs: 60_000 } },
+        g.databaseUrl,
+      );
+      try {
+        const whoami = (key: string) =>
+          fetch(`${slow.url}/test-security/whoami`, { headers: bearer(key) }).then((r) => r.status);
+        /** Milliseconds until the slow gateway refuses `key` (it would take 60 s by its cache alone). */
+        const refusedWithin = async (key: string) => {
+          const t0 = Date.now();
+          while (Date.now() - t0 < 3_000) {
+            if ((await whoami(key)) === 401) return Date.now() - t0;
+            await new Promise((r) => setTimeout(r, 20));
+          }
+          return Infinity;
+        };
+        const viaGateway = await g.makeKey('viewer', 'revoked-elsewhere');
+        assert.equal(await whoami(viaGateway.key), 200, 'cached by the slow gateway');
+        const del = await fetch(`${g.url}/api/v1/admin/api-keys/${viaGateway.id}`, {
+          method: 'DELETE',
+          headers: bearer(g.adminKey),
+        });
+        assert.equal(del.status, 200);
+        const a = await refusedWithin(viaGateway.key);
+        assert.ok(a < 1_000, `refused ${a} ms after the other gateway revoked it`);
+
+        const viaCli = await g.makeKey('viewer', 'revoked-by-cli');
+        assert.equal(await whoami(viaCli.key), 200);
+        const env = { ...process.env, DATABASE_URL: g.databaseUrl, LOG_LEVEL: 'silent' };
+        await run(process.execPath, [cli, 'revoke', viaCli.id], { env });
+        const b = await refusedWithin(viaCli.key);
+        assert.ok(b < 1_000, `refused ${b} ms after the CLI revoked it`);
+
+        // The listener's connection is cut: it listens again, and a revocation after that arrives as well.
+        const cut = await g.pool.query(
+          `select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'switchyard-gateway-key-revocations' and datname = current_database()`,
+        );
+        assert.ok((cut.rowCount ?? 0) >= 1, 'the listeners were found');
+        const later = await g.makeKey('viewer', 'revoked-after-reconnect');
+        assert.equal(await whoami(later.key), 200);
+        await new Promise((r) => setTimeout(r, 1_500));
+        const again = await g.pool.query(
+          `select count(*)::int as n from pg_stat_activity where application_name = 'switchyard-gateway-key-revocations' and datname = current_database()`,
+        );
+        assert.ok(again.rows[0].n >= 2, `both gateways listen again (${again.rows[0].n})`);
+        assert.equal(await whoami(later.key), 200, 'cached again after the reconnect');
+        const del2 = await fetch(`${g.url}/api/v1/admin/api-keys/${later.id}`, {
+          method: 'DELETE',
+          headers: bearer(g.adminKey),
+        });
+        assert.equal(del2.status, 200);
+        const c = await refusedWithin(later.key);
+        assert.ok(c < 1_000, `refused ${c} ms after a revocation made once it listened again`);
+      } finally {
+        await slow.close();
+      }
+      const left = await g.pool.query(
+        `select count(*)::int as n from pg_stat_activity where application_name = 'switchyard-gateway-key-revocations' and datname = current_database()`,
+      );
+      assert.equal(left.rows[0].n, 1, 'a closed gateway lets its listener go');
+    });
+  });
+
   describe('CLI', () => {
     it('creates a key that works at once and revokes it; actor cli:<user>', async () => {
       const env = { ...process.env, DATABASE_URL: g.databaseUrl, LOG_LEVEL: 'silent' };
