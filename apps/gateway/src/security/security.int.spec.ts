@@ -363,11 +363,14 @@ describe('gateway security over real Postgres and NATS', () => {
         };
         const viaGateway = await g.makeKey('viewer', 'revoked-elsewhere');
         assert.equal(await whoami(viaGateway.key), 200, 'cached by the slow gateway');
-        const del = await fetch(`${g.url}/api/v1/admin/api-keys/${viaGateway.id}`, {
-          method: 'DELETE',
-          headers: bearer(g.adminKey),
-        });
-        assert.equal(del.status, 200);
+        /** Revoke through the other gateway (`g`). */
+        const revokeThere = async (id: string) =>
+          assert.equal(
+            (await fetch(`${g.url}/api/v1/admin/api-keys/${id}`, { method: 'DELETE', headers: bearer(g.adminKey) }))
+              .status,
+            200,
+          );
+        await revokeThere(viaGateway.id);
         const a = await refusedWithin(viaGateway.key);
         assert.ok(a < 1_000, `refused ${a} ms after the other gateway revoked it`);
 
@@ -391,11 +394,7 @@ describe('gateway security over real Postgres and NATS', () => {
         );
         assert.ok(again.rows[0].n >= 2, `both gateways listen again (${again.rows[0].n})`);
         assert.equal(await whoami(later.key), 200, 'cached again after the reconnect');
-        const del2 = await fetch(`${g.url}/api/v1/admin/api-keys/${later.id}`, {
-          method: 'DELETE',
-          headers: bearer(g.adminKey),
-        });
-        assert.equal(del2.status, 200);
+        await revokeThere(later.id);
         const c = await refusedWithin(later.key);
         assert.ok(c < 1_000, `refused ${c} ms after a revocation made once it listened again`);
       } finally {

@@ -527,27 +527,25 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     await again.body?.cancel();
   });
 
+  /** A JSON-RPC message/send (non-blocking) or message/stream of a revenue analysis, as a client retrying it would send it again. */
+  const revenueRequest = (messageId: string, method: 'message/send' | 'message/stream' = 'message/send') => ({
+    jsonrpc: '2.0',
+    id: 1,
+    method,
+    params: {
+      message: {
+        kind: 'message',
+        role: 'user',
+        messageId,
+        parts: [{ kind: 'data', data: { task_type: 'revenue_analysis', input: { timeframe: '30d' } } }],
+      },
+      ...(method === 'message/send' ? { configuration: { blocking: false } } : {}),
+    },
+  });
+
   it("a message/send retried with its messageId (answer lost) finds the task the first made (one task); another key's is its own", async () => {
     const messageId = `retried-${Date.now()}`;
-    const send = (key = operator) =>
-      rpc(
-        'data_analyst',
-        {
-          jsonrpc: '2.0',
-          id: 1,
-          method: 'message/send',
-          params: {
-            message: {
-              kind: 'message',
-              role: 'user',
-              messageId,
-              parts: [{ kind: 'data', data: { task_type: 'revenue_analysis', input: { timeframe: '30d' } } }],
-            },
-            configuration: { blocking: false },
-          },
-        },
-        key,
-      );
+    const send = (key = operator) => rpc('data_analyst', revenueRequest(messageId), key);
     // Three at once (within this spec's share of calls held per key) and one later, as a client retrying would.
     const answers = [...(await Promise.all([1, 2, 3].map(() => send()))), await send()];
     for (const a of answers) assert.equal(a.status, 200, JSON.stringify(a.body));
@@ -581,20 +579,7 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
         const res = await fetch(`${at}/a2a/data_analyst`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', authorization: `Bearer ${operator}` },
-          body: JSON.stringify({
-            jsonrpc: '2.0',
-            id: 1,
-            method: stream ? 'message/stream' : 'message/send',
-            params: {
-              message: {
-                kind: 'message',
-                role: 'user',
-                messageId,
-                parts: [{ kind: 'data', data: { task_type: 'revenue_analysis', input: { timeframe: '30d' } } }],
-              },
-              ...(stream ? {} : { configuration: { blocking: false } }),
-            },
-          }),
+          body: JSON.stringify(revenueRequest(messageId, stream ? 'message/stream' : 'message/send')),
         });
         assert.equal(res.status, 200);
         if (!stream) {
