@@ -95,6 +95,12 @@ export interface StepView {
   readonly status: string;
   readonly output: unknown;
   readonly error: { readonly code: string; readonly message: string } | null;
+  /**
+   * A for_each step's items' outputs by index, null where an item has not succeeded (failed,
+   * stopped, not run); null for any other step. What a step that failed part way made is here,
+   * while `output` is set only once every item succeeded.
+   */
+  readonly item_outputs?: readonly unknown[] | null;
 }
 
 // One expression that is the whole value; `${{ a }}-${{ b }}` is two embedded ones, not one from `a }}-${{ b`.

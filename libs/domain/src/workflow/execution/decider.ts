@@ -126,6 +126,12 @@ function viewOf(s: StepState): StepView {
       status: s.status,
       output: s.output ?? null,
       error: s.error ? { code: s.error.code, message: s.error.message } : null,
+      item_outputs: s.items
+        ? s.items.map((_, i) => {
+            const u = s.units[i];
+            return u?.phase === 'succeeded' ? (u.output ?? null) : null;
+          })
+        : null,
     };
     stepViews.set(s, v);
   }

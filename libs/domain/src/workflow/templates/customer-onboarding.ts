@@ -46,7 +46,9 @@ export const customerOnboardingTemplate = {
   // v9: a canceled onboarding deletes the follow-up schedules it made (`delete_follow_up`, the
   // compensation of each schedule_follow_ups item): they mailed a customer that no longer existed;
   // one already gone counts as deleted.
-  version: 9,
+  // v10: when a follow-up is refused part way (the one-shot cap), `follow_ups` lists the schedules
+  // the items before it made (they stay) instead of none.
+  version: 10,
   name: 'Customer onboarding',
   description:
     'Validate customer data, create the customer and subscription records, generate and send a welcome e-mail, schedule follow-ups.',
@@ -251,8 +253,11 @@ export const customerOnboardingTemplate = {
     subscription_id: `\${{ ${MADE} ? ${CREATED}.subscription_id : null }}`,
     welcome_sent:
       "${{ steps.send_welcome.status == 'succeeded' && size(steps.send_welcome.output.email.accepted) > 0 }}",
+    // The schedules that exist: when an item was refused (say the one-shot cap), the ones made
+    // before it stay (on_error: continue) and are listed beside follow_up_error.
     follow_ups:
-      "${{ steps.schedule_follow_ups.status == 'succeeded' ? steps.schedule_follow_ups.output.map(s, s.schedule.name) : [] }}",
+      "${{ steps.schedule_follow_ups.status == 'succeeded' ? steps.schedule_follow_ups.output.map(s, s.schedule.name) : " +
+      '(steps.schedule_follow_ups.item_outputs == null ? [] : steps.schedule_follow_ups.item_outputs.filter(s, s != null).map(s, s.schedule.name)) }}',
     welcome_error: "${{ steps.send_welcome.status == 'failed' ? steps.send_welcome.error.message : null }}",
     follow_up_error:
       "${{ steps.schedule_follow_ups.status == 'failed' ? steps.schedule_follow_ups.error.message : null }}",

@@ -13,6 +13,7 @@ import { builtInTemplates } from './index.js';
  */
 const releasedContent: Readonly<Record<string, string>> = {
   'customer_onboarding@9': '4df6fe1d32405c3ad8d29af0995cda4364a1c368f7fb051a67ef8081eb9efc65',
+  'customer_onboarding@10': 'cd28bd4c8884e159f3c42055072f66cf17755240e2d7a8ea0830baf0fb24a01c',
   'revenue_analysis@5': 'cb552eec48ad9f6a466d0952e0e8aff38151d22d7b8257885a1f653bbf3e4eb4',
   'customer_support@6': '425b07fcf1d0da58f87ad4eab4ba49aa0880f43d70c9a49a9b0c73a6ec1848ec',
 };

@@ -323,6 +323,26 @@ describe('built-in templates: simulated runs reach completed', () => {
     });
   });
 
+  it('customer_onboarding: a follow-up refused part way (the one-shot cap) lists the schedules made before it, which stay', () => {
+    const base = onboardingResponder(false);
+    const { state } = simulate(
+      customerOnboardingTemplate,
+      { customer: { name: 'Cy', email: 'cy@example.com' }, follow_up_after: ['1d', '7d', '30d'] },
+      (d) =>
+        d.uses === 'mcp:automation/create_schedule' && (d.input as { name: string }).name.endsWith('-after-7d')
+          ? new ToolFailure('one-shot schedules not fired yet: 4 exist, at most 4 (AUTOMATION_MAX_ONE_SHOTS)')
+          : base(d),
+    );
+    assert.equal(state.status, 'completed');
+    assert.ok(state.status === 'completed');
+    assert.equal(statusOf(state, 'schedule_follow_ups'), 'failed');
+    assert.equal(statusOf(state, 'delete_follow_up'), 'pending', 'what was made is not undone (on_error: continue)');
+    const made = state.outputs['follow_ups'] as string[];
+    assert.ok(made.includes('onboarding-101-after-1d'), JSON.stringify(state.outputs));
+    assert.ok(!made.includes('onboarding-101-after-7d'));
+    assert.match(String(state.outputs['follow_up_error']), /AUTOMATION_MAX_ONE_SHOTS/);
+  });
+
   const analysis = {
     window: { from: '2026-01-01', to: '2026-03-31', granularity: 'month' },
     total: 3600.5,
