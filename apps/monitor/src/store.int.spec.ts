@@ -104,6 +104,23 @@ describe('monitoring store (real PostgreSQL)', () => {
     assert.deepEqual(hour.sort(), [1, 2, 3]);
   });
 
+  it('retention deletes a backlog in bounded statements: batches of its size, at most its rows a call, the rest on the next', async () => {
+    const now = Date.UTC(2026, 3, 1, 12, 0, 0);
+    const old = now - 30 * 3_600_000;
+    await store.insertSamples(
+      Array.from({ length: 250 }, (_, i) => ({ metric: 'backlog', labels: {}, ts: old + i, value: i })),
+    );
+    await store.insertSamples([{ metric: 'backlog', labels: {}, ts: now - 60_000, value: -1 }]);
+    const first = await store.applyRetention(now, defaultRetention, { batch: 40, maxRows: 100 });
+    assert.equal(first.raw, 100, 'stops at its rows a call');
+    const second = await store.applyRetention(now, defaultRetention, { batch: 40, maxRows: 1_000 });
+    assert.ok(second.raw >= 150, `the rest on the next call (${second.raw})`);
+    assert.deepEqual(
+      (await store.rawSamples('backlog', 0, now)).map((s) => s.value),
+      [-1],
+    );
+  });
+
   it('real sampler rounds are stored and rolled up', async () => {
     const monitor = new Monitor({
       pool,

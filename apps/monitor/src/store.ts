@@ -235,18 +235,47 @@ export class MonitoringStore {
     return updated;
   }
 
-  /** Delete rows older than the retention of their resolution; returns rows deleted per table. */
-  async applyRetention(now: number, retention: Retention): Promise<{ raw: number; minute: number; hour: number }> {
-    const raw = await this.pool.query('delete from monitoring.samples where ts < $1', [
+  /**
+   * Delete rows older than the retention of their resolution, in statements of at most
+   * `batch` rows and `maxRows` per table a call (the next call goes on): after a monitor
+   * outage of a day the backlog is millions of rows, and one statement deleting them all held
+   * its locks and wrote its WAL in one go. Returns rows deleted per table.
+   */
+  async applyRetention(
+    now: number,
+    retention: Retention,
+    bounds: { readonly batch?: number; readonly maxRows?: number } = {},
+  ): Promise<{ raw: number; minute: number; hour: number }> {
+    const batch = bounds.batch ?? 20_000;
+    const maxRows = bounds.maxRows ?? 1_000_000;
+    const inBatches = async (select: string, before: Date, table: string): Promise<number> => {
+      let deleted = 0;
+      while (deleted < maxRows) {
+        const r = await this.pool.query(
+          `delete from ${table} where ctid = any(array(${select} limit ${Math.min(batch, maxRows - deleted)}))`,
+          [before],
+        );
+        deleted += r.rowCount ?? 0;
+        if ((r.rowCount ?? 0) < batch) break;
+      }
+      return deleted;
+    };
+    const raw = await inBatches(
+      'select ctid from monitoring.samples where ts < $1',
       new Date(now - retention.rawMs),
-    ]);
-    const minute = await this.pool.query(`delete from monitoring.rollups where resolution = '1m' and bucket < $1`, [
+      'monitoring.samples',
+    );
+    const minute = await inBatches(
+      `select ctid from monitoring.rollups where resolution = '1m' and bucket < $1`,
       new Date(now - retention.minuteMs),
-    ]);
-    const hour = await this.pool.query(`delete from monitoring.rollups where resolution = '1h' and bucket < $1`, [
+      'monitoring.rollups',
+    );
+    const hour = await inBatches(
+      `select ctid from monitoring.rollups where resolution = '1h' and bucket < $1`,
       new Date(now - retention.hourMs),
-    ]);
-    return { raw: raw.rowCount ?? 0, minute: minute.rowCount ?? 0, hour: hour.rowCount ?? 0 };
+      'monitoring.rollups',
+    );
+    return { raw, minute, hour };
   }
 
   async rawSamples(metric: string, from: number, to: number, labels?: Labels): Promise<Sample[]> {
