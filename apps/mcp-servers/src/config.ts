@@ -82,7 +82,8 @@ export const mcpConfigSchema = z.object({
   AUTOMATION_MAX_ONE_SHOTS: z.coerce.number().int().min(1).max(10_000_000).default(100_000),
   /** Days the automation server keeps finished records (fired one-shots, taken triggers, sends and their keys); 0: for ever. */
   AUTOMATION_RECORD_RETENTION_DAYS: z.coerce.number().int().min(0).max(36_500).default(30),
-  FILESYSTEM_ROOT: z.string().min(1).default('.data/files'),
+  /** The filesystem bridge's root; unset: `files` in DATA_DIR (filesRootOf). */
+  FILESYSTEM_ROOT: z.string().min(1).optional(),
   /** The data dir whose secrets the filesystem server's sandbox hides (see MCP_STDIO_SANDBOX). */
   DATA_DIR: z.string().min(1).default('.data'),
   /** How the official filesystem server (a stdio child) runs: see the launcher's MCP_STDIO_SANDBOX. */

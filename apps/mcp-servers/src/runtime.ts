@@ -1,3 +1,4 @@
+import path from 'node:path';
 import pg from 'pg';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { pino } from 'pino';
@@ -193,7 +194,7 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
         // The official server is someone else's code: in the sandbox, like the connectors' stdio servers.
         const sandbox = detectStdioSandbox(config.MCP_STDIO_SANDBOX, dataDirSecrets(config.DATA_DIR), logger);
         const bridge = await startFilesystemBridge({
-          root: config.FILESYSTEM_ROOT,
+          root: config.FILESYSTEM_ROOT ?? path.join(config.DATA_DIR, 'files'),
           logger,
           ...(sandbox && { sandbox }),
         });

@@ -26,9 +26,13 @@ const nonEmpty = (v: string | undefined): string | undefined => (v === undefined
 /** `database` -> `MCP_DATABASE_`, `my-server` -> `MCP_MY_SERVER_`: prefix of a server's env overrides. */
 export const envPrefix = (name: string): string => `MCP_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_`;
 
-/** Absolute filesystem sandbox root: FILESYSTEM_ROOT, default `.data/files` under `cwd`. */
+/**
+ * Absolute filesystem sandbox root: FILESYSTEM_ROOT, default `files` in DATA_DIR (`.data/files`
+ * under `cwd` with the default DATA_DIR): what a system writes stays with its data, not shared by
+ * every system started from one directory with a DATA_DIR of its own.
+ */
 export const filesystemRoot = (env: Env, cwd: string): string =>
-  path.resolve(cwd, nonEmpty(env.FILESYSTEM_ROOT) ?? path.join('.data', 'files'));
+  path.resolve(cwd, nonEmpty(env.FILESYSTEM_ROOT) ?? path.join(nonEmpty(env.DATA_DIR) ?? '.data', 'files'));
 
 /**
  * Where one of the project's own HTTP servers listens: `MCP_<NAME>_PORT` when set (the launcher

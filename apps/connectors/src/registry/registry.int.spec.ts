@@ -31,6 +31,14 @@ describe('loadRegistry', () => {
       assert.equal(fs.transport.args[1], path.join(dir, '.data', 'files'));
     }
     assert.ok(existsSync(path.join(dir, '.data', 'files')));
+    // With a DATA_DIR of its own, a system's files are there too, not in the directory it runs in.
+    const own = loadRegistry({ env: { DATA_DIR: 'elsewhere' }, cwd: dir }).find((s) => s.name === 'filesystem')!;
+    assert.equal(own.transport.kind === 'stdio' && own.transport.args[1], path.join(dir, 'elsewhere', 'files'));
+    const given = loadRegistry({
+      env: { DATA_DIR: 'elsewhere', FILESYSTEM_ROOT: path.join(dir, 'given-files') },
+      cwd: dir,
+    }).find((s) => s.name === 'filesystem')!;
+    assert.equal(given.transport.kind === 'stdio' && given.transport.args[1], path.join(dir, 'given-files'));
     for (const [name, port] of [
       ['database', 5002],
       ['fetch', 5004],
