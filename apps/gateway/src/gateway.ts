@@ -182,7 +182,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   );
   const authenticate = authentication(resolved, keys, logger.child({ component: 'auth' }), limits);
   const timeouts = new RequestTimeouts(resolved.requestTimeoutMs);
-  const log = requestLog(logger);
+  const log = requestLog(logger, deps.config.GATEWAY_ACCESS_LOG ?? 'info');
   // What each request does when its answer ends, in this order: count it, log it, stop its clock.
   // Filled once the routes are known (after init, before the first request).
   let shadowed: ReadonlyMap<string, readonly string[]> = new Map();

@@ -23,7 +23,7 @@ export const READINESS_EXTRA = Symbol.for('switchyard.gateway.readinessExtra');
 
 /** The part of the process config the gateway reads. A full `Config` fits. */
 export type GatewayConfig = Pick<Config, 'GATEWAY_PORT' | 'GATEWAY_HOST'> &
-  Partial<Pick<Config, 'DATABASE_ALLOW_WRITES'>>;
+  Partial<Pick<Config, 'DATABASE_ALLOW_WRITES' | 'GATEWAY_ACCESS_LOG'>>;
 
 /**
  * One extra readiness probe: resolves when the dependency is usable, rejects (or times out) when not.

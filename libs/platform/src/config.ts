@@ -118,6 +118,12 @@ export const configSchema = z.object({
   GATEWAY_PORT: port.default(10000),
   // Every listener binds loopback unless configured otherwise.
   GATEWAY_HOST: z.string().default('127.0.0.1'),
+  /**
+   * The level of the gateway's line for each answered request (2xx, 3xx, 429): `info`, or `debug`
+   * to keep them out of an `info` log (about 530 bytes a request, most of the log under load).
+   * Refusals (4xx) stay at warn and failures at error either way.
+   */
+  GATEWAY_ACCESS_LOG: z.enum(['info', 'debug']).default('info'),
   /** Bind address of the MCP servers (5001-5007) and the agents' HTTP contract (6001-6006). */
   BIND_HOST: z.string().min(1).default('127.0.0.1'),
   /** Extra accepted Host / Origin values of every listener (comma lists), see edge.ts. */

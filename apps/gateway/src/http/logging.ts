@@ -11,13 +11,13 @@ const quietPaths = new Set(['/livez', '/readyz']);
 /**
  * One log line per finished request: method, path, status, duration, the correlation id and the
  * key that asked (`actor`; the client's address too on a 401 or 403).
- * 2xx/3xx at info (probes at debug), 4xx and a deliberate 503/504 at warn (but a 429: the limit
+ * 2xx/3xx at `answered` (info unless GATEWAY_ACCESS_LOG says debug; probes at debug), 4xx and a deliberate 503/504 at warn (but a 429: the limit
  * doing its job, at the rate a flood sends it, is info), a 500 or an
  * unexpected error (kept by sendProblem) at error with it. Cheap when the level is off: the
  * level is decided before any field is built, and no per-request child logger is made.
  * An Exchanges step; undefined when the logger writes nothing at any level a request can reach.
  */
-export function requestLog(logger: Logger): EndStep | undefined {
+export function requestLog(logger: Logger, answered: 'info' | 'debug' = 'info'): EndStep | undefined {
   if (!logger.isLevelEnabled('warn')) return undefined;
   return (x: Exchange) => {
     const { req } = x;
@@ -33,7 +33,7 @@ export function requestLog(logger: Logger): EndStep | undefined {
           ? 'warn'
           : quietPaths.has(path)
             ? 'debug'
-            : 'info';
+            : answered;
     if (!logger.isLevelEnabled(level)) return;
     const actor = actorOf(req);
     const fields = {

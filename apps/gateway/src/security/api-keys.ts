@@ -1,5 +1,6 @@
-import pg, { type Pool } from 'pg';
-import { AppError, isSchemaManaged, type Logger } from '@switchyard/platform';
+import type pg from 'pg';
+import type { Pool } from 'pg';
+import { AppError, createPgClient, isSchemaManaged, type Logger } from '@switchyard/platform';
 import { handleCommand, toDomainEvent, type EventMetadata, type EventStore } from '@switchyard/event-store';
 import {
   API_KEY_EVENT_TYPES,
@@ -202,7 +203,10 @@ export class ApiKeyService {
    */
   async watchRevocations(): Promise<void> {
     if (this.revocations || this.closed) return;
-    const client = new pg.Client({ ...this.pool.options, application_name: 'switchyard-gateway-key-revocations' });
+    const client = createPgClient(
+      { ...this.pool.options, application_name: 'switchyard-gateway-key-revocations' },
+      { name: 'key-revocations', logger: this.logger, onError: () => again() },
+    );
     this.revocations = client;
     const again = () => {
       if (this.revocations !== client) return;
@@ -220,10 +224,6 @@ export class ApiKeyService {
       }, 1_000);
       this.relisten.unref();
     };
-    client.on('error', (err) => {
-      this.logger.warn({ err }, 'the key revocation listener lost its connection; listening again');
-      again();
-    });
     client.on('end', again);
     client.on('notification', (n) => {
       if (n.channel !== REVOKED_CHANNEL || !n.payload) return;
