@@ -202,7 +202,14 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     for (let pause = 10; ; pause = Math.min(pause * 2, 250)) {
       const existing = await this.tasks.findByOriginMessage(messageId, context);
       if (existing) return { existing };
-      if (await this.tasks.claimOrigin(messageId, context, ORIGIN_CLAIM_STALE_MS)) break;
+      if (await this.tasks.claimOrigin(messageId, context, ORIGIN_CLAIM_STALE_MS)) {
+        // A holder lets its claim go only once its task row is stored: a claim won just after
+        // that (this call read no row a moment before) finds the row now.
+        const made = await this.tasks.findByOriginMessage(messageId, context);
+        if (!made) break;
+        await this.tasks.releaseOrigin(messageId, context);
+        return { existing: made };
+      }
       if (Date.now() > giveUpAt)
         throw new Error(`a task for message ${messageId} is still being made by another request; send it again later`);
       await sleep(pause);
