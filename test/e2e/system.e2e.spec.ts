@@ -468,6 +468,37 @@ describe('the whole system started like npm start', () => {
     assert.ok(events.events.some((e) => e.type === 'TaskCompleted'));
   });
 
+  it("an A2A message/send through the gateway's own database login makes its task once; the same message again answers that task", async () => {
+    const messageId = `system-a2a-${Date.now()}`;
+    const send = async () => {
+      const res = await fetch(`${base}/a2a/data_analyst`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...auth },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'message/send',
+          params: {
+            message: {
+              kind: 'message',
+              role: 'user',
+              messageId,
+              parts: [{ kind: 'data', data: { task_type: 'revenue_analysis', input: { timeframe: '30d' } } }],
+            },
+            configuration: { blocking: false },
+          },
+        }),
+      });
+      const body = (await res.json()) as { result?: { id: string }; error?: unknown };
+      assert.equal(res.status, 200);
+      assert.ok(body.result?.id, `a task, not an error: ${JSON.stringify(body)}`);
+      return body.result.id;
+    };
+    const [a, b] = await Promise.all([send(), send()]);
+    assert.equal(a, b, 'two sends at once: one task');
+    assert.equal(await send(), a, 'a repeat: the same task');
+  });
+
   it('answers the complete status in one call, from read models', async () => {
     let body:
       | {

@@ -94,8 +94,8 @@ export const COMPONENT_GRANTS = {
       // The shared rate limits (rate-limiter-flexible's RateLimiterPostgres): an upsert with
       // RETURNING (SELECT, INSERT, UPDATE) and the purge of expired rows (DELETE); no TRUNCATE, no DDL.
       { schema: 'gateway', tables: ['rate_limits'], privileges: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] },
-      // The A2A peer's task map and push configs (the work itself lives in the event store).
-      { schema: 'gateway', tables: ['a2a_tasks', 'a2a_push_configs'], privileges: RW },
+      // The A2A peer's task map, its claims on new-task messages and push configs (the work itself lives in the event store).
+      { schema: 'gateway', tables: ['a2a_tasks', 'a2a_push_configs', 'a2a_origin_claims'], privileges: RW },
       { schema: 'workflows', privileges: READ },
       { schema: 'workflows', tables: ['definitions'], privileges: RW },
       // What WORKFLOW_MAX_OPEN_PER_STARTER counts: a starter's executions not yet ended.
