@@ -321,12 +321,19 @@ describe('workflow engine processes: SIGKILL and scale-out', () => {
           if (Date.now() > deadline) assert.fail('retries were not scheduled');
           await sleep(50);
         }
-        const armed = await pool.query<{ n: string }>(
-          `select count(*) as n from workflows.timers where timer_key like 'retry:%' and execution_id = any($1)`,
-          [ids],
-        );
+        // The timer rows are written just after the events that arm them: wait for them (a busy
+        // machine widens that gap), so the crash comes with timers persisted.
+        let armed = 0;
+        while (armed === 0 && Date.now() < deadline) {
+          const r = await pool.query<{ n: string }>(
+            `select count(*) as n from workflows.timers where timer_key like 'retry:%' and execution_id = any($1)`,
+            [ids],
+          );
+          armed = Number(r.rows[0]!.n);
+          if (armed === 0) await sleep(20);
+        }
         await kill(engine, 'SIGKILL');
-        assert.ok(Number(armed.rows[0]!.n) > 0, 'retry timers were persisted before the crash');
+        assert.ok(armed > 0, 'retry timers were persisted before the crash');
         assert.equal(responders.calls.filter((c) => c.key.endsWith(':2')).length, 0, 'no retry before its time');
         engine = spawnEngine(env);
         engines.push(engine);
