@@ -14,7 +14,7 @@ import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transp
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { freePort } from '@switchyard/platform';
 import { childPids } from './launcher.js';
-import { scratchDataDir } from '@switchyard/testing';
+import { a2aRevenueRequest, scratchDataDir } from '@switchyard/testing';
 
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
 const nkeyOf = (seed: string) => nkeyAuthenticator(new TextEncoder().encode(seed));
@@ -474,20 +474,7 @@ describe('the whole system started like npm start', () => {
       const res = await fetch(`${base}/a2a/data_analyst`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', ...auth },
-        body: JSON.stringify({
-          jsonrpc: '2.0',
-          id: 1,
-          method: 'message/send',
-          params: {
-            message: {
-              kind: 'message',
-              role: 'user',
-              messageId,
-              parts: [{ kind: 'data', data: { task_type: 'revenue_analysis', input: { timeframe: '30d' } } }],
-            },
-            configuration: { blocking: false },
-          },
-        }),
+        body: JSON.stringify(a2aRevenueRequest(messageId)),
       });
       const body = (await res.json()) as { result?: { id: string }; error?: unknown };
       assert.equal(res.status, 200);

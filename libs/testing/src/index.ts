@@ -8,3 +8,4 @@ export * from './launcher.js';
 export * from './overriding.js';
 export * from './process-cpu.js';
 export * from './fake-nats.js';
+export * from './a2a.js';

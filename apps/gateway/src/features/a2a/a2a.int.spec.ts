@@ -21,7 +21,7 @@ import {
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
 import { createLogger, freePort, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
-import { freshDatabase, until } from '@switchyard/testing';
+import { a2aRevenueRequest, freshDatabase, until } from '@switchyard/testing';
 import { taskStreamId } from '@switchyard/domain';
 import { loadDemoData, startAgents, type AgentsHandle } from '@switchyard/agents';
 import { startDispatcher, type DispatcherHandle } from '@switchyard/dispatcher';
@@ -527,25 +527,9 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     await again.body?.cancel();
   });
 
-  /** A JSON-RPC message/send (non-blocking) or message/stream of a revenue analysis, as a client retrying it would send it again. */
-  const revenueRequest = (messageId: string, method: 'message/send' | 'message/stream' = 'message/send') => ({
-    jsonrpc: '2.0',
-    id: 1,
-    method,
-    params: {
-      message: {
-        kind: 'message',
-        role: 'user',
-        messageId,
-        parts: [{ kind: 'data', data: { task_type: 'revenue_analysis', input: { timeframe: '30d' } } }],
-      },
-      ...(method === 'message/send' ? { configuration: { blocking: false } } : {}),
-    },
-  });
-
   it("a message/send retried with its messageId (answer lost) finds the task the first made (one task); another key's is its own", async () => {
     const messageId = `retried-${Date.now()}`;
-    const send = (key = operator) => rpc('data_analyst', revenueRequest(messageId), key);
+    const send = (key = operator) => rpc('data_analyst', a2aRevenueRequest(messageId), key);
     // Three at once (within this spec's share of calls held per key) and one later, as a client retrying would.
     const answers = [...(await Promise.all([1, 2, 3].map(() => send()))), await send()];
     for (const a of answers) assert.equal(a.status, 200, JSON.stringify(a.body));
@@ -579,7 +563,7 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
         const res = await fetch(`${at}/a2a/data_analyst`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', authorization: `Bearer ${operator}` },
-          body: JSON.stringify(revenueRequest(messageId, stream ? 'message/stream' : 'message/send')),
+          body: JSON.stringify(a2aRevenueRequest(messageId, stream ? 'message/stream' : 'message/send')),
         });
         assert.equal(res.status, 200);
         if (!stream) {
