@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { isSchemaManaged, withTransaction } from '@switchyard/platform';
+import { deleteInBatches, isSchemaManaged, withTransaction, type DeleteBounds } from '@switchyard/platform';
 import type { AlertingEvent, AlertingState, AlertInstance, Silence } from './domain/alerts.js';
 import type { HealthEvent, ServiceHealth, ProbeOutcome } from './domain/health.js';
 import { intervalStart, openedInterval, statusOf, type StatusInterval } from './domain/availability.js';
@@ -244,22 +244,10 @@ export class MonitoringStore {
   async applyRetention(
     now: number,
     retention: Retention,
-    bounds: { readonly batch?: number; readonly maxRows?: number } = {},
+    bounds: DeleteBounds = {},
   ): Promise<{ raw: number; minute: number; hour: number }> {
-    const batch = bounds.batch ?? 20_000;
-    const maxRows = bounds.maxRows ?? 1_000_000;
-    const inBatches = async (select: string, before: Date, table: string): Promise<number> => {
-      let deleted = 0;
-      while (deleted < maxRows) {
-        const r = await this.pool.query(
-          `delete from ${table} where ctid = any(array(${select} limit ${Math.min(batch, maxRows - deleted)}))`,
-          [before],
-        );
-        deleted += r.rowCount ?? 0;
-        if ((r.rowCount ?? 0) < batch) break;
-      }
-      return deleted;
-    };
+    const inBatches = (select: string, before: Date, table: string): Promise<number> =>
+      deleteInBatches(this.pool, table, select, [before], bounds);
     const raw = await inBatches(
       'select ctid from monitoring.samples where ts < $1',
       new Date(now - retention.rawMs),

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { deleteInBatches, type DeleteBounds } from '@switchyard/platform';
 import type { RecordedEvent } from '@switchyard/event-store';
 import { oneStatementBatches, type BatchStatement, type Projection } from './projection.js';
 import { isCallerError, TASK_STREAM_PREFIX, type TaskEvent } from '@switchyard/domain';
@@ -361,6 +362,10 @@ export function performanceProjection(schema = 'delegation'): Projection {
     async reset(c) {
       await c.query(`truncate ${s}.agent_performance, ${s}.task_latency`);
     },
+    housekeeping: {
+      everyMs: LATENCY_TRIM_EVERY_MS,
+      run: (pool) => trimTaskLatency(pool, schema, Date.now()),
+    },
     /**
      * A whole batch in one statement: the counters summed per agent in SQL (a sum of the `+ 1`s
      * and the greatest time, as `apply` event by event leaves them) and, in the same statement,
@@ -392,6 +397,37 @@ export function performanceProjection(schema = 'delegation'): Projection {
       }
     },
   };
+}
+
+/** What the latency readers ask for: the last hour (status, with room for a late clock), the newest 1,000 successes per agent. */
+export const LATENCY_KEPT_MS = 2 * 3_600_000;
+export const LATENCY_KEPT_SUCCESSES = 1_000;
+const LATENCY_TRIM_EVERY_MS = 60_000;
+
+/**
+ * Delete the `task_latency` rows no reader asks for: older than `LATENCY_KEPT_MS` before `now`
+ * and not among their agent's newest `LATENCY_KEPT_SUCCESSES` successful ones (failures are
+ * read only within the window). One row per ended task otherwise stays for good. Returns rows deleted.
+ */
+export async function trimTaskLatency(
+  pool: Pick<pg.Pool, 'query'>,
+  schema: string,
+  now: number,
+  bounds?: DeleteBounds,
+): Promise<number> {
+  const s = ident(schema);
+  return deleteInBatches(
+    pool,
+    `${s}.task_latency`,
+    `select t.ctid from ${s}.task_latency t
+       left join (select p.agent,
+                         (select k.finished_at from ${s}.task_latency k where k.agent = p.agent and k.succeeded
+                           order by k.finished_at desc offset ${LATENCY_KEPT_SUCCESSES - 1} limit 1) as keep_from
+                    from ${s}.agent_performance p) c on c.agent = t.agent
+      where t.finished_at < $1 and (not t.succeeded or t.finished_at < c.keep_from)`,
+    [new Date(now - LATENCY_KEPT_MS)],
+    bounds,
+  );
 }
 
 /**

@@ -13,7 +13,15 @@ export {
   type StepAttemptView,
 } from './workflow-executions.js';
 export { attemptHistoryOf, executionErrorOf, stepStartsOf } from './workflow-detail-from-events.js';
-export { tasksProjection, performanceProjection, queryPerformance, delegationProjections } from './delegation.js';
+export {
+  tasksProjection,
+  performanceProjection,
+  queryPerformance,
+  delegationProjections,
+  trimTaskLatency,
+  LATENCY_KEPT_MS,
+  LATENCY_KEPT_SUCCESSES,
+} from './delegation.js';
 export * from './status/index.js';
 export {
   workflowDefinitionsProjection,

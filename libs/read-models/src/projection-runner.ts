@@ -15,6 +15,8 @@ import type { BatchStatement, BatchText, Projection, ProjectionStatus } from './
 
 /** The SQLSTATE advance_checkpoint raises when the checkpoint is not where the batch starts. */
 const CHECKPOINT_MOVED = 'SY001';
+/** The first trim after start: soon, but not among the start's own work. */
+const HOUSEKEEPING_FIRST_MS = 10_000;
 
 export interface ProjectionRunnerOptions {
   readonly store: EventStore;
@@ -32,6 +34,8 @@ export interface ProjectionRunnerOptions {
    * transaction of its own, competing with the appends themselves for the same cores.
    */
   readonly gatherMs?: number;
+  /** The first run of the projections' housekeeping after start (default 10 s). */
+  readonly housekeepingFirstMs?: number;
 }
 
 /** One projection's loop: a subscription feeding a buffer, drained in batched transactions. */
@@ -70,6 +74,9 @@ export class ProjectionRunner {
   private readonly lanes = new Map<string, Lane>();
   private readonly waiters = new Set<() => void>();
   private started = false;
+  private readonly housekeepingTimers = new Set<NodeJS.Timeout>();
+  /** Trims run one after another; stop() waits for the one in flight. */
+  private housekeepingRuns: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: ProjectionRunnerOptions) {
     this.schema = options.schema ?? 'read_models';
@@ -124,6 +131,35 @@ export class ProjectionRunner {
       }),
     );
     for (const lane of this.lanes.values()) await this.startLane(lane);
+    for (const lane of this.lanes.values())
+      this.scheduleHousekeeping(lane.projection, this.options.housekeepingFirstMs ?? HOUSEKEEPING_FIRST_MS);
+  }
+
+  /**
+   * The projection's trim, every `everyMs` and once soon after start; a failure is logged and
+   * the next round tries again (the rows wait, nothing depends on them going).
+   */
+  private scheduleHousekeeping(projection: Projection, delayMs: number): void {
+    const hk = projection.housekeeping;
+    if (!hk || !this.started) return;
+    const timer = setTimeout(() => {
+      this.housekeepingTimers.delete(timer);
+      this.housekeepingRuns = this.housekeepingRuns
+        .then(() => (this.started ? hk.run(this.pool) : 0))
+        .then(
+          (removed) => {
+            if (removed > 0) this.log?.debug({ projection: projection.name, removed }, 'read-model rows trimmed');
+          },
+          (err: unknown) =>
+            this.log?.warn(
+              { err, projection: projection.name },
+              'trimming a read model failed; next round tries again',
+            ),
+        )
+        .finally(() => this.scheduleHousekeeping(projection, hk.everyMs));
+    }, delayMs);
+    timer.unref();
+    this.housekeepingTimers.add(timer);
   }
 
   /** Only the DDL of start() (checkpoints table, every projection's setup), for an owner role migrating ahead of the components. */
@@ -160,8 +196,11 @@ export class ProjectionRunner {
 
   /** Stop every projection (the batch in flight commits or rolls back), then release connections. */
   async stop(): Promise<void> {
-    await Promise.all([...this.lanes.values()].map((l) => this.stopLane(l)));
     this.started = false;
+    for (const t of this.housekeepingTimers) clearTimeout(t);
+    this.housekeepingTimers.clear();
+    await Promise.all([...this.lanes.values()].map((l) => this.stopLane(l)));
+    await this.housekeepingRuns;
     if (this.ownsPool) await this.pool.end();
   }
 

@@ -55,6 +55,20 @@ export interface Projection {
   readonly durableCommit?: boolean;
   /** Empty its tables for a rebuild; without it `rebuild()` refuses. */
   reset?(client: pg.PoolClient): Promise<void>;
+  /**
+   * Optional: trimming of rows no reader asks for any more, run by the runner every `everyMs`
+   * (also once soon after start) outside any batch, so a projection's hot statement stays as it
+   * is. It must be idempotent and leave every answer its readers give unchanged; several
+   * runners of one projection may run it at once.
+   */
+  readonly housekeeping?: Housekeeping;
+}
+
+/** A projection's periodic trim (see Projection.housekeeping). */
+export interface Housekeeping {
+  readonly everyMs: number;
+  /** Rows removed. */
+  run(pool: pg.Pool): Promise<number>;
 }
 
 /** A batch as SQL text (see Projection.batchText). */

@@ -56,3 +56,37 @@ export async function migrateUnderLock(pool: pg.Pool, lockName: string, ddl: str
     }),
   );
 }
+
+/** Bounds of a batched delete: rows per statement, rows in all for one call. */
+export interface DeleteBounds {
+  /** Rows per statement (default 20,000). */
+  readonly batch?: number;
+  /** Rows in all for this call (default 1,000,000); the next call goes on. */
+  readonly maxRows?: number;
+}
+
+/**
+ * Delete the rows of `table` whose `ctid` the query `selectCtids` (with `params`) names, in
+ * statements of at most `batch` rows and at most `maxRows` in all: a backlog of millions of rows
+ * deleted by one statement holds its locks and writes its WAL in one go. Returns rows deleted.
+ */
+export async function deleteInBatches(
+  db: Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>,
+  table: string,
+  selectCtids: string,
+  params: readonly unknown[],
+  bounds: DeleteBounds = {},
+): Promise<number> {
+  const batch = bounds.batch ?? 20_000;
+  const maxRows = bounds.maxRows ?? 1_000_000;
+  let deleted = 0;
+  while (deleted < maxRows) {
+    const limit = Math.min(batch, maxRows - deleted);
+    const r = await db.query(`delete from ${table} where ctid = any(array(${selectCtids} limit ${limit}))`, [
+      ...params,
+    ]);
+    deleted += r.rowCount ?? 0;
+    if ((r.rowCount ?? 0) < limit) break;
+  }
+  return deleted;
+}
