@@ -99,7 +99,7 @@ export interface ExecuteOptions {
    * execution not canceling): a re-send after the attempt timed out or a cancel ran the call's
    * effect after the compensation that undid it.
    */
-  readonly stillWanted?: () => boolean;
+  readonly stillWanted?: () => boolean | Promise<boolean>;
   /** How long a silence means the worker is gone (default CALL_SILENCE_MS). */
   readonly silenceLimitMs?: number;
 }
@@ -142,7 +142,7 @@ async function requestFollowingQueue<T>(
         silent,
       ]);
       // Not sent again once nobody wants its answer: this request ends as it ends.
-      if (first === 'answered' || Date.now() >= until || opts.stillWanted?.() === false) return await sent;
+      if (first === 'answered' || Date.now() >= until || (await opts.stillWanted?.()) === false) return await sent;
     } finally {
       clearTimeout(timer);
     }

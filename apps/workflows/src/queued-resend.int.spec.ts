@@ -343,6 +343,54 @@ describe('a call whose worker falls silent (queued or running) is sent again und
     }
   });
 
+  it('a silent call whose attempt timed out and whose execution then completed on a retry is not sent again', async () => {
+    requests.length = 0;
+    // The first worker takes attempt 1 and freezes (no notice, no answer); the next takes the rest.
+    const frozen: Subscription = worker('frozen', async () => {
+      frozen.unsubscribe();
+    });
+    let live: Subscription | undefined;
+    try {
+      const { executionId } = await startExecution(store, {
+        definition: {
+          ...definition(`ended-silent-${id}`),
+          steps: [
+            {
+              id: 'answer',
+              uses: 'agent:support_response',
+              with: { query: 'where is my order' },
+              // Times out before its worker counts as silent, so the retry ends the execution first.
+              timeout_ms: 600,
+              retry: { attempts: 2, backoff: { initialMs: 50, factor: 1, maxMs: 50, jitter: 0 } },
+            },
+          ],
+        },
+        input: {},
+        correlationId: newId(),
+      });
+      while (requests.length === 0) await sleep(5);
+      live = worker('live', async (req, _progress, respond) => {
+        respond({ task_id: `task-of-${req.idempotency_key}`, status: 'completed', result: { text: 'on the retry' } });
+      });
+      const state = await waitForExecution(store, executionId, 15_000);
+      assert.equal(state.status, 'completed', JSON.stringify(state));
+      assert.deepEqual(state.outputs, { answer: 'on the retry' });
+      // Past the silence limit of attempt 1 twice over: it would have been sent again by now.
+      await sleep(2 * SILENCE_MS + 500);
+      const firstKey = requests[0]!.idempotency_key;
+      assert.deepEqual(
+        requests.map((r) => [r.worker, r.idempotency_key === firstKey ? 'attempt 1' : 'attempt 2']),
+        [
+          ['frozen', 'attempt 1'],
+          ['live', 'attempt 2'],
+        ],
+        'attempt 1 is not sent again once the execution ended',
+      );
+    } finally {
+      live?.unsubscribe();
+    }
+  });
+
   it('a silent call of an execution canceled meanwhile is not sent again (its effect would land after the undo)', async () => {
     requests.length = 0;
     const { executionId } = await takenByADyingWorker(`canceled-silent-${id}`);

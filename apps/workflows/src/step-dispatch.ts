@@ -318,13 +318,31 @@ export class StepDispatch {
 
   /**
    * Whether a unit's call is still wanted: this engine running, its execution running (not
-   * canceling, not ended) and this attempt still dispatched. Unknown (not in the cache): yes.
+   * canceling, not ended) and this attempt still dispatched. Not in the cache, the stream says:
+   * an ended execution leaves the cache at once, and a worker that woke from a freeze long after
+   * its attempt timed out and the execution completed on a retry would otherwise run the call again.
+   * Asked only before a re-send to a silent worker, so the read is rare.
    */
-  private stillWanted(a: DispatchAction, ref: { stepId: string; itemIndex?: number }): boolean {
+  private async stillWanted(a: DispatchAction, ref: { stepId: string; itemIndex?: number }): Promise<boolean> {
     // A stopping engine sends nothing more: the engine that takes its partitions over re-sends.
     if (this.rt.stopped) return false;
-    const state = this.cache.get(a.executionId)?.state;
-    if (!state) return true;
+    let state = this.cache.get(a.executionId)?.state;
+    if (!state) {
+      try {
+        const events = await this.o.store.readStream(workflowExecutionStream(a.executionId));
+        state = events.reduce(
+          (s, e) => workflowExecutionDecider.evolve(s, toDomainEvent<WorkflowEvent>(e)),
+          workflowExecutionDecider.initialState,
+        );
+      } catch (err) {
+        // Not known either way: sent again, as a call whose execution is running would be.
+        this.log.warn(
+          { err, executionId: a.executionId, correlationId: a.correlationId },
+          'reading an execution before sending a call again failed: sending it',
+        );
+        return true;
+      }
+    }
     if (state.status !== 'running') return false;
     const u = unitIn(state, ref);
     return u !== undefined && u.attempt === a.attempt && u.phase === 'dispatched';
