@@ -33,6 +33,8 @@ export interface WorkflowEngineOptions {
   readonly memberId?: string;
   readonly leaseTickMs?: number;
   readonly memberTtlMs?: number;
+  /** How long the partition-lock connection may sit unused before PostgreSQL ends it (see PartitionLeases). */
+  readonly lockIdleMs?: number;
   /**
    * The engine's wall clock, ms since the epoch (default Date.now): command timestamps, due times,
    * and what is due. Tests move it to stand for a step of the host's clock or a skewed host.

@@ -87,6 +87,7 @@ export class WorkflowEngine {
       logger: this.log,
       tickMs: o.leaseTickMs,
       memberTtlMs: o.memberTtlMs,
+      lockIdleMs: o.lockIdleMs,
       onAcquire: (p) => this.recovery.onAcquire(p),
       onRelease: (p) => this.recovery.onRelease(p),
     });

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { createPgClient, partitionOf, type Logger } from '@switchyard/platform';
+import { createPgClient, endSessionWhenIdle, partitionOf, type Logger } from '@switchyard/platform';
 import { WORKFLOW_SCHEMA } from '@switchyard/workflow-executions';
 
 /** First key of the two-key advisory locks that stand for partitions (second key = partition). */
@@ -16,6 +16,11 @@ export interface PartitionLeaseOptions {
   readonly tickMs?: number;
   /** A member whose heartbeat is older than this is dead (default 3000 ms). */
   readonly memberTtlMs?: number;
+  /**
+   * PostgreSQL ends the lock connection once it sits unused this long (default the member TTL
+   * plus 2 s): a frozen engine's partitions go to the others then, not when it wakes.
+   */
+  readonly lockIdleMs?: number;
   readonly onAcquire: (partition: number) => void;
   readonly onRelease: (partition: number) => void;
 }
@@ -27,8 +32,10 @@ export interface PartitionLeaseOptions {
  *    can take them. A partition seen free for 3 ticks in a row is taken regardless of share (nobody
  *    else wants it, e.g. a dead member's heartbeat has not yet expired).
  * 3. A dead process's locks vanish with its connection (PostgreSQL ends the session), so a crash
- *    hands its partitions over within a tick or two. If our own lock connection fails we drop
- *    every partition at once (we can no longer prove ownership) and reconnect.
+ *    hands its partitions over within a tick or two. A process that stops without dying (SIGSTOP,
+ *    a paused VM, a stall) keeps its connection open: PostgreSQL ends it after `lockIdleMs`
+ *    without a tick (idle_session_timeout), and the locks go with it. If our own lock connection
+ *    fails we drop every partition at once (we can no longer prove ownership) and reconnect.
  */
 export class PartitionLeases {
   private client: pg.Client | undefined;
@@ -41,10 +48,12 @@ export class PartitionLeases {
   private sweptAt = 0;
   private readonly tickMs: number;
   private readonly ttlMs: number;
+  private readonly lockIdleMs: number;
 
   constructor(private readonly o: PartitionLeaseOptions) {
     this.tickMs = o.tickMs ?? 500;
     this.ttlMs = o.memberTtlMs ?? 3_000;
+    this.lockIdleMs = o.lockIdleMs ?? this.ttlMs + 2_000;
   }
 
   owned(): ReadonlySet<number> {
@@ -90,6 +99,15 @@ export class PartitionLeases {
       for (const p of [...this.held]) this.drop(p);
     });
     await c.connect();
+    const endsWhenIdle = await endSessionWhenIdle(c, this.lockIdleMs).catch(async (err: unknown) => {
+      await c.end().catch(() => undefined);
+      throw err;
+    });
+    if (!endsWhenIdle)
+      this.o.logger.warn(
+        {},
+        'this PostgreSQL cannot end idle sessions (idle_session_timeout, 14 and later): a frozen engine keeps its partitions until it wakes',
+      );
     this.client = c;
     return c;
   }
