@@ -120,11 +120,12 @@ export class Recovery {
    * `acquired`: the partition was just taken (start, take-over), so nothing of it runs here yet.
    */
   async recoverPartition(p: number, acquired = false): Promise<void> {
-    const rows = await this.o.pool.query<{ execution_id: string }>(
-      `select execution_id from ${WORKFLOW_SCHEMA}.active_executions where partition = $1`,
+    const rows = await this.o.pool.query<{ execution_id: string; no_starter: boolean }>(
+      `select execution_id, started_by is null as no_starter from ${WORKFLOW_SCHEMA}.active_executions where partition = $1`,
       [p],
     );
     const ids = rows.rows.map((r) => r.execution_id);
+    const noStarter = new Set(rows.rows.filter((r) => r.no_starter).map((r) => r.execution_id));
     if (!acquired) {
       // Those no longer active (ended, or gone to another partition's owner) are forgotten.
       const active = new Set(ids);
@@ -135,7 +136,7 @@ export class Recovery {
       await this.roomInMemory(p);
       await Promise.all(
         ids.slice(i, i + RECOVERY_TURN).map((id) =>
-          this.inTurn(() => this.recoverExecution(id, p, acquired)).catch((err: unknown) => {
+          this.inTurn(() => this.recoverExecution(id, p, acquired, noStarter.has(id))).catch((err: unknown) => {
             // One bad execution must not hold up the rest (nor the partition's timers); the periodic pass tries again.
             this.log.warn({ err, executionId: id, partition: p }, 'recovering an execution failed');
           }),
@@ -173,9 +174,14 @@ export class Recovery {
       await new Promise((r) => setTimeout(r, 500));
   }
 
-  private async recoverExecution(executionId: string, partition: number, acquired: boolean): Promise<void> {
+  private async recoverExecution(
+    executionId: string,
+    partition: number,
+    acquired: boolean,
+    noStarter = false,
+  ): Promise<void> {
     const seen = this.quiet.get(executionId);
-    if (!acquired && seen !== undefined) {
+    if (!acquired && !noStarter && seen !== undefined) {
       if (++seen.passes < QUIET_PASSES) return;
       seen.passes = 0;
       const [last] = await this.o.store.readStream(workflowExecutionStream(executionId), {
@@ -187,6 +193,13 @@ export class Recovery {
     this.quiet.delete(executionId);
     const { state, revision } = await loadExecution(this.o.store, executionId);
     if (state.status === 'not_started') return;
+    // A row from before starters were kept (a release that had no `started_by`): its starter,
+    // from the events, so a revoked key's sweep and the per-starter cap count it too.
+    if (noStarter && state.startedBy)
+      await this.o.pool.query(
+        `update ${WORKFLOW_SCHEMA}.active_executions set started_by = $2 where execution_id = $1 and started_by is null`,
+        [executionId, state.startedBy],
+      );
     if (isTerminal(state)) {
       await this.saga.onTerminal(executionId, state);
       return;

@@ -25,6 +25,7 @@ describe('revoking a key cancels the executions it left running (real engine)', 
   let nc: NatsConnection;
   let responders: Responders;
   let engine: WorkflowEngine;
+  let newEngine: () => WorkflowEngine;
   const server = `s${newId().slice(0, 6)}`;
   const subjects = {
     mcpPrefix: `test.wfrevoke.${server}.mcp`,
@@ -54,17 +55,19 @@ describe('revoking a key cancels the executions it left running (real engine)', 
       tasksSubject: subjects.tasks,
       tasksCancelSubject: subjects.tasksCancel,
     });
-    engine = new WorkflowEngine({
-      store,
-      pool,
-      nats: nc,
-      logger,
-      databaseUrl: url,
-      ...TEST_ENGINE_TIMINGS,
-      recoveryIntervalMs: 60_000,
-      revocationSweepMs: 100,
-      subjects,
-    });
+    newEngine = () =>
+      new WorkflowEngine({
+        store,
+        pool,
+        nats: nc,
+        logger,
+        databaseUrl: url,
+        ...TEST_ENGINE_TIMINGS,
+        recoveryIntervalMs: 60_000,
+        revocationSweepMs: 100,
+        subjects,
+      });
+    engine = newEngine();
     await engine.start();
   });
 
@@ -156,5 +159,29 @@ describe('revoking a key cancels the executions it left running (real engine)', 
       `select actor, correlation_id from workflows.revoked_starters`,
     );
     assert.deepEqual(rows.rows, [{ actor: 'apikey:leaked', correlation_id: 'revoke-corr' }]);
+  });
+
+  it('an execution listed without its starter (by a release that kept none) gets it back at recovery, and its revoked key ends it', async () => {
+    const old = await start({ actor: 'apikey:before-upgrade' });
+    await until(`${old} waiting`, async () => (await statusOf(old)) === 'running', 10_000);
+    // The engine stops, its row stands as an older release left it, the new engine takes the partitions.
+    await engine.stop();
+    await pool.query(`update workflows.active_executions set started_by = null where execution_id = $1`, [old]);
+    engine = newEngine();
+    await engine.start();
+    await until(
+      'the starter written back',
+      async () =>
+        (
+          await pool.query<{ started_by: string | null }>(
+            `select started_by from workflows.active_executions where execution_id = $1`,
+            [old],
+          )
+        ).rows[0]?.started_by === 'apikey:before-upgrade',
+      10_000,
+    );
+    await revoke('before-upgrade', 'revoke-old');
+    const end = await waitForExecution(store, old, 15_000);
+    assert.equal(end.status, 'canceled');
   });
 });
