@@ -2,6 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { freshDatabase } from '@switchyard/testing';
 import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js';
 import { fails, httpClient, ok, silentLogger } from '../test-helpers.js';
@@ -155,6 +156,27 @@ describe('analytics MCP server (real Postgres)', () => {
     const a = await ok(client, 'record_metric', { name: 'unkeyed.metric', value: 1 });
     const b = await ok(client, 'record_metric', { name: 'unkeyed.metric', value: 1 });
     assert.notEqual(a.id, b.id);
+  });
+
+  it("a call without an idempotency_key argument is keyed by the call's own key (a connector repeating a call, a workflow step's re-send): one sample", async () => {
+    const keyed = async () =>
+      (
+        (await client.callTool({
+          name: 'record_metric',
+          arguments: { name: 'callkey.metric', value: 3 },
+          _meta: { 'io.switchyard/idempotency_key': 'exec-9:record:1' },
+        })) as CallToolResult
+      ).structuredContent as { id: string; deduplicated: boolean };
+    const first = await keyed();
+    const again = await keyed();
+    assert.equal(first.deduplicated, false);
+    assert.equal(again.deduplicated, true);
+    assert.equal(again.id, first.id);
+    const rows = await pool.query(`select count(*)::int as n from analytics.metrics where name = 'callkey.metric'`);
+    assert.equal(rows.rows[0].n, 1);
+    // Not idempotent without any key, so the connectors do not repeat its timed-out calls.
+    const { tools } = await client.listTools();
+    assert.equal(tools.find((t) => t.name === 'record_metric')?.annotations?.idempotentHint, false);
   });
 
   it('reports "no data yet" for missing read models and summarises present ones', async () => {

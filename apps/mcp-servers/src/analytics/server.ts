@@ -109,16 +109,20 @@ export function createAnalyticsServer(deps: AnalyticsServerDeps): McpServer {
           .min(1)
           .max(200)
           .optional()
-          .describe('record this sample once, however often the call is repeated'),
+          .describe(
+            "record this sample once, however often the call is repeated (default: the call's own key, as a workflow step's; a call without one: always recorded)",
+          ),
       },
-      annotations: { idempotentHint: true },
+      // Not idempotent without a key (a call without one records a sample each time), so a timed-out
+      // call is not repeated by the connectors: the repeat of a call that ran made a second sample.
+      annotations: { idempotentHint: false },
     },
     tool(
       'record_metric',
       logger,
       async (a, ctx) => {
         const ts = a.timestamp ? new Date(a.timestamp) : now();
-        const given = a.idempotency_key ?? null;
+        const given = a.idempotency_key ?? ctx.callKey ?? null;
         // The caller's key is theirs alone (see common/idempotency.ts).
         const key =
           given === null ? null : await storedKey(pool, 'analytics.metrics', 'idempotency_key', ctx.actor, given);
