@@ -11,7 +11,7 @@
  */
 import { closeNats, connectNats } from '@switchyard/messaging';
 import { AppError, createLogger, dataDirSecrets, parseConfig, detectStdioSandbox } from '@switchyard/platform';
-import { loadRegistry, describeServer } from './registry/load.js';
+import { loadRegistry, describeServer, warnOfFilesLeftBehind } from './registry/load.js';
 import { startConnectors } from './service/connector-service.js';
 import type { McpEvent } from '@switchyard/contracts';
 
@@ -41,6 +41,7 @@ async function main(): Promise<void> {
   if (!config.NATS_URL) throw new AppError('validation', 'NATS_URL is required by the connectors process');
   const registry = loadRegistry();
   logger.info({ servers: registry.map(describeServer) }, 'MCP registry loaded');
+  warnOfFilesLeftBehind(logger);
   const nats = await connectNats({ url: config.NATS_URL, name: 'switchyard-connectors', logger });
   const stdioSandbox = detectStdioSandbox(config.MCP_STDIO_SANDBOX, dataDirSecrets(config.DATA_DIR), logger);
   const running = await startConnectors({

@@ -2,23 +2,56 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
 
-/** This checkout's version (the root package.json's), for the record of who wrote the data. */
+/**
+ * This checkout's version (the root package.json's) and, in a git checkout, its commit: the record
+ * of who wrote the data names the build, not only a version every build of a release shares.
+ */
 export function buildVersion(): string {
+  const root = path.resolve(import.meta.dirname, '..', '..', '..');
+  let version = 'unknown';
   try {
-    const file = path.resolve(import.meta.dirname, '..', '..', '..', 'package.json');
-    return (JSON.parse(readFileSync(file, 'utf8')) as { version?: string }).version ?? 'unknown';
+    version =
+      (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version?: string }).version ?? version;
   } catch {
-    return 'unknown';
+    // no package.json: the version stays unknown
+  }
+  const commit = gitCommit(root);
+  return commit ? `${version} (commit ${commit.slice(0, 12)})` : version;
+}
+
+/** The commit checked out at `root` (read from .git, no git binary needed), or undefined. */
+function gitCommit(root: string): string | undefined {
+  try {
+    const head = readFileSync(path.join(root, '.git', 'HEAD'), 'utf8').trim();
+    if (/^[0-9a-f]{40}$/.test(head)) return head;
+    const ref = /^ref: (refs\/[\w./-]+)$/.exec(head)?.[1];
+    if (!ref) return undefined;
+    try {
+      return readFileSync(path.join(root, '.git', ref), 'utf8').trim();
+    } catch {
+      const packed = readFileSync(path.join(root, '.git', 'packed-refs'), 'utf8');
+      return packed
+        .split('\n')
+        .find((l) => l.endsWith(` ${ref}`))
+        ?.split(' ')[0];
+    }
+  } catch {
+    return undefined;
   }
 }
 
 /**
- * The format of the data this build writes, raised whenever a migration leaves data an older
- * build would misread: a projection renamed over the same table (an older build, started on the
- * data again, resumed its old checkpoint and counted every task a second time). Format 1 is this
- * release's; builds before it did not check, so a downgrade to one of them is not refused.
+ * The format of the data this build writes, raised whenever it writes what an older build would
+ * misread: a projection renamed over the same table (an older build, started on the data again,
+ * resumed its old checkpoint and counted every task a second time), an event type or a stored
+ * status value it does not know (its health report answered 500 on every call), a built-in
+ * template version it cannot evaluate (it ran customer_onboarding v10 and reported an onboarding
+ * that had made the customer `failed`). data-format.unit.spec.ts pins what older builds must read
+ * with this number, so a change to it is a decision. Format 1: the first build that checked (builds
+ * before it do not, so a downgrade to one of them is not refused); 2: `unconfigured` services,
+ * A2A origin claims, customer_onboarding v10, the trimmed task latencies.
  */
-export const DATA_FORMAT = 1;
+export const DATA_FORMAT = 2;
 
 /**
  * Refuse a database a newer Switchyard wrote (its format above DATA_FORMAT), before any migration

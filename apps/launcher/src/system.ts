@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { startAgents, AGENT_HTTP_AUDIT_EVENT, agentAuditStreamId, llmFromEnv, loadDemoData } from '@switchyard/agents';
 import type pg from 'pg';
-import { loadRegistry, startConnectors } from '@switchyard/connectors';
+import { loadRegistry, startConnectors, warnOfFilesLeftBehind } from '@switchyard/connectors';
 import { mcpEventMetadata, mcpServerStreamId, type NatsRoleUser } from '@switchyard/contracts';
 import {
   A2aFeatureModule,
@@ -399,6 +399,7 @@ export async function startSystem(
     }
 
     if (has('connectors')) {
+      warnOfFilesLeftBehind(logger);
       await unit(
         'connectors',
         async () => {

@@ -38,6 +38,7 @@ export {
 export { webhooksProjection, WEBHOOKS_PROJECTION } from './automation/webhooks.js';
 export { schedulesProjection, SCHEDULES_PROJECTION } from './automation/schedules.js';
 export {
+  WEBHOOK_EVENT_TYPES,
   webhookDecider,
   webhookStream,
   type WebhookCommand,
@@ -45,6 +46,7 @@ export {
   type WebhookState,
 } from './automation/webhooks.decider.js';
 export {
+  SCHEDULE_EVENT_TYPES,
   scheduleDecider,
   scheduleStream,
   type ScheduleCommand,

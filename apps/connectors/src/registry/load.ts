@@ -1,8 +1,8 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
-import { AppError } from '@switchyard/platform';
+import { AppError, type Logger } from '@switchyard/platform';
 import {
   mcpServerConfigSchema,
   registryFileSchema,
@@ -33,6 +33,37 @@ export const envPrefix = (name: string): string => `MCP_${name.toUpperCase().rep
  */
 export const filesystemRoot = (env: Env, cwd: string): string =>
   path.resolve(cwd, nonEmpty(env.FILESYSTEM_ROOT) ?? path.join(nonEmpty(env.DATA_DIR) ?? '.data', 'files'));
+
+/**
+ * The files an older release left in `.data/files` under `cwd` (its default root whatever DATA_DIR
+ * said) when this one, with a DATA_DIR of its own and no FILESYSTEM_ROOT, looks in `DATA_DIR/files`
+ * and finds nothing there: the reports written before an upgrade would otherwise be out of reach
+ * with no word said. Returns both paths, or undefined when there is nothing to say.
+ */
+export function filesLeftBehind(env: Env, cwd: string): { old: string; root: string } | undefined {
+  if (nonEmpty(env.FILESYSTEM_ROOT)) return undefined;
+  const old = path.resolve(cwd, '.data', 'files');
+  const root = filesystemRoot(env, cwd);
+  if (root === old) return undefined;
+  const entries = (dir: string): number => {
+    try {
+      return readdirSync(dir).length;
+    } catch {
+      return 0;
+    }
+  };
+  return entries(old) > 0 && entries(root) === 0 ? { old, root } : undefined;
+}
+
+/** Say so at start when an upgrade left the files behind (see filesLeftBehind). */
+export function warnOfFilesLeftBehind(logger: Logger, env: Env = process.env, cwd = process.cwd()): void {
+  const left = filesLeftBehind(env, cwd);
+  if (left)
+    logger.warn(
+      { ...left },
+      'files an older release wrote are in the old filesystem root, not in this one (DATA_DIR/files): move them into it, or set FILESYSTEM_ROOT to the old one',
+    );
+}
 
 /**
  * Where one of the project's own HTTP servers listens: `MCP_<NAME>_PORT` when set (the launcher

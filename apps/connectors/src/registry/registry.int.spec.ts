@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { AppError } from '@switchyard/platform';
-import { loadRegistry } from './load.js';
+import { filesLeftBehind, loadRegistry, warnOfFilesLeftBehind } from './load.js';
 import { resolvePackageBin } from './resolve-bin.js';
 
 /** Registry loading with real files and the installed server packages (file I/O, hence int). */
@@ -39,6 +39,23 @@ describe('loadRegistry', () => {
       cwd: dir,
     }).find((s) => s.name === 'filesystem')!;
     assert.equal(given.transport.kind === 'stdio' && given.transport.args[1], path.join(dir, 'given-files'));
+    // An upgrade from a release that kept the files in `.data/files` whatever DATA_DIR said: said at start.
+    writeFileSync(path.join(dir, '.data', 'files', 'report.md'), '# before the upgrade');
+    assert.deepEqual(filesLeftBehind({ DATA_DIR: 'elsewhere' }, dir), {
+      old: path.join(dir, '.data', 'files'),
+      root: path.join(dir, 'elsewhere', 'files'),
+    });
+    const warned: unknown[][] = [];
+    warnOfFilesLeftBehind({ warn: (...a: unknown[]) => warned.push(a) } as never, { DATA_DIR: 'elsewhere' }, dir);
+    assert.match(String(warned[0]?.[1]), /older release.*FILESYSTEM_ROOT/);
+    // Nothing to say once they are moved, with FILESYSTEM_ROOT given, or with the default DATA_DIR.
+    writeFileSync(path.join(dir, 'elsewhere', 'files', 'report.md'), '# moved');
+    assert.equal(filesLeftBehind({ DATA_DIR: 'elsewhere' }, dir), undefined);
+    assert.equal(
+      filesLeftBehind({ DATA_DIR: 'other', FILESYSTEM_ROOT: path.join(dir, 'given-files') }, dir),
+      undefined,
+    );
+    assert.equal(filesLeftBehind({}, dir), undefined);
     for (const [name, port] of [
       ['database', 5002],
       ['fetch', 5004],

@@ -173,6 +173,22 @@ export class AutomationService {
   async start(): Promise<void> {
     await this.deliveries.start();
     await this.events.start();
+    await this.warnOfOwnerlessSchedules();
+  }
+
+  /**
+   * Active schedules with no owner (made before owners were recorded, or by a direct call to the
+   * server) are not paused when their creator's key is revoked: said at start, with the way out.
+   */
+  private async warnOfOwnerlessSchedules(): Promise<void> {
+    const r = await this.deps.pool.query<{ name: string }>(
+      `select name from automation.schedules where owner is null and enabled and not finished order by name limit 11`,
+    );
+    if (r.rows.length === 0) return;
+    this.log.warn(
+      { schedules: r.rows.slice(0, 10).map((x) => x.name), more: r.rows.length > 10 },
+      "active schedules without an owner (made before owners were recorded, or by a direct call): revoking their creator's key does not pause them; pause and resume one to make whoever resumes it its owner",
+    );
   }
 
   /** Delivery rounds the scheduler started and did not wait for. */

@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
+import { pino } from 'pino';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { createPgPool, newId } from '@switchyard/platform';
@@ -359,5 +360,24 @@ describe('automation: names per creator, changes by the owner or an admin (real 
       target: { kind: 'workflow', template_id: 't' },
     });
     assert.equal((await refusedAs(`apikey:${freshId}`, 'delete_schedule', { schedule: 'op-later' })).code, 'forbidden');
+  });
+  it('an active schedule with no owner (a direct call, or made before owners were recorded) is named at start, with the way out', async () => {
+    await okAs(undefined, 'create_schedule', {
+      name: 'nobody-owns-me',
+      cron: '0 9 * * *',
+      target: { kind: 'workflow', template_id: 't' },
+    });
+    const lines: { msg?: string; schedules?: string[] }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (l: string) => void lines.push(JSON.parse(l)) }) as never;
+    const again = new AutomationService({ pool, logger, guard: new EgressGuard({ allowCidrs: ['127.0.0.0/8'] }) });
+    try {
+      await again.start();
+      const warned = lines.find((l) => /without an owner/.test(l.msg ?? ''));
+      assert.ok(warned, JSON.stringify(lines));
+      assert.ok(warned.schedules?.includes('nobody-owns-me'), JSON.stringify(warned));
+      assert.match(warned.msg!, /pause and resume/);
+    } finally {
+      await again.close();
+    }
   });
 });
