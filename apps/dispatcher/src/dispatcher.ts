@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { z } from 'zod';
 import type { NatsConnection } from '@nats-io/nats-core';
 import {
+  taskEndError,
   taskViewOf,
   type externalAgentSchema,
   type registerAgentInput,
@@ -28,7 +29,6 @@ import {
   type ExistingTaskState,
 } from '@switchyard/domain';
 import { queryPerformance } from '@switchyard/read-models';
-import { isErrorCode } from './transport.js';
 import { InstanceRegistry } from './instances.js';
 import { Ownership, type TaskOwnership } from './ownership.js';
 import { TaskStates } from './task-state.js';
@@ -483,28 +483,5 @@ export class Dispatcher {
   }
 }
 
-const TRANSIENT_TASK_CODES = new Set(['unavailable', 'rate_limited']);
-
-/** The AppError a caller of `execute` gets for a task that did not complete. */
-export function taskEndError(s: ExistingTaskState): AppError {
-  const v = taskViewOf(s);
-  const details = { task_id: s.task_id, status: s.status, agent: v.agent, instance: v.instance, error: v.error };
-  switch (s.status) {
-    case 'timed_out':
-      return new AppError('timeout', `task ${s.task_id} timed out after ${s.timeout_ms} ms`, details, false);
-    case 'canceled':
-      // The work was stopped on request (its workflow canceled, its agent removed): not a state error.
-      return new AppError('canceled', `task ${s.task_id} was canceled: ${s.reason}`, details, false);
-    case 'failed':
-      // A task that failed because no agent could take it (lost, unreachable, refusing for load) may succeed
-      // when asked again: say so, so a workflow step retries it rather than failing.
-      return new AppError(
-        isErrorCode(s.error.code) ? s.error.code : 'internal',
-        `task ${s.task_id} failed: ${s.error.message}`,
-        details,
-        TRANSIENT_TASK_CODES.has(s.error.code),
-      );
-    default:
-      return new AppError('internal', `task ${s.task_id} has not ended (${s.status})`, details, false);
-  }
-}
+/** The AppError a caller of `execute` gets for a task that did not complete (one rule for the dispatcher and the gateway). */
+export { taskEndError };

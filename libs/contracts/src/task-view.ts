@@ -1,3 +1,4 @@
+import { AppError, errorCodes, type ErrorCode } from '@switchyard/platform';
 import { attemptsMade, type ExistingTaskState } from '@switchyard/domain';
 import type { TaskView } from './tasks.js';
 
@@ -33,4 +34,38 @@ export function taskViewOf(s: ExistingTaskState): TaskView {
           : (s.last_error ?? null),
     ...(s.status === 'canceled' ? { canceled: { reason: s.reason, by: s.actor } } : {}),
   };
+}
+
+const TRANSIENT_TASK_CODES = new Set(['unavailable', 'rate_limited']);
+const isErrorCode = (c: string): c is ErrorCode => Object.hasOwn(errorCodes, c);
+
+/** Whether a task has ended (completed, failed, timed out or canceled). */
+export const taskHasEnded = (s: { readonly status: string }): boolean =>
+  s.status === 'completed' || s.status === 'failed' || s.status === 'timed_out' || s.status === 'canceled';
+
+/**
+ * The AppError a caller of `execute` gets for a task that did not complete: the dispatcher's
+ * answer, and the gateway's when it reads the end from the task's stream.
+ */
+export function taskEndError(s: ExistingTaskState): AppError {
+  const v = taskViewOf(s);
+  const details = { task_id: s.task_id, status: s.status, agent: v.agent, instance: v.instance, error: v.error };
+  switch (s.status) {
+    case 'timed_out':
+      return new AppError('timeout', `task ${s.task_id} timed out after ${s.timeout_ms} ms`, details, false);
+    case 'canceled':
+      // The work was stopped on request (its workflow canceled, its agent removed): not a state error.
+      return new AppError('canceled', `task ${s.task_id} was canceled: ${s.reason}`, details, false);
+    case 'failed':
+      // A task that failed because no agent could take it (lost, unreachable, refusing for load) may succeed
+      // when asked again: say so, so a workflow step retries it rather than failing.
+      return new AppError(
+        isErrorCode(s.error.code) ? s.error.code : 'internal',
+        `task ${s.task_id} failed: ${s.error.message}`,
+        details,
+        TRANSIENT_TASK_CODES.has(s.error.code),
+      );
+    default:
+      return new AppError('internal', `task ${s.task_id} has not ended (${s.status})`, details, false);
+  }
 }

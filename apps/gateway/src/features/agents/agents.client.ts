@@ -18,13 +18,22 @@ import {
   unregisterAgentReply,
   type ExternalAgent,
   taskIdForIdempotencyKey,
+  taskEndError,
+  taskHasEnded,
   taskViewOf,
+  type TaskExecuteReply,
 } from '@switchyard/contracts';
-import { handleCommand, type EventStore } from '@switchyard/event-store';
+import { handleCommand, toDomainEvent, type EventStore } from '@switchyard/event-store';
 import { newInbox, request } from '@switchyard/messaging';
 import { waitLeft } from '../../http/wait.js';
 import { AppError, newId } from '@switchyard/platform';
-import { submitTaskData, taskDelegationDecider, taskStreamId, type TaskPriority } from '@switchyard/domain';
+import {
+  submitTaskData,
+  taskDelegationDecider,
+  taskStreamId,
+  type ExistingTaskState,
+  type TaskPriority,
+} from '@switchyard/domain';
 import { currentActor } from '../../http/context.js';
 import { backendKey } from '../../idempotency/keys.js';
 import { EVENT_STORE, NATS_CONNECTION } from '../../tokens.js';
@@ -59,6 +68,40 @@ export interface DelegateRequest {
 }
 
 const subject = (endpoint: string) => serviceSubject(TASKS_SERVICE, endpoint);
+/** A wait this long also looks at the task's stream (see AgentsClient.untilEnd). */
+const LOG_WATCH_AFTER_MS = 2_000;
+const LOG_WATCH_EVERY_MS = 2_000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A task that ended failed on an error its agent did not expect: the request itself was fine, so
+ * not a 500; the agent's message stays in its log (it may hold internals). Other errors as they are.
+ */
+function publicEndError(err: unknown): unknown {
+  if (err instanceof AppError && err.code === 'internal' && typeof err.details.task_id === 'string') {
+    const { task_id, status, agent, instance } = err.details;
+    return new AppError(
+      'illegal_state',
+      `task ${task_id} failed on an internal error of its agent`,
+      { task_id, status, agent, instance },
+      false,
+    );
+  }
+  return err;
+}
+
+/** An ended task as `execute` answers it: its completion, or the error for any other end. */
+function completedOrThrow(s: ExistingTaskState): TaskExecuteReply {
+  if (s.status !== 'completed') throw taskEndError(s);
+  const v = taskViewOf(s);
+  return {
+    task_id: s.task_id,
+    agent: v.agent ?? '',
+    instance: v.instance ?? '',
+    status: 'completed',
+    result: s.result,
+  };
+}
 
 /** Talks to the dispatcher's `tasks` service over NATS; the dispatcher's AppError codes come back unchanged. */
 @Injectable()
@@ -102,32 +145,25 @@ export class AgentsClient {
     if (opts.waitMs === undefined) return { done: false as const, submitted };
     try {
       // The submission took some of the wait already.
-      const r = await request(this.nc, subject('execute'), input, {
-        schema: taskExecuteReply,
-        correlationId,
-        timeoutMs: waitLeft(opts.waitMs, since),
-      });
+      const r = await this.untilEnd(
+        submitted.task_id,
+        request(this.nc, subject('execute'), input, {
+          schema: taskExecuteReply,
+          correlationId,
+          timeoutMs: waitLeft(opts.waitMs, since),
+        }),
+      );
       return { done: true as const, submitted, result: r };
     } catch (err) {
       // The wait ran out, not the task: answer with where it stands.
       if (err instanceof AppError && err.code === 'timeout' && err.details.task_id === undefined) {
-        return {
-          done: false as const,
-          submitted: { ...submitted, ...(await this.statusOf(submitted.task_id, correlationId)) },
-        };
+        const stands = await this.standing(submitted.task_id).catch((e: unknown) => {
+          throw publicEndError(e);
+        });
+        if (stands.ended) return { done: true as const, submitted, result: stands.ended };
+        return { done: false as const, submitted: { ...submitted, ...stands.status } };
       }
-      // The task ended failed on an error its agent did not expect: the request itself was
-      // fine, so not a 500; the agent's message stays in its log (it may hold internals).
-      if (err instanceof AppError && err.code === 'internal' && typeof err.details.task_id === 'string') {
-        const { task_id, status, agent, instance } = err.details;
-        throw new AppError(
-          'illegal_state',
-          `task ${task_id} failed on an internal error of its agent`,
-          { task_id, status, agent, instance },
-          false,
-        );
-      }
-      throw err;
+      throw publicEndError(err);
     }
   }
 
@@ -154,12 +190,15 @@ export class AgentsClient {
       if (!recorded) void settle().catch(() => undefined);
     }, this.submitTimeoutMs);
     try {
-      const r = await request(
-        this.nc,
-        subject('execute'),
-        // One notice is all this wait needs (it stands for the submit reply): no heartbeat to a closed subscription.
-        { ...input, progress_subject: progressSubject, progress_first_only: true },
-        { schema: taskExecuteReply, correlationId, timeoutMs: waitMs },
+      const r = await this.untilEnd(
+        taskId,
+        request(
+          this.nc,
+          subject('execute'),
+          // One notice is all this wait needs (it stands for the submit reply): no heartbeat to a closed subscription.
+          { ...input, progress_subject: progressSubject, progress_first_only: true },
+          { schema: taskExecuteReply, correlationId, timeoutMs: waitMs },
+        ),
       );
       const submitted: TaskSubmitReply = {
         task_id: r.task_id,
@@ -173,21 +212,14 @@ export class AgentsClient {
       // The wait ran out, not the task: make sure it is recorded, then answer with where it stands.
       if (err instanceof AppError && err.code === 'timeout' && err.details.task_id === undefined) {
         if (!recorded) await settle();
-        return {
-          done: false as const,
-          submitted: { task_id: taskId, duplicate: false, ...(await this.statusOf(taskId, correlationId)) },
-        };
+        const stands = await this.standing(taskId).catch((e: unknown) => {
+          throw publicEndError(e);
+        });
+        const submitted: TaskSubmitReply = { task_id: taskId, duplicate: false, ...stands.status };
+        if (stands.ended) return { done: true as const, submitted, result: stands.ended };
+        return { done: false as const, submitted };
       }
-      if (err instanceof AppError && err.code === 'internal' && typeof err.details.task_id === 'string') {
-        const { task_id, status, agent, instance } = err.details;
-        throw new AppError(
-          'illegal_state',
-          `task ${task_id} failed on an internal error of its agent`,
-          { task_id, status, agent, instance },
-          false,
-        );
-      }
-      throw err;
+      throw publicEndError(err);
     } finally {
       clearTimeout(timer);
       sub.unsubscribe();
@@ -230,9 +262,63 @@ export class AgentsClient {
     };
   }
 
-  private async statusOf(taskId: string, correlationId: string) {
-    const v = await this.task(taskId, correlationId);
-    return { status: v.status, agent: v.agent, instance: v.instance };
+  /**
+   * The dispatcher's answer to `execute`, or the task's end as its stream has it, whichever comes
+   * first. The answer comes from the one dispatcher that took the request: frozen (a paused VM, a
+   * stall), it held the wait until it ran out while another dispatcher, which took its partitions
+   * over, had ended the task seconds before. A wait past LOG_WATCH_AFTER_MS looks at the stream
+   * every LOG_WATCH_EVERY_MS (one read each, only for the waits that last).
+   */
+  private async untilEnd(taskId: string, answer: Promise<TaskExecuteReply>): Promise<TaskExecuteReply> {
+    let stop = false;
+    const fromLog = (async (): Promise<TaskExecuteReply> => {
+      await sleep(LOG_WATCH_AFTER_MS);
+      while (!stop) {
+        const ended = await this.endedInLog(taskId).catch(() => undefined);
+        if (ended && !stop) return completedOrThrow(ended);
+        await sleep(LOG_WATCH_EVERY_MS);
+      }
+      return new Promise<never>(() => undefined);
+    })();
+    try {
+      return await Promise.race([answer, fromLog]);
+    } finally {
+      stop = true;
+      // Whichever lost ends on its own; its outcome is not wanted.
+      answer.catch(() => undefined);
+      fromLog.catch(() => undefined);
+    }
+  }
+
+  /** The task as its stream has it, when it has ended. */
+  private async endedInLog(taskId: string): Promise<ExistingTaskState | undefined> {
+    const state = await this.taskInLog(taskId);
+    return state && taskHasEnded(state) ? state : undefined;
+  }
+
+  /** The task folded from its stream; undefined before its submission is recorded. */
+  private async taskInLog(taskId: string): Promise<ExistingTaskState | undefined> {
+    const events = await this.store.readStream(taskStreamId(taskId));
+    const state = events.reduce(
+      (s, e) => taskDelegationDecider.evolve(s, toDomainEvent<Parameters<typeof taskDelegationDecider.evolve>[1]>(e)),
+      taskDelegationDecider.initialState,
+    );
+    return state.status === 'initial' ? undefined : state;
+  }
+
+  /**
+   * Where a task stands when a wait for it ran out, from its stream (not from a dispatcher, which
+   * may be the one that held the wait): its end when it has ended (a completion, or the error a
+   * caller of `execute` gets), else its status.
+   */
+  private async standing(
+    taskId: string,
+  ): Promise<{ ended?: TaskExecuteReply; status: Pick<TaskSubmitReply, 'status' | 'agent' | 'instance'> }> {
+    const state = await this.taskInLog(taskId);
+    if (!state) throw new AppError('internal', `task ${taskId} was not recorded`, { task_id: taskId });
+    const v = taskViewOf(state);
+    const status = { status: v.status, agent: v.agent, instance: v.instance };
+    return taskHasEnded(state) ? { ended: completedOrThrow(state), status } : { status };
   }
 
   task(taskId: string, correlationId: string) {
