@@ -158,7 +158,8 @@ async function startProjections(opts: StartDispatcherOptions): Promise<Projectio
   });
   try {
     await runner.start();
-    await runner.waitFor();
+    // However long the log, while the read models move: they may replay millions of events.
+    await runner.catchUp();
     return runner;
   } catch (err) {
     await runner.stop().catch(() => undefined);

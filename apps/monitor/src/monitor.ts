@@ -350,7 +350,8 @@ export class Monitor {
     await this.store.migrate();
     if (this.ownsEventStore) await this.eventStore.init();
     await this.projections.start();
-    await this.projections.waitFor(undefined, undefined, 300_000);
+    // However long the log, while the read models move (a replay of millions of events).
+    await this.projections.catchUp(undefined, 60_000);
     this.alerting = await this.store.loadAlertingState();
     this.warnAboutBadMatchers();
     for (const [service, h] of await this.store.loadHealthStates()) this.health.set(service, h);

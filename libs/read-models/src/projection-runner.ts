@@ -254,6 +254,35 @@ export class ProjectionRunner {
     });
   }
 
+  /**
+   * Resolve once every projection has processed `position` (default: the head now), however long
+   * a catch-up over a large log takes while it moves: rejects only when no projection advanced
+   * for `stallMs`. A start that waited a fixed 30 s failed (and took the launcher down) on a log
+   * of three million events its read models had to replay. Logs the progress every `stallMs`.
+   */
+  async catchUp(position?: number, stallMs = 30_000): Promise<void> {
+    const target = position ?? (await this.options.store.headPosition());
+    const moved = () => [...this.lanes.values()].reduce((sum, l) => sum + Math.max(0, l.position), 0);
+    let last = moved();
+    for (;;) {
+      try {
+        await this.waitFor(target, undefined, stallMs);
+        return;
+      } catch (err) {
+        if (!(err instanceof AppError && err.code === 'timeout')) throw err;
+        const now = moved();
+        const at = Object.fromEntries([...this.lanes.values()].map((l) => [l.projection.name, l.position]));
+        if (now <= last)
+          throw new AppError('timeout', `projections made no progress toward position ${target} in ${stallMs} ms`, {
+            target,
+            at,
+          });
+        this.log?.info({ target, at }, 'projections catching up with the log');
+        last = now;
+      }
+    }
+  }
+
   private lane(name: string): Lane {
     const lane = this.lanes.get(name);
     if (!lane) throw new AppError('not_found', `no projection named ${name}`);

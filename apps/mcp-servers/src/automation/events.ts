@@ -118,7 +118,7 @@ export class AutomationEventLog {
   async rebuild(projection: string): Promise<void> {
     await this.start();
     await this.runner.rebuild(projection);
-    await this.runner.waitFor(undefined, projection);
+    await this.runner.catchUp();
   }
 
   async close(): Promise<void> {
