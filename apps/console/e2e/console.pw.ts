@@ -259,6 +259,16 @@ test('events: the live stream and the log, filtered by type', async () => {
   await expect(page.locator('table.events').first().locator('tr[data-type]').first()).toBeVisible({ timeout: 30_000 });
   await accessible(page, 'events');
   await shot(page, 'events', false);
+  // The admin's audit log: its entries, each with its actor, and no error.
+  await page.getByLabel('log').selectOption('audit');
+  await page.getByLabel('type').fill('WorkflowStarted');
+  await expect(page.getByRole('heading', { name: 'Audit log (newest first)' })).toBeVisible();
+  const audit = page.locator('table.events').last();
+  await expect(audit.locator('tr[data-type]').first()).toHaveAttribute('data-type', 'WorkflowStarted');
+  await expect(audit.locator('tr[data-type]').first().locator('td').nth(4)).toHaveText(/^apikey:/);
+  await expect(page.locator('.error')).toHaveCount(0);
+  await page.getByLabel('type').fill('');
+  await page.getByLabel('log').selectOption('events');
 });
 
 test('the overview after all that: recent executions, calls and alerts, live', async () => {

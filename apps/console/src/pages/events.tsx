@@ -4,6 +4,31 @@ import { ErrorNote, Json } from '../ui';
 
 const MAX_LIVE = 200;
 
+/** One entry of `GET /api/v1/audit` (who did what, by event). */
+interface AuditEntry {
+  readonly position: number;
+  readonly recordedAt: string;
+  readonly actor: string;
+  readonly type: string;
+  readonly streamId: string;
+  readonly revision: number;
+  readonly eventId: string;
+  readonly correlationId: string | null;
+  readonly onBehalfOf: string | null;
+}
+
+/** An audit entry as a row of the events table (its actor where an event's metadata has it). */
+const auditRow = (a: AuditEntry): EventJson => ({
+  id: a.eventId,
+  streamId: a.streamId,
+  type: a.type,
+  revision: a.revision,
+  position: a.position,
+  recordedAt: a.recordedAt,
+  data: { correlationId: a.correlationId, onBehalfOf: a.onBehalfOf },
+  metadata: { actor: a.actor, correlationId: a.correlationId, onBehalfOf: a.onBehalfOf },
+});
+
 function EventRows({ events }: { events: EventJson[] }) {
   const [open, setOpen] = useState<string | null>(null);
   if (!events.length) return <p class="muted">no events</p>;
@@ -74,7 +99,7 @@ export function EventsPage() {
           const q = new URLSearchParams({ limit: '100' });
           if (actor) q.set('actor', actor);
           if (type) q.set('type', type);
-          setLog((await get(`/api/v1/audit?${q}`)).events.filter(matches));
+          setLog((await get<{ entries: AuditEntry[] }>(`/api/v1/audit?${q}`)).entries.map(auditRow).filter(matches));
         } else {
           const q = new URLSearchParams({ limit: '100', direction: 'backwards' });
           if (type) q.set('type', type);
@@ -83,6 +108,8 @@ export function EventsPage() {
         }
         setError(null);
       } catch (e) {
+        // No rows of the other log, or of an earlier filter, under this one's heading.
+        setLog([]);
         setError(e);
       }
     }, 300);
