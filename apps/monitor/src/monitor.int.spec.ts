@@ -2,7 +2,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { freshDatabase } from '@switchyard/testing';
 import { AppError } from '@switchyard/platform';
-import { Monitor, type MonitorEvent } from './monitor.js';
+import { MAX_TREND_POINTS, Monitor, type MonitorEvent } from './monitor.js';
 import { metricNames, type AlertRule } from './domain/rules.js';
 import { shouldNotify, type AlertingEvent } from './domain/alerts.js';
 
@@ -63,6 +63,37 @@ describe('Monitor with PostgreSQL read models', () => {
       monitor.getPerformanceTrends('x', '2d' as never),
       (e: unknown) => e instanceof AppError && e.code === 'validation',
     );
+  });
+
+  it('a week of hourly buckets of many series is merged into wider buckets so the answer stays within MAX_TREND_POINTS', async () => {
+    const now = Date.UTC(2026, 4, 8, 0, 30, 0);
+    // 30 services probed every hour for 7 days: 30 x 168 hourly buckets, past the 4,000 of one answer.
+    const samples = [];
+    for (let svc = 0; svc < 30; svc++)
+      for (let h = 167; h >= 0; h--)
+        samples.push({
+          metric: 'trend_probe_ms',
+          labels: { service: `s${svc}` },
+          ts: now - h * H - 60_000,
+          value: 10 + h,
+        });
+    await monitor.ingest(samples);
+    const week = await monitor.getPerformanceTrends('trend_probe_ms', '7d', { now });
+    assert.equal(week.length, 30);
+    const points = week.reduce((n, s) => n + s.buckets.length, 0);
+    assert.ok(points <= MAX_TREND_POINTS, `${points} buckets`);
+    assert.equal(week[0]!.bucketMs, 2 * H);
+    // Exact sums and counts; the slope still from the hourly buckets (values fall 1 per hour towards now).
+    const s0 = week.find((s) => s.labels.service === 's0')!;
+    assert.equal(
+      s0.buckets.reduce((n, b) => n + b.count, 0),
+      168,
+    );
+    assert.ok(Math.abs(s0.slopePerHour! + 1) < 0.01, String(s0.slopePerHour));
+    // One series asked for by its labels keeps the hourly buckets.
+    const one = await monitor.getPerformanceTrends('trend_probe_ms', '7d', { now, labels: { service: 's0' } });
+    assert.equal(one[0]!.bucketMs, H);
+    assert.equal(one[0]!.buckets.length, 168);
   });
 
   it('manual resolve, silences, and state rebuilt from the read models after a restart', async () => {

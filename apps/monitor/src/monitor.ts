@@ -44,7 +44,7 @@ import {
   type AvailabilityWindow,
   type WindowAvailability,
 } from './domain/availability.js';
-import { computeTrend, type Trend } from './domain/trends.js';
+import { computeTrend, widenBuckets, type Trend } from './domain/trends.js';
 import { matcherRegexProblem, trendWindows } from '@switchyard/contracts';
 import {
   storedAlertRuleSchema,
@@ -180,7 +180,17 @@ export type TrendWindow = keyof typeof trendWindows;
 
 export interface SeriesTrend extends Trend {
   readonly labels: Labels;
+  /** Width of its buckets: the window's resolution, or a multiple of it (see MAX_TREND_POINTS). */
+  readonly bucketMs: number;
 }
+
+/**
+ * Buckets in one trends answer, all series together: past it the buckets are merged into wider
+ * ones (their slope and direction still come from the narrow ones). A week of hourly buckets of
+ * 53 probed services was 1.4 MB, past what one reply may carry (413).
+ */
+export const MAX_TREND_POINTS = 4_000;
+const RESOLUTION_MS: Record<string, number> = { '1m': 60_000, '1h': 3_600_000 };
 
 /**
  * A silence to add: from `startsAt` (default: when the monitor takes it) until `endsAt`, or for
@@ -1237,7 +1247,14 @@ export class Monitor {
     const now = opts.now ?? this.clock.now();
     const series = await this.store.rollups(metric, w.resolution, now - w.ms, opts.labels);
     const limit = opts.limit ?? (percentMetrics.has(metric) ? 100 : undefined);
-    return series.map((s) => ({ labels: s.labels, ...computeTrend(s.buckets, limit === undefined ? {} : { limit }) }));
+    const points = series.reduce((n, s) => n + s.buckets.length, 0);
+    const resolutionMs = RESOLUTION_MS[w.resolution]!;
+    const bucketMs = resolutionMs * Math.max(1, Math.ceil(points / MAX_TREND_POINTS));
+    return series.map((s) => {
+      const trend = computeTrend(s.buckets, limit === undefined ? {} : { limit });
+      const buckets = bucketMs === resolutionMs ? trend.buckets : widenBuckets(trend.buckets, bucketMs);
+      return { labels: s.labels, ...trend, buckets, bucketMs };
+    });
   }
 
   /** Uptime %, incidents, MTTR and SLA per window for one probed service. Throws not_found for an unknown service. */

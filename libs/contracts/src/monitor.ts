@@ -251,6 +251,8 @@ export const trendsReply = z.object({
         buckets: z.array(bucketSchema),
         slopePerHour: z.number().nullable(),
         direction: z.enum(['rising', 'falling', 'flat', 'unknown']),
+        /** Width of the buckets: the window's resolution, wider when the answer would hold more than 4,000 buckets. */
+        bucketMs: z.number().int().optional(),
         projection: z
           .object({ limit: z.number(), etaMs: z.number().nullable(), at: z.number().nullable() })
           .loose()
@@ -271,7 +273,9 @@ const windowAvailabilitySchema = z.object({
   /** Time the monitor was not running, whether it counted as down (its own process's services) or unknown. */
   unmonitoredMs: z.number(),
   uptimePercent: z.number().nullable(),
+  /** The latest 20 incidents of the window, oldest first; `incidentCount` counts them all. */
   incidents: z.array(z.object({ start: z.number(), end: z.number().nullable(), durationMs: z.number() })),
+  incidentCount: z.number().int(),
   mttrMs: z.number().nullable(),
   slaTargetPercent: z.number(),
   slaMet: z.boolean().nullable(),

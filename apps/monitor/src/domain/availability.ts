@@ -52,13 +52,22 @@ export interface WindowAvailability {
   readonly unmonitoredMs: number;
   /** Percentage 0..100, or null when nothing was observed in the window. */
   readonly uptimePercent: number | null;
+  /** The window's latest MAX_LISTED_INCIDENTS incidents, oldest first (all of them count in the figures). */
   readonly incidents: readonly Incident[];
+  /** How many incidents the window had in all. */
+  readonly incidentCount: number;
   /** Mean time to recovery over incidents that both started and ended in the window; null without any. */
   readonly mttrMs: number | null;
   readonly slaTargetPercent: number;
   /** Null when nothing was observed. */
   readonly slaMet: boolean | null;
 }
+
+/**
+ * Incidents listed per window: a service flapping every few minutes for a month had thousands, and
+ * listing them all made the report of every service too large to answer (413).
+ */
+export const MAX_LISTED_INCIDENTS = 20;
 
 export const availabilityWindows = {
   '1h': 3_600_000,
@@ -186,7 +195,8 @@ export function availabilityOver(
     unknownMs,
     unmonitoredMs,
     uptimePercent,
-    incidents: inWindow,
+    incidents: inWindow.slice(-MAX_LISTED_INCIDENTS),
+    incidentCount: inWindow.length,
     mttrMs,
     slaTargetPercent: target,
     slaMet: uptimePercent === null ? null : uptimePercent >= target,

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import {
   availabilityOver,
   availabilityReport,
+  MAX_LISTED_INCIDENTS,
   statusIntervals,
   unprobedGap,
   type ProbeInstant,
@@ -53,6 +54,22 @@ describe('availability', () => {
     );
     const a = availabilityOver(statusIntervals(events), '24h', 24 * H, { now });
     assert.deepEqual([a.observedMs, a.downMs, a.unknownMs, a.uptimePercent, a.slaMet], [0, 0, 9 * H, null, null]);
+  });
+  it('a month of flapping lists the latest incidents and counts them all: the figures cover every one', () => {
+    const D = 24 * H;
+    const start = 40 * D;
+    const flaps: StatusInterval[] = [];
+    // Down 1 min of every 8 for 29 days: 5,220 incidents.
+    for (let t = start - 29 * D; t < start; t += 8 * M) {
+      flaps.push({ status: 'up', start: t, end: t + 7 * M });
+      flaps.push({ status: 'down', start: t + 7 * M, end: t + 8 * M });
+    }
+    const a = availabilityOver(flaps, '30d', 30 * D, { now: start });
+    assert.equal(a.incidentCount, 5_220);
+    assert.equal(a.incidents.length, MAX_LISTED_INCIDENTS);
+    assert.equal(a.incidents.at(-1)!.end, start, 'the latest is listed last');
+    assert.equal(a.downMs, 5_220 * M);
+    assert.equal(a.mttrMs, M);
   });
   it('degraded can count as down', () => {
     const a = availabilityOver(intervals, '1h', H, { now, degradedCountsAsDown: true });

@@ -89,3 +89,28 @@ export function computeTrend(input: readonly BucketInput[], opts: TrendOptions =
   }
   return { buckets, slopePerHour: slope, direction, projection };
 }
+
+/**
+ * Buckets merged into buckets `widthMs` wide (a multiple of their own width), aligned to the
+ * epoch: counts, sums, minima and maxima combine exactly; the p95 of a merged bucket is the
+ * largest of its parts' (an upper bound: a percentile of percentiles is not one).
+ */
+export function widenBuckets(buckets: readonly TrendBucket[], widthMs: number): TrendBucket[] {
+  const out = new Map<
+    number,
+    { start: number; count: number; sum: number; min: number; max: number; p95: number | null }
+  >();
+  for (const b of buckets) {
+    const start = Math.floor(b.start / widthMs) * widthMs;
+    const w = out.get(start);
+    if (!w) out.set(start, { start, count: b.count, sum: b.sum, min: b.min, max: b.max, p95: b.p95 });
+    else {
+      w.count += b.count;
+      w.sum += b.sum;
+      w.min = Math.min(w.min, b.min);
+      w.max = Math.max(w.max, b.max);
+      w.p95 = w.p95 === null ? b.p95 : b.p95 === null ? w.p95 : Math.max(w.p95, b.p95);
+    }
+  }
+  return [...out.values()].sort((a, b) => a.start - b.start).map((b) => ({ ...b, avg: b.sum / b.count }));
+}

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { computeTrend, leastSquaresSlope, percentile } from './trends.js';
+import { computeTrend, leastSquaresSlope, percentile, widenBuckets } from './trends.js';
 
 const H = 3_600_000;
 const bucket = (i: number, avg: number) => ({
@@ -62,4 +62,24 @@ describe('trends', () => {
     );
   });
   it('one bucket: unknown direction', () => assert.equal(computeTrend([bucket(0, 1)]).direction, 'unknown'));
+  it('widened buckets combine counts, sums, minima and maxima exactly; p95 is the largest part', () => {
+    const H = 3_600_000;
+    const b = (h: number, count: number, sum: number, min: number, max: number, p95: number | null) => ({
+      start: h * H,
+      count,
+      sum,
+      min,
+      max,
+      p95,
+      avg: sum / count,
+    });
+    const wide = widenBuckets(
+      [b(0, 2, 10, 4, 6, 6), b(1, 3, 30, 5, 15, 14), b(2, 1, 7, 7, 7, null), b(5, 1, 1, 1, 1, 1)],
+      3 * H,
+    );
+    assert.deepEqual(wide, [
+      { start: 0, count: 6, sum: 47, min: 4, max: 15, p95: 14, avg: 47 / 6 },
+      { start: 3 * H, count: 1, sum: 1, min: 1, max: 1, p95: 1, avg: 1 },
+    ]);
+  });
 });
