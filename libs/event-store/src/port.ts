@@ -150,6 +150,14 @@ export interface EventStore {
   /** Position of the newest event visible to readers (-1 when empty); used for lag. */
   headPosition(): Promise<number>;
   /**
+   * The first position whose event was recorded at or after `time` (the head + 1 when none), by a
+   * binary search over positions: a read of "what happened since 09:00" starts there instead of
+   * at position 0. Recorded times rise with positions give or take the length of an append
+   * (positions follow commit order, times the transaction's start), so callers seek with a margin
+   * and still filter by time. Absent where positions are not dense (EventStoreDB).
+   */
+  positionAtTime?(time: Date): Promise<number>;
+  /**
    * Bytes of the stream's event data before compression (0 for an absent stream), from sizes kept
    * at append, nothing read: what a read of the whole stream will cost, to bound such reads before
    * they start (events stored before those sizes were kept count their stored, compressed, size).

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { EventStore, RecordedEvent } from '@switchyard/event-store';
-import { logWindow } from '../events/log-window.js';
+import { logWindow, pastTimeRange, timeSeek } from '../events/log-window.js';
 import { textInt } from '../http/query-int.js';
 
 export const AUDIT_PATH = '/api/v1/audit';
@@ -117,10 +117,11 @@ export async function readAuditPage(store: EventStore, q: AuditQuery): Promise<A
   // 5 read 500 events of up to 495 KB each and cost a CPU-second) up to 500.
   let batchSize = Math.min(500, Math.max(2 * q.limit, 20));
   const out: AuditEntry[] = [];
-  let cursor = q.after;
+  // Bounded in time and with no cursor: it starts where that time is in the log.
+  let cursor = q.after ?? (await timeSeek(store, q.direction, q.since, q.until));
   let ended = false;
   let scanned = 0;
-  const window = await logWindow(store, q.direction, q.after, AUDIT_SCAN_CAP);
+  const window = await logWindow(store, q.direction, cursor, AUDIT_SCAN_CAP);
   // A window bounds what the store examines; without one (EventStoreDB) the events examined here do.
   while (out.length < q.limit && !ended && scanned < AUDIT_SCAN_CAP) {
     const batch = await store.readAll({
@@ -146,6 +147,8 @@ export async function readAuditPage(store: EventStore, q: AuditQuery): Promise<A
     }
     batchSize = Math.min(500, batchSize * 2);
   }
+  if (!ended && cursor !== undefined && (await pastTimeRange(store, q.direction, cursor, q.since, q.until)))
+    ended = true;
   return { entries: out, next: ended || cursor === undefined ? null : { after: cursor, href: nextHref(q, cursor) } };
 }
 

@@ -1,5 +1,5 @@
 import type { EventStore, RecordedEvent } from '@switchyard/event-store';
-import { logWindow } from './log-window.js';
+import { logWindow, pastTimeRange, timeSeek } from './log-window.js';
 import { toEventJson, type EventsPage, type EventsQuery } from './schemas.js';
 
 /** Most events one request examines when the gateway filters (time, or type on a stream) before it returns a short page. */
@@ -49,19 +49,21 @@ export async function readEventsPage(store: EventStore, q: EventsQuery, basePath
     (!q.since || e.recordedAt >= q.since) &&
     (!q.until || e.recordedAt <= q.until);
 
+  // A read of the whole log bounded in time and with no cursor starts where that time is.
+  const start = onStream ? undefined : (q.after ?? (await timeSeek(store, q.direction, q.since, q.until)));
   let cursor: Cursor | undefined = onStream
     ? q.from_revision !== undefined
       ? { from_revision: q.from_revision }
       : undefined
-    : q.after !== undefined
-      ? { after: q.after }
+    : start !== undefined
+      ? { after: start }
       : undefined;
   const out: RecordedEvent[] = [];
   let scanned = 0;
   let ended = false;
   const filtered =
     types !== undefined || (q.stream_prefix?.length ?? 0) > 0 || q.since !== undefined || q.until !== undefined;
-  const window = !onStream && filtered ? await logWindow(store, q.direction, q.after, SCAN_CAP) : undefined;
+  const window = !onStream && filtered ? await logWindow(store, q.direction, start, SCAN_CAP) : undefined;
 
   let chars = 0;
   let examinedChars = 0;
@@ -108,6 +110,13 @@ export async function readEventsPage(store: EventStore, q: EventsQuery, basePath
       );
     }
   }
+  if (
+    !ended &&
+    cursor !== undefined &&
+    'after' in cursor &&
+    (await pastTimeRange(store, q.direction, cursor.after, q.since, q.until))
+  )
+    ended = true;
   return {
     events: out.map(toEventJson),
     next: ended || cursor === undefined ? null : { ...cursor, href: nextHref(basePath, q, cursor) },

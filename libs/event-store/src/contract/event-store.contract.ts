@@ -485,6 +485,25 @@ export function eventStoreContract(name: string, factory: StoreFactory, options:
         assert.equal(newest!.position, r.position);
       });
 
+      it(
+        'positionAtTime finds the first event recorded at or after a time, where positions are dense',
+        { skip },
+        async (t) => {
+          if (!store.positionAtTime) return t.skip(`${store.kind} has no dense positions to search`);
+          const s = `${prefix()}timed`;
+          const first = await store.append(s, [ev('Early')]);
+          await new Promise((r) => setTimeout(r, 30));
+          const between = new Date();
+          await new Promise((r) => setTimeout(r, 30));
+          const second = await store.append(s, [ev('Late1'), ev('Late2')]);
+          const [late] = await store.readAll({ after: first.position, maxCount: 1 });
+          assert.equal(late!.type, 'Late1');
+          assert.equal(await store.positionAtTime(between), late!.position);
+          assert.ok((await store.positionAtTime(new Date(0))) <= first.position);
+          assert.equal(await store.positionAtTime(new Date(Date.now() + 60_000)), second.position + 1);
+        },
+      );
+
       it('ping answers', { skip }, async () => {
         await store.ping();
       });

@@ -120,6 +120,11 @@ export class InMemoryEventStore implements EventStore {
     return this.log.length - 1;
   }
 
+  async positionAtTime(time: Date): Promise<number> {
+    const i = this.log.findIndex((e) => e.recordedAt >= time);
+    return i === -1 ? this.log.length : this.log[i]!.position;
+  }
+
   async storedBytes(streamId: string): Promise<number> {
     let bytes = 0;
     for (const e of this.log) if (e.streamId === streamId) bytes += Buffer.byteLength(JSON.stringify(e.data));
