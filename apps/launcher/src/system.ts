@@ -37,7 +37,8 @@ import {
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
 import { runRelay } from '@switchyard/relay';
 import { startDispatcher } from '@switchyard/dispatcher';
-import { startStatusProjections } from '@switchyard/read-models';
+import { delegationProjections, startStatusProjections, workflowExecutionsProjection } from '@switchyard/read-models';
+import { ReadModelLagWatch } from './lag-watch.js';
 import { startTriggerStarter, startWorkflowEngine, startReadModelThread } from '@switchyard/workflows';
 import {
   ConfigError,
@@ -107,6 +108,7 @@ export async function startSystem(
   const selection: RoleSelection = { ...only, roles };
   const unit = (name: string, start: () => Promise<SupervisedHandle>, dependsOn?: string[]) =>
     supervisor.add({ name, start, ...(dependsOn ? { dependsOn } : {}) });
+  let stopLagWatch = (): void => undefined;
   try {
     // A process of a split deployment may be given its roles' own logins (DATABASE_URL_<LOGIN>)
     // instead of the administrative DATABASE_URL, once a one-shot setup (db-setup.js) provisioned
@@ -457,6 +459,20 @@ export async function startSystem(
       );
     }
 
+    // How far the read models this process runs are behind the log: said by their units while a replay lasts.
+    const lagRole: Component | undefined = has('dispatcher')
+      ? 'dispatcher'
+      : has('workflows') || has('read-models')
+        ? 'engine'
+        : undefined;
+    const lagWatch = lagRole
+      ? new ReadModelLagWatch({ pool: await poolFor(lagRole), store: await storeFor(lagRole), logger })
+      : undefined;
+    lagWatch?.start();
+    stopLagWatch = () => lagWatch?.stop();
+    const delegationReadModels = new Set(delegationProjections().map((p) => p.name));
+    const workflowReadModel = (name: string) => name === workflowExecutionsProjection.name;
+
     if (has('dispatcher')) {
       const pool = await poolFor('dispatcher');
       const store = await storeFor('dispatcher');
@@ -472,7 +488,10 @@ export async function startSystem(
             agentToken,
             ...(config.AI_AGENT_AUTH_TOKEN ? { externalAgentToken: config.AI_AGENT_AUTH_TOKEN } : {}),
           });
-          return { stop: () => dispatcher.stop() };
+          return {
+            stop: () => dispatcher.stop(),
+            trouble: () => lagWatch?.trouble((name) => delegationReadModels.has(name)),
+          };
         },
         usesNats('dispatcher'),
       );
@@ -504,6 +523,8 @@ export async function startSystem(
               await triggers.stop();
               await engine.stop();
             },
+            // The engine runs the workflow read model itself when no read-models unit does.
+            ...(has('read-models') ? {} : { trouble: () => lagWatch?.trouble(workflowReadModel) }),
           };
         },
         usesNats('workflows'),
@@ -522,7 +543,11 @@ export async function startSystem(
           },
           logger,
         );
-        return { stop: () => thread.stop(), failed: thread.failed };
+        return {
+          stop: () => thread.stop(),
+          failed: thread.failed,
+          trouble: () => lagWatch?.trouble(workflowReadModel),
+        };
       });
     }
 
@@ -683,9 +708,13 @@ export async function startSystem(
       natsUrl: infra.natsUrl,
       ...(gatewayUrl ? { gatewayUrl } : {}),
       supervisor,
-      stop: () => supervisor.stopAll(),
+      stop: async () => {
+        stopLagWatch();
+        await supervisor.stopAll();
+      },
     };
   } catch (err) {
+    stopLagWatch();
     await supervisor.stopAll();
     throw err;
   }
