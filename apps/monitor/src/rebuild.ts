@@ -25,7 +25,7 @@ export interface RebuildMonitorReadModelsOptions {
   readonly logger?: Logger;
   /** Only these projections (default: all of the monitor's). */
   readonly names?: readonly string[];
-  /** Longest wait for the replay to reach the head (default 5 min). */
+  /** Longest the replay may go without moving before it fails (default 60 s); it waits as long as it moves. */
   readonly timeoutMs?: number;
 }
 
@@ -50,7 +50,7 @@ export async function rebuildMonitorReadModels(o: RebuildMonitorReadModelsOption
   await runner.start();
   try {
     for (const p of projections) await runner.rebuild(p.name);
-    await runner.waitFor(undefined, undefined, o.timeoutMs ?? 300_000);
+    await runner.catchUp(undefined, o.timeoutMs ?? 60_000);
     return await runner.status();
   } finally {
     await runner.stop();
