@@ -62,8 +62,15 @@ export class BatchesController {
     // A retry re-runs each execution's recorded definition: the worker checks each against the
     // tool policy as this caller (a fork runs a registered version, vetted when registered).
     const rerunAs = toolCallerOf(req, toolAccessOf(this.options, this.config));
+    // `template` is the executions list's name for definition_id.
+    const { template, ...filter } = b.filter;
     const r = await this.commands.execute(
-      new StartExecutionBatch(b.filter, actionOf(b.action, rerunAs), correlationId, batchId),
+      new StartExecutionBatch(
+        { ...filter, ...(template !== undefined && { definition_id: template }) },
+        actionOf(b.action, rerunAs),
+        correlationId,
+        batchId,
+      ),
     );
     const s = r.state;
     return {

@@ -44,16 +44,23 @@ const instant = z
     }
     return new Date(t).toISOString();
   });
-export const listQuery = z.strictObject({
-  status: executionStatus.optional(),
-  template: idOf('definition').optional(),
-  started_after: instant.optional(),
-  started_before: instant.optional(),
-  limit: textInt({ min: 1, max: 200 }).default(50),
-  cursor: z.string().min(1).max(400).optional(),
-  /** Read your writes: the `position` a command answered with (or the X-Switchyard-Min-Position header). */
-  ...minPositionQuery,
-});
+export const listQuery = z
+  .strictObject({
+    status: executionStatus.optional(),
+    template: idOf('definition').optional(),
+    /** The bulk filter's name for `template`: a list narrowed here names its set the same way there. */
+    definition_id: idOf('definition').optional(),
+    started_after: instant.optional(),
+    started_before: instant.optional(),
+    limit: textInt({ min: 1, max: 200 }).default(50),
+    cursor: z.string().min(1).max(400).optional(),
+    /** Read your writes: the `position` a command answered with (or the X-Switchyard-Min-Position header). */
+    ...minPositionQuery,
+  })
+  .refine((q) => q.template === undefined || q.definition_id === undefined || q.template === q.definition_id, {
+    path: ['definition_id'],
+    message: 'template and definition_id name different definitions; give one',
+  });
 export const cancelBody = z
   .strictObject({ reason: z.string().min(1).max(500).default('canceled by request') })
   .default({ reason: 'canceled by request' });
@@ -258,6 +265,8 @@ export const bulkFilter = z
   .strictObject({
     template_id: idOf('definition').optional(),
     definition_id: idOf('definition').optional(),
+    /** The executions list's name for `definition_id`: a set narrowed there is named the same way here. */
+    template: idOf('definition').optional(),
     status: executionStatus.optional(),
     started_after: instant.optional(),
     started_before: instant.optional(),
@@ -265,6 +274,10 @@ export const bulkFilter = z
   })
   .refine((f) => Object.values(f).some((v) => v !== undefined), {
     message: 'give at least one filter field (a bulk action over every execution is refused)',
+  })
+  .refine((f) => f.template === undefined || f.definition_id === undefined || f.template === f.definition_id, {
+    path: ['template'],
+    message: 'template and definition_id name different definitions; give one',
   });
 export const bulkAction = z.union([
   z.literal('cancel'),

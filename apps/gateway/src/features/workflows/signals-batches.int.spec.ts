@@ -347,8 +347,9 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
   it('bulk cancel of 50 executions waiting on a signal: each canceled once; the batch shows its progress', async () => {
     // Earlier tests left wait_only executions? None: it is only used by the bulk tests, each canceling all of its own.
     const ids = await startWaiting(50);
+    // The executions list's name for the definition (`template`) names the same set here.
     const r = await http('POST', '/api/v1/workflows/executions/bulk', {
-      filter: { definition_id: 'wait_only', status: 'running' },
+      filter: { template: 'wait_only', status: 'running' },
       action: 'cancel',
     });
     assert.equal(r.status, 202, JSON.stringify(r.body));
@@ -366,9 +367,18 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
       [batchEvents[0], batchEvents.at(-1), batchEvents.filter((t) => t === 'BatchItemDone').length],
       ['BatchStarted', 'BatchCompleted', 50],
     );
-    // An empty filter is refused; the same Idempotency-Key names the same batch.
+    // An empty filter is refused, and two names for different definitions; the same Idempotency-Key names the same batch.
     assert.equal(
       (await http('POST', '/api/v1/workflows/executions/bulk', { filter: {}, action: 'cancel' })).status,
+      400,
+    );
+    assert.equal(
+      (
+        await http('POST', '/api/v1/workflows/executions/bulk', {
+          filter: { template: 'wait_only', definition_id: 'other' },
+          action: 'cancel',
+        })
+      ).status,
       400,
     );
     const k = { 'idempotency-key': `bulk-${tag}` };

@@ -184,7 +184,10 @@ export class WorkflowsController {
   ) {
     // From a read model that has applied what the caller must see (min_position): the replica's, else the primary's.
     const { page, source, stale } = await this.queries.execute(
-      new ListExecutions(q, minPositionOf(minHeader, q.min_position)),
+      new ListExecutions(
+        { ...q, ...(q.definition_id !== undefined && { template: q.definition_id }) },
+        minPositionOf(minHeader, q.min_position),
+      ),
     );
     res.setHeader(READ_SOURCE_HEADER, source);
     // Not a silent stale page: the caller asked to see its write, and this page may not have it.

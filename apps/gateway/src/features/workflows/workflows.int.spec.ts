@@ -382,6 +382,20 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
       `update ${rows[0]!.schema}.workflow_executions set output = jsonb_build_object('blob', repeat(md5(execution_id), 20000)) where execution_id = $1`,
       [id],
     );
+    // The bulk filter's name for the same field narrows the same way; two different names are a 400.
+    const byDefinition = await http(
+      'GET',
+      '/api/v1/workflows/executions?definition_id=two_agents&status=completed&limit=10',
+    );
+    assert.equal(byDefinition.status, 200, JSON.stringify(byDefinition.body));
+    assert.deepEqual(
+      byDefinition.body.items.map((x: { execution_id: string }) => x.execution_id),
+      list.body.items.map((x: { execution_id: string }) => x.execution_id),
+    );
+    assert.equal(
+      (await http('GET', '/api/v1/workflows/executions?template=two_agents&definition_id=other')).status,
+      400,
+    );
     const bounded = await http('GET', '/api/v1/workflows/executions?template=two_agents&status=completed&limit=10');
     const big = bounded.body.items.find((x: { execution_id: string }) => x.execution_id === id);
     assert.match(big.output.omitted, /larger than 16384 bytes in a list: read the execution/);
