@@ -2,6 +2,9 @@ import type pg from 'pg';
 import type { EventStore } from '@switchyard/event-store';
 import type { Logger } from '@switchyard/platform';
 
+/** How a unit's trouble about lag begins: the component probe tells it from a fault by it. */
+export const READ_MODELS_CATCHING_UP = 'read models catching up with the log';
+
 /** Events behind the log past which a read model counts as behind. */
 export const LAG_EVENTS = 1_000;
 /** How long it must stay behind before it is said: a burst of appends is caught up in moments. */
@@ -69,7 +72,7 @@ export class ReadModelLagWatch {
       .filter(([name, b]) => covers(name) && now - b.since >= LAG_FOR_MS)
       .map(([name, b]) => `${name} ${b.lag} events behind`);
     return late.length
-      ? `read models catching up with the log (${late.join(', ')}): their lists and counts show older data`
+      ? `${READ_MODELS_CATCHING_UP} (${late.join(', ')}): their lists and counts show older data`
       : undefined;
   }
 }

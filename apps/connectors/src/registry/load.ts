@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
@@ -35,16 +35,28 @@ export const filesystemRoot = (env: Env, cwd: string): string =>
   path.resolve(cwd, nonEmpty(env.FILESYSTEM_ROOT) ?? path.join(nonEmpty(env.DATA_DIR) ?? '.data', 'files'));
 
 /**
- * The files an older release left in `.data/files` under `cwd` (its default root whatever DATA_DIR
- * said) when this one, with a DATA_DIR of its own and no FILESYSTEM_ROOT, looks in `DATA_DIR/files`
- * and finds nothing there: the reports written before an upgrade would otherwise be out of reach
- * with no word said. Returns both paths, or undefined when there is nothing to say.
+ * The files an older release may have left in `.data/files` under `cwd` (its default root whatever
+ * DATA_DIR said) when this one, with a DATA_DIR of its own and no FILESYSTEM_ROOT, looks in
+ * `DATA_DIR/files` and finds nothing there: the reports written before an upgrade would otherwise be
+ * out of reach with no word said. Only for a data dir whose embedded database existed before this
+ * process started (`startedAt`): a fresh one has no older release's files anywhere. Returns both
+ * paths, or undefined when there is nothing to say.
  */
-export function filesLeftBehind(env: Env, cwd: string): { old: string; root: string } | undefined {
+export function filesLeftBehind(
+  env: Env,
+  cwd: string,
+  startedAt = Date.now() - process.uptime() * 1000,
+): { old: string; root: string } | undefined {
   if (nonEmpty(env.FILESYSTEM_ROOT)) return undefined;
   const old = path.resolve(cwd, '.data', 'files');
   const root = filesystemRoot(env, cwd);
   if (root === old) return undefined;
+  const dataDir = path.resolve(cwd, nonEmpty(env.DATA_DIR) ?? '.data');
+  try {
+    if (statSync(path.join(dataDir, 'postgres', 'PG_VERSION')).mtimeMs >= startedAt) return undefined;
+  } catch {
+    return undefined; // no embedded database here: nothing says an older release used this data dir
+  }
   const entries = (dir: string): number => {
     try {
       return readdirSync(dir).length;
@@ -56,12 +68,17 @@ export function filesLeftBehind(env: Env, cwd: string): { old: string; root: str
 }
 
 /** Say so at start when an upgrade left the files behind (see filesLeftBehind). */
-export function warnOfFilesLeftBehind(logger: Logger, env: Env = process.env, cwd = process.cwd()): void {
-  const left = filesLeftBehind(env, cwd);
+export function warnOfFilesLeftBehind(
+  logger: Logger,
+  env: Env = process.env,
+  cwd = process.cwd(),
+  startedAt?: number,
+): void {
+  const left = filesLeftBehind(env, cwd, startedAt);
   if (left)
     logger.warn(
       { ...left },
-      'files an older release wrote are in the old filesystem root, not in this one (DATA_DIR/files): move them into it, or set FILESYSTEM_ROOT to the old one',
+      "files an older release wrote for this data dir may be in the old filesystem root (this checkout's .data/files, shared by every system started here with the default DATA_DIR), not in this one (DATA_DIR/files): move those of this system into it, or set FILESYSTEM_ROOT",
     );
 }
 

@@ -1,6 +1,6 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { AppError } from '@switchyard/platform';
@@ -41,16 +41,27 @@ describe('loadRegistry', () => {
     assert.equal(given.transport.kind === 'stdio' && given.transport.args[1], path.join(dir, 'given-files'));
     // An upgrade from a release that kept the files in `.data/files` whatever DATA_DIR said: said at start.
     writeFileSync(path.join(dir, '.data', 'files', 'report.md'), '# before the upgrade');
-    assert.deepEqual(filesLeftBehind({ DATA_DIR: 'elsewhere' }, dir), {
+    // A fresh data dir (its database made by this start, or none): no older release wrote for it.
+    assert.equal(filesLeftBehind({ DATA_DIR: 'elsewhere' }, dir), undefined);
+    mkdirSync(path.join(dir, 'elsewhere', 'postgres'), { recursive: true });
+    writeFileSync(path.join(dir, 'elsewhere', 'postgres', 'PG_VERSION'), '18');
+    assert.equal(filesLeftBehind({ DATA_DIR: 'elsewhere' }, dir, Date.now() - 60_000), undefined);
+    // Its database older than this process: a data dir an older release ran.
+    assert.deepEqual(filesLeftBehind({ DATA_DIR: 'elsewhere' }, dir, Date.now() + 1_000), {
       old: path.join(dir, '.data', 'files'),
       root: path.join(dir, 'elsewhere', 'files'),
     });
     const warned: unknown[][] = [];
-    warnOfFilesLeftBehind({ warn: (...a: unknown[]) => warned.push(a) } as never, { DATA_DIR: 'elsewhere' }, dir);
-    assert.match(String(warned[0]?.[1]), /older release.*FILESYSTEM_ROOT/);
+    warnOfFilesLeftBehind(
+      { warn: (...a: unknown[]) => warned.push(a) } as never,
+      { DATA_DIR: 'elsewhere' },
+      dir,
+      Date.now() + 1_000,
+    );
+    assert.match(String(warned[0]?.[1]), /older release.*may be in the old filesystem root.*FILESYSTEM_ROOT/);
     // Nothing to say once they are moved, with FILESYSTEM_ROOT given, or with the default DATA_DIR.
     writeFileSync(path.join(dir, 'elsewhere', 'files', 'report.md'), '# moved');
-    assert.equal(filesLeftBehind({ DATA_DIR: 'elsewhere' }, dir), undefined);
+    assert.equal(filesLeftBehind({ DATA_DIR: 'elsewhere' }, dir, Date.now() + 1_000), undefined);
     assert.equal(
       filesLeftBehind({ DATA_DIR: 'other', FILESYSTEM_ROOT: path.join(dir, 'given-files') }, dir),
       undefined,
