@@ -8,14 +8,13 @@ import { codeOfStatus } from '@switchyard/contracts';
 import { request } from '@switchyard/messaging';
 import {
   AppError,
-  errorCodes,
   guardedFetch,
   isAppError,
+  isErrorCode,
   parsePeerJson,
   redactSecretValues,
   urlOrigin,
   type EgressGuard,
-  type ErrorCode,
 } from '@switchyard/platform';
 import type { TaskState } from '@switchyard/domain';
 import {
@@ -29,8 +28,6 @@ import { agentAnswerUnusable, fetchA2aCard, runOnA2aAgent } from './a2a-agents.j
 import type { AgentInstance } from './instances.js';
 
 export type AssignedTask = Extract<TaskState, { status: 'assigned' }>;
-
-export const isErrorCode = (c: string): c is ErrorCode => Object.hasOwn(errorCodes, c);
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
 const bearerOf = (token: string | undefined): Record<string, string> =>

@@ -18,6 +18,7 @@ import {
 } from '@switchyard/domain';
 import {
   isTerminal,
+  loadExecution,
   runWorkflowCommand,
   runWorkflowCommandOnNewStream,
   type DefinitionStore,
@@ -329,11 +330,7 @@ export class StepDispatch {
     let state = this.cache.get(a.executionId)?.state;
     if (!state) {
       try {
-        const events = await this.o.store.readStream(workflowExecutionStream(a.executionId));
-        state = events.reduce(
-          (s, e) => workflowExecutionDecider.evolve(s, toDomainEvent<WorkflowEvent>(e)),
-          workflowExecutionDecider.initialState,
-        );
+        ({ state } = await loadExecution(this.o.store, a.executionId));
       } catch (err) {
         // Not known either way: sent again, as a call whose execution is running would be.
         this.log.warn(

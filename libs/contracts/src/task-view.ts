@@ -1,4 +1,4 @@
-import { AppError, errorCodes, type ErrorCode } from '@switchyard/platform';
+import { AppError, isErrorCode } from '@switchyard/platform';
 import { attemptsMade, type ExistingTaskState } from '@switchyard/domain';
 import type { TaskView } from './tasks.js';
 
@@ -37,11 +37,6 @@ export function taskViewOf(s: ExistingTaskState): TaskView {
 }
 
 const TRANSIENT_TASK_CODES = new Set(['unavailable', 'rate_limited']);
-const isErrorCode = (c: string): c is ErrorCode => Object.hasOwn(errorCodes, c);
-
-/** Whether a task has ended (completed, failed, timed out or canceled). */
-export const taskHasEnded = (s: { readonly status: string }): boolean =>
-  s.status === 'completed' || s.status === 'failed' || s.status === 'timed_out' || s.status === 'canceled';
 
 /**
  * The AppError a caller of `execute` gets for a task that did not complete: the dispatcher's

@@ -46,3 +46,6 @@ export class AppError extends Error {
 }
 
 export const isAppError = (e: unknown): e is AppError => e instanceof AppError;
+
+/** Whether a code sent by another process (an agent's error, a stored task error) is one of ours. */
+export const isErrorCode = (c: string): c is ErrorCode => Object.hasOwn(errorCodes, c);

@@ -19,15 +19,15 @@ import {
   type ExternalAgent,
   taskIdForIdempotencyKey,
   taskEndError,
-  taskHasEnded,
   taskViewOf,
   type TaskExecuteReply,
 } from '@switchyard/contracts';
-import { handleCommand, toDomainEvent, type EventStore } from '@switchyard/event-store';
+import { aggregateStream, handleCommand, type EventStore } from '@switchyard/event-store';
 import { newInbox, request } from '@switchyard/messaging';
 import { waitLeft } from '../../http/wait.js';
 import { AppError, newId } from '@switchyard/platform';
 import {
+  isTerminal,
   submitTaskData,
   taskDelegationDecider,
   taskStreamId,
@@ -293,16 +293,12 @@ export class AgentsClient {
   /** The task as its stream has it, when it has ended. */
   private async endedInLog(taskId: string): Promise<ExistingTaskState | undefined> {
     const state = await this.taskInLog(taskId);
-    return state && taskHasEnded(state) ? state : undefined;
+    return state && isTerminal(state) ? state : undefined;
   }
 
   /** The task folded from its stream; undefined before its submission is recorded. */
   private async taskInLog(taskId: string): Promise<ExistingTaskState | undefined> {
-    const events = await this.store.readStream(taskStreamId(taskId));
-    const state = events.reduce(
-      (s, e) => taskDelegationDecider.evolve(s, toDomainEvent<Parameters<typeof taskDelegationDecider.evolve>[1]>(e)),
-      taskDelegationDecider.initialState,
-    );
+    const { state } = await aggregateStream(this.store, taskStreamId(taskId), taskDelegationDecider);
     return state.status === 'initial' ? undefined : state;
   }
 
@@ -318,7 +314,7 @@ export class AgentsClient {
     if (!state) throw new AppError('internal', `task ${taskId} was not recorded`, { task_id: taskId });
     const v = taskViewOf(state);
     const status = { status: v.status, agent: v.agent, instance: v.instance };
-    return taskHasEnded(state) ? { ended: completedOrThrow(state), status } : { status };
+    return isTerminal(state) ? { ended: completedOrThrow(state), status } : { status };
   }
 
   task(taskId: string, correlationId: string) {
