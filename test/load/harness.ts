@@ -21,7 +21,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
@@ -52,6 +53,10 @@ export interface LoadReport {
   readonly completed: { workflows: number; delegations: number };
   readonly failed: Record<string, number>;
   readonly lost: number;
+  /** The first lost units with the events their streams hold (what a post-mortem starts from). */
+  readonly lost_units: readonly { kind: string; id: string; events: string[] }[];
+  /** Where the launchers' output was kept because work was lost (the scratch dir itself is removed). */
+  readonly kept_logs?: string;
   /** Units started twice (two executions or tasks for one request), streams ended twice, steps that succeeded twice. */
   readonly duplicated: { units: number; terminal: number; steps: number };
   readonly latency_ms: { accept_p50: number; accept_p99: number; complete_p50: number; complete_p99: number };
@@ -238,6 +243,8 @@ export async function runLoad(name: string, o: LoadOptions): Promise<LoadReport>
   const base = `http://127.0.0.1:${ports.gateway}`;
   const adminKey = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
   let sys = launch(o.root, dataDir, ports, adminKey);
+  // The output of every launcher this run started (a restart replaces `sys`).
+  const launched: Launched[] = [sys];
   const t0 = Date.now();
   let db: pg.Client | undefined;
   let sampler: NodeJS.Timeout | undefined;
@@ -311,6 +318,7 @@ export async function runLoad(name: string, o: LoadOptions): Promise<LoadReport>
       await sys.exited;
       const t = Date.now();
       sys = launch(o.root, dataDir, ports, adminKey);
+      launched.push(sys);
       await waitReady(base, sys);
       restartedIn = Date.now() - t;
       log(`# ${name}: restarted, ready in ${restartedIn} ms`);
@@ -468,6 +476,28 @@ export async function runLoad(name: string, o: LoadOptions): Promise<LoadReport>
       steps: Number(dupSteps.rows[0]!.n),
     };
 
+    // Lost work: what its streams hold, and the launchers' output kept where the run's removal of
+    // the scratch dir does not reach, so the cause can be looked for after the run.
+    const lostUnits = accepted.filter((u) => !ends.has(streamOf(u)));
+    const lost_units: { kind: string; id: string; events: string[] }[] = [];
+    let kept_logs: string | undefined;
+    if (lostUnits.length > 0) {
+      for (const u of lostUnits.slice(0, 10)) {
+        const ev = await db.query<{ type: string; position: string; recorded_at: Date }>(
+          `select type, position, recorded_at from eventstore.events where stream_id = $1 order by revision`,
+          [streamOf(u)],
+        );
+        lost_units.push({
+          kind: u.kind,
+          id: u.id!,
+          events: ev.rows.map((e) => `${e.type}@${e.position} ${e.recorded_at.toISOString()}`),
+        });
+      }
+      kept_logs = mkdtempSync(path.join(os.tmpdir(), 'switchyard-load-lost-'));
+      launched.forEach((l, i) => writeFileSync(path.join(kept_logs!, `launcher-${i + 1}.log`), l.output()));
+      writeFileSync(path.join(kept_logs, 'lost.json'), JSON.stringify(lost_units, null, 2));
+    }
+
     // Read your writes for ended executions: the detail must say they ended.
     for (const u of accepted.filter((x) => x.kind === 'workflow').slice(0, 20)) {
       const end = ends.get(streamOf(u));
@@ -516,6 +546,8 @@ export async function runLoad(name: string, o: LoadOptions): Promise<LoadReport>
       completed,
       failed,
       lost: accepted.length - ends.size,
+      lost_units,
+      ...(kept_logs !== undefined && { kept_logs }),
       duplicated,
       latency_ms: {
         accept_p50: pct(
@@ -591,6 +623,8 @@ export function formatReport(r: LoadReport): string {
     }), no answer=${r.answers.no_answer}`,
     `completed: ${r.completed.workflows} workflows, ${r.completed.delegations} delegations; failed: ${f}`,
     `lost: ${r.lost}; duplicated: ${r.duplicated.units} units started twice, ${r.duplicated.terminal} streams ended twice, ${r.duplicated.steps} steps succeeded twice`,
+    ...r.lost_units.map((u) => `lost ${u.kind} ${u.id}: ${u.events.join(', ') || 'no events'}`),
+    ...(r.kept_logs !== undefined ? [`the launchers' output is kept in ${r.kept_logs}`] : []),
     `latency ms: 202 p50 ${r.latency_ms.accept_p50} / p99 ${r.latency_ms.accept_p99}; completion p50 ${r.latency_ms.complete_p50} / p99 ${r.latency_ms.complete_p99}`,
     `read-model lag ms (${r.read_model_lag_ms.samples} samples${r.killed_at_ms !== undefined ? ', outside the restart' : ''}): p50 ${r.read_model_lag_ms.p50} / p99 ${r.read_model_lag_ms.p99} / max ${r.read_model_lag_ms.max}`,
     `read your writes: ${r.read_your_writes.checked} GETs, ${r.read_your_writes.missing} missing, ${r.read_your_writes.stale} stale`,

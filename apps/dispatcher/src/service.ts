@@ -13,7 +13,7 @@ import {
   type TaskSubmitReply,
 } from '@switchyard/contracts';
 import { addService, callProgressNotifier, type Service } from '@switchyard/messaging';
-import { AppError, type Logger } from '@switchyard/platform';
+import { AppError, PauseWatch, type Logger } from '@switchyard/platform';
 import { taskEndError, type Dispatcher } from './dispatcher.js';
 import { taskIdForIdempotencyKey } from '@switchyard/contracts';
 
@@ -29,7 +29,13 @@ const empty = z.undefined().or(z.object({}).loose());
  * - `register_agent` (store and use an external HTTP agent; replies with its health view) and
  *   `unregister_agent` (`{ removed: name }`; `not_found` for a name not registered).
  */
-export function startTasksService(nc: NatsConnection, dispatcher: Dispatcher, logger: Logger): Promise<Service> {
+export async function startTasksService(
+  nc: NatsConnection,
+  dispatcher: Dispatcher,
+  logger: Logger,
+  pauses: PauseWatch = new PauseWatch(),
+): Promise<Service> {
+  pauses.start();
   const submit = (input: z.output<typeof taskSubmitInput>, correlationId: string) =>
     dispatcher.submit(
       {
@@ -45,7 +51,7 @@ export function startTasksService(nc: NatsConnection, dispatcher: Dispatcher, lo
       },
       input.correlation_id ?? correlationId,
     );
-  return addService(nc, {
+  const service = await addService(nc, {
     name: 'tasks',
     version: '1.0.0',
     description: 'Task delegation to AI agents: queue, priorities, retries, timeouts',
@@ -55,6 +61,7 @@ export function startTasksService(nc: NatsConnection, dispatcher: Dispatcher, lo
         subject: tasksSubject('execute'),
         schema: taskExecuteInput,
         handler: async (input, ctx): Promise<TaskExecuteReply> => {
+          refuseIfStale(input.timeout_ms, pauses, logger, input.idempotency_key, ctx.correlationId);
           // The caller times the task's own work: tell it when the task waits for an agent and when it got one
           // (watching before the submit, by the id its key gives, so an assignment right after it is not missed).
           // While the task is queued the notice is repeated (a heartbeat), so the caller can tell a
@@ -155,4 +162,36 @@ export function startTasksService(nc: NatsConnection, dispatcher: Dispatcher, lo
       },
     },
   });
+  void service.stopped.finally(() => pauses.stop());
+  return service;
+}
+
+/**
+ * A workflow step's task request read while this dispatcher wakes from a pause longer than the
+ * task's timeout may have waited out the pause in the socket's buffer: its caller has timed the
+ * attempt out and retried it under a new key, so running it now would run the step's work a
+ * second time (the key of the attempt it carries is not the retry's). It is refused `unavailable`
+ * (the caller may try again) and nothing is recorded. Only the monotonic clock decides (how long
+ * this process was away), so no host's wall clock needs to agree; a request sent just before the
+ * waking is refused too, and its caller's retry policy sends it again.
+ */
+function refuseIfStale(
+  timeoutMs: number | undefined,
+  pauses: PauseWatch,
+  logger: Logger,
+  idempotencyKey: string,
+  correlationId: string,
+): void {
+  const paused = pauses.pausedFor();
+  if (paused === 0 || timeoutMs === undefined || timeoutMs > paused) return;
+  logger.warn(
+    { pausedMs: paused, timeoutMs, idempotencyKey, correlationId },
+    'refusing a task request read while waking from a pause longer than its timeout',
+  );
+  throw new AppError(
+    'unavailable',
+    `this dispatcher was paused for ${paused} ms, longer than the task's timeout (${timeoutMs} ms): the request may have waited out its caller, so it was not run`,
+    { paused_ms: paused, timeout_ms: timeoutMs },
+    true,
+  );
 }

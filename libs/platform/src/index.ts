@@ -26,3 +26,4 @@ export * from './canonical-json.js';
 export * from './connection-caps.js';
 export * from './thread-jobs.js';
 export * from './memory-budget.js';
+export * from './pause-watch.js';
