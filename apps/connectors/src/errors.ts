@@ -166,6 +166,8 @@ export function countsAsFailure(err: unknown, server = '?'): boolean {
   // budget, not the server failing: counted, one key's 50 ms calls to a slow query opened the
   // circuit for all. A deadline near the server's still counts, so a hung server still opens it.
   if (e.code === 'timeout' && e.details[CALLERS_DEADLINE] === true) return false;
+  // Not sent at all (another process holds the call): says nothing of the server.
+  if (e.details[CLAIM_LOST] === true) return false;
   return (
     e.code === 'unavailable' || e.code === 'timeout' || (e.code === 'internal' && e.details.http_status !== undefined)
   );
@@ -173,6 +175,9 @@ export function countsAsFailure(err: unknown, server = '?'): boolean {
 
 /** Detail of a `timeout` that ran out on a deadline its caller set below the server's (see countsAsFailure). */
 export const CALLERS_DEADLINE = 'callers_deadline';
+
+/** Detail of an `unavailable` call not sent because this process no longer held its shared claim (see SharedCallLease). */
+export const CLAIM_LOST = 'claim_lost';
 
 export const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 

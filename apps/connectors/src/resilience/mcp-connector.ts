@@ -32,7 +32,7 @@ import {
   type McpEventSink,
   type McpHealth,
 } from '@switchyard/contracts';
-import { CALLERS_DEADLINE, errorText, toAppError } from '../errors.js';
+import { CALLERS_DEADLINE, CLAIM_LOST, errorText, toAppError } from '../errors.js';
 import { ServerPolicy, type McpQueueStats } from './policy.js';
 import { hostShortageError } from './host-shortage.js';
 
@@ -69,8 +69,13 @@ export interface SharedCallId {
 }
 
 /** A cache of keyed calls across processes: `execute` runs in one process per id within the TTL; the others get its outcome. */
+/** A shared call's claim as its owner holds it: whether no other process can have taken the key over yet. */
+export interface SharedCallLease {
+  held(): boolean;
+}
+
 export interface SharedCallCache {
-  run(id: SharedCallId, execute: () => Promise<CallToolResult>): Promise<CallToolResult>;
+  run(id: SharedCallId, execute: (lease: SharedCallLease) => Promise<CallToolResult>): Promise<CallToolResult>;
 }
 
 export interface CallToolRequest {
@@ -261,7 +266,8 @@ export class McpConnector {
       const id = req.idempotency_key;
       const flight: KeyedFlight = { stop: new AbortController(), withEffects: false, cancelAsked: undefined };
       this.running.set(id, flight);
-      const execute = () => {
+      const execute = (lease?: SharedCallLease) => {
+        flight.lease = lease;
         const tracked = key ? this.track(key, req.onProgress) : req.onProgress;
         return this.runCall({ ...req, ...(tracked && { onProgress: tracked }) }, flight.stop.signal, flight).finally(
           () => {
@@ -442,6 +448,16 @@ export class McpConnector {
               'rate_limited',
               `MCP server ${this.name}: the call waited for a slot past its caller's ${maxWait} ms; not run`,
               { server: this.name, tool: req.tool, queue: 'expired', retry_after_ms: 1_000 },
+              true,
+            );
+          }
+          // Held up (paused, or waiting for a slot) until another connectors process could take the
+          // key over: that one runs the call; sent from here too it would run twice.
+          if (flight?.lease && !flight.lease.held()) {
+            throw new AppError(
+              'unavailable',
+              `MCP server ${this.name}: this process no longer holds the call's key (held up past its lease); not sent`,
+              { server: this.name, tool: req.tool, [CLAIM_LOST]: true, fail_fast: true },
               true,
             );
           }
@@ -717,6 +733,8 @@ interface KeyedFlight {
   cancelAsked: AppError | undefined;
   /** The last attempt's error: the answer when a cancel stops a retry of a call with effects. */
   lastError?: AppError;
+  /** The shared claim this process runs the call under (none: not shared). */
+  lease?: SharedCallLease | undefined;
 }
 
 function canceledError(cancel: AbortSignal, server: string, tool: string): AppError {

@@ -7,7 +7,8 @@ import { z } from 'zod';
 import { MCP_CALLS_BUCKET, MCP_CALLS_MAX_BYTES } from '@switchyard/contracts';
 import { ensureKvBucket } from '@switchyard/messaging';
 import { AppError, errorCodes, isAppError, logAtMostEvery, type ErrorCode, type Logger } from '@switchyard/platform';
-import type { SharedCallCache, SharedCallId } from '../resilience/mcp-connector.js';
+import type { SharedCallCache, SharedCallId, SharedCallLease } from '../resilience/mcp-connector.js';
+import { CLAIM_LOST } from '../errors.js';
 
 export { MCP_CALLS_BUCKET };
 
@@ -62,11 +63,14 @@ const entrySchema = z.discriminatedUnion('state', [
 type Entry = z.infer<typeof entrySchema>;
 
 type Claim =
-  | { readonly kind: 'owner'; readonly revision: number }
+  | { readonly kind: 'owner'; readonly revision: number; readonly at: number }
   | { readonly kind: 'done'; readonly result: CallToolResult }
   | { readonly kind: 'running'; readonly revision: number };
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+/** The lease of a call run without the shared cache (unreachable): nobody else can take it. */
+const unshared: SharedCallLease = { held: () => true };
 
 /**
  * Keyed tool calls shared across connectors processes through a NATS KV bucket with a TTL:
@@ -122,13 +126,13 @@ export class NatsKvCallCache implements SharedCallCache {
     return `c.${createHash('sha256').update(`${id.server}\u0000${id.tool}\u0000${id.key}`).digest('hex')}`;
   }
 
-  async run(id: SharedCallId, execute: () => Promise<CallToolResult>): Promise<CallToolResult> {
+  async run(id: SharedCallId, execute: (lease: SharedCallLease) => Promise<CallToolResult>): Promise<CallToolResult> {
     let kv: KV;
     try {
       kv = await this.bucket();
     } catch (err) {
       this.warn(err, id, 'shared call cache unreachable; running the call without it');
-      return execute();
+      return execute(unshared);
     }
     const k = NatsKvCallCache.keyOf(id);
     const deadline = Date.now() + this.joinWaitMs;
@@ -138,16 +142,21 @@ export class NatsKvCallCache implements SharedCallCache {
         claim = await this.claim(kv, k);
       } catch (err) {
         this.warn(err, id, 'shared call cache failed; running the call without it');
-        return execute();
+        return execute(unshared);
       }
       if (claim.kind === 'done') return claim.result;
-      if (claim.kind === 'owner') return this.own(kv, k, claim.revision, execute);
+      if (claim.kind === 'owner') {
+        const owned = await this.own(kv, k, claim.revision, claim.at, execute);
+        if (owned.kind === 'result') return owned.result;
+        // Held up past the lease before the call was sent: another process may own it now; join it.
+        continue;
+      }
       let outcome: Awaited<ReturnType<NatsKvCallCache['join']>>;
       try {
         outcome = await this.join(kv, k, deadline);
       } catch (err) {
         this.warn(err, id, 'shared call cache failed while waiting for another process; running the call without it');
-        return execute();
+        return execute(unshared);
       }
       if (outcome.kind === 'done') return outcome.result;
       if (outcome.kind === 'failed') throw outcome.error;
@@ -187,8 +196,10 @@ export class NatsKvCallCache implements SharedCallCache {
     for (let attempt = 0; ; attempt++) {
       const running = (): string =>
         this.encode({ state: 'running', owner: this.owner, lease_until: Date.now() + this.leaseMs });
+      // When the claim was asked for (monotonic): the lease counts from there.
+      const at = performance.now();
       try {
-        return { kind: 'owner', revision: await kv.create(k, running()) };
+        return { kind: 'owner', revision: await kv.create(k, running()), at };
       } catch (err) {
         // Only JetStream's own answer (the key exists) is worth a read; a timeout or no responders is the bucket away.
         if (attempt >= 5 || !(err instanceof JetStreamApiError)) throw err;
@@ -197,9 +208,11 @@ export class NatsKvCallCache implements SharedCallCache {
       const e = this.decode(entry);
       if (!entry || !e) continue; // deleted or unreadable between create and get: create again
       if (e.state === 'done') return { kind: 'done', result: e.result as CallToolResult };
-      if (e.state === 'failed' || e.lease_until < Date.now()) {
+      // Ours (this process gave it up, held up past its lease, and asks again) counts as free.
+      if (e.state === 'failed' || e.lease_until < Date.now() || e.owner === this.owner) {
         try {
-          return { kind: 'owner', revision: await kv.update(k, running(), entry.revision) };
+          const at = performance.now();
+          return { kind: 'owner', revision: await kv.update(k, running(), entry.revision), at };
         } catch {
           continue; // another process took it first: read again
         }
@@ -208,16 +221,29 @@ export class NatsKvCallCache implements SharedCallCache {
     }
   }
 
-  /** Run the call as the key's owner: renew the lease while it runs, then store the outcome for the other processes. */
+  /**
+   * Run the call as the key's owner: renew the lease while it runs, then store the outcome for the
+   * other processes. The call sees the lease (SharedCallLease): this process held up past it (paused,
+   * or a renewal the bucket refused because another process took the key) no longer owns the key, and
+   * sends nothing; its caller joins whoever took it. An outcome is stored only while the key is ours.
+   */
   private async own(
     kv: KV,
     k: string,
     revision: number,
-    execute: () => Promise<CallToolResult>,
-  ): Promise<CallToolResult> {
+    claimedAt: number,
+    execute: (lease: SharedCallLease) => Promise<CallToolResult>,
+  ): Promise<{ kind: 'result'; result: CallToolResult } | { kind: 'lost' }> {
     let rev = revision;
+    // Counted on the monotonic clock from when the claim (or the last renewal that landed) was asked
+    // for, less a margin for the other processes' clocks, which judge the lease by its wall-clock time.
+    let heldUntil = claimedAt + this.leaseMs - Math.floor(this.leaseMs / 6);
+    let taken = false;
+    const lease: SharedCallLease = { held: () => !taken && performance.now() < heldUntil };
     const renew = setInterval(
       () => {
+        if (!lease.held()) return; // too late: another process may have it; a renewal would take it back
+        const asked = performance.now();
         kv.update(
           k,
           this.encode({ state: 'running', owner: this.owner, lease_until: Date.now() + this.leaseMs }),
@@ -225,30 +251,37 @@ export class NatsKvCallCache implements SharedCallCache {
         ).then(
           (r) => {
             rev = r;
+            heldUntil = asked + this.leaseMs - Math.floor(this.leaseMs / 6);
           },
-          (err: unknown) =>
-            this.log.warn({ err: (err as Error).message }, 'renewing the lease of a shared call failed'),
+          (err: unknown) => {
+            // The bucket's own refusal: the key's revision moved (another process took it, or it was deleted).
+            if (err instanceof JetStreamApiError) taken = true;
+            this.log.warn({ err: (err as Error).message }, 'renewing the lease of a shared call failed');
+          },
         );
       },
       Math.max(100, Math.floor(this.leaseMs / 3)),
     );
     renew.unref();
-    let outcome: Entry;
     try {
-      const result = await execute();
-      outcome = { state: 'done', owner: this.owner, result: result };
+      const result = await execute(lease);
       clearInterval(renew);
-      await this.store(kv, k, outcome);
-      return result;
+      await this.store(kv, k, { state: 'done', owner: this.owner, result: result });
+      return { kind: 'result', result };
     } catch (err) {
       clearInterval(renew);
       const e = isAppError(err) ? err : new AppError('internal', (err as Error)?.message ?? String(err));
-      outcome = {
-        state: 'failed',
-        owner: this.owner,
-        error: { code: e.code, message: e.message, retryable: e.retryable, details: e.details },
-      };
-      await this.store(kv, k, outcome);
+      if (e.details[CLAIM_LOST] === true) {
+        this.log.info({}, 'held up past the lease of a shared call before sending it: joining whoever has it now');
+        return { kind: 'lost' };
+      }
+      // Another process's claim now: a failure of ours must not end the call for its joiners.
+      if (lease.held())
+        await this.store(kv, k, {
+          state: 'failed',
+          owner: this.owner,
+          error: { code: e.code, message: e.message, retryable: e.retryable, details: e.details },
+        });
       throw err;
     }
   }
