@@ -65,6 +65,30 @@ export interface AddServiceOptions<E extends Record<string, z.ZodType>> {
   readonly metadata?: Record<string, string>;
   readonly logger: Logger;
   readonly endpoints: { [K in keyof E]: EndpointDefinition<E[K]> };
+  /**
+   * Each endpoint also listens on `<subject>.<instance id>` (see instanceSubject), so a caller
+   * can address this instance: one whose request went to a stopped instance still subscribed to
+   * the shared subject (a frozen process: NATS keeps delivering to it) asks the instances that
+   * answer `$SRV.PING` instead (see liveInstances).
+   */
+  readonly direct?: boolean;
+}
+
+/** The subject of an endpoint on one instance of its service (AddServiceOptions.direct). */
+export const instanceSubject = (subject: string, instanceId: string): string => `${subject}.${instanceId}`;
+
+/**
+ * The ids of the instances of service `name` that answer `$SRV.PING` within `waitMs`: a stopped
+ * or hung process does not. Empty when none answers.
+ */
+export async function liveInstances(nc: NatsConnection, name: string, waitMs: number): Promise<string[]> {
+  const ids: string[] = [];
+  try {
+    for await (const s of await serviceClient(nc, { timeoutMs: waitMs }).ping(name)) ids.push(s.id);
+  } catch {
+    // no responders: none is there
+  }
+  return ids;
 }
 
 /** Type helper so an endpoint's handler input is inferred from its schema when defined apart. */
@@ -90,11 +114,19 @@ export async function addService<E extends Record<string, z.ZodType>>(
     metadata: opts.metadata,
   });
   const baseLog = opts.logger.child({ component: 'nats-service', service: opts.name, instance: svc.info().id });
-  for (const [endpoint, def] of Object.entries(opts.endpoints) as [string, EndpointDefinition][]) {
+  const listeners = (Object.entries(opts.endpoints) as [string, EndpointDefinition][]).flatMap(([endpoint, def]) =>
+    opts.direct
+      ? [
+          { endpoint, def, name: endpoint, subject: def.subject },
+          { endpoint, def, name: `${endpoint}_direct`, subject: instanceSubject(def.subject, svc.info().id) },
+        ]
+      : [{ endpoint, def, name: endpoint, subject: def.subject }],
+  );
+  for (const { endpoint, def, name, subject } of listeners) {
     const log = baseLog.child({ endpoint });
     const dropped = droppedMessagesLog(log);
-    svc.addEndpoint(endpoint, {
-      subject: def.subject,
+    svc.addEndpoint(name, {
+      subject,
       metadata: def.metadata,
       ...(def.queue !== undefined ? { queue: def.queue } : {}),
       handler: (err, msg) => {

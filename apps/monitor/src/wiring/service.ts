@@ -61,6 +61,9 @@ export function startMonitorService(opts: {
     version: MONITOR_SERVICE_VERSION,
     description: 'Switchyard monitoring: health, trends, availability, alerts, silences, rules, metrics',
     logger: opts.logger,
+    // A monitor stopped while active stays subscribed (NATS keeps handing it requests) after the
+    // standby took over: the gateway then asks the live one by its instance subject.
+    direct: true,
     endpoints: {
       health_report: {
         subject: subject('health_report'),

@@ -12,7 +12,13 @@ import { parseServerConfig, startConnectors, type RunningConnectors } from '@swi
 import { runMcpServer, type RunningMcpServer } from '@switchyard/mcp-servers';
 import { addService, type NatsConnection, type Service } from '@switchyard/messaging';
 import { defaultAlertRules, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
-import { ALERTS_WILDCARD, alertEnvelopeSchema, type AlertEnvelope, type AlertWebhook } from '@switchyard/contracts';
+import {
+  ALERTS_WILDCARD,
+  alertEnvelopeSchema,
+  monitorSubject,
+  type AlertEnvelope,
+  type AlertWebhook,
+} from '@switchyard/contracts';
 import { createLogger, freePort, newId } from '@switchyard/platform';
 import { stopOwnInfra, until } from '@switchyard/testing';
 import { z } from 'zod';
@@ -556,5 +562,23 @@ describe('system monitoring through the gateway', () => {
       { ...rules.find((r) => r.id === 'cpu_high'), threshold: 99, source: 'api' },
     );
     assert.equal(rules.find((r) => r.id === 'service_unavailable')!.source, 'default');
+  });
+
+  it('an instance stopped while subscribed (as a frozen process stays): every read is answered by the live one', async () => {
+    // A subscriber in the monitor's queue group that never answers is what NATS sees of a monitor
+    // process stopped (SIGSTOP) after a standby took over: it keeps being handed every other request.
+    const silent = (['health_report', 'alerts', 'availability'] as const).map((e) =>
+      nc.subscribe(monitorSubject(e, serviceName), { queue: serviceName, callback: () => undefined }),
+    );
+    try {
+      const paths = ['/api/v1/system/health-report', '/api/v1/system/alerts', '/api/v1/system/availability'];
+      const t0 = Date.now();
+      const statuses: number[] = [];
+      for (let i = 0; i < 12; i++) statuses.push((await get(paths[i % paths.length]!)).status);
+      assert.deepEqual(statuses, Array<number>(12).fill(200));
+      console.log(`# 12 reads beside a silent member of the monitor's queue group: ${Date.now() - t0} ms`);
+    } finally {
+      for (const s of silent) s.unsubscribe();
+    }
   });
 });
