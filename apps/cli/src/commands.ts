@@ -861,13 +861,22 @@ export function buildProgram(): Command {
     .option('--all', 'also revoked keys')
     .action(
       act(async (o: { all?: boolean }, cmd: Command) => {
-        const { body } = await apiOf(cmd).call('/api/v1/admin/api-keys', z.object({ keys: z.array(keySchema) }), {
-          query: { include_revoked: o.all ? 'true' : undefined },
-        });
-        if (globals(cmd).json) return printJson(body);
+        // Every page, in order (the list is paged: at most 1,000 keys an answer).
+        const keys: z.infer<typeof keySchema>[] = [];
+        let cursor: string | undefined;
+        do {
+          const { body } = await apiOf(cmd).call(
+            '/api/v1/admin/api-keys',
+            z.object({ keys: z.array(keySchema), next_cursor: z.string().nullable().optional() }),
+            { query: { include_revoked: o.all ? 'true' : undefined, limit: '1000', cursor } },
+          );
+          keys.push(...body.keys);
+          cursor = body.next_cursor ?? undefined;
+        } while (cursor);
+        if (globals(cmd).json) return printJson({ keys });
         printBlock(
           table(
-            body.keys.map((k) => [k.id, k.role, k.name, k.prefix, k.createdAt, k.revokedAt]),
+            keys.map((k) => [k.id, k.role, k.name, k.prefix, k.createdAt, k.revokedAt]),
             ['id', 'role', 'name', 'prefix', 'created', 'revoked'],
           ),
         );

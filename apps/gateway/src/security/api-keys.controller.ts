@@ -6,6 +6,7 @@ import { ZodBody, ZodParams, ZodQuery } from '../http/validation.js';
 import { RedactInReplay } from '../idempotency/interceptor.js';
 import { ApiRoute } from '../openapi/registry.js';
 import { keyIdSchema, keyNameSchema } from './api-key.decider.js';
+import { textInt } from '../http/query-int.js';
 import type { ApiKeyRecord } from './api-keys.js';
 import { CreateApiKey, RevokeApiKey } from './commands/index.js';
 import { ListApiKeys } from './queries/index.js';
@@ -14,6 +15,8 @@ import { roleSchema } from './roles.js';
 export const API_KEYS_PATH = '/api/v1/admin/api-keys';
 
 export const createApiKeyBody = z.object({ name: keyNameSchema, role: roleSchema }).strict();
+/** Most keys one page of the list holds: a few thousand keys made one answer of over half a megabyte. */
+export const API_KEYS_PAGE_MAX = 1_000;
 const listQuery = z
   .object({
     include_revoked: z
@@ -21,6 +24,10 @@ const listQuery = z
       .default('false')
       .transform((v) => v === 'true')
       .describe('Also list revoked keys'),
+    limit: textInt({ min: 1, max: API_KEYS_PAGE_MAX })
+      .default(500)
+      .describe(`Keys a page holds (1-${API_KEYS_PAGE_MAX}, default 500), oldest first`),
+    cursor: keyIdSchema.optional().describe('The next_cursor of the page before (the id of its last key)'),
   })
   .strict();
 const idParams = z.object({ id: keyIdSchema }).strict();
@@ -69,10 +76,17 @@ export class ApiKeysController {
     summary: 'List API keys (never their secrets)',
     tags: ['admin'],
     role: 'admin',
-    response: { schema: z.object({ keys: z.array(apiKeySchema) }) },
+    response: {
+      schema: z.object({
+        keys: z.array(apiKeySchema),
+        next_cursor: z.string().nullable().describe('The cursor of the next page, null after the last'),
+      }),
+    },
   })
-  list(@ZodQuery(listQuery) q: z.output<typeof listQuery>): Promise<{ keys: ApiKeyRecord[] }> {
-    return this.queries.execute(new ListApiKeys(q.include_revoked));
+  list(
+    @ZodQuery(listQuery) q: z.output<typeof listQuery>,
+  ): Promise<{ keys: ApiKeyRecord[]; next_cursor: string | null }> {
+    return this.queries.execute(new ListApiKeys(q.include_revoked, { limit: q.limit, cursor: q.cursor }));
   }
 
   @Delete(':id')

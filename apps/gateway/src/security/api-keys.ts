@@ -369,6 +369,33 @@ export class ApiKeyService {
     return rows[0] ? toRecord(rows[0]) : undefined;
   }
 
+  /**
+   * At most `limit` keys after the key `cursor` (oldest first, by creation then id), and whether
+   * more follow. A cursor that names no key is refused (`validation`): keys are never deleted, so
+   * it was never a page's end.
+   */
+  async listPage(o: {
+    includeRevoked: boolean;
+    limit: number;
+    cursor?: string | undefined;
+  }): Promise<{ keys: ApiKeyRecord[]; more: boolean }> {
+    if (o.cursor !== undefined) {
+      const { rowCount } = await this.pool.query('select 1 from security.api_keys where id = $1', [o.cursor]);
+      if (!rowCount)
+        throw new AppError('validation', 'cursor names no key: give the next_cursor of the page before', {
+          cursor: o.cursor,
+        });
+    }
+    const { rows } = await this.pool.query<Row>(
+      `select * from security.api_keys
+        where ($1 or revoked_at is null)
+          and ($2::text is null or (created_at, id) > (select created_at, id from security.api_keys where id = $2))
+        order by created_at, id limit $3`,
+      [o.includeRevoked, o.cursor ?? null, o.limit + 1],
+    );
+    return { keys: rows.slice(0, o.limit).map(toRecord), more: rows.length > o.limit };
+  }
+
   async list(options: { includeRevoked?: boolean } = {}): Promise<ApiKeyRecord[]> {
     const { rows } = await this.pool.query<Row>(
       `select * from security.api_keys ${options.includeRevoked ? '' : 'where revoked_at is null'} order by created_at, id`,
