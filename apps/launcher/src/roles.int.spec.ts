@@ -312,9 +312,16 @@ describe(
       // The relay: its checkpoint, not the workflows or read models.
       assert.equal(await can(role('relay'), 'relay.checkpoint', 'UPDATE'), true);
       assert.equal(await usage(role('relay'), 'workflows'), false);
-      // The monitor: monitoring, not workflows.
+      // The monitor: monitoring; of workflows and delegation, only the engines' and dispatchers' heartbeats, read.
       assert.equal(await can(role('monitor'), 'monitoring.samples', 'INSERT'), true);
-      assert.equal(await usage(role('monitor'), 'workflows'), false);
+      assert.equal(await can(role('monitor'), 'workflows.engine_members', 'SELECT'), true);
+      assert.equal(await can(role('monitor'), 'delegation.dispatcher_members', 'SELECT'), true);
+      for (const p of ['INSERT', 'UPDATE', 'DELETE']) {
+        assert.equal(await can(role('monitor'), 'workflows.engine_members', p), false, p);
+        assert.equal(await can(role('monitor'), 'delegation.dispatcher_members', p), false, p);
+      }
+      for (const t of ['workflows.definitions', 'workflows.timers', 'delegation.tasks', 'delegation.assignments'])
+        assert.equal(await can(role('monitor'), t, 'SELECT'), false, t);
       for (const p of ['INSERT', 'UPDATE', 'DELETE'])
         assert.equal(await can(role('monitor'), 'workflows.definitions', p), false, p);
       assert.equal(

@@ -40,6 +40,7 @@ import { startDispatcher } from '@switchyard/dispatcher';
 import { delegationProjections, startStatusProjections, workflowExecutionsProjection } from '@switchyard/read-models';
 import { READ_MODELS_CATCHING_UP, ReadModelLagWatch } from './lag-watch.js';
 import { startTriggerStarter, startWorkflowEngine, startReadModelThread } from '@switchyard/workflows';
+import { WORKFLOW_SCHEMA } from '@switchyard/workflow-executions';
 import {
   ConfigError,
   createPgPool,
@@ -571,12 +572,24 @@ export async function startSystem(
             ...(embedded(infra.started.nats) ? ['nats'] : []),
           ];
           // Once per deployment: a second monitor process waits as standby and takes over when this one dies.
+          // The engines and dispatchers of every process heartbeat into these: each one is probed by its
+          // heartbeat's age, so a frozen or crashed one shows (its partitions go to the others meanwhile).
+          const dispatcherTtl = Number(process.env.DISPATCHER_LEASE_TTL_MS) || 5_000;
+          const memberTables = [
+            { role: 'workflows', table: `${WORKFLOW_SCHEMA}.engine_members`, silentAfterMs: 10_000 },
+            {
+              role: 'dispatcher',
+              table: 'delegation.dispatcher_members',
+              silentAfterMs: Math.max(10_000, 3 * dispatcherTtl),
+            },
+          ];
           const runner = await runMonitoringExclusively({
             pool,
             nats: natsOf('monitor'),
             eventStore: store,
             logger,
             colocatedServices,
+            memberTables,
             onActive: (running) => {
               // Every supervised unit of this process is a service of the health report: a failed probe
               // while it is being restarted (degraded, then down), up again once it runs.

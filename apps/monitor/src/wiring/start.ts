@@ -11,6 +11,7 @@ import { Monitor, monitorSettingsSchema } from '../monitor.js';
 import { functionProbe, httpProbe, natsProbe, postgresProbe, type Probe } from '../probes.js';
 import type { SamplerOptions } from '../sampler.js';
 import { ProbeDiscovery } from './discovery.js';
+import { MemberDiscovery, type MemberTable } from './members.js';
 import { parseRulesJson, readRulesFile, wiringSettingsFromEnv, type WiringSettings } from './env.js';
 import { MonitorEventPublisher, monitorEventMetadata } from './publisher.js';
 import { RuleManager } from './rule-manager.js';
@@ -35,6 +36,11 @@ export interface StartMonitoringOptions {
    * gateway started by the same launcher, an embedded PostgreSQL or nats-server.
    */
   readonly colocatedServices?: readonly string[];
+  /**
+   * Tables the processes of a role heartbeat into (the launcher gives the workflow engines' and
+   * the dispatchers'): each process is probed by the age of its heartbeat (see MemberDiscovery).
+   */
+  readonly memberTables?: readonly MemberTable[];
   readonly sampler?: SamplerOptions;
   /** Environment to read (default process.env). */
   readonly env?: Record<string, string | undefined>;
@@ -177,12 +183,21 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
         .catch((err: unknown) => log.debug({ err, server }, 'storing MCP queue samples failed'));
     },
   });
+  const members = opts.memberTables?.length
+    ? new MemberDiscovery({
+        pool: opts.pool,
+        tables: opts.memberTables,
+        logger: opts.logger,
+        addProbe: (p) => monitor.addProbe(p),
+        removeProbe: (service, reason) => monitor.removeProbe(service, reason),
+      })
+    : undefined;
   let running = true;
   let timer: NodeJS.Timeout | undefined;
   let round: Promise<void> = Promise.resolve();
   const discover = () => {
-    round = discovery
-      .refresh()
+    round = Promise.all([discovery.refresh(), members?.refresh()])
+      .then(() => undefined)
       .catch((err) => log.warn({ err }, 'discovery round failed'))
       .finally(() => {
         if (running) timer = setTimeout(discover, wiring.discoveryIntervalMs);

@@ -77,7 +77,8 @@ const checkpoints = (schema: string): SchemaGrant => ({
  * - relay: reads the events, writes its checkpoint; nothing else (not `security`).
  * - projections: the status read model (`status`), reading `delegation`, `read_models` and
  *   `monitoring` it joins; reads events only.
- * - monitor: appends (alerts); `monitoring`; reads nothing of the other schemas.
+ * - monitor: appends (alerts); `monitoring`; of the other schemas it reads only the engines' and
+ *   dispatchers' heartbeat tables.
  * - agents: read the demo business data.
  * - automation: appends (webhook and schedule commands) and follows the events of its own read
  *   models (automation.webhooks, automation.schedules, their checkpoints in its schema); its schema.
@@ -143,7 +144,16 @@ export const COMPONENT_GRANTS = {
       { schema: 'monitoring', privileges: READ },
     ],
   },
-  monitor: { appends: true, grants: [eventsAppend, { schema: 'monitoring', privileges: RW }] },
+  monitor: {
+    appends: true,
+    grants: [
+      eventsAppend,
+      { schema: 'monitoring', privileges: RW },
+      // The engines' and dispatchers' heartbeats: each process is probed by the age of its own.
+      { schema: 'workflows', tables: ['engine_members'], privileges: ['SELECT'] },
+      { schema: 'delegation', tables: ['dispatcher_members'], privileges: ['SELECT'] },
+    ],
+  },
   agents: { appends: false, grants: [{ schema: DEMO_SCHEMA, privileges: READ }] },
   automation: { appends: true, grants: [eventsAppend, { schema: 'automation', privileges: RW }] },
   analytics: {
