@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import { SUBJECT_ROOT, serviceSubject, subjectToken } from './subjects.js';
 import { matcherRegexProblem, matcherRegexText } from './matcher-regex.js';
-import { Re2Budget } from '@switchyard/domain';
+import { Re2Budget, re2ProgramSizeEstimate } from '@switchyard/domain';
 import { trimmedText } from './text.js';
 
 /** Labels of a series or an alert: flat string map (Prometheus style). */
@@ -145,6 +145,22 @@ export const storedMatcherSchema = z.object({
 });
 /** Estimated RE2 instructions the regexes of one silence may add up to (compiling them, about 0.2 s). */
 export const MAX_SILENCE_REGEX_PROGRAM_SIZE = 50_000;
+/**
+ * Estimated RE2 instructions the regexes of all the silences in force may add up to: every alert
+ * evaluation tests them, so they must stay compiled (half the matcher cache's budget). A hundred
+ * silences of nearly 50,000 each (each allowed alone) recompiled on every alert transition and held
+ * the process 4-5 s each time.
+ */
+export const MAX_SILENCES_REGEX_PROGRAM_SIZE = 200_000;
+
+/** The estimated RE2 instructions of a silence's regex matchers together (as compiled: anchored). */
+export function silenceRegexProgramSize(
+  matchers: readonly { readonly value: string; readonly isRegex?: boolean }[],
+): number {
+  let total = 0;
+  for (const m of matchers) if (m.isRegex) total += re2ProgramSizeEstimate(matcherRegexText(m.value));
+  return total;
+}
 /**
  * A silence's matchers: each regex must be valid RE2 and not too large once compiled, and all of
  * them together under MAX_SILENCE_REGEX_PROGRAM_SIZE, checked before any is compiled (400 naming

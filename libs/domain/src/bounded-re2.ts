@@ -10,7 +10,9 @@ import { RE2JS } from 're2js';
  */
 export const MAX_PROGRAM_SIZE = 10_000;
 /** Estimated instructions the compiled patterns kept in one cache may add up to (about 76 bytes each). */
-const CACHE_PROGRAM_BUDGET = 400_000;
+export const CACHE_PROGRAM_BUDGET = 400_000;
+/** Patterns one cache keeps at most. */
+const MAX_CACHED = 1_000;
 
 /** Deeper nesting than RE2 takes (its own limit is 1,000): refused without reading further. */
 const MAX_NESTING = 1_000;
@@ -164,11 +166,15 @@ export class Re2Budget {
 }
 
 /**
- * A cache of compiled patterns bounded by their estimated program sizes (emptied when past the
- * budget). `compile` answers the compiled pattern, or why it is refused (too large, or not RE2).
+ * A cache of compiled patterns bounded by their estimated program sizes, least recently used
+ * evicted first. `compile` answers the compiled pattern, or why it is refused (too large, or not
+ * RE2). Emptying the whole cache when past the budget made a working set a little over it
+ * recompile on every pass (each pass evicting what the next needs first): seconds of one core per
+ * alert evaluation with many silences. A working set under the budget now stays compiled whatever
+ * passes through beside it.
  */
 export class BoundedRe2Cache {
-  private readonly entries = new Map<string, RE2JS | string>();
+  private readonly entries = new Map<string, { readonly c: RE2JS | string; readonly cost: number }>();
   private held = 0;
 
   constructor(
@@ -178,7 +184,12 @@ export class BoundedRe2Cache {
 
   compile(pattern: string): RE2JS | string {
     const hit = this.entries.get(pattern);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) {
+      // Most recently used: to the end of the insertion order.
+      this.entries.delete(pattern);
+      this.entries.set(pattern, hit);
+      return hit.c;
+    }
     // The text RE2 compiles is what is measured: a ')' in a wrapped pattern closes the wrapper.
     const text = this.wrap(pattern);
     const size = re2ProgramSizeEstimate(text);
@@ -193,11 +204,12 @@ export class BoundedRe2Cache {
       }
     }
     const cost = typeof c === 'string' || !Number.isFinite(size) ? 1 : size;
-    if (this.held + cost > CACHE_PROGRAM_BUDGET || this.entries.size >= 1_000) {
-      this.entries.clear();
-      this.held = 0;
+    for (const [k, e] of this.entries) {
+      if (this.held + cost <= CACHE_PROGRAM_BUDGET && this.entries.size < MAX_CACHED) break;
+      this.entries.delete(k);
+      this.held -= e.cost;
     }
-    this.entries.set(pattern, c);
+    this.entries.set(pattern, { c, cost });
     this.held += cost;
     return c;
   }

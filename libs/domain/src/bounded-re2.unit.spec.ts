@@ -59,6 +59,27 @@ describe('bounded RE2: a pattern too large once compiled is refused before compi
     assert.ok(ms < 1_000, `refused without compiling (${ms.toFixed(1)} ms)`);
   });
 
+  it('the cache evicts the least recently used: a working set under its budget stays compiled while others pass through', () => {
+    const cache = new BoundedRe2Cache();
+    // About 300,000 instructions: 30 patterns of 10,000, under the cache's 400,000.
+    const working = Array.from({ length: 30 }, (_, i) => `x${i}${'a{999}'.repeat(10)}`);
+    const first = working.map((p) => cache.compile(p));
+    for (let round = 0; round < 5; round++) {
+      // Others pass through: 5 patterns of 10,000 each round, so that the rounds together go past
+      // the budget (emptying the whole cache then recompiled the working set on its next use).
+      for (let j = 0; j < 5; j++) cache.compile(`y${round}_${j}${'b{999}'.repeat(10)}`);
+      // The working set is used every round, so it is never the least recently used.
+      working.forEach((p, i) =>
+        assert.equal(cache.compile(p), first[i], `round ${round}: ${p} is the same compiled pattern`),
+      );
+    }
+    // Past the budget, what was not used since goes: 60 new patterns of 10,000 push out everything older.
+    const old = cache.compile('old{10}');
+    for (let j = 0; j < 60; j++) cache.compile(`z${j}${'c{999}'.repeat(10)}`);
+    assert.notEqual(cache.compile('old{10}'), old, 'compiled again: it had been evicted');
+    assert.notEqual(cache.compile(working[0]!), first[0], 'so had the working set, unused meanwhile');
+  });
+
   it('a budget shared by patterns: refuses one too large alone without charging it, then those past the sum', () => {
     const budget = new Re2Budget(2_500, 'over budget');
     assert.equal(budget.charge('a{1000}'), undefined);

@@ -1,6 +1,11 @@
 import { AppError } from '@switchyard/platform';
 import { alertLabels, compare, fingerprint, type AlertRule, type Labels, type Severity } from './rules.js';
-import { matcherRegexProblem, matchesWhole } from '@switchyard/contracts';
+import {
+  MAX_SILENCES_REGEX_PROGRAM_SIZE,
+  matcherRegexProblem,
+  matchesWhole,
+  silenceRegexProgramSize,
+} from '@switchyard/contracts';
 
 /**
  * Alerting as a decider (Alertmanager-like): each alert, keyed by fingerprint (rule id +
@@ -51,9 +56,17 @@ export function invalidMatchers(s: Pick<Silence, 'matchers'>): { index: number; 
   return out;
 }
 
-/** A silence is active at `at` in [startsAt, endsAt) and matches when all matchers match. */
+/**
+ * A silence is active at `at` in [startsAt, endsAt) and matches when all matchers match. Plain
+ * matchers are tested first: one that fails spares the regexes.
+ */
 export function silenceSuppresses(s: Silence, labels: Labels, at: number): boolean {
-  return s.startsAt <= at && at < s.endsAt && s.matchers.every((m) => matcherMatches(m, labels));
+  return (
+    s.startsAt <= at &&
+    at < s.endsAt &&
+    s.matchers.every((m) => m.isRegex || matcherMatches(m, labels)) &&
+    s.matchers.every((m) => !m.isRegex || matcherMatches(m, labels))
+  );
 }
 
 // ---------- state ----------
@@ -298,6 +311,19 @@ export function decideAlerting(command: AlertingCommand, state: AlertingState): 
         );
       if (state.silences[silence.id])
         throw new AppError('conflict', `silence ${silence.id} already exists`, { silenceId: silence.id });
+      // Every evaluation tests every silence in force: their regexes together must stay compiled.
+      const adding = silenceRegexProgramSize(silence.matchers);
+      if (adding > 0) {
+        let inForce = 0;
+        for (const other of Object.values(state.silences)) inForce += silenceRegexProgramSize(other.matchers);
+        if (inForce + adding > MAX_SILENCES_REGEX_PROGRAM_SIZE)
+          throw new AppError(
+            'illegal_state',
+            `the silences in force may hold at most ${MAX_SILENCES_REGEX_PROGRAM_SIZE} regex instructions together (estimated as compiled); they hold ${inForce} and this one needs ${adding}: expire one, or use plain matchers`,
+            { in_force: inForce, adding, max: MAX_SILENCES_REGEX_PROGRAM_SIZE },
+            false,
+          );
+      }
       if (silence.matchers.length === 0)
         throw new AppError('validation', 'a silence needs at least one matcher', { silenceId: silence.id });
       if (silence.endsAt <= silence.startsAt)

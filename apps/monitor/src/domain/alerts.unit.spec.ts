@@ -15,6 +15,7 @@ import {
   type AlertingState,
 } from './alerts.js';
 import { alertLabels, defaultAlertRules, fingerprint, metricNames, ruleMatches, type AlertRule } from './rules.js';
+import { MAX_SILENCES_REGEX_PROGRAM_SIZE } from '@switchyard/contracts';
 
 // given(events).when(command).then(types) in the style of emmett's DeciderSpecification.
 function given(events: AlertingEvent[]) {
@@ -312,6 +313,33 @@ describe('silences', () => {
     assert.deepEqual(
       events.map((e) => e.type),
       ['SilenceAdded'],
+    );
+  });
+  it(`refuses a silence whose regexes would take those in force past ${MAX_SILENCES_REGEX_PROGRAM_SIZE} instructions together; plain ones still go`, () => {
+    // Each alone is allowed (about 45,000 instructions, under the 50,000 of one silence).
+    const heavy = (id: string) => ({
+      ...silence(id, 0, 1_000_000),
+      matchers: Array.from({ length: 5 }, (_, i) => ({ name: `l${i}`, value: `(?:a{1000}){9}${id}`, isRegex: true })),
+    });
+    const inForce = Object.fromEntries(['h1', 'h2', 'h3', 'h4'].map((id) => [id, heavy(id)]));
+    assert.throws(
+      () => run([add(heavy('h5'), 10)], { alerts: {}, silences: inForce }),
+      (err: unknown) =>
+        err instanceof AppError &&
+        err.code === 'illegal_state' &&
+        /at most 200000 regex instructions together/.test(err.message) &&
+        (err.details as { in_force: number }).in_force > 150_000,
+    );
+    assert.deepEqual(
+      run([add(silence('plain', 0, 1_000_000), 10)], { alerts: {}, silences: inForce }).events.map((e) => e.type),
+      ['SilenceAdded'],
+      'a silence of plain matchers adds no regex',
+    );
+    const { h1: _expired, ...three } = inForce;
+    assert.deepEqual(
+      run([add(heavy('h5'), 10)], { alerts: {}, silences: three }).events.map((e) => e.type),
+      ['SilenceAdded'],
+      'once one is gone there is room again',
     );
   });
   it('a silence that does not match leaves the alert alone', () => {
