@@ -10,6 +10,7 @@ import { rmSync, readFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { freePort } from '@switchyard/platform';
@@ -655,6 +656,24 @@ describe('the whole system started like npm start', () => {
     const metrics = await fetch(`${base}/metrics`, { headers: auth });
     assert.equal(metrics.status, 200);
     assert.match(await metrics.text(), /# TYPE /);
+  });
+
+  it('a second launcher on the same data dir refuses in one sentence, and the running one keeps its servers', async () => {
+    const t0 = Date.now();
+    const second = startSystem(dataDir, ports);
+    const code = await Promise.race([second.exited, sleep(30_000).then(() => 'still running' as const)]);
+    if (code === 'still running') second.proc.kill('SIGKILL');
+    assert.equal(code, 1, `the second launcher exits 1: ${second.output().slice(-2000)}`);
+    assert.match(
+      second.output(),
+      new RegExp(`another switchyard launcher \\(pid ${system.proc.pid}\\) runs on DATA_DIR`),
+    );
+    assert.doesNotMatch(second.output(), /adopting the (PostgreSQL|NATS) server/, 'it touched nothing');
+    console.log(`# the second launcher refused in ${Date.now() - t0} ms`);
+    // The first one's servers were not adopted nor stopped: still ready, nothing restarted.
+    await sleep(2_000);
+    assert.equal((await fetch(`${base}/readyz`)).status, 200);
+    assert.doesNotMatch(system.output(), /embedded (nats-server|PostgreSQL) exited/);
   });
 
   it('stops cleanly on SIGTERM and keeps its data (and its NATS token) across a restart', async () => {

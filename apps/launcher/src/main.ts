@@ -10,7 +10,8 @@
  *
  * With no DATABASE_URL / NATS_URL it first starts a real PostgreSQL and nats-server.
  */
-import { createLogger, parseConfig, processLogFormat } from '@switchyard/platform';
+import { mkdirSync } from 'node:fs';
+import { createLogger, DataDirInUseError, lockDataDir, parseConfig, processLogFormat } from '@switchyard/platform';
 import { startBanner } from './banner.js';
 import { logFatal } from './fatal.js';
 import { startHealthFile } from './health-file.js';
@@ -52,6 +53,20 @@ try {
   const { roles, ...only } = parseRoles(process.argv.slice(2));
   // Checked before anything starts, not when the agents do (after PostgreSQL, NATS and the servers).
   agentPortsFromEnv();
+  // A launcher that runs embedded servers owns its data dir: a second one on it would adopt the
+  // first one's servers as if left by a killed run (and stop them when its own start failed).
+  const embedded =
+    !config.NATS_URL || (!config.DATABASE_URL && !Object.keys(process.env).some((k) => k.startsWith('DATABASE_URL_')));
+  if (embedded) {
+    mkdirSync(config.DATA_DIR, { recursive: true, mode: 0o700 });
+    try {
+      lockDataDir(config.DATA_DIR);
+    } catch (err) {
+      if (!(err instanceof DataDirInUseError)) throw err;
+      logger.fatal({ dataDir: err.dataDir, holderPid: err.holder.pid }, err.message);
+      process.exit(1);
+    }
+  }
   const system = await startSystem(config, roles, logger, supervisor, only);
   up = true;
   // The banner is for a person: with readable logs it ends stdout; with JSON logs it goes to

@@ -27,3 +27,4 @@ export * from './connection-caps.js';
 export * from './thread-jobs.js';
 export * from './memory-budget.js';
 export * from './pause-watch.js';
+export * from './infra/data-dir-lock.js';
