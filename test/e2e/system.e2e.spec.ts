@@ -5,7 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { rmSync, readFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -15,7 +15,8 @@ import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transp
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { freePort } from '@switchyard/platform';
 import { childPids } from './launcher.js';
-import { a2aRevenueRequest, scratchDataDir } from '@switchyard/testing';
+import pg from 'pg';
+import { a2aRevenueRequest, embeddedDatabaseUrl, scratchDataDir } from '@switchyard/testing';
 
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
 const nkeyOf = (seed: string) => nkeyAuthenticator(new TextEncoder().encode(seed));
@@ -656,6 +657,53 @@ describe('the whole system started like npm start', () => {
     const metrics = await fetch(`${base}/metrics`, { headers: auth });
     assert.equal(metrics.status, 200);
     assert.match(await metrics.text(), /# TYPE /);
+  });
+
+  it('read models emptied by hand come back whole from the log with `npm run rebuild -- all`, beside the running system', async () => {
+    const list = async () => {
+      const r = await fetch(`${base}/api/v1/workflows/executions?limit=200`, { headers: auth });
+      return ((await r.json()) as { items: { execution_id: string; status: string }[] }).items
+        .map((x) => `${x.execution_id}:${x.status}`)
+        .sort();
+    };
+    const tasks = async () => (await db.query<{ n: string }>('select count(*) as n from delegation.tasks')).rows[0]!.n;
+    const db = new pg.Client({ connectionString: embeddedDatabaseUrl(dataDir, ports.pg) });
+    await db.connect();
+    try {
+      const before = await list();
+      const tasksBefore = await tasks();
+      assert.ok(before.length > 0 && Number(tasksBefore) > 0, 'the run so far made executions and tasks');
+      // What a careless operator does: the rows go, the checkpoints stay where they were.
+      await db.query(
+        'truncate read_models.workflow_executions, read_models.workflow_steps, read_models.workflow_step_attempts cascade; truncate delegation.tasks',
+      );
+      assert.deepEqual(await list(), [], 'served as empty until rebuilt');
+      // As a user beside `npm start`: the data dir and its port, no DATABASE_URL.
+      const env: Record<string, string | undefined> = {
+        ...process.env,
+        DATA_DIR: dataDir,
+        EMBEDDED_PG_PORT: String(ports.pg),
+      };
+      delete env.DATABASE_URL;
+      const r = spawnSync(process.execPath, [path.join(root, 'apps', 'launcher', 'dist', 'rebuild.js'), 'all'], {
+        env,
+        encoding: 'utf8',
+        timeout: 120_000,
+      });
+      assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /rebuilt \d+ read models from the log in \d+ ms/);
+      assert.match(r.stdout, /"read_model":"workflow_executions"/);
+      assert.deepEqual(await list(), before, 'the same executions, in the same states');
+      assert.equal(await tasks(), tasksBefore);
+      const unknown = spawnSync(process.execPath, [path.join(root, 'apps', 'launcher', 'dist', 'rebuild.js'), 'nope'], {
+        env,
+        encoding: 'utf8',
+      });
+      assert.equal(unknown.status, 2);
+      assert.match(unknown.stderr, /no read model named nope/);
+    } finally {
+      await db.end();
+    }
   });
 
   it('a second launcher on the same data dir refuses in one sentence, and the running one keeps its servers', async () => {

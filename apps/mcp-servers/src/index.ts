@@ -37,6 +37,9 @@ export {
 } from './automation/automation-service.js';
 export { webhooksProjection, WEBHOOKS_PROJECTION } from './automation/webhooks.js';
 export { schedulesProjection, SCHEDULES_PROJECTION } from './automation/schedules.js';
+export { revokedActorsProjection } from './automation/revoked-actors.js';
+export { adminActorsProjection } from './automation/admin-actors.js';
+export { AUTOMATION_CHECKPOINT_SCHEMA } from './automation/events.js';
 export {
   WEBHOOK_EVENT_TYPES,
   webhookDecider,

@@ -1,0 +1,189 @@
+/**
+ * Rebuild read models from the event log, any or all of them:
+ *
+ *   npm run rebuild -- --list
+ *   npm run rebuild -- workflow_executions delegation.tasks
+ *   npm run rebuild -- all
+ *
+ * The database is DATABASE_URL, else the embedded PostgreSQL of DATA_DIR on EMBEDDED_PG_PORT
+ * (the one `npm start` runs: run this beside it). Each named projection's tables are emptied,
+ * its checkpoint set back to the start under a lock on its row, and the log replayed to its head;
+ * a system running meanwhile loses its checkpoint compare-and-set and follows the rebuild, so the
+ * read model is whole again when this ends. What to run when a read model was emptied or edited
+ * by hand (a restore that left one behind the log, a careless `truncate`): a projection resumes
+ * from its checkpoint and cannot tell its rows went.
+ */
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type pg from 'pg';
+import { z } from 'zod';
+import { pino } from 'pino';
+import { createEventStore, type EventStore } from '@switchyard/event-store';
+import {
+  AUTOMATION_CHECKPOINT_SCHEMA,
+  adminActorsProjection,
+  revokedActorsProjection,
+  schedulesProjection,
+  webhooksProjection,
+} from '@switchyard/mcp-servers';
+import { monitorProjections, rebuildMonitorReadModels } from '@switchyard/monitor';
+import {
+  delegationProjections,
+  ProjectionRunner,
+  statusProjections,
+  workflowDefinitionsProjection,
+  workflowExecutionsProjection,
+  type Projection,
+} from '@switchyard/read-models';
+import { AppError, createPgPool, embeddedSuperuserPasswordFile, parseConfig, type Logger } from '@switchyard/platform';
+
+/** The read models by the schema of their checkpoints, in the order a rebuild of all goes. */
+function groups(): { schema: string; projections: Projection[]; monitor?: true }[] {
+  return [
+    {
+      schema: 'read_models',
+      projections: [
+        workflowExecutionsProjection,
+        workflowDefinitionsProjection,
+        ...delegationProjections(),
+        ...statusProjections(),
+      ],
+    },
+    {
+      schema: AUTOMATION_CHECKPOINT_SCHEMA,
+      projections: [webhooksProjection, schedulesProjection, revokedActorsProjection, adminActorsProjection],
+    },
+    // The monitor's keep their telemetry columns (see rebuildMonitorReadModels).
+    { schema: 'monitoring', projections: monitorProjections(), monitor: true },
+  ];
+}
+
+/** Every read model a rebuild can name. */
+export const rebuildableReadModels = (): string[] => groups().flatMap((g) => g.projections.map((p) => p.name));
+
+export interface RebuiltReadModel {
+  readonly name: string;
+  readonly position: number;
+  readonly head: number;
+  readonly ms: number;
+}
+
+/**
+ * Reset the named read models (every one for `all`) and replay them to the head of the log.
+ * Unknown names are refused (`validation`, listing the valid ones) before anything is reset.
+ */
+export async function rebuildReadModels(o: {
+  readonly store: EventStore;
+  readonly pool: pg.Pool;
+  readonly names: readonly string[];
+  readonly logger?: Logger;
+  /** Longest the replay may go without moving before it fails (default 60 s). */
+  readonly stallMs?: number;
+}): Promise<RebuiltReadModel[]> {
+  const all = rebuildableReadModels();
+  const wanted = o.names.includes('all') ? all : [...new Set(o.names)];
+  const unknown = wanted.filter((n) => !all.includes(n));
+  if (unknown.length > 0 || wanted.length === 0)
+    throw new AppError(
+      'validation',
+      unknown.length ? `no read model named ${unknown.join(', ')}` : 'name the read models to rebuild, or all',
+      { unknown, valid: all },
+    );
+  const out: RebuiltReadModel[] = [];
+  for (const g of groups()) {
+    const names = g.projections.map((p) => p.name).filter((n) => wanted.includes(n));
+    if (names.length === 0) continue;
+    const t0 = Date.now();
+    if (g.monitor) {
+      for (const s of await rebuildMonitorReadModels({
+        store: o.store,
+        pool: o.pool,
+        names,
+        ...(o.logger ? { logger: o.logger } : {}),
+        ...(o.stallMs ? { timeoutMs: o.stallMs } : {}),
+      }))
+        out.push({ name: s.name, position: s.position, head: s.head, ms: Date.now() - t0 });
+      continue;
+    }
+    const runner = new ProjectionRunner({
+      store: o.store,
+      db: { pool: o.pool },
+      projections: g.projections.filter((p) => names.includes(p.name)),
+      schema: g.schema,
+      ...(o.logger ? { logger: o.logger } : {}),
+    });
+    await runner.start();
+    try {
+      for (const n of names) await runner.rebuild(n);
+      await runner.catchUp(undefined, o.stallMs ?? 60_000);
+      for (const s of await runner.status())
+        out.push({ name: s.name, position: s.position, head: s.head, ms: Date.now() - t0 });
+    } finally {
+      await runner.stop();
+    }
+  }
+  return out;
+}
+
+const envSchema = z.object({
+  EVENTSTORE_URL: z.string().optional(),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('warn'),
+});
+
+/** DATABASE_URL, else the embedded PostgreSQL of DATA_DIR (its superuser, from the password file beside it). */
+function databaseUrl(): string {
+  const config = parseConfig();
+  if (config.DATABASE_URL) return config.DATABASE_URL;
+  const file = embeddedSuperuserPasswordFile(path.resolve(config.DATA_DIR, 'postgres'));
+  if (!existsSync(file))
+    throw new AppError(
+      'validation',
+      `no DATABASE_URL, and no embedded PostgreSQL in DATA_DIR ${path.resolve(config.DATA_DIR)} (${file} is missing): set DATABASE_URL, or DATA_DIR to the data dir npm start uses`,
+    );
+  const password = encodeURIComponent(readFileSync(file, 'utf8').trim());
+  return `postgres://postgres:${password}@127.0.0.1:${config.EMBEDDED_PG_PORT}/switchyard`;
+}
+
+export async function main(argv: string[], out: (s: string) => void = (s) => void process.stdout.write(s)) {
+  if (argv.includes('--help') || argv.includes('-h') || argv.length === 0) {
+    out(
+      'usage: npm run rebuild -- <read model>... | all | --list   (DATABASE_URL, or DATA_DIR and EMBEDDED_PG_PORT)\n',
+    );
+    return argv.length === 0 ? 2 : 0;
+  }
+  if (argv.includes('--list')) {
+    for (const n of rebuildableReadModels()) out(`${n}\n`);
+    return 0;
+  }
+  const env = parseConfig(process.env, envSchema);
+  const logger = pino({ level: env.LOG_LEVEL }) as unknown as Logger;
+  const url = databaseUrl();
+  const pool = createPgPool({ connectionString: url, max: 4 }, { name: 'rebuild', logger });
+  const store = createEventStore({
+    databaseUrl: url,
+    ...(env.EVENTSTORE_URL ? { eventstoreUrl: env.EVENTSTORE_URL } : {}),
+    logger,
+  });
+  try {
+    await store.init();
+    const t0 = Date.now();
+    const rebuilt = await rebuildReadModels({ store, pool, names: argv, logger });
+    for (const r of rebuilt) out(`${JSON.stringify({ read_model: r.name, position: r.position, head: r.head })}\n`);
+    out(`rebuilt ${rebuilt.length} read models from the log in ${Date.now() - t0} ms\n`);
+    return 0;
+  } finally {
+    await store.close();
+    await pool.end();
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(2);
+    },
+  );
+}
