@@ -11,11 +11,18 @@
  * With no DATABASE_URL / NATS_URL it first starts a real PostgreSQL and nats-server.
  */
 import { mkdirSync } from 'node:fs';
-import { createLogger, DataDirInUseError, lockDataDir, parseConfig, processLogFormat } from '@switchyard/platform';
+import {
+  ConfigError,
+  createLogger,
+  DataDirInUseError,
+  lockDataDir,
+  parseConfig,
+  processLogFormat,
+} from '@switchyard/platform';
 import { startBanner } from './banner.js';
 import { logFatal } from './fatal.js';
 import { startHealthFile } from './health-file.js';
-import { agentPortsFromEnv, plannedListeners } from './ports.js';
+import { agentPortsFromEnv, listeningPorts, plannedListeners, portClashes } from './ports.js';
 import { DATABASE_WRITER, parseRoleSelection, RoleSelectionError, type RoleSelection } from './roles.js';
 import { Supervisor } from './supervisor.js';
 import { startSystem } from './system.js';
@@ -57,6 +64,10 @@ try {
   // first one's servers as if left by a killed run (and stop them when its own start failed).
   const embedded =
     !config.NATS_URL || (!config.DATABASE_URL && !Object.keys(process.env).some((k) => k.startsWith('DATABASE_URL_')));
+  // Every port this process will listen on, once: two variables naming the same port failed late
+  // (after PostgreSQL, NATS and the migrations) with an EADDRINUSE naming neither.
+  const clashes = portClashes(listeningPorts({ roles, ...only }, config));
+  if (clashes.length > 0) throw new ConfigError(clashes);
   if (embedded) {
     mkdirSync(config.DATA_DIR, { recursive: true, mode: 0o700 });
     try {

@@ -1,7 +1,10 @@
 import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
 import { DATABASE_WRITER_PORT, ownServerPort, portSetting } from '@switchyard/connectors';
 import { defaultPorts, mcpServerKinds } from '@switchyard/mcp-servers';
-import { AppError, parseConfig } from '@switchyard/platform';
+import { AppError, parseConfig, type Config } from '@switchyard/platform';
+
+/** One problem with a variable (as ConfigError takes them). */
+type ConfigIssue = { variable: string; message: string };
 import { DATABASE_WRITER, runsMcpServer, selectedAgents, type McpServerName, type RoleSelection } from './roles.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -94,4 +97,32 @@ export function plannedListeners(selection: RoleSelection, env: Env = process.en
     });
   }
   return out;
+}
+
+/**
+ * Every port a process with this selection listens on, with the variable that sets it: its HTTP
+ * listeners, and the embedded PostgreSQL and nats-server when it runs them (no DATABASE_URL, or
+ * no NATS_URL).
+ */
+export function listeningPorts(
+  selection: RoleSelection,
+  config: Pick<Config, 'DATABASE_URL' | 'NATS_URL' | 'EMBEDDED_PG_PORT' | 'EMBEDDED_NATS_PORT'>,
+  env: Env = process.env,
+): { variable: string; port: number }[] {
+  const embeddedPg = !config.DATABASE_URL && !Object.keys(env).some((k) => k.startsWith('DATABASE_URL_'));
+  return [
+    ...plannedListeners(selection, env).map((l) => ({ variable: l.portVariable, port: l.port })),
+    ...(embeddedPg ? [{ variable: 'EMBEDDED_PG_PORT', port: config.EMBEDDED_PG_PORT }] : []),
+    ...(!config.NATS_URL ? [{ variable: 'EMBEDDED_NATS_PORT', port: config.EMBEDDED_NATS_PORT }] : []),
+  ];
+}
+
+/** One issue per variable whose port another variable already names (0, any free port, never clashes). */
+export function portClashes(ports: readonly { variable: string; port: number }[]): ConfigIssue[] {
+  return ports.flatMap((b, i) => {
+    const a = ports.slice(0, i).find((x) => x.port === b.port && b.port !== 0);
+    return a
+      ? [{ variable: b.variable, message: `${b.port} is also ${a.variable}: each listener needs a port of its own` }]
+      : [];
+  });
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
 import { defaultPorts } from '@switchyard/mcp-servers';
 import { judgeHealth, type HealthFile } from './health-file.js';
-import { agentPortsFromEnv, plannedListeners } from './ports.js';
+import { agentPortsFromEnv, listeningPorts, plannedListeners, portClashes } from './ports.js';
 import { ConfigError } from '@switchyard/platform';
 import {
   databaseLoginsOf,
@@ -251,5 +251,57 @@ describe('databaseLoginsOf / givenDatabaseLogins: the logins a process of a spli
         err.issues.map((i) => i.variable).join() === 'DATABASE_URL_GATEWAY,DATABASE_URL_PROJECTIONS' &&
         /gateway login/.test(err.issues[0]!.message),
     );
+  });
+});
+
+describe('listeningPorts / portClashes: two variables naming one port are refused before anything starts', () => {
+  const config = { DATABASE_URL: undefined, NATS_URL: undefined, EMBEDDED_PG_PORT: 30701, EMBEDDED_NATS_PORT: 30702 };
+
+  it('the defaults of a whole system clash nowhere', () => {
+    assert.deepEqual(
+      portClashes(
+        listeningPorts(parseRoleSelection([]), { ...config, EMBEDDED_PG_PORT: 54329, EMBEDDED_NATS_PORT: 4222 }, {}),
+      ),
+      [],
+    );
+  });
+
+  it('names the later variable and the one it clashes with; port 0 (any free one) never clashes', () => {
+    const clashes = portClashes(
+      listeningPorts(
+        parseRoleSelection([]),
+        { ...config, EMBEDDED_NATS_PORT: 30701 },
+        { GATEWAY_PORT: '30700', MCP_DATABASE_PORT: '30700' },
+      ),
+    );
+    assert.deepEqual(
+      clashes.map((c) => c.variable).sort(),
+      ['EMBEDDED_NATS_PORT', 'GATEWAY_PORT'].sort(),
+      JSON.stringify(clashes),
+    );
+    assert.match(clashes.find((c) => c.variable === 'EMBEDDED_NATS_PORT')!.message, /30701 is also EMBEDDED_PG_PORT/);
+    assert.match(clashes.find((c) => c.variable === 'GATEWAY_PORT')!.message, /30700 is also MCP_DATABASE_PORT/);
+    assert.deepEqual(
+      portClashes([
+        { variable: 'A', port: 0 },
+        { variable: 'B', port: 0 },
+      ]),
+      [],
+    );
+  });
+
+  it('the embedded servers count only where this process runs them', () => {
+    const ports = listeningPorts(
+      parseRoleSelection(['gateway']),
+      {
+        DATABASE_URL: 'postgres://x@h/db',
+        NATS_URL: 'nats://h:4222',
+        EMBEDDED_PG_PORT: 10000,
+        EMBEDDED_NATS_PORT: 10000,
+      },
+      {},
+    );
+    assert.deepEqual(ports, [{ variable: 'GATEWAY_PORT', port: 10000 }]);
+    assert.deepEqual(portClashes(ports), []);
   });
 });
