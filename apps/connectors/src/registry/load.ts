@@ -195,10 +195,15 @@ export function loadRegistry(opts: LoadRegistryOptions = {}): McpServerConfig[] 
 
   const file = nonEmpty(env.MCP_SERVERS_FILE);
   if (file) {
+    const inFile = new Set<string>();
     for (const entry of readRegistryFile(path.resolve(cwd, file), env)) {
       const name = (entry as { name?: unknown }).name;
       if (typeof name !== 'string')
         throw new AppError('validation', `MCP_SERVERS_FILE: every server needs a name`, { file });
+      // A second entry of one name was merged over the first, which hid a mistake either way.
+      if (inFile.has(name))
+        throw new AppError('validation', `MCP_SERVERS_FILE: server ${name} is listed twice`, { file, server: name });
+      inFile.add(name);
       const base = byName.get(name);
       byName.set(name, base ? mergeServer(base, entry as Record<string, unknown>) : (entry as Record<string, unknown>));
     }

@@ -187,4 +187,31 @@ describe('loadRegistry', () => {
       /cannot be read/,
     );
   });
+
+  it('refuses a key it does not know (a misspelt one), naming it, and a server listed twice', () => {
+    const typo = path.join(dir, 'typo.json');
+    writeFileSync(typo, JSON.stringify({ servers: [{ name: 'fetch', enabeld: false }] }));
+    assert.throws(
+      () => loadRegistry({ cwd: dir, env: { MCP_SERVERS_FILE: typo } }),
+      (e: unknown) => e instanceof AppError && e.code === 'validation' && /"fetch".*enabeld/.test(e.message),
+    );
+    const nested = path.join(dir, 'nested.json');
+    writeFileSync(nested, JSON.stringify([{ name: 'fetch', timeouts: { call_ms: 5_000, cal_ms: 1 } }]));
+    assert.throws(
+      () => loadRegistry({ cwd: dir, env: { MCP_SERVERS_FILE: nested } }),
+      (e: unknown) => e instanceof AppError && /cal_ms/.test(e.message),
+    );
+    const twice = path.join(dir, 'twice.json');
+    writeFileSync(
+      twice,
+      JSON.stringify([
+        { name: 'fetch', enabled: false },
+        { name: 'fetch', enabled: true },
+      ]),
+    );
+    assert.throws(
+      () => loadRegistry({ cwd: dir, env: { MCP_SERVERS_FILE: twice } }),
+      (e: unknown) => e instanceof AppError && /server fetch is listed twice/.test(e.message),
+    );
+  });
 });

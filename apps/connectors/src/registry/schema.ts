@@ -5,8 +5,11 @@ const ms = z.number().int().positive();
 /** Items of one kind a server's listing keeps (see max_tools). */
 const listedItems = z.number().int().min(1).max(100_000).default(1_000);
 
+// Every object here is strict: a key the schema does not know (a misspelt `enabeld`) is refused,
+// naming it, rather than dropped with the operator's intent.
+
 /** A server we spawn and speak to over its stdin/stdout. */
-export const stdioTransportSchema = z.object({
+export const stdioTransportSchema = z.strictObject({
   kind: z.literal('stdio'),
   command: z.string().min(1),
   args: z.array(z.string()).default([]),
@@ -23,7 +26,7 @@ export const stdioTransportSchema = z.object({
 });
 
 /** A server reached over MCP Streamable HTTP. */
-export const httpTransportSchema = z.object({
+export const httpTransportSchema = z.strictObject({
   kind: z.literal('http'),
   url: z.string().url(),
 });
@@ -31,28 +34,28 @@ export const httpTransportSchema = z.object({
 export const transportSchema = z.discriminatedUnion('kind', [stdioTransportSchema, httpTransportSchema]);
 export type McpTransportConfig = z.infer<typeof transportSchema>;
 
-export const timeoutsSchema = z.object({
+export const timeoutsSchema = z.strictObject({
   /** Bound on spawn/HTTP connect plus the MCP initialize handshake. */
   connect_ms: ms.default(10_000),
   /** Bound on one attempt of one call (tool call, list, read, ping). */
   call_ms: ms.default(30_000),
 });
 
-export const retrySchema = z.object({
+export const retrySchema = z.strictObject({
   /** Total attempts including the first; 1 disables retries. */
   max_attempts: z.number().int().min(1).max(10).default(3),
   initial_delay_ms: ms.default(100),
   max_delay_ms: ms.default(2_000),
 });
 
-export const breakerSchema = z.object({
+export const breakerSchema = z.strictObject({
   /** Consecutive transient failures that open the circuit. */
   consecutive_failures: z.number().int().min(1).default(5),
   /** How long the circuit stays open before one probe is let through (half-open). */
   half_open_after_ms: ms.default(5_000),
 });
 
-export const bulkheadSchema = z.object({
+export const bulkheadSchema = z.strictObject({
   max_concurrent: z.number().int().min(1).default(8),
   /**
    * Calls that wait for a slot (taking turns by caller, see FairGate) once max_concurrent run; only past this many is a call
@@ -61,24 +64,24 @@ export const bulkheadSchema = z.object({
   max_queue: z.number().int().min(0).default(2_048),
 });
 
-export const reconnectSchema = z.object({
+export const reconnectSchema = z.strictObject({
   initial_delay_ms: ms.default(250),
   max_delay_ms: ms.default(10_000),
 });
 
-export const healthSchema = z.object({
+export const healthSchema = z.strictObject({
   /** Period of the protocol `ping` while connected; 0 turns the probe off. */
   ping_interval_ms: z.number().int().min(0).default(15_000),
   /** A ping slower than this makes the server `degraded`. */
   degraded_after_ms: ms.default(2_000),
 });
 
-export const payloadLogSchema = z.object({
+export const payloadLogSchema = z.strictObject({
   /** Longest JSON rendering of arguments / results kept in events; longer ones are truncated. */
   max_chars: z.number().int().min(0).default(2_048),
 });
 
-export const mcpServerConfigSchema = z.object({
+export const mcpServerConfigSchema = z.strictObject({
   /** Subject token and stable id of the server. `registry` is reserved for the registry endpoint. */
   name: z
     .string()
@@ -128,7 +131,7 @@ export type McpServerConfig = z.infer<typeof mcpServerConfigSchema>;
 export type McpServerConfigInput = z.input<typeof mcpServerConfigSchema>;
 
 /** The file format of MCP_SERVERS_FILE: a list of servers, or `{ servers: [...] }`. */
-export const registryFileSchema = z.union([z.array(z.unknown()), z.object({ servers: z.array(z.unknown()) })]);
+export const registryFileSchema = z.union([z.array(z.unknown()), z.strictObject({ servers: z.array(z.unknown()) })]);
 
 /** Validate one server config (throws a ZodError). */
 export const parseServerConfig = (input: unknown): McpServerConfig => mcpServerConfigSchema.parse(input);
