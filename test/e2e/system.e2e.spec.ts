@@ -706,6 +706,82 @@ describe('the whole system started like npm start', () => {
     }
   });
 
+  it("`npm run verify-log` finds an event edited and one deleted by hand, against the relay's copy; agrees again once they are put back", async () => {
+    const env: Record<string, string | undefined> = {
+      ...process.env,
+      DATA_DIR: dataDir,
+      EMBEDDED_PG_PORT: String(ports.pg),
+      EMBEDDED_NATS_PORT: String(ports.nats),
+    };
+    for (const k of ['DATABASE_URL', 'NATS_URL', 'NATS_TOKEN']) delete env[k];
+    const verify = () =>
+      spawnSync(process.execPath, [path.join(root, 'apps', 'launcher', 'dist', 'verify-log.js')], {
+        env,
+        encoding: 'utf8',
+        timeout: 120_000,
+      });
+    const clean = verify();
+    assert.equal(clean.status, 0, `${clean.stdout}\n${clean.stderr}`);
+    assert.match(
+      clean.stdout,
+      /the log agrees: \d+ events, positions 0-\d+ without a hole, [1-9]\d* checked against the relay's copy/,
+    );
+    const db = new pg.Client({ connectionString: embeddedDatabaseUrl(dataDir, ports.pg) });
+    await db.connect();
+    try {
+      // Two events the relay published long ago: a task's completion (edited) and an earlier one (deleted).
+      const edited = (
+        await db.query(`select * from eventstore.events where type = 'TaskCompleted' order by position limit 1`)
+      ).rows[0];
+      const deleted = (await db.query(`select * from eventstore.events where position = 5`)).rows[0];
+      assert.ok(edited && deleted);
+      await db.query(
+        `update eventstore.events set data = jsonb_set(data, '{result}', '"forged"') where position = $1`,
+        [edited.position],
+      );
+      await db.query('delete from eventstore.events where position = 5');
+      try {
+        const r = verify();
+        assert.equal(r.status, 1, `${r.stdout}\n${r.stderr}`);
+        const v = JSON.parse(r.stdout.split('\n')[0]!) as {
+          holes: number[];
+          differ: { position: number; what: string }[];
+        };
+        assert.deepEqual(v.holes, [5]);
+        assert.ok(
+          v.differ.some((d) => d.position === Number(edited.position) && d.what === 'data'),
+          r.stdout,
+        );
+        assert.ok(
+          v.differ.some((d) => d.position === 5 && d.what === 'not in the log'),
+          r.stdout,
+        );
+      } finally {
+        // Put both back as they were, for the rest of the suite.
+        await db.query('update eventstore.events set data = $2 where position = $1', [edited.position, edited.data]);
+        await db.query(
+          `insert into eventstore.events (position, stream_id, revision, event_id, type, data, metadata, recorded_at, data_bytes)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+          [
+            deleted.position,
+            deleted.stream_id,
+            deleted.revision,
+            deleted.event_id,
+            deleted.type,
+            deleted.data,
+            deleted.metadata,
+            deleted.recorded_at,
+            deleted.data_bytes,
+          ],
+        );
+      }
+      const again = verify();
+      assert.equal(again.status, 0, `${again.stdout}\n${again.stderr}`);
+    } finally {
+      await db.end();
+    }
+  });
+
   it('a second launcher on the same data dir refuses in one sentence, and the running one keeps its servers', async () => {
     const t0 = Date.now();
     const second = startSystem(dataDir, ports);

@@ -13,8 +13,7 @@
  * by hand (a restore that left one behind the log, a careless `truncate`): a projection resumes
  * from its checkpoint and cannot tell its rows went.
  */
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
-import path from 'node:path';
+import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import type pg from 'pg';
 import { z } from 'zod';
@@ -36,7 +35,8 @@ import {
   workflowExecutionsProjection,
   type Projection,
 } from '@switchyard/read-models';
-import { AppError, createPgPool, embeddedSuperuserPasswordFile, parseConfig, type Logger } from '@switchyard/platform';
+import { AppError, createPgPool, parseConfig, type Logger } from '@switchyard/platform';
+import { operatorDatabaseUrl } from './admin-url.js';
 
 /** The read models by the schema of their checkpoints, in the order a rebuild of all goes. */
 function groups(): { schema: string; projections: Projection[]; monitor?: true }[] {
@@ -131,20 +131,6 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('warn'),
 });
 
-/** DATABASE_URL, else the embedded PostgreSQL of DATA_DIR (its superuser, from the password file beside it). */
-function databaseUrl(): string {
-  const config = parseConfig();
-  if (config.DATABASE_URL) return config.DATABASE_URL;
-  const file = embeddedSuperuserPasswordFile(path.resolve(config.DATA_DIR, 'postgres'));
-  if (!existsSync(file))
-    throw new AppError(
-      'validation',
-      `no DATABASE_URL, and no embedded PostgreSQL in DATA_DIR ${path.resolve(config.DATA_DIR)} (${file} is missing): set DATABASE_URL, or DATA_DIR to the data dir npm start uses`,
-    );
-  const password = encodeURIComponent(readFileSync(file, 'utf8').trim());
-  return `postgres://postgres:${password}@127.0.0.1:${config.EMBEDDED_PG_PORT}/switchyard`;
-}
-
 export async function main(argv: string[], out: (s: string) => void = (s) => void process.stdout.write(s)) {
   if (argv.includes('--help') || argv.includes('-h') || argv.length === 0) {
     out(
@@ -158,7 +144,7 @@ export async function main(argv: string[], out: (s: string) => void = (s) => voi
   }
   const env = parseConfig(process.env, envSchema);
   const logger = pino({ level: env.LOG_LEVEL }) as unknown as Logger;
-  const url = databaseUrl();
+  const url = operatorDatabaseUrl(parseConfig());
   const pool = createPgPool({ connectionString: url, max: 4 }, { name: 'rebuild', logger });
   const store = createEventStore({
     databaseUrl: url,
