@@ -37,6 +37,7 @@ import {
 } from '@switchyard/read-models';
 import { AppError, createPgPool, parseConfig, type Logger } from '@switchyard/platform';
 import { operatorDatabaseUrl } from './admin-url.js';
+import { provisionAndMigrate } from './migrations.js';
 
 /** The read models by the schema of their checkpoints, in the order a rebuild of all goes. */
 function groups(): { schema: string; projections: Projection[]; monitor?: true }[] {
@@ -144,7 +145,17 @@ export async function main(argv: string[], out: (s: string) => void = (s) => voi
   }
   const env = parseConfig(process.env, envSchema);
   const logger = pino({ level: env.LOG_LEVEL }) as unknown as Logger;
-  const url = operatorDatabaseUrl(parseConfig());
+  const adminUrl = operatorDatabaseUrl(parseConfig());
+  // The migrations a start runs first (as the schema owner, then the grants): a read model's table
+  // dropped by hand comes back owned by the owner with every component's rights, not by this
+  // login without them. Undefined when the login may not create roles (a database of one's own).
+  const roles = await provisionAndMigrate(adminUrl, {
+    logger,
+    passwords: {},
+    externalEventStore: Boolean(env.EVENTSTORE_URL),
+    demoData: false,
+  });
+  const url = roles?.urls.app ?? adminUrl;
   const pool = createPgPool({ connectionString: url, max: 4 }, { name: 'rebuild', logger });
   const store = createEventStore({
     databaseUrl: url,

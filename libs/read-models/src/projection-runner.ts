@@ -36,6 +36,8 @@ export interface ProjectionRunnerOptions {
   readonly gatherMs?: number;
   /** The first run of the projections' housekeeping after start (default 10 s). */
   readonly housekeepingFirstMs?: number;
+  /** How often a read model that never deletes its rows is checked for having been emptied (default 60 s; see Projection.isEmpty). */
+  readonly emptiedCheckMs?: number;
 }
 
 /** One projection's loop: a subscription feeding a buffer, drained in batched transactions. */
@@ -49,7 +51,12 @@ interface Lane {
   sub?: AllSubscription;
   done?: Promise<void>;
   stopRequested: boolean;
+  /** Rebuilt because found emptied, and not seen holding rows since: not rebuilt again for that. */
+  healed?: boolean;
 }
+
+/** How often a read model that never deletes its rows is checked for having been emptied (see Projection.isEmpty). */
+const EMPTIED_CHECK_MS = 60_000;
 
 /**
  * Runs projections from checkpointed catch-up subscriptions to $all.
@@ -133,6 +140,48 @@ export class ProjectionRunner {
     for (const lane of this.lanes.values()) await this.startLane(lane);
     for (const lane of this.lanes.values())
       this.scheduleHousekeeping(lane.projection, this.options.housekeepingFirstMs ?? HOUSEKEEPING_FIRST_MS);
+    for (const lane of this.lanes.values()) if (lane.projection.isEmpty) this.scheduleEmptiedCheck(lane, 0);
+  }
+
+  /**
+   * A read model that never deletes its rows (Projection.isEmpty) found empty while its checkpoint
+   * says it applied events it handles: its rows went outside the projection; rebuilt from the log.
+   * Once per emptying: a rebuild that leaves it empty is not repeated until it has held rows again.
+   */
+  private scheduleEmptiedCheck(lane: Lane, delayMs: number): void {
+    const { projection } = lane;
+    if (!projection.isEmpty || !this.started) return;
+    const timer = setTimeout(() => {
+      this.housekeepingTimers.delete(timer);
+      this.housekeepingRuns = this.housekeepingRuns
+        .then(async () => {
+          if (!this.started || lane.stored < 0) return;
+          if (!(await projection.isEmpty!(this.pool))) {
+            lane.healed = false;
+            return;
+          }
+          if (lane.healed) return;
+          const applied = await this.options.store.readAll({
+            types: projection.handles,
+            ...(projection.streamPrefixes ? { streamPrefixes: projection.streamPrefixes } : {}),
+            maxCount: 1,
+            until: lane.stored,
+          });
+          if (applied.length === 0) return;
+          lane.healed = true;
+          this.log?.error(
+            { projection: projection.name, checkpoint: lane.stored, firstApplied: applied[0]!.position },
+            'read model found empty although its checkpoint says it applied events: its rows were removed outside the projection; rebuilding it from the log',
+          );
+          await this.rebuild(projection.name);
+        })
+        .catch((err: unknown) =>
+          this.log?.warn({ err, projection: projection.name }, 'checking a read model for lost rows failed'),
+        )
+        .finally(() => this.scheduleEmptiedCheck(lane, this.options.emptiedCheckMs ?? EMPTIED_CHECK_MS));
+    }, delayMs);
+    timer.unref();
+    this.housekeepingTimers.add(timer);
   }
 
   /**

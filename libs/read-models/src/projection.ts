@@ -62,6 +62,14 @@ export interface Projection {
    * runners of one projection may run it at once.
    */
   readonly housekeeping?: Housekeeping;
+  /**
+   * Optional, for a read model that never deletes its rows: whether it holds none. Found empty
+   * while its checkpoint says it applied events it handles, its rows were removed outside the
+   * projection (a `truncate` by hand, a partial restore), and it would go on serving the loss as
+   * truth from where its checkpoint is: the runner rebuilds it from the log (at start and every
+   * minute).
+   */
+  isEmpty?(pool: pg.Pool): Promise<boolean>;
 }
 
 /** A projection's periodic trim (see Projection.housekeeping). */

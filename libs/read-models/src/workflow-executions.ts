@@ -895,6 +895,13 @@ function literal(value: unknown): string {
 /** The workflow_executions read model (executions, steps, attempts) for the list/detail endpoints. */
 export const workflowExecutionsProjection: Projection = {
   name: 'workflow_executions',
+  // Its rows are never deleted: found empty behind its checkpoint, it was emptied by hand.
+  async isEmpty(pool) {
+    const { rows } = await pool.query<{ empty: boolean }>(
+      'select not exists (select 1 from read_models.workflow_executions) as empty',
+    );
+    return rows[0]!.empty;
+  },
   handles: workflowEventTypes,
   streamPrefixes: ['workflow_execution-'],
   setup: (c) => setupWorkflowReadModel(c),
