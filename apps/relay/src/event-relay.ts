@@ -294,6 +294,13 @@ export class EventRelay {
       { from: this.lastPublished, checkpoint: agreed.saved, streamTail: agreed.tail },
       'event relay started',
     );
+    // An empty stream behind a checkpoint was made again (its store lost, or purged): subscribers
+    // lost their durable consumers, and its sequences start again at 1 from the next event.
+    if (agreed.tail === -1 && agreed.saved >= 0)
+      this.log.warn(
+        { checkpoint: agreed.saved, stream: this.opts.stream ?? EVENTS_STREAM },
+        `the JetStream stream was made again empty: events up to position ${agreed.saved} are in the event log only (GET /api/v1/events), its sequences start again at 1, and durable consumers must be made again and resume by the Switchyard-Position header, not by a stream sequence`,
+      );
     // 3. Subscribe and publish; on a read failure resubscribe after the last published event.
     let attempt = 0;
     while (!this.halted) {

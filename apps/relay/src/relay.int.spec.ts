@@ -18,7 +18,15 @@ import {
 import { headerNames, parseEventEnvelope } from '@switchyard/contracts';
 import { PostgresEventStore, type NewEvent } from '@switchyard/event-store';
 import { closeNats, connectNats, ensureEventsStream, type NatsConnection } from '@switchyard/messaging';
-import { createLogger, findNatsServer, freePort, NATS_INSTALL_HINT, waitForPort } from '@switchyard/platform';
+import {
+  createLogger,
+  findNatsServer,
+  freePort,
+  NATS_INSTALL_HINT,
+  waitForPort,
+  type Logger,
+} from '@switchyard/platform';
+import { pino } from 'pino';
 import { freshDatabase, testNatsUrl } from '@switchyard/testing';
 import { EventRelay, OVERSIZE_HEADER } from './event-relay.js';
 import { PgRelayCheckpointStore } from './checkpoint-store.js';
@@ -339,6 +347,34 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     await waitUntil(
       'the checkpoint at the head',
       async () => (await second.checkpoints.load(`restored-${w.id}`)) === 4,
+    );
+  });
+
+  it('a stream made again empty behind its checkpoint: a warning says so, and publishing goes on after the checkpoint', async () => {
+    const w = await freshWorld('recreated');
+    await w.store.append(`order-${w.id}`, [event(1, 'a'), event(2, 'b'), event(3, 'c')]);
+    const first = await newRelay(w, `recreated-${w.id}`, { jsm });
+    first.relay.start();
+    await waitUntil('the three published', async () => (await readStream(js, jsm, w.stream)).length === 3, 30_000);
+    await first.relay.stop();
+    assert.equal(await first.checkpoints.load(`recreated-${w.id}`), 2);
+    await first.checkpoints.close(); // its lock session: the next relay of the name takes over
+    // Its store lost (a data dir restored without nats/jetstream): made again, empty.
+    await jsm.streams.delete(w.stream);
+    await ensureEventsStream(jsm, { name: w.stream, subjects: [`${w.prefix}.>`] });
+    const lines: string[] = [];
+    const heard = pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) }) as unknown as Logger;
+    await w.store.append(`order-${w.id}`, [event(4, 'd')]);
+    const second = await newRelay(w, `recreated-${w.id}`, { jsm, logger: heard });
+    second.relay.start();
+    await waitUntil('the new event published', async () => (await readStream(js, jsm, w.stream)).length === 1, 30_000);
+    assert.deepEqual(
+      (await readStream(js, jsm, w.stream)).map((r) => [r.seq, r.position]),
+      [[1, 3]],
+    );
+    assert.ok(
+      lines.some((l) => /made again empty: events up to position 2 are in the event log only/.test(l)),
+      lines.join('\n'),
     );
   });
 
