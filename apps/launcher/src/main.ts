@@ -15,6 +15,7 @@ import {
   ConfigError,
   createLogger,
   DataDirInUseError,
+  isListening,
   lockDataDir,
   parseConfig,
   processLogFormat,
@@ -60,14 +61,14 @@ try {
   const { roles, ...only } = parseRoles(process.argv.slice(2));
   // Checked before anything starts, not when the agents do (after PostgreSQL, NATS and the servers).
   agentPortsFromEnv();
-  // A launcher that runs embedded servers owns its data dir: a second one on it would adopt the
-  // first one's servers as if left by a killed run (and stop them when its own start failed).
-  const embedded =
-    !config.NATS_URL || (!config.DATABASE_URL && !Object.keys(process.env).some((k) => k.startsWith('DATABASE_URL_')));
   // Every port this process will listen on, once: two variables naming the same port failed late
   // (after PostgreSQL, NATS and the migrations) with an EADDRINUSE naming neither.
   const clashes = portClashes(listeningPorts({ roles, ...only }, config));
   if (clashes.length > 0) throw new ConfigError(clashes);
+  // A launcher that runs embedded servers owns its data dir: a second one on it would adopt the
+  // first one's servers as if left by a killed run (and stop them when its own start failed).
+  const embedded =
+    !config.NATS_URL || (!config.DATABASE_URL && !Object.keys(process.env).some((k) => k.startsWith('DATABASE_URL_')));
   if (embedded) {
     mkdirSync(config.DATA_DIR, { recursive: true, mode: 0o700 });
     try {
@@ -78,6 +79,18 @@ try {
       process.exit(1);
     }
   }
+  // An HTTP listener's port held by another program failed last, after everything else had
+  // started, as a bare EADDRINUSE. (The embedded servers' ports are left to their start, which
+  // adopts a server a killed run of this data dir left behind.)
+  const taken = [];
+  for (const l of plannedListeners({ roles, ...only })) if (l.port !== 0 && (await isListening(l.port))) taken.push(l);
+  if (taken.length > 0)
+    throw new ConfigError(
+      taken.map((l) => ({
+        variable: l.portVariable,
+        message: `port ${l.port} (${l.name}) is taken by another program: stop it, or set ${l.portVariable} to a free port`,
+      })),
+    );
   const system = await startSystem(config, roles, logger, supervisor, only);
   up = true;
   // The banner is for a person: with readable logs it ends stdout; with JSON logs it goes to

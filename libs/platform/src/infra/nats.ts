@@ -388,7 +388,12 @@ export function probeNatsAuth(
       else resolve(result!);
     };
     const timer = setTimeout(
-      () => done(new Error(`no NATS answer on 127.0.0.1:${port} within ${timeoutMs} ms`)),
+      () =>
+        done(
+          new Error(
+            `no NATS answer on 127.0.0.1:${port} within ${timeoutMs} ms: the port is held by a program that is not a NATS server; stop it, or set EMBEDDED_NATS_PORT to a free port`,
+          ),
+        ),
       timeoutMs,
     );
     socket.on('error', (err) => done(err));
