@@ -15,7 +15,6 @@ import {
   ConfigError,
   createLogger,
   DataDirInUseError,
-  isListening,
   lockDataDir,
   parseConfig,
   processLogFormat,
@@ -79,18 +78,6 @@ try {
       process.exit(1);
     }
   }
-  // An HTTP listener's port held by another program failed last, after everything else had
-  // started, as a bare EADDRINUSE. (The embedded servers' ports are left to their start, which
-  // adopts a server a killed run of this data dir left behind.)
-  const taken = [];
-  for (const l of plannedListeners({ roles, ...only })) if (l.port !== 0 && (await isListening(l.port))) taken.push(l);
-  if (taken.length > 0)
-    throw new ConfigError(
-      taken.map((l) => ({
-        variable: l.portVariable,
-        message: `port ${l.port} (${l.name}) is taken by another program: stop it, or set ${l.portVariable} to a free port`,
-      })),
-    );
   const system = await startSystem(config, roles, logger, supervisor, only);
   up = true;
   // The banner is for a person: with readable logs it ends stdout; with JSON logs it goes to

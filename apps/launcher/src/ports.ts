@@ -1,7 +1,7 @@
 import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
 import { DATABASE_WRITER_PORT, ownServerPort, portSetting } from '@switchyard/connectors';
 import { defaultPorts, mcpServerKinds } from '@switchyard/mcp-servers';
-import { AppError, parseConfig, type Config } from '@switchyard/platform';
+import { AppError, ConfigError, isListening, parseConfig, type Config } from '@switchyard/platform';
 
 /** One problem with a variable (as ConfigError takes them). */
 type ConfigIssue = { variable: string; message: string };
@@ -125,4 +125,26 @@ export function portClashes(ports: readonly { variable: string; port: number }[]
       ? [{ variable: b.variable, message: `${b.port} is also ${a.variable}: each listener needs a port of its own` }]
       : [];
   });
+}
+
+/**
+ * Refuse (ConfigError naming each variable) when an HTTP listener's port of this selection is
+ * held by another program: it failed last, after everything else had started, as a bare
+ * EADDRINUSE. The embedded servers' ports are left to their start, which adopts a server a killed
+ * run of this data dir left behind. Run once the configuration itself is known good.
+ */
+export async function refuseTakenPorts(selection: RoleSelection, env: Env = process.env): Promise<void> {
+  const taken = [];
+  for (const l of plannedListeners(selection, env)) {
+    // The writer starts only when the database roles could be made: its port may stay unused.
+    if (l.port === 0 || l.name === DATABASE_WRITER) continue;
+    if (await isListening(l.port)) taken.push(l);
+  }
+  if (taken.length > 0)
+    throw new ConfigError(
+      taken.map((l) => ({
+        variable: l.portVariable,
+        message: `port ${l.port} (${l.name}) is taken by another program: stop it, or set ${l.portVariable} to a free port`,
+      })),
+    );
 }

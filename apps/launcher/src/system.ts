@@ -55,7 +55,7 @@ import {
   type Logger,
 } from '@switchyard/platform';
 import type { StartInfo } from './banner.js';
-import { agentPortsFromEnv, mcpServerPort } from './ports.js';
+import { agentPortsFromEnv, mcpServerPort, refuseTakenPorts } from './ports.js';
 import {
   DATABASE_WRITER,
   givenDatabaseLogins,
@@ -124,6 +124,9 @@ export async function startSystem(
             "DATABASE_URL_<LOGIN> are given: leave DATABASE_URL unset (a process given its roles' own logins must not hold the administrative one)",
         },
       ]);
+    // Another program on one of this process's HTTP ports: said now, naming the variable, not as
+    // an EADDRINUSE once everything else has started.
+    await refuseTakenPorts(selection);
     const infra = await startInfrastructure(
       config,
       logger,
