@@ -114,6 +114,10 @@ export function listeningPorts(
     ...plannedListeners(selection, env).map((l) => ({ variable: l.portVariable, port: l.port })),
     ...(embeddedPg ? [{ variable: 'EMBEDDED_PG_PORT', port: config.EMBEDDED_PG_PORT }] : []),
     ...(!config.NATS_URL ? [{ variable: 'EMBEDDED_NATS_PORT', port: config.EMBEDDED_NATS_PORT }] : []),
+    // The development mailbox's SMTP listener, where the automation server runs one (no SMTP_URL) on a set port.
+    ...(runsMcpServer(selection, 'automation') && !env.SMTP_URL && Number(env.MAILBOX_SMTP_PORT) > 0
+      ? [{ variable: 'MAILBOX_SMTP_PORT', port: Number(env.MAILBOX_SMTP_PORT) }]
+      : []),
   ];
 }
 

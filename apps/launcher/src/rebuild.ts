@@ -27,6 +27,7 @@ import {
   webhooksProjection,
 } from '@switchyard/mcp-servers';
 import { monitorProjections, rebuildMonitorReadModels } from '@switchyard/monitor';
+import { revokedStartersProjection } from '@switchyard/workflows';
 import {
   delegationProjections,
   ProjectionRunner,
@@ -49,6 +50,8 @@ function groups(): { schema: string; projections: Projection[]; monitor?: true }
         workflowDefinitionsProjection,
         ...delegationProjections(),
         ...statusProjections(),
+        // The engines' list of persons whose key was revoked (their executions are canceled).
+        revokedStartersProjection,
       ],
     },
     {

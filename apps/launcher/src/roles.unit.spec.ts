@@ -4,7 +4,7 @@ import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
 import { defaultPorts } from '@switchyard/mcp-servers';
 import { judgeHealth, type HealthFile } from './health-file.js';
 import { agentPortsFromEnv, listeningPorts, plannedListeners, portClashes } from './ports.js';
-import { ConfigError } from '@switchyard/platform';
+import { ConfigError, parseConfig } from '@switchyard/platform';
 import {
   databaseLoginsOf,
   givenDatabaseLogins,
@@ -255,13 +255,13 @@ describe('databaseLoginsOf / givenDatabaseLogins: the logins a process of a spli
 });
 
 describe('listeningPorts / portClashes: two variables naming one port are refused before anything starts', () => {
+  const { EMBEDDED_PG_PORT, EMBEDDED_NATS_PORT } = parseConfig({});
+  const defaultEmbeddedPorts = { EMBEDDED_PG_PORT, EMBEDDED_NATS_PORT };
   const config = { DATABASE_URL: undefined, NATS_URL: undefined, EMBEDDED_PG_PORT: 30701, EMBEDDED_NATS_PORT: 30702 };
 
   it('the defaults of a whole system clash nowhere', () => {
     assert.deepEqual(
-      portClashes(
-        listeningPorts(parseRoleSelection([]), { ...config, EMBEDDED_PG_PORT: 54329, EMBEDDED_NATS_PORT: 4222 }, {}),
-      ),
+      portClashes(listeningPorts(parseRoleSelection([]), { ...config, ...defaultEmbeddedPorts }, {})),
       [],
     );
   });
@@ -288,6 +288,14 @@ describe('listeningPorts / portClashes: two variables naming one port are refuse
       ]),
       [],
     );
+    // The development mailbox's SMTP port, where this process runs the automation server.
+    const mailbox = portClashes(
+      listeningPorts(parseRoleSelection([]), config, { GATEWAY_PORT: '30700', MAILBOX_SMTP_PORT: '30700' }),
+    );
+    assert.deepEqual(
+      mailbox.map((c) => `${c.variable}: ${c.message}`),
+      ['MAILBOX_SMTP_PORT: 30700 is also GATEWAY_PORT: each listener needs a port of its own'],
+    );
   });
 
   it('the embedded servers count only where this process runs them', () => {
@@ -295,13 +303,13 @@ describe('listeningPorts / portClashes: two variables naming one port are refuse
       parseRoleSelection(['gateway']),
       {
         DATABASE_URL: 'postgres://x@h/db',
-        NATS_URL: 'nats://h:4222',
-        EMBEDDED_PG_PORT: 10000,
-        EMBEDDED_NATS_PORT: 10000,
+        NATS_URL: 'nats://h:14222',
+        EMBEDDED_PG_PORT: 31234,
+        EMBEDDED_NATS_PORT: 31234,
       },
-      {},
+      { GATEWAY_PORT: '31234' },
     );
-    assert.deepEqual(ports, [{ variable: 'GATEWAY_PORT', port: 10000 }]);
+    assert.deepEqual(ports, [{ variable: 'GATEWAY_PORT', port: 31234 }]);
     assert.deepEqual(portClashes(ports), []);
   });
 });

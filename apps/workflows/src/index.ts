@@ -22,3 +22,4 @@ export {
 } from './read-model-thread.js';
 export { TriggerStarter, startTriggerStarter, type TriggerStarterOptions, type TriggerPass } from './triggers.js';
 export { Responders, TEST_ENGINE_TIMINGS, type Behaviour, type ResponderCall } from './test-responders.js';
+export { revokedStartersProjection, REVOKED_STARTERS_PROJECTION } from './revoked-starters.js';

@@ -68,4 +68,60 @@ describe('the data dir lock', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('a record copied with the data dir to another path holds nothing there, though its process lives', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'datadir-lock-'));
+    try {
+      const h = holder(dir);
+      await h.held;
+      const copy = mkdtempSync(path.join(os.tmpdir(), 'datadir-copy-'));
+      try {
+        writeFileSync(path.join(copy, DATA_DIR_LOCK_FILE), readFileSync(path.join(dir, DATA_DIR_LOCK_FILE), 'utf8'));
+        const l = lockDataDir(copy);
+        assert.equal(JSON.parse(readFileSync(path.join(copy, DATA_DIR_LOCK_FILE), 'utf8')).pid, process.pid);
+        l.release();
+      } finally {
+        rmSync(copy, { recursive: true, force: true });
+        h.child.kill('SIGKILL');
+        await h.exited;
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('several starters taking over one stale lock at the same moment: exactly one wins, six times over', async () => {
+    const racer = `const { lockDataDir } = await import(${JSON.stringify(module)});
+      const at = Number(process.argv[2]); while (Date.now() < at) {}
+      try { lockDataDir(process.argv[1]); console.log('won'); } catch (e) { console.log(e.name); }
+      setTimeout(() => process.exit(0), 1000);`;
+    for (let round = 0; round < 6; round++) {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'datadir-race-'));
+      try {
+        // A stale lock: a process that has ended.
+        writeFileSync(
+          path.join(dir, DATA_DIR_LOCK_FILE),
+          JSON.stringify({ pid: 999_999_999, host: os.hostname(), started: null }),
+        );
+        const at = Date.now() + 400;
+        const outs = await Promise.all(
+          [0, 1, 2].map(
+            () =>
+              new Promise<string>((resolve) => {
+                const c = spawn(process.execPath, ['--input-type=module', '-e', racer, dir, String(at)], {
+                  stdio: ['ignore', 'pipe', 'inherit'],
+                });
+                let out = '';
+                c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+                c.once('exit', () => resolve(out.trim()));
+              }),
+          ),
+        );
+        assert.equal(outs.filter((o) => o === 'won').length, 1, `round ${round}: ${outs.join(', ')}`);
+        assert.equal(outs.filter((o) => o === 'DataDirInUseError').length, 2, `round ${round}: ${outs.join(', ')}`);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+  });
 });

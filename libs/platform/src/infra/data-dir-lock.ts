@@ -1,4 +1,4 @@
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, realpathSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -6,7 +6,13 @@ import { z } from 'zod';
 /** The file that says which process runs the embedded servers of a data dir. */
 export const DATA_DIR_LOCK_FILE = 'launcher.lock';
 
-const lockSchema = z.object({ pid: z.number().int().positive(), host: z.string(), started: z.string().nullable() });
+const lockSchema = z.object({
+  pid: z.number().int().positive(),
+  host: z.string(),
+  started: z.string().nullable(),
+  /** The data dir the holder took (its real path): a record copied with the dir to another path is not a holder of the copy. */
+  dir: z.string().optional(),
+});
 type LockRecord = z.infer<typeof lockSchema>;
 
 /** Thrown when another live process holds the data dir. */
@@ -49,8 +55,9 @@ function alive(pid: number): boolean {
  * A record from another host (a data dir copied from elsewhere: a restore) is not checked: the
  * embedded servers listen on loopback only, so a data dir is not shared between hosts.
  */
-function holds(r: LockRecord): boolean {
+function holds(r: LockRecord, dir: string): boolean {
   if (r.host !== hostname() || r.pid === process.pid) return false;
+  if (r.dir !== undefined && r.dir !== dir) return false;
   if (!alive(r.pid)) return false;
   const started = processStart(r.pid);
   return started === null || r.started === null || started === r.started;
@@ -69,28 +76,65 @@ export interface DataDirLock {
  */
 export function lockDataDir(dataDir: string): DataDirLock {
   const file = path.join(dataDir, DATA_DIR_LOCK_FILE);
-  const mine: LockRecord = { pid: process.pid, host: hostname(), started: processStart(process.pid) };
+  const dir = realpathSync(dataDir);
+  const mine: LockRecord = { pid: process.pid, host: hostname(), started: processStart(process.pid), dir };
   const text = `${JSON.stringify(mine)}\n`;
-  for (let attempt = 0; ; attempt++) {
+  const create = (): boolean => {
     try {
       writeFileSync(file, text, { flag: 'wx', mode: 0o600 });
-      break;
+      return true;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 5) throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      return false;
     }
-    let held: LockRecord | undefined;
+  };
+  const holder = (): LockRecord | undefined => {
     try {
       const parsed = lockSchema.safeParse(JSON.parse(readFileSync(file, 'utf8')));
-      held = parsed.success ? parsed.data : undefined;
+      return parsed.success ? parsed.data : undefined;
     } catch {
-      held = undefined; // unreadable, or removed meanwhile: stale
+      return undefined; // unreadable, or removed meanwhile: stale
     }
-    if (held && holds(held)) throw new DataDirInUseError(dataDir, held);
-    // Stale (its process gone) or unreadable: removed, and created again above (one winner).
+  };
+  if (!create()) {
+    // Taking over a stale lock: read, remove and create again under a mutex (an atomic mkdir), so
+    // that of several starters at once only one removes the stale file and creates its own (without
+    // it, one could remove the file another had just created, and both would hold the dir).
+    const mutex = `${file}.takeover`;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        mkdirSync(mutex);
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        // One left by a starter killed inside it (it holds it for a few milliseconds): taken over.
+        try {
+          if (Date.now() - statSync(mutex).mtimeMs > 10_000) rmdirSync(mutex);
+        } catch {
+          // gone meanwhile
+        }
+        if (attempt >= 200) throw err;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25);
+      }
+    }
     try {
-      unlinkSync(file);
-    } catch {
-      // another starter removed it first
+      const held = holder();
+      if (held && holds(held, dir)) throw new DataDirInUseError(dataDir, held);
+      try {
+        unlinkSync(file);
+      } catch {
+        // already gone
+      }
+      if (!create()) {
+        const now = holder();
+        throw now ? new DataDirInUseError(dataDir, now) : new Error(`could not take ${file}`);
+      }
+    } finally {
+      try {
+        rmdirSync(mutex);
+      } catch {
+        // gone
+      }
     }
   }
   let released = false;
