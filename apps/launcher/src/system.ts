@@ -126,7 +126,7 @@ export async function startSystem(
       ]);
     // Another program on one of this process's HTTP ports: said now, naming the variable, not as
     // an EADDRINUSE once everything else has started.
-    await refuseTakenPorts(selection);
+    await refuseTakenPorts(selection, { ...process.env, GATEWAY_PORT: String(config.GATEWAY_PORT) });
     const infra = await startInfrastructure(
       config,
       logger,
