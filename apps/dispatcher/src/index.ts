@@ -6,6 +6,7 @@ export { DispatcherLeases, partitionFenceName, taskPartition, type DispatcherLea
 export { InstanceRegistry, type AgentInstance, type BreakerState } from './instances.js';
 export { startTasksService } from './service.js';
 export {
+  dispatcherLeaseTtlMs,
   startDispatcher,
   type StartDispatcherOptions,
   type DispatcherHandle,

@@ -51,6 +51,17 @@ const leaseEnv = z.object({
 });
 
 /**
+ * DISPATCHER_LEASE_TTL_MS as the dispatchers read it (its default when unset or not a valid
+ * value): how long a dispatcher may go without renewing its leases, which the monitor needs to
+ * judge a dispatcher's heartbeat (a dispatcher refuses to start on an invalid value).
+ */
+export function dispatcherLeaseTtlMs(env: Record<string, string | undefined> = process.env): number {
+  const ttl = leaseEnv.shape.DISPATCHER_LEASE_TTL_MS;
+  const parsed = ttl.safeParse(env.DISPATCHER_LEASE_TTL_MS);
+  return parsed.success ? parsed.data : ttl.parse(undefined);
+}
+
+/**
  * Start a task dispatcher. Any number of processes may run one; all serve at once, each driving
  * the tasks of the partitions it leases (see DispatcherLeases and docs/scale-out.md):
  * 1. The delegation projections start here and are caught up (several runners are safe: the

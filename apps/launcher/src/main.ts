@@ -22,7 +22,7 @@ import {
 import { startBanner } from './banner.js';
 import { logFatal } from './fatal.js';
 import { startHealthFile } from './health-file.js';
-import { agentPortsFromEnv, listeningPorts, plannedListeners, portClashes } from './ports.js';
+import { agentPortsFromEnv, embeddedServers, listeningPorts, plannedListeners, portClashes } from './ports.js';
 import { DATABASE_WRITER, parseRoleSelection, RoleSelectionError, type RoleSelection } from './roles.js';
 import { Supervisor } from './supervisor.js';
 import { startSystem } from './system.js';
@@ -66,9 +66,8 @@ try {
   if (clashes.length > 0) throw new ConfigError(clashes);
   // A launcher that runs embedded servers owns its data dir: a second one on it would adopt the
   // first one's servers as if left by a killed run (and stop them when its own start failed).
-  const embedded =
-    !config.NATS_URL || (!config.DATABASE_URL && !Object.keys(process.env).some((k) => k.startsWith('DATABASE_URL_')));
-  if (embedded) {
+  const embedded = embeddedServers(config);
+  if (embedded.postgres || embedded.nats) {
     mkdirSync(config.DATA_DIR, { recursive: true, mode: 0o700 });
     try {
       lockDataDir(config.DATA_DIR);

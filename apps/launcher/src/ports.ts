@@ -100,6 +100,20 @@ export function plannedListeners(selection: RoleSelection, env: Env = process.en
 }
 
 /**
+ * Which servers the launcher runs itself: PostgreSQL without DATABASE_URL (and without the roles'
+ * own logins, DATABASE_URL_<LOGIN>), nats-server without NATS_URL.
+ */
+export function embeddedServers(
+  config: Pick<Config, 'DATABASE_URL' | 'NATS_URL'>,
+  env: Env = process.env,
+): { postgres: boolean; nats: boolean } {
+  return {
+    postgres: !config.DATABASE_URL && !Object.keys(env).some((k) => k.startsWith('DATABASE_URL_')),
+    nats: !config.NATS_URL,
+  };
+}
+
+/**
  * Every port a process with this selection listens on, with the variable that sets it: its HTTP
  * listeners, and the embedded PostgreSQL and nats-server when it runs them (no DATABASE_URL, or
  * no NATS_URL).
@@ -109,11 +123,11 @@ export function listeningPorts(
   config: Pick<Config, 'DATABASE_URL' | 'NATS_URL' | 'EMBEDDED_PG_PORT' | 'EMBEDDED_NATS_PORT'>,
   env: Env = process.env,
 ): { variable: string; port: number }[] {
-  const embeddedPg = !config.DATABASE_URL && !Object.keys(env).some((k) => k.startsWith('DATABASE_URL_'));
+  const embedded = embeddedServers(config, env);
   return [
     ...plannedListeners(selection, env).map((l) => ({ variable: l.portVariable, port: l.port })),
-    ...(embeddedPg ? [{ variable: 'EMBEDDED_PG_PORT', port: config.EMBEDDED_PG_PORT }] : []),
-    ...(!config.NATS_URL ? [{ variable: 'EMBEDDED_NATS_PORT', port: config.EMBEDDED_NATS_PORT }] : []),
+    ...(embedded.postgres ? [{ variable: 'EMBEDDED_PG_PORT', port: config.EMBEDDED_PG_PORT }] : []),
+    ...(embedded.nats ? [{ variable: 'EMBEDDED_NATS_PORT', port: config.EMBEDDED_NATS_PORT }] : []),
     // The development mailbox's SMTP listener, where the automation server runs one (no SMTP_URL) on a set port.
     ...(runsMcpServer(selection, 'automation') && !env.SMTP_URL && Number(env.MAILBOX_SMTP_PORT) > 0
       ? [{ variable: 'MAILBOX_SMTP_PORT', port: Number(env.MAILBOX_SMTP_PORT) }]

@@ -26,11 +26,11 @@ import {
   schedulesProjection,
   webhooksProjection,
 } from '@switchyard/mcp-servers';
-import { monitorProjections, rebuildMonitorReadModels } from '@switchyard/monitor';
+import { MONITOR_PROJECTIONS_SCHEMA, monitorProjections } from '@switchyard/monitor';
 import { revokedStartersProjection } from '@switchyard/workflows';
 import {
   delegationProjections,
-  ProjectionRunner,
+  rebuildProjections,
   statusProjections,
   workflowDefinitionsProjection,
   workflowExecutionsProjection,
@@ -41,7 +41,7 @@ import { operatorDatabaseUrl } from './admin-url.js';
 import { provisionAndMigrate } from './migrations.js';
 
 /** The read models by the schema of their checkpoints, in the order a rebuild of all goes. */
-function groups(): { schema: string; projections: Projection[]; monitor?: true }[] {
+function groups(): { schema: string; projections: Projection[] }[] {
   return [
     {
       schema: 'read_models',
@@ -58,8 +58,8 @@ function groups(): { schema: string; projections: Projection[]; monitor?: true }
       schema: AUTOMATION_CHECKPOINT_SCHEMA,
       projections: [webhooksProjection, schedulesProjection, revokedActorsProjection, adminActorsProjection],
     },
-    // The monitor's keep their telemetry columns (see rebuildMonitorReadModels).
-    { schema: 'monitoring', projections: monitorProjections(), monitor: true },
+    // The monitor's keep their telemetry columns (their reset does).
+    { schema: MONITOR_PROJECTIONS_SCHEMA, projections: monitorProjections() },
   ];
 }
 
@@ -70,7 +70,6 @@ export interface RebuiltReadModel {
   readonly name: string;
   readonly position: number;
   readonly head: number;
-  readonly ms: number;
 }
 
 /**
@@ -96,36 +95,17 @@ export async function rebuildReadModels(o: {
     );
   const out: RebuiltReadModel[] = [];
   for (const g of groups()) {
-    const names = g.projections.map((p) => p.name).filter((n) => wanted.includes(n));
-    if (names.length === 0) continue;
-    const t0 = Date.now();
-    if (g.monitor) {
-      for (const s of await rebuildMonitorReadModels({
-        store: o.store,
-        pool: o.pool,
-        names,
-        ...(o.logger ? { logger: o.logger } : {}),
-        ...(o.stallMs ? { timeoutMs: o.stallMs } : {}),
-      }))
-        out.push({ name: s.name, position: s.position, head: s.head, ms: Date.now() - t0 });
-      continue;
-    }
-    const runner = new ProjectionRunner({
+    const projections = g.projections.filter((p) => wanted.includes(p.name));
+    if (projections.length === 0) continue;
+    for (const st of await rebuildProjections({
       store: o.store,
-      db: { pool: o.pool },
-      projections: g.projections.filter((p) => names.includes(p.name)),
+      pool: o.pool,
+      projections,
       schema: g.schema,
       ...(o.logger ? { logger: o.logger } : {}),
-    });
-    await runner.start();
-    try {
-      for (const n of names) await runner.rebuild(n);
-      await runner.catchUp(undefined, o.stallMs ?? 60_000);
-      for (const s of await runner.status())
-        out.push({ name: s.name, position: s.position, head: s.head, ms: Date.now() - t0 });
-    } finally {
-      await runner.stop();
-    }
+      ...(o.stallMs ? { stallMs: o.stallMs } : {}),
+    }))
+      out.push({ name: st.name, position: st.position, head: st.head });
   }
   return out;
 }

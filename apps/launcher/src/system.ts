@@ -36,7 +36,7 @@ import {
 } from '@switchyard/monitor';
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
 import { runRelay } from '@switchyard/relay';
-import { startDispatcher } from '@switchyard/dispatcher';
+import { dispatcherLeaseTtlMs, startDispatcher } from '@switchyard/dispatcher';
 import { delegationProjections, startStatusProjections, workflowExecutionsProjection } from '@switchyard/read-models';
 import { READ_MODELS_CATCHING_UP, ReadModelLagWatch } from './lag-watch.js';
 import { startTriggerStarter, startWorkflowEngine, startReadModelThread } from '@switchyard/workflows';
@@ -577,7 +577,7 @@ export async function startSystem(
           // Once per deployment: a second monitor process waits as standby and takes over when this one dies.
           // The engines and dispatchers of every process heartbeat into these: each one is probed by its
           // heartbeat's age, so a frozen or crashed one shows (its partitions go to the others meanwhile).
-          const dispatcherTtl = Number(process.env.DISPATCHER_LEASE_TTL_MS) || 5_000;
+          const dispatcherTtl = dispatcherLeaseTtlMs();
           const memberTables = [
             { role: 'workflows', table: `${WORKFLOW_SCHEMA}.engine_members`, silentAfterMs: 10_000 },
             {

@@ -14,7 +14,7 @@ import type pg from 'pg';
 import { z } from 'zod';
 import { pino } from 'pino';
 import { createEventStore, type EventStore } from '@switchyard/event-store';
-import { ProjectionRunner, type ProjectionStatus } from '@switchyard/read-models';
+import { rebuildProjections, type ProjectionStatus } from '@switchyard/read-models';
 import { AppError, createPgPool, parseConfig, type Logger } from '@switchyard/platform';
 import { MONITOR_PROJECTIONS_SCHEMA, monitorProjections } from './projections.js';
 
@@ -39,22 +39,14 @@ export async function rebuildMonitorReadModels(o: RebuildMonitorReadModelsOption
       valid: all.map((p) => p.name),
     });
   const projections = o.names ? all.filter((p) => o.names!.includes(p.name)) : all;
-  const runner = new ProjectionRunner({
+  return rebuildProjections({
     store: o.store,
-    db: { pool: o.pool },
+    pool: o.pool,
     projections,
     schema: MONITOR_PROJECTIONS_SCHEMA,
     ...(o.logger ? { logger: o.logger } : {}),
+    ...(o.timeoutMs ? { stallMs: o.timeoutMs } : {}),
   });
-  // 1. Start (creates the checkpoints and tables when missing), 2. reset each and replay, 3. wait for the head.
-  await runner.start();
-  try {
-    for (const p of projections) await runner.rebuild(p.name);
-    await runner.catchUp(undefined, o.timeoutMs ?? 60_000);
-    return await runner.status();
-  } finally {
-    await runner.stop();
-  }
 }
 
 const envSchema = z.object({

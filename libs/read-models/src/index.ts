@@ -1,5 +1,5 @@
 export * from './projection.js';
-export { ProjectionRunner, type ProjectionRunnerOptions } from './projection-runner.js';
+export { ProjectionRunner, rebuildProjections, type ProjectionRunnerOptions } from './projection-runner.js';
 export {
   workflowExecutionsProjection,
   setupWorkflowReadModel,

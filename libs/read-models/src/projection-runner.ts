@@ -140,7 +140,7 @@ export class ProjectionRunner {
     for (const lane of this.lanes.values()) await this.startLane(lane);
     for (const lane of this.lanes.values())
       this.scheduleHousekeeping(lane.projection, this.options.housekeepingFirstMs ?? HOUSEKEEPING_FIRST_MS);
-    for (const lane of this.lanes.values()) if (lane.projection.isEmpty) this.scheduleEmptiedCheck(lane, 0);
+    for (const lane of this.lanes.values()) this.scheduleEmptiedCheck(lane);
   }
 
   /**
@@ -148,40 +148,37 @@ export class ProjectionRunner {
    * says it applied events it handles: its rows went outside the projection; rebuilt from the log.
    * Once per emptying: a rebuild that leaves it empty is not repeated until it has held rows again.
    */
-  private scheduleEmptiedCheck(lane: Lane, delayMs: number): void {
+  private scheduleEmptiedCheck(lane: Lane): void {
     const { projection } = lane;
-    if (!projection.isEmpty || !this.started) return;
-    const timer = setTimeout(() => {
-      this.housekeepingTimers.delete(timer);
-      this.housekeepingRuns = this.housekeepingRuns
-        .then(async () => {
-          if (!this.started || lane.stored < 0) return;
-          if (!(await projection.isEmpty!(this.pool))) {
-            lane.healed = false;
-            return;
-          }
-          if (lane.healed) return;
-          const applied = await this.options.store.readAll({
-            types: projection.handles,
-            ...(projection.streamPrefixes ? { streamPrefixes: projection.streamPrefixes } : {}),
-            maxCount: 1,
-            until: lane.stored,
-          });
-          if (applied.length === 0) return;
-          lane.healed = true;
-          this.log?.error(
-            { projection: projection.name, checkpoint: lane.stored, firstApplied: applied[0]!.position },
-            'read model found empty although its checkpoint says it applied events: its rows were removed outside the projection; rebuilding it from the log',
-          );
-          await this.rebuild(projection.name);
-        })
-        .catch((err: unknown) =>
-          this.log?.warn({ err, projection: projection.name }, 'checking a read model for lost rows failed'),
-        )
-        .finally(() => this.scheduleEmptiedCheck(lane, this.options.emptiedCheckMs ?? EMPTIED_CHECK_MS));
-    }, delayMs);
-    timer.unref();
-    this.housekeepingTimers.add(timer);
+    const isEmpty = projection.isEmpty?.bind(projection);
+    if (!isEmpty) return;
+    // At start, then every minute.
+    this.repeat(
+      0,
+      this.options.emptiedCheckMs ?? EMPTIED_CHECK_MS,
+      async () => {
+        if (lane.stored < 0) return;
+        if (!(await isEmpty(this.pool))) {
+          lane.healed = false;
+          return;
+        }
+        if (lane.healed) return;
+        const applied = await this.options.store.readAll({
+          types: projection.handles,
+          ...(projection.streamPrefixes ? { streamPrefixes: projection.streamPrefixes } : {}),
+          maxCount: 1,
+          until: lane.stored,
+        });
+        if (applied.length === 0) return;
+        lane.healed = true;
+        this.log?.error(
+          { projection: projection.name, checkpoint: lane.stored, firstApplied: applied[0]!.position },
+          'read model found empty although its checkpoint says it applied events: its rows were removed outside the projection; rebuilding it from the log',
+        );
+        await this.rebuild(projection.name);
+      },
+      (err) => this.log?.warn({ err, projection: projection.name }, 'checking a read model for lost rows failed'),
+    );
   }
 
   /**
@@ -190,22 +187,32 @@ export class ProjectionRunner {
    */
   private scheduleHousekeeping(projection: Projection, delayMs: number): void {
     const hk = projection.housekeeping;
-    if (!hk || !this.started) return;
+    if (!hk) return;
+    this.repeat(
+      delayMs,
+      hk.everyMs,
+      async () => {
+        const removed = await hk.run(this.pool);
+        if (removed > 0) this.log?.debug({ projection: projection.name, removed }, 'read-model rows trimmed');
+      },
+      (err) =>
+        this.log?.warn({ err, projection: projection.name }, 'trimming a read model failed; next round tries again'),
+    );
+  }
+
+  /**
+   * Run `job` after `delayMs`, then every `everyMs` while the runner runs, one job at a time across
+   * the runner (they share `housekeepingRuns`, which stop() waits for); a round's failure goes to
+   * `onError` and the next round runs as planned.
+   */
+  private repeat(delayMs: number, everyMs: number, job: () => Promise<void>, onError: (err: unknown) => void): void {
+    if (!this.started) return;
     const timer = setTimeout(() => {
       this.housekeepingTimers.delete(timer);
       this.housekeepingRuns = this.housekeepingRuns
-        .then(() => (this.started ? hk.run(this.pool) : 0))
-        .then(
-          (removed) => {
-            if (removed > 0) this.log?.debug({ projection: projection.name, removed }, 'read-model rows trimmed');
-          },
-          (err: unknown) =>
-            this.log?.warn(
-              { err, projection: projection.name },
-              'trimming a read model failed; next round tries again',
-            ),
-        )
-        .finally(() => this.scheduleHousekeeping(projection, hk.everyMs));
+        .then(() => (this.started ? job() : undefined))
+        .catch(onError)
+        .finally(() => this.repeat(everyMs, everyMs, job, onError));
     }, delayMs);
     timer.unref();
     this.housekeepingTimers.add(timer);
@@ -701,5 +708,36 @@ export class ProjectionRunner {
 
   private notifyWaiters(): void {
     for (const w of [...this.waiters]) w();
+  }
+}
+
+/**
+ * Reset every given projection (its tables emptied, its checkpoint set back to the start) and
+ * replay the log into them to its head; their status after. Beside running runners of the same
+ * projections (they lose their checkpoint's compare-and-set and follow). Fails when the replay goes
+ * `stallMs` (default 60 s) without moving.
+ */
+export async function rebuildProjections(o: {
+  readonly store: EventStore;
+  readonly pool: pg.Pool;
+  readonly projections: readonly Projection[];
+  readonly schema?: string;
+  readonly logger?: Logger;
+  readonly stallMs?: number;
+}): Promise<ProjectionStatus[]> {
+  const runner = new ProjectionRunner({
+    store: o.store,
+    db: { pool: o.pool },
+    projections: o.projections,
+    ...(o.schema ? { schema: o.schema } : {}),
+    ...(o.logger ? { logger: o.logger } : {}),
+  });
+  await runner.start();
+  try {
+    for (const p of o.projections) await runner.rebuild(p.name);
+    await runner.catchUp(undefined, o.stallMs ?? 60_000);
+    return await runner.status();
+  } finally {
+    await runner.stop();
   }
 }
