@@ -111,7 +111,10 @@ describe('a self-run 3-node cluster with the printed authorization block', () =>
     open.push(system);
     const tool = 'switchyard.svc.mcp.v1.analytics.call_tool';
     const register = 'switchyard.svc.tasks.v1.register_agent';
-    for (const subject of [tool, register])
+    const monitorPing = '$SRV.PING.monitor';
+    const anyPing = '$SRV.PING';
+    const monitorInfo = '$SRV.INFO.monitor';
+    for (const subject of [tool, register, monitorPing, anyPing, monitorInfo])
       system.subscribe(subject, {
         callback: (_e, m) => {
           m.respond('{"ok":true}');
@@ -126,6 +129,12 @@ describe('a self-run 3-node cluster with the printed authorization block', () =>
     assert.equal(await asks(agents, tool), false, 'an agents process may not call a tool');
     assert.equal(await asks(relay, tool), false, 'the relay calls nothing');
     assert.equal(await asks(workflows, register), false, 'the engine may not register agents');
+    // The gateway finds the live monitor instances (a read a stopped one left unanswered is asked
+    // again of a live one), and nothing else of discovery.
+    const gateway = await as('gateway');
+    assert.equal(await asks(gateway, monitorPing), true, 'the gateway pings the monitor service');
+    assert.equal(await asks(gateway, anyPing), false, 'not every service');
+    assert.equal(await asks(gateway, monitorInfo), false, 'nor asks their details');
     // The connectors share keyed calls through the bucket nats-setup.js made, and may not make another.
     const kv = await new Kvm(connectors).open(MCP_CALLS_BUCKET);
     await kv.put('c.authorization-test', '{"state":"done"}');

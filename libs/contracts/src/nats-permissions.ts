@@ -84,6 +84,9 @@ const rolePermissions: Record<NatsRoleUser, NatsPermissions> = {
         'unregister_agent',
       ),
       serviceWildcard(MONITOR_SERVICE_NAME),
+      // Which monitor instances answer, so a read a stopped one still subscribed left unanswered
+      // is asked again of a live one by its own subject (nothing else of discovery).
+      `$SRV.PING.${MONITOR_SERVICE_NAME}`,
     ],
     subscribe: [],
   },
